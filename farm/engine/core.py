@@ -1,0 +1,62 @@
+"""EngineCore: schedule, execute, update. The only loop; no policy of its own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from farm.engine.executor import Executor
+from farm.plan.film import FilmPlan
+from farm.sched.output import Event, FilmState, SchedulerOutput, WorkerSpec
+from farm.sched.scheduler import Scheduler
+
+
+class EngineStalled(RuntimeError):
+    """Unfinished films, nothing running, nothing schedulable (e.g. no worker holds an expert)."""
+
+
+class EngineCore:
+    def __init__(self, scheduler: Scheduler, executor: Executor,
+                 clock: Callable[[], float] = time.monotonic, poll_interval: float = 0.05):
+        self.scheduler = scheduler
+        self.executor = executor
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self._last = SchedulerOutput()
+
+    def add_worker(self, spec: WorkerSpec) -> None:
+        self.scheduler.add_worker(spec)
+
+    def add_film(self, film_id: str, plan: FilmPlan, **kwargs: object) -> list[Event]:
+        self.executor.add_film(film_id, plan)
+        return self.scheduler.add_film(film_id, plan, **kwargs)  # type: ignore[arg-type]
+
+    def step(self) -> list[Event]:
+        """Schedule what fits, hand it to the executor, apply whatever finished."""
+        output = self.scheduler.schedule(self.clock())
+        if not output.is_empty:
+            self.executor.submit(output)
+        self._last = output
+        busy = self.scheduler.num_running_tasks() > 0
+        reports = self.executor.poll(self.poll_interval if busy else 0.0)
+        events = self.scheduler.update_from_output(output, reports)
+        if not events and output.num_tasks == 0 and not busy and self._stalled():
+            raise EngineStalled(self._stall_reason())
+        return events
+
+    def run(self, on_events: Callable[[list[Event]], None] | None = None) -> None:
+        """Step until every film is finished."""
+        while self.scheduler.has_unfinished_films():
+            events = self.step()
+            if events and on_events is not None:
+                on_events(events)
+
+    def _stalled(self) -> bool:
+        states = [self.scheduler.progress(f).state for f in self.scheduler.film_ids()]
+        waiting = [s for s in states if s in (FilmState.QUEUED, FilmState.RUNNING)]
+        return bool(waiting)
+
+    def _stall_reason(self) -> str:
+        holds = sorted({h for w in self.scheduler.workers() if w.alive for h in w.spec.holds})
+        return ("no worker can run the remaining work of the unfinished films; "
+                f"workers hold: {', '.join(holds) or 'nothing'}")

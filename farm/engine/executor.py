@@ -1,0 +1,176 @@
+"""The executor interface, the worker interface, and the in-process executor.
+
+    EngineCore ──submit(SchedulerOutput)──> Executor ──orders──> Worker(s)
+               <──poll() -> [TaskReport]──           <──data───
+                                            data store: key -> object
+                                            frames ──> FrameSink
+
+A Worker holds weights and runs orders; the executor moves data between workers by key
+and reports outcomes. The in-process executor runs everything in this process; gang
+members run as threads that swap halos through a ThreadExchange.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from farm.engine.exchange import Exchange, NoExchange, ThreadExchange
+from farm.engine.orders import (
+    DecodeOrder,
+    DenoiseOrder,
+    PromptOrder,
+    decode_order,
+    denoise_orders,
+    prompt_order,
+)
+from farm.plan.film import FilmPlan
+from farm.sched.output import DecodeTask, PhaseTask, PrepareTask, SchedulerOutput, TaskReport
+
+# emit(scene_id, frame index within the scene, frame) for one film.
+Emit = Callable[[str, int, Any], None]
+
+
+class Worker(Protocol):
+    """Runs orders with the weights it holds; knows nothing about scheduling."""
+
+    def encode_prompt(self, order: PromptOrder) -> Any: ...
+
+    def denoise(self, order: DenoiseOrder, prompt: Any, state: Any | None,
+                condition: Any | None, exchange: Exchange) -> Any: ...
+
+    def decode(self, order: DecodeOrder, latents: list[Any], emit: Emit) -> Any | None: ...
+
+
+class FrameSink(Protocol):
+    def frame(self, film_id: str, scene_id: str, index: int, frame: Any) -> None: ...
+
+
+class Executor(Protocol):
+    def add_film(self, film_id: str, plan: FilmPlan) -> None: ...
+
+    def submit(self, output: SchedulerOutput) -> None: ...
+
+    def poll(self, timeout: float | None) -> list[TaskReport]:
+        """Reports of tasks finished since the last poll; wait up to `timeout` for one."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class InlineExecutor:
+    """Runs every task synchronously, in this process, in the order given."""
+
+    def __init__(self, workers: Mapping[str, Worker], sink: FrameSink):
+        self.workers = dict(workers)
+        self.sink = sink
+        self.store: dict[str, Any] = {}
+        self._plans: dict[str, FilmPlan] = {}
+        self._reports: list[TaskReport] = []
+
+    def add_film(self, film_id: str, plan: FilmPlan) -> None:
+        self._plans[film_id] = plan
+
+    def submit(self, output: SchedulerOutput) -> None:
+        for key in output.freed_keys:
+            self.store.pop(key, None)
+        # Decodes first: they are cheap and put frames in front of the viewer soonest.
+        for task in output.decodes:
+            self._reports.append(self._run(task, self._decode))
+        for task in output.prepares:
+            self._reports.append(self._run(task, self._prepare))
+        for task in output.phases:
+            self._reports.append(self._run(task, self._phase))
+
+    def poll(self, timeout: float | None = None) -> list[TaskReport]:
+        out, self._reports = self._reports, []
+        return out
+
+    def close(self) -> None:
+        self.store.clear()
+
+    # ---- tasks -------------------------------------------------------------------------
+
+    def _run(self, task: Any, fn: Callable[[Any], None]) -> TaskReport:
+        started = time.perf_counter()
+        try:
+            fn(task)
+        except _MissingKeys as exc:
+            return TaskReport(task.task_id, ok=False, error=str(exc), lost_keys=exc.keys)
+        except Exception as exc:  # noqa: BLE001 - any worker failure becomes a report
+            worker = getattr(exc, "worker_id", None)
+            return TaskReport(task.task_id, ok=False, error=f"{type(exc).__name__}: {exc}",
+                              worker_id=worker)
+        return TaskReport(task.task_id, ok=True, duration=time.perf_counter() - started)
+
+    def _get(self, *keys: str | None) -> list[Any]:
+        missing = tuple(k for k in keys if k is not None and k not in self.store)
+        if missing:
+            raise _MissingKeys(missing)
+        return [self.store[k] if k is not None else None for k in keys]
+
+    def _prepare(self, task: PrepareTask) -> None:
+        order = prompt_order(self._plans[task.film_id], task)
+        self.store[task.output_key] = self.workers[task.worker_id].encode_prompt(order)
+
+    def _phase(self, task: PhaseTask) -> None:
+        orders = denoise_orders(self._plans[task.film_id], task)
+        prompt, condition = self._get(task.prompt_key, task.condition_key)
+        states = self._get(*(m.input_key for m in task.members))
+        if len(orders) == 1:
+            results = [self.workers[task.members[0].worker_id].denoise(
+                orders[0], prompt, states[0], condition, NoExchange())]
+        else:
+            results = run_gang(
+                [(self.workers[m.worker_id], m.worker_id) for m in task.members],
+                orders, prompt, states, condition)
+        for m, result in zip(task.members, results, strict=True):
+            self.store[m.output_key] = result
+
+    def _decode(self, task: DecodeTask) -> None:
+        order = decode_order(self._plans[task.film_id], task)
+        latents = self._get(*(s.key for s in task.slices))
+        emit: Emit = lambda scene, i, frame: self.sink.frame(task.film_id, scene, i, frame)  # noqa: E731
+        condition = self.workers[task.worker_id].decode(order, latents, emit)
+        if task.condition_key is not None:
+            self.store[task.condition_key] = condition
+
+
+class _MissingKeys(RuntimeError):
+    def __init__(self, keys: tuple[str, ...]):
+        super().__init__(f"input data lost: {', '.join(keys)}")
+        self.keys = keys
+
+
+class MemberFailed(RuntimeError):
+    def __init__(self, worker_id: str, cause: BaseException):
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.worker_id = worker_id
+
+
+def run_gang(workers: list[tuple[Worker, str]], orders: tuple[DenoiseOrder, ...], prompt: Any,
+             states: list[Any], condition: Any) -> list[Any]:
+    """Run the members of a gang as threads stepping together through one exchange."""
+    exchange = ThreadExchange()
+    results: list[Any] = [None] * len(orders)
+    errors: list[MemberFailed] = []
+
+    def member(i: int) -> None:
+        worker, worker_id = workers[i]
+        try:
+            results[i] = worker.denoise(orders[i], prompt, states[i], condition, exchange)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(MemberFailed(worker_id, exc))
+            exchange.abort(f"member {i} on {worker_id} failed: {exc}")
+
+    threads = [threading.Thread(target=member, args=(i,), daemon=True) for i in range(len(orders))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    real = [e for e in errors if "ExchangeAborted" not in str(e)] or errors
+    if real:
+        raise real[0]
+    return results

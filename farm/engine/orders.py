@@ -1,0 +1,110 @@
+"""Work orders: what a worker needs to run a task, built from the film plan (pure).
+
+Scheduler tasks name ids and keys; orders add the film's settings (size, solver, seed,
+guidance, windows) so a worker never needs the plan. Orders are small, frozen and
+picklable: they cross process boundaries as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from farm.plan.film import FilmPlan
+from farm.plan.segments import Window
+from farm.sched.output import DecodeTask, PhaseTask, PrepareTask
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """Which weights and settings: identical for every order of one film."""
+
+    # "tiny", "tiny-<family>" or a local diffusers-format folder.
+    model: str
+    family: str
+    experts: tuple[str, ...]
+    width: int
+    height: int
+    num_steps: int
+    shift: float
+    solver: str
+    text_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromptOrder:
+    film_id: str
+    scene_id: str
+    model: ModelRef
+    prompt: str
+    negative_prompt: str
+    # Guidance > 1 needs the negative prompt's embeddings too.
+    needs_negative: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DenoiseOrder:
+    """One member (segment) of a phase."""
+
+    film_id: str
+    task_id: str
+    segment_id: str
+    scene_id: str
+    model: ModelRef
+    seed: int
+    expert: str
+    guidance: float
+    start_step: int
+    stop_step: int
+    # This segment's latent frames [start, stop) of the scene (noise is keyed by them).
+    window: Window
+    # The gang: every member's window (same order as the task's members) and my index.
+    gang: tuple[Window, ...]
+    member: int
+    # Whether a conditioning input (chain: previous segment's last frame) is given.
+    conditioned: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOrder:
+    film_id: str
+    task_id: str
+    scene_id: str
+    model: ModelRef
+    # (segment id, latent frames [start, stop) of that segment's latents), in order.
+    slices: tuple[tuple[str, int, int], ...]
+    frame_start: int
+    drop_frames: int
+    # Chain: pixel frames of the next segment (its conditioning), 0 for none.
+    condition_frames: int
+
+
+def model_ref(plan: FilmPlan) -> ModelRef:
+    film = plan.film
+    return ModelRef(film.model, film.profile.family, film.profile.experts, film.width,
+                    film.height, film.num_steps, film.shift, film.solver, film.profile.text_len)
+
+
+def prompt_order(plan: FilmPlan, task: PrepareTask) -> PromptOrder:
+    scene = plan.film.scene(task.scene_id)
+    return PromptOrder(task.film_id, task.scene_id, model_ref(plan), scene.prompt,
+                       scene.negative_prompt, needs_negative=any(g > 1.0 for g in scene.guidance))
+
+
+def denoise_orders(plan: FilmPlan, task: PhaseTask) -> tuple[DenoiseOrder, ...]:
+    film = plan.film
+    scene = film.scene(task.scene_id)
+    unit = plan.unit(task.unit_id)
+    gang = tuple(seg.window for seg in unit.segments)
+    ref = model_ref(plan)
+    return tuple(
+        DenoiseOrder(task.film_id, task.task_id, m.segment_id, scene.id, ref, scene.seed,
+                     film.profile.experts[task.expert], scene.guidance[task.expert],
+                     task.start_step, task.stop_step, seg.window, gang, i,
+                     task.condition_key is not None)
+        for i, (m, seg) in enumerate(zip(task.members, unit.segments, strict=True)))
+
+
+def decode_order(plan: FilmPlan, task: DecodeTask) -> DecodeOrder:
+    return DecodeOrder(task.film_id, task.task_id, task.scene_id, model_ref(plan),
+                       tuple((s.segment_id, s.latent_start, s.latent_stop) for s in task.slices),
+                       task.frame_start, task.drop_frames, task.condition_frames)

@@ -1,0 +1,1 @@
+"""Frame encoding and writers: mp4 (PyAV), PNG sequences (Pillow)."""

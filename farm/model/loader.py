@@ -1,0 +1,159 @@
+"""Where weights come from: the tiny offline factory or a local diffusers-format folder.
+
+A worker loads only what it holds (one expert, the VAE, or the text encoder); nothing
+is fetched from a hub. A real checkpoint folder such as Wan2.2-T2V-A14B-Diffusers loads
+the same way as a folder written by `reelfarm models init-tiny`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from farm.model import tiny
+from farm.spec.profiles import PROFILES
+
+EXPERT_SUBFOLDER = {"high": "transformer", "low": "transformer_2", "dense": "transformer"}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    # The reference as given: "tiny", "tiny-<family>" or a folder.
+    ref: str
+    family: str
+    # None: build the tiny model in memory.
+    path: Path | None
+    seed: int = 0
+
+
+def resolve_model(ref: str) -> ModelSource:
+    """Turn a model reference into a source; ValueError with a clear message if invalid."""
+    if ref == "tiny":
+        return ModelSource(ref, "t2v-a14b", None)
+    if ref.startswith("tiny-"):
+        kind = ref[len("tiny-"):]
+        if kind not in tiny.TINY_KINDS:
+            allowed = ", ".join(["tiny"] + [f"tiny-{k}" for k in tiny.TINY_KINDS])
+            raise ValueError(f"unknown tiny model {ref!r}; allowed: {allowed}, or a model folder")
+        return ModelSource(ref, kind, None)
+    path = Path(ref).expanduser()
+    if not (path / "model_index.json").is_file():
+        raise ValueError(f"{ref!r} is neither a built-in model (tiny, tiny-t2v-a14b, tiny-i2v-a14b, "
+                         "tiny-ti2v-5b) nor a diffusers-format model folder (no model_index.json)")
+    return ModelSource(ref, detect_family(path), path.resolve())
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+
+
+def detect_family(path: Path) -> str:
+    """Family of a diffusers-format Wan folder, from its configs (no weights read)."""
+    index = _read_json(path / "model_index.json")
+    transformer = _read_json(path / "transformer" / "config.json")
+    vae = _read_json(path / "vae" / "config.json")
+    if index.get("expand_timesteps") or vae.get("z_dim") == 48:
+        return "ti2v-5b"
+    if index.get("_class_name") == "WanImageToVideoPipeline" or transformer.get("in_channels") == 36:
+        return "i2v-a14b"
+    if index.get("boundary_ratio") is not None:
+        return "t2v-a14b"
+    raise ValueError(f"{path}: a Wan model without experts or expanded timesteps (Wan2.1?) is not "
+                     f"supported; supported families: {', '.join(PROFILES)}")
+
+
+def cast(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Move to device and dtype, keeping the modules diffusers wants in float32 in float32."""
+    module = module.to(device)
+    if dtype == torch.float32:
+        return module
+    module = module.to(dtype)
+    keep = getattr(module, "_keep_in_fp32_modules", None) or []
+    for name, sub in module.named_modules():
+        if any(k in name.split(".") for k in keep):
+            sub.float()
+    return module
+
+
+def _aligned(module: torch.nn.Module) -> torch.nn.Module:
+    # Weights mmapped from safetensors sit at odd alignments and MKL's results depend on
+    # alignment; a copy makes a loaded model compute exactly like a freshly built one.
+    for p in module.parameters():
+        p.data = p.data.clone()
+    return module.eval()
+
+
+class ModelLoader:
+    """Loads components of one model on one device; each at most once."""
+
+    def __init__(self, source: ModelSource, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype = torch.float32):
+        self.source = source
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.vae_dtype = vae_dtype
+        self._cache: dict[str, object] = {}
+
+    def _once(self, name: str, build):
+        if name not in self._cache:
+            self._cache[name] = build()
+        return self._cache[name]
+
+    def text(self):
+        """(tokenizer, text encoder)."""
+        def build():
+            from transformers import AutoTokenizer, UMT5EncoderModel
+
+            if self.source.path is None:
+                tok = tiny.build_tokenizer()
+                enc = tiny.build_text_encoder(len(tok), self.source.seed)
+            else:
+                tok = AutoTokenizer.from_pretrained(self.source.path / "tokenizer")
+                enc = _aligned(UMT5EncoderModel.from_pretrained(self.source.path / "text_encoder"))
+            return tok, cast(enc, self.device, self.dtype)
+        return self._once("text", build)
+
+    def expert(self, name: str):
+        def build():
+            from diffusers import WanTransformer3DModel
+
+            sub = EXPERT_SUBFOLDER[name]
+            if self.source.path is None:
+                model = tiny.build_transformer(self.source.family, sub, self.source.seed)
+            else:
+                model = _aligned(WanTransformer3DModel.from_pretrained(self.source.path, subfolder=sub))
+            return cast(model, self.device, self.dtype)
+        return self._once(f"expert:{name}", build)
+
+    def vae(self):
+        def build():
+            from diffusers import AutoencoderKLWan
+
+            if self.source.path is None:
+                model = tiny.build_vae(self.source.family, self.source.seed)
+            else:
+                model = _aligned(AutoencoderKLWan.from_pretrained(self.source.path, subfolder="vae"))
+            return cast(model, self.device, self.vae_dtype)
+        return self._once("vae", build)
+
+    def scheduler(self, solver: str, shift: float):
+        """A fresh solver instance (schedulers are stateful; one per segment)."""
+        from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+        if solver == "euler":
+            return FlowMatchEulerDiscreteScheduler(shift=shift)
+        config = self._once("scheduler_config", self._scheduler_config)
+        return UniPCMultistepScheduler.from_config(config, flow_shift=shift,
+                                                   prediction_type="flow_prediction",
+                                                   use_flow_sigmas=True)
+
+    def _scheduler_config(self) -> dict:
+        if self.source.path is None:
+            return dict(tiny.build_scheduler(PROFILES[self.source.family]).config)
+        return _read_json(self.source.path / "scheduler" / "scheduler_config.json")

@@ -1,0 +1,128 @@
+"""Tiny random-weight Wan models of the real architectures, built offline.
+
+Same classes as the real checkpoints (WanTransformer3DModel, AutoencoderKLWan, UMT5
+encoder, a byte-level BPE tokenizer trained in memory), with tiny sizes, so every code
+path of the farm runs on a CPU in milliseconds. Weights are seeded per component, so a
+worker that builds only the low-noise expert gets the same weights as one that builds
+the whole model. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+from farm.spec.profiles import ModelProfile, profile_for
+
+TINY_KINDS = ("t2v-a14b", "i2v-a14b", "ti2v-5b")
+TEXT_DIM = 32
+
+# A few hundred words of video vocabulary; the byte-level BPE encodes any string anyway.
+_CORPUS = (
+    "a red fox runs through fresh snow at dawn, camera tracking low",
+    "a blue circle moves left on a green background; a yellow square moves right",
+    "cinematic close-up of a woman smiling, soft light, shallow depth of field",
+    "aerial shot of a city at night with neon signs and rain, slow dolly forward",
+    "blurry, low quality, distorted, static, worst quality, jpeg artifacts, watermark",
+)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def component_seed(seed: int, component: str) -> int:
+    order = ("text_encoder", "transformer", "transformer_2", "vae")
+    return seed * 16 + order.index(component)
+
+
+def build_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(list(_CORPUS), trainer=trainer)
+    eos = tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>", model_max_length=512, padding_side="right")
+
+
+def build_text_encoder(vocab_size: int, seed: int = 0):
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    cfg = UMT5Config(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=8, d_ff=37, num_layers=2,
+                     num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0,
+                     feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1,
+                     decoder_start_token_id=0)
+    with _seeded(component_seed(seed, "text_encoder")):
+        return UMT5EncoderModel(cfg).eval()
+
+
+def build_transformer(kind: str, component: str = "transformer", seed: int = 0):
+    from diffusers import WanTransformer3DModel
+
+    in_ch, out_ch = {"t2v-a14b": (16, 16), "i2v-a14b": (36, 16), "ti2v-5b": (48, 48)}[kind]
+    with _seeded(component_seed(seed, component)):
+        return WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+            in_channels=in_ch, out_channels=out_ch, text_dim=TEXT_DIM, freq_dim=256, ffn_dim=32,
+            num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=1024).eval()
+
+
+def build_vae(kind: str, seed: int = 0):
+    from diffusers import AutoencoderKLWan
+
+    with _seeded(component_seed(seed, "vae")):
+        if kind == "ti2v-5b":  # Wan2.2 VAE: x16 spatial, 48 channels, patchified
+            return AutoencoderKLWan(
+                base_dim=3, z_dim=48, in_channels=12, out_channels=12, is_residual=True,
+                patch_size=2, latents_mean=[0.0] * 48, latents_std=[1.0] * 48,
+                dim_mult=[1, 1, 1, 1], num_res_blocks=1, scale_factor_spatial=16,
+                scale_factor_temporal=4, temperal_downsample=[False, True, True]).eval()
+        return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                                temperal_downsample=[False, True, True]).eval()
+
+
+def build_scheduler(profile: ModelProfile):
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                   num_train_timesteps=1000, flow_shift=profile.shift)
+
+
+def build_pipeline(kind: str, seed: int = 0):
+    """The whole tiny model as a diffusers pipeline (what `init-tiny` saves)."""
+    from diffusers import WanImageToVideoPipeline, WanPipeline
+
+    if kind not in TINY_KINDS:
+        raise ValueError(f"unknown tiny model kind {kind!r}; allowed: {', '.join(TINY_KINDS)}")
+    profile = profile_for(kind)
+    tokenizer = build_tokenizer()
+    parts = dict(tokenizer=tokenizer, text_encoder=build_text_encoder(len(tokenizer), seed),
+                 vae=build_vae(kind, seed), scheduler=build_scheduler(profile),
+                 transformer=build_transformer(kind, "transformer", seed))
+    if len(profile.experts) == 2:
+        parts["transformer_2"] = build_transformer(kind, "transformer_2", seed)
+        parts["boundary_ratio"] = profile.boundaries[0]
+    if kind == "i2v-a14b":
+        return WanImageToVideoPipeline(image_processor=None, image_encoder=None, **parts)
+    return WanPipeline(expand_timesteps=profile.expand_timesteps, **parts)
+
+
+def init_tiny(directory: str | Path, kind: str = "t2v-a14b", seed: int = 0) -> Path:
+    """Write a tiny model as a diffusers-format folder, loadable offline."""
+    path = Path(directory)
+    build_pipeline(kind, seed).save_pretrained(path)
+    return path

@@ -1,0 +1,69 @@
+"""TorchWorker: runs prompt, denoise and decode orders with the weights it holds.
+
+One worker per device. It loads lazily and only what it is asked to run, so a
+high-noise-pool worker never loads the low-noise expert, the VAE or the text encoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from farm.engine.exchange import Exchange
+from farm.engine.executor import Emit
+from farm.engine.orders import DecodeOrder, DenoiseOrder, ModelRef, PromptOrder
+from farm.model.decode import StreamingDecoder, to_uint8
+from farm.model.loader import ModelLoader, ModelSource
+from farm.model.noise import initial_noise
+from farm.model.phase import run_phase
+from farm.model.solver import Handoff
+from farm.model.text import PromptEmbeds, encode_prompts
+from farm.spec.profiles import profile_for
+
+
+class TorchWorker:
+    def __init__(self, source: ModelSource, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype = torch.float32):
+        self.loader = ModelLoader(source, device, dtype, vae_dtype)
+        self.profile = profile_for(source.family)
+
+    def _check(self, model: ModelRef) -> None:
+        if model.family != self.loader.source.family:
+            raise ValueError(f"worker holds a {self.loader.source.family} model, the order "
+                             f"needs {model.family} ({model.model})")
+
+    def encode_prompt(self, order: PromptOrder) -> PromptEmbeds:
+        self._check(order.model)
+        tokenizer, encoder = self.loader.text()
+        return encode_prompts(tokenizer, encoder, order.prompt, order.negative_prompt,
+                              order.model.text_len, order.needs_negative)
+
+    def denoise(self, order: DenoiseOrder, prompt: PromptEmbeds, state: Handoff | None,
+                condition: Any | None, exchange: Exchange) -> Handoff:
+        self._check(order.model)
+        latents = None
+        if state is None:
+            p = self.profile
+            latents = initial_noise(order.seed, order.scene_id, order.window.size, p.latent_channels,
+                                    order.model.height // p.vae_spatial,
+                                    order.model.width // p.vae_spatial, first_frame=order.window.start)
+        return run_phase(self.loader.expert(order.expert),
+                         self.loader.scheduler(order.model.solver, order.model.shift), order,
+                         prompt, latents, state, exchange,
+                         expand_timesteps=self.profile.expand_timesteps, condition=condition)
+
+    def decode(self, order: DecodeOrder, latents: list[Handoff], emit: Emit) -> Any | None:
+        self._check(order.model)
+        z = torch.cat([h.latents[:, :, a:b] for h, (_, a, b) in zip(latents, order.slices, strict=True)],
+                      dim=2)  # (1, C, L, h, w)
+        decoder = StreamingDecoder(self.loader.vae())
+        produced = 0
+        for chunk in decoder.decode(z):
+            for frame in to_uint8(chunk):
+                if produced >= order.drop_frames:
+                    emit(order.scene_id, order.frame_start + produced - order.drop_frames, frame)
+                produced += 1
+        if order.condition_frames:
+            raise NotImplementedError("chain conditioning arrives with the segments issue")
+        return None

@@ -1,0 +1,1 @@
+"""Pure planning: film -> scenes -> segments (latent windows) -> phases (expert step ranges)."""

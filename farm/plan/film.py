@@ -1,0 +1,136 @@
+"""Planning a resolved film into scenes, segments, units and phases (pure).
+
+    Film ── Scene ── Unit ── Segment        Phase (per unit, same for every unit)
+                      │        window of       expert 0 steps [0, k)
+                      │        latent frames   expert 1 steps [k, N)
+                      └ single: 1 segment; windows: a gang of segments that step
+                        together; chain: 1 segment, after the previous unit's decode.
+
+The scheduler places units (all segments of a unit at once) and runs their phases in
+order; the decoder turns each scene's final latents into frames, in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from farm.plan.segments import Window, neighbours, owner_slices, plan_chain, plan_windows
+from farm.plan.timesteps import Phase, phases, timesteps
+from farm.spec.film import Film, Scene
+from farm.spec.frames import pixel_frames
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One window of a scene's latent frames: what one denoising call works on."""
+
+    # "<scene id>/<index>", unique within the film.
+    id: str
+    scene_id: str
+    index: int
+    # Latent frames [start, stop) of the scene.
+    window: Window
+    # Ids of segments of the same unit sharing frames with this one (windows mode).
+    neighbour_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What the scheduler places: one segment, or a gang of windows of one scene."""
+
+    # "<scene id>/u<index>", unique within the film.
+    id: str
+    scene_id: str
+    index: int
+    segments: tuple[Segment, ...]
+    # Chain mode: the unit whose decoded last frame conditions this one.
+    after: str | None
+    # Pixel frames of the scene this unit's decode produces: [frame_start, frame_stop).
+    frame_start: int
+    frame_stop: int
+    # Latent frames [start, stop) of each segment that the decoder reads, in order.
+    decode_slices: tuple[tuple[str, Window], ...]
+    # Decoded frames at the start of this unit to drop (chain: the shared frame).
+    drop_frames: int
+
+    @property
+    def is_gang(self) -> bool:
+        return len(self.segments) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class ScenePlan:
+    scene: Scene
+    units: tuple[Unit, ...]
+    # Index of the scene's first frame within the film.
+    film_frame_start: int
+    # Whether the decoder keeps one causal cache for the whole scene (single, windows)
+    # or restarts it for every unit (chain: every unit is a separate clip).
+    continuous_decode: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FilmPlan:
+    film: Film
+    # Timesteps of the solver, highest first; phases split them between experts.
+    timesteps: tuple[float, ...]
+    phases: tuple[Phase, ...]
+    scenes: tuple[ScenePlan, ...]
+
+    @property
+    def units(self) -> tuple[Unit, ...]:
+        return tuple(u for s in self.scenes for u in s.units)
+
+    def scene_plan(self, scene_id: str) -> ScenePlan:
+        for s in self.scenes:
+            if s.scene.id == scene_id:
+                return s
+        raise KeyError(scene_id)
+
+    def unit(self, unit_id: str) -> Unit:
+        scene_id = unit_id.split("/", 1)[0]
+        for u in self.scene_plan(scene_id).units:
+            if u.id == unit_id:
+                return u
+        raise KeyError(unit_id)
+
+
+def plan_film(film: Film) -> FilmPlan:
+    steps = timesteps(film.solver, film.num_steps, film.shift)
+    scenes, offset = [], 0
+    for scene in film.scenes:
+        scenes.append(plan_scene(scene, offset))
+        offset += scene.num_frames
+    return FilmPlan(film=film, timesteps=steps, phases=phases(steps, film.profile.boundaries),
+                    scenes=tuple(scenes))
+
+
+def plan_scene(scene: Scene, film_frame_start: int = 0) -> ScenePlan:
+    n = scene.num_latent_frames
+    if scene.continuity == "chain":
+        units = _chain_units(scene, plan_chain(n, scene.window))
+        return ScenePlan(scene, units, film_frame_start, continuous_decode=False)
+    if scene.continuity == "windows":
+        windows = plan_windows(n, scene.window, scene.overlap)
+    else:
+        windows = (Window(0, n),)
+    segs = tuple(
+        Segment(f"{scene.id}/{k}", scene.id, k, w,
+                tuple(f"{scene.id}/{j}" for j in neighbours(windows, k)))
+        for k, w in enumerate(windows))
+    slices = tuple((s.id, sl) for s, sl in zip(segs, owner_slices(windows), strict=True))
+    unit = Unit(f"{scene.id}/u0", scene.id, 0, segs, None, 0, scene.num_frames, slices, 0)
+    return ScenePlan(scene, (unit,), film_frame_start, continuous_decode=True)
+
+
+def _chain_units(scene: Scene, windows: tuple[Window, ...]) -> tuple[Unit, ...]:
+    units, frame = [], 0
+    for k, w in enumerate(windows):
+        seg = Segment(f"{scene.id}/{k}", scene.id, k, w, ())
+        drop = 1 if k > 0 else 0
+        stop = frame + pixel_frames(w.size) - drop
+        units.append(Unit(f"{scene.id}/u{k}", scene.id, k, (seg,),
+                          f"{scene.id}/u{k - 1}" if k > 0 else None, frame, stop,
+                          ((seg.id, w),), drop))
+        frame = stop
+    return tuple(units)

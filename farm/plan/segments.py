@@ -1,0 +1,108 @@
+"""Cutting a scene's latent frames into segments.
+
+Windows (parallel; every step, neighbours swap predictions on the shared frames):
+
+    latent frame   0         5         10        15        20        25   29
+                   |---------|---------|---------|---------|---------|----|
+    window 0       [=====================)                                      0..10
+    window 1                    [=====================)                          6..16   (overlap 5)
+    window 2                                  [======================)          13..23  (overlap 3+)
+    ...            all windows have the same size W; starts are spread evenly over
+                   [0, L - W], so every overlap is at least the requested O.
+
+    blend weights in an overlap of O frames (linear ramp, both sides > 0, sum 1):
+        left window   O/(O+1) ... 1/(O+1)
+        right window  1/(O+1) ... O/(O+1)
+
+Chain (sequential; segment k+1 starts from the last decoded frame of segment k):
+
+    latent frame   0                    10                   20
+    segment 0      [====================]                              latents 0..10
+    segment 1                           [====================]         latents 10..20
+                   the shared latent position is the shared pixel frame; it is
+                   dropped from segment 1's output, so the scene keeps its length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Latent frames [start, stop) of a scene covered by one segment."""
+
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+def plan_windows(num_latent: int, window: int, overlap: int) -> tuple[Window, ...]:
+    """Equal-size windows covering [0, num_latent), neighbours sharing >= overlap frames."""
+    _check(num_latent, window)
+    if not 1 <= overlap < window:
+        raise ValueError(f"overlap must be in [1, window), got overlap={overlap}, window={window}")
+    if num_latent <= window:
+        return (Window(0, num_latent),)
+    n = -(-(num_latent - overlap) // (window - overlap))  # ceil
+    span = num_latent - window
+    starts = [k * span // (n - 1) for k in range(n)]
+    return tuple(Window(s, s + window) for s in starts)
+
+
+def plan_chain(num_latent: int, window: int) -> tuple[Window, ...]:
+    """Sequential segments of at most `window` latents, consecutive ones sharing one."""
+    _check(num_latent, window)
+    if window < 2 and num_latent > 1:
+        raise ValueError("a chain needs windows of at least 2 latent frames")
+    if num_latent <= window:
+        return (Window(0, num_latent),)
+    new = num_latent - 1  # latent frames after the first, spread over the segments
+    n = -(-new // (window - 1))
+    sizes = [new // n + (1 if k < new % n else 0) for k in range(n)]
+    out, start = [], 0
+    for size in sizes:
+        out.append(Window(start, start + size + 1))
+        start += size
+    return tuple(out)
+
+
+def blend_weights(window: Window) -> tuple[float, ...]:
+    """Pyramid weight of a window's prediction on each of its frames.
+
+    w(f) = min(f - start + 1, stop - f): a window trusts its centre most. Predictions are
+    blended as sum(w_k * p_k) / sum(w_k) over the windows covering a frame, so a frame
+    covered by one window keeps that window's prediction, and in a two-window overlap of
+    O frames the weights are the linear ramp of the diagram above.
+    """
+    return tuple(float(min(f - window.start + 1, window.stop - f))
+                 for f in range(window.start, window.stop))
+
+
+def neighbours(windows: tuple[Window, ...], index: int) -> tuple[int, ...]:
+    """Indices of the other windows that share at least one frame with window `index`."""
+    w = windows[index]
+    return tuple(k for k, o in enumerate(windows)
+                 if k != index and o.start < w.stop and w.start < o.stop)
+
+
+def owner_slices(windows: tuple[Window, ...]) -> tuple[Window, ...]:
+    """Disjoint ranges, one per window, that together cover the scene once.
+
+    After the last step every window holds identical values on shared frames, so the
+    decoder may take each latent frame from any window covering it; it takes frames
+    [start_k, start_{k+1}) from window k.
+    """
+    out = []
+    for k, w in enumerate(windows):
+        stop = windows[k + 1].start if k + 1 < len(windows) else w.stop
+        out.append(Window(w.start, stop))
+    return tuple(out)
+
+
+def _check(num_latent: int, window: int) -> None:
+    if num_latent < 1 or window < 1:
+        raise ValueError(f"need num_latent >= 1 and window >= 1, got {num_latent}, {window}")

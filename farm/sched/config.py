@@ -1,0 +1,28 @@
+"""Scheduler policy settings, validated once when the farm starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    # Tries per task (a phase of a unit, a decode, a prompt encoding) before the film fails.
+    max_attempts: int = 3
+    # Failures of one worker on one film after which that worker is excluded for the film.
+    exclude_after: int = 2
+    # Fair-share weight per tenant (default 1.0); a tenant with weight 2 gets twice the
+    # work of a tenant with weight 1 when both have films waiting at the same priority.
+    tenant_weights: tuple[tuple[str, float], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.exclude_after < 1:
+            raise ValueError(f"exclude_after must be >= 1, got {self.exclude_after}")
+        for tenant, w in self.tenant_weights:
+            if not w > 0:
+                raise ValueError(f"tenant weight must be > 0, got {w} for tenant {tenant!r}")
+
+    def tenant_weight(self, tenant: str) -> float:
+        return dict(self.tenant_weights).get(tenant, 1.0)

@@ -1,0 +1,223 @@
+"""The contract between the scheduler and executors: frozen values of ids and counters.
+
+Tensors never pass through here. Data (prompt embeddings, latents + solver state,
+conditioning) is named by opaque string keys; the executor keeps the data under those
+keys (a dict in process, Ray object refs in a cluster) and the scheduler says when a key
+may be freed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class FilmState(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (FilmState.SUCCEEDED, FilmState.FAILED, FilmState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """A worker as it advertises itself."""
+
+    worker_id: str
+    # What it holds: expert names ("high", "low", "dense"), "text" (encoder), "vae".
+    holds: frozenset[str]
+    # Units of work it runs at once (gang members count one each).
+    slots: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareTask:
+    """Encode a scene's prompt and negative prompt once, for all its segments."""
+
+    task_id: str
+    film_id: str
+    scene_id: str
+    worker_id: str
+    # Key under which the executor stores the prompt embeddings.
+    output_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberTask:
+    """One segment of a phase, on one worker."""
+
+    segment_id: str
+    worker_id: str
+    # Latents + solver state after the previous phase; None = start from initial noise.
+    input_key: str | None
+    # Key for this phase's latents + solver state.
+    output_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseTask:
+    """Run steps [start_step, stop_step) of one expert on every segment of a unit.
+
+    A unit with several segments (windows) is a gang: its members step together and swap
+    their overlap predictions every step.
+    """
+
+    task_id: str
+    film_id: str
+    scene_id: str
+    unit_id: str
+    # Index of the phase in the film plan, and the expert it runs (index into experts).
+    phase_index: int
+    expert: int
+    start_step: int
+    stop_step: int
+    members: tuple[MemberTask, ...]
+    # Prompt embeddings of the scene.
+    prompt_key: str
+    # Chain mode: conditioning made from the previous unit's last frame.
+    condition_key: str | None
+    # 1 for the first try of this phase of this unit.
+    attempt: int
+
+    @property
+    def worker_ids(self) -> tuple[str, ...]:
+        return tuple(m.worker_id for m in self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeSlice:
+    """Latent frames [latent_start, latent_stop) of a segment's final latents."""
+
+    segment_id: str
+    key: str
+    latent_start: int
+    latent_stop: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeTask:
+    """Decode a unit's final latents into frames, streaming them out in order."""
+
+    task_id: str
+    film_id: str
+    scene_id: str
+    unit_id: str
+    worker_id: str
+    # Slices of the unit's segments, in frame order, decoded with one causal cache.
+    slices: tuple[DecodeSlice, ...]
+    # Frames of the scene this decode yields: [frame_start, frame_stop); the first
+    # `drop_frames` decoded frames are dropped (chain: the shared first frame).
+    frame_start: int
+    frame_stop: int
+    drop_frames: int
+    # Chain mode: store conditioning for the next unit (from the last frame) under this
+    # key; `condition_frames` is that unit's pixel frame count.
+    condition_key: str | None
+    condition_frames: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerOutput:
+    """Everything to start now, plus housekeeping for the executor."""
+
+    prepares: tuple[PrepareTask, ...] = ()
+    phases: tuple[PhaseTask, ...] = ()
+    decodes: tuple[DecodeTask, ...] = ()
+    # Data keys no longer needed by any film; the executor may drop them.
+    freed_keys: tuple[str, ...] = ()
+    # Running tasks whose results will be ignored (film cancelled); stop them if you can.
+    cancelled_task_ids: tuple[str, ...] = ()
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.prepares) + len(self.phases) + len(self.decodes)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.num_tasks == 0 and not self.freed_keys and not self.cancelled_task_ids
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReport:
+    """The outcome of one task, sent back by the executor."""
+
+    task_id: str
+    ok: bool
+    # Why it failed ("" when ok). Shown to users and counted by reason.
+    error: str = ""
+    # The worker to blame for a failure (a gang names the member that failed).
+    worker_id: str | None = None
+    # Input keys the executor could not find (data lost with a node).
+    lost_keys: tuple[str, ...] = ()
+    # Seconds the task ran, as measured by the executor (for statistics only).
+    duration: float = 0.0
+
+
+# ---- events returned by update_from_output ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FilmStateChanged:
+    film_id: str
+    state: FilmState
+    reason: str = ""
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseFinished:
+    film_id: str
+    unit_id: str
+    phase_index: int
+    expert: int
+    # Solver steps times segments: the work this phase did.
+    num_steps: int
+    worker_ids: tuple[str, ...]
+    time: float = 0.0
+    # Seconds the phase ran (executor-measured).
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FramesDecoded:
+    film_id: str
+    scene_id: str
+    frame_start: int
+    frame_stop: int
+    time: float = 0.0
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRetried:
+    film_id: str
+    task_id: str
+    reason: str
+    # Attempt number of the retry that will run next.
+    attempt: int
+    worker_id: str | None = None
+    time: float = 0.0
+
+
+Event = FilmStateChanged | PhaseFinished | FramesDecoded | TaskRetried
+
+
+@dataclass(frozen=True, slots=True)
+class FilmProgress:
+    """Counters for progress displays and the API."""
+
+    film_id: str
+    state: FilmState
+    phases_done: int
+    phases_total: int
+    frames_done: int
+    frames_total: int
+    reason: str = ""
+    excluded_worker_ids: tuple[str, ...] = field(default=())

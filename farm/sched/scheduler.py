@@ -1,0 +1,217 @@
+"""The scheduler: a pure state machine (no clocks, threads, I/O, torch or Ray).
+
+    add_film / add_worker / cancel_film ...      (commands, return events)
+    schedule(now) -> SchedulerOutput             (what to start now)
+    update_from_output(output, reports) -> events (what finished)
+
+NOTE on the algorithm: there is no "high-noise stage" or "decode stage" in the scheduler.
+Each unit (one segment, or a gang of windows) has `phases_done` catching up with the
+film's phases; its next phase names its expert, and workers advertise which experts
+they hold. A unit whose denoising is done is decoded, in frame order per scene. Every
+round offers each film, best-ranked first (priority, then fair share between tenants and
+films, then admission order), its candidates in playback order (earlier frames first), so
+while segment k sits in the low-noise pool, segment k+1 runs in the high-noise pool.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from farm.plan.film import FilmPlan
+from farm.sched import tasks
+from farm.sched.config import SchedulerConfig
+from farm.sched.output import (
+    Event,
+    FilmProgress,
+    FilmState,
+    FilmStateChanged,
+    SchedulerOutput,
+    TaskReport,
+    WorkerSpec,
+)
+from farm.sched.placement import capable, place, take
+from farm.sched.state import FilmRecord, RunningTask, SceneState, UnitState, WorkerState
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig | None = None):
+        self.config = config or SchedulerConfig()
+        self._films: dict[str, FilmRecord] = {}
+        self._workers: dict[str, WorkerState] = {}
+        self._running: dict[str, RunningTask] = {}
+        # key -> worker that holds it (for locality and for data lost with a worker)
+        self._key_home: dict[str, str] = {}
+        self._freed: list[str] = []
+        self._cancelled: list[str] = []
+        self._pending: list[Event] = []
+        self._seq = 0
+        self._now = 0.0
+
+    # ---- fleet -------------------------------------------------------------------------
+
+    def add_worker(self, spec: WorkerSpec) -> None:
+        if spec.slots < 1:
+            raise ValueError(f"worker {spec.worker_id!r}: slots must be >= 1, got {spec.slots}")
+        old = self._workers.get(spec.worker_id)
+        self._workers[spec.worker_id] = WorkerState(spec, busy=old.busy if old else 0)
+
+    def remove_worker(self, worker_id: str, data_lost: bool = False) -> list[Event]:
+        """A worker disappeared: its running tasks fail; with data_lost its keys are gone."""
+        w = self._workers.get(worker_id)
+        if w is None:
+            return []
+        w.alive = False
+        reports = [TaskReport(tid, ok=False, error=f"worker {worker_id} lost", worker_id=worker_id)
+                   for tid, run in self._running.items() if worker_id in run.worker_ids]
+        events = self._apply_reports(reports)
+        if data_lost:
+            for key in [k for k, home in self._key_home.items() if home == worker_id]:
+                tasks.invalidate_key(self, key)
+        return events
+
+    def workers(self) -> tuple[WorkerState, ...]:
+        return tuple(self._workers.values())
+
+    # ---- films -------------------------------------------------------------------------
+
+    def add_film(self, film_id: str, plan: FilmPlan, *, priority: int = 50,
+                 tenant: str = "default", weight: float = 1.0) -> list[Event]:
+        if film_id in self._films:
+            raise ValueError(f"film {film_id!r} already exists")
+        if not 0 <= priority <= 100:
+            raise ValueError(f"priority must be in [0, 100], got {priority}")
+        if not weight > 0:
+            raise ValueError(f"weight must be > 0, got {weight}")
+        scenes = [SceneState(sp.scene.id, i, [UnitState(u) for u in sp.units])
+                  for i, sp in enumerate(plan.scenes)]
+        self._seq += 1
+        self._films[film_id] = FilmRecord(film_id, plan, tenant, priority, weight, self._seq, scenes)
+        return [FilmStateChanged(film_id, FilmState.QUEUED, time=self._now)]
+
+    def cancel_film(self, film_id: str, reason: str = "cancelled by user") -> list[Event]:
+        f = self._film(film_id)
+        if f.state.is_final:
+            return []
+        return tasks.finish_film(self, f, FilmState.CANCELLED, reason)
+
+    def pause_film(self, film_id: str) -> list[Event]:
+        """Stop handing out this film's work; running phases finish (phase boundary)."""
+        f = self._film(film_id)
+        if f.state.is_final or f.state == FilmState.PAUSED:
+            return []
+        f.state = FilmState.PAUSED
+        return [FilmStateChanged(film_id, FilmState.PAUSED, time=self._now)]
+
+    def resume_film(self, film_id: str) -> list[Event]:
+        f = self._film(film_id)
+        if f.state != FilmState.PAUSED:
+            return []
+        f.state = FilmState.RUNNING if f.service > 0 else FilmState.QUEUED
+        return [FilmStateChanged(film_id, f.state, time=self._now)]
+
+    def set_priority(self, film_id: str, priority: int) -> None:
+        if not 0 <= priority <= 100:
+            raise ValueError(f"priority must be in [0, 100], got {priority}")
+        self._film(film_id).priority = priority
+
+    def progress(self, film_id: str) -> FilmProgress:
+        f = self._film(film_id)
+        return FilmProgress(film_id, f.state, f.phases_done, f.phases_total, f.frames_done,
+                            f.frames_total, f.reason, tuple(sorted(f.excluded)))
+
+    def film_ids(self) -> tuple[str, ...]:
+        return tuple(self._films)
+
+    def has_unfinished_films(self) -> bool:
+        return any(not f.state.is_final for f in self._films.values())
+
+    def num_running_tasks(self) -> int:
+        return len(self._running)
+
+    # ---- the two calls of every engine step ----------------------------------------------
+
+    def schedule(self, now: float) -> SchedulerOutput:
+        """Hand out as much work as fits, best-ranked film first (see module NOTE)."""
+        self._now = now
+        free = {wid: w.free for wid, w in self._workers.items()}
+        blocked: set[str] = set()  # needs reserved for a better-ranked gang this round
+        started: list = []
+        cands = {f.film_id: list(tasks.candidates(self, f))
+                 for f in self._films.values() if f.schedulable}
+        heap = [(self._rank(self._films[fid]), fid) for fid, c in cands.items() if c]
+        heapq.heapify(heap)
+        while heap:
+            rank, fid = heapq.heappop(heap)
+            f = self._films[fid]
+            if (now_rank := self._rank(f)) != rank:  # stale after another film's placement
+                heapq.heappush(heap, (now_rank, fid))
+                continue
+            if self._place_one(f, cands[fid], free, blocked, started) and cands[fid]:
+                heapq.heappush(heap, (self._rank(f), fid))
+        return self._output(started)
+
+    def update_from_output(self, output: SchedulerOutput,
+                           reports: list[TaskReport] | tuple[TaskReport, ...]) -> list[Event]:
+        """Apply the executor's reports; `output` is the latest schedule() result."""
+        events, self._pending = self._pending, []
+        return events + self._apply_reports(reports)
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _film(self, film_id: str) -> FilmRecord:
+        try:
+            return self._films[film_id]
+        except KeyError:
+            raise KeyError(f"unknown film {film_id!r}") from None
+
+    def _rank(self, f: FilmRecord) -> tuple[float, ...]:
+        tenant_service = sum(o.service for o in self._films.values()
+                             if o.tenant == f.tenant and o.schedulable)
+        return (-f.priority, tenant_service / self.config.tenant_weight(f.tenant),
+                f.service / f.weight, f.seq)
+
+    def _place_one(self, f: FilmRecord, cands: list, free: dict[str, int],
+                   blocked: set[str], started: list) -> bool:
+        for i, cand in enumerate(cands):
+            need, num, preferred = tasks.requirements(self, f, cand)
+            if need in blocked:
+                continue
+            pool = capable(self._workers.values(), need, f.excluded)
+            if not pool:
+                self._pending += tasks.check_starved(self, f, need)
+                continue
+            ids = place(pool, free, num, preferred)
+            if ids is None:
+                blocked.add(need)
+                continue
+            take(free, ids)
+            started.append(tasks.start(self, f, cand, ids))
+            del cands[i]
+            if f.state == FilmState.QUEUED:
+                f.state = FilmState.RUNNING
+                self._pending.append(FilmStateChanged(f.film_id, FilmState.RUNNING, time=self._now))
+            return True
+        return False
+
+    def _output(self, started: list) -> SchedulerOutput:
+        from farm.sched.output import DecodeTask, PhaseTask, PrepareTask
+
+        freed, self._freed = tuple(self._freed), []
+        cancelled, self._cancelled = tuple(self._cancelled), []
+        return SchedulerOutput(
+            prepares=tuple(t for t in started if isinstance(t, PrepareTask)),
+            phases=tuple(t for t in started if isinstance(t, PhaseTask)),
+            decodes=tuple(t for t in started if isinstance(t, DecodeTask)),
+            freed_keys=freed, cancelled_task_ids=cancelled)
+
+    def _apply_reports(self, reports) -> list[Event]:
+        events: list[Event] = []
+        for report in reports:
+            run = self._running.pop(report.task_id, None)
+            if run is None:
+                continue  # unknown or already handled (e.g. reported after worker loss)
+            for wid in run.worker_ids:
+                if wid in self._workers:
+                    self._workers[wid].busy -= 1
+            events += tasks.apply_report(self, run, report)
+        return events

@@ -1,0 +1,1 @@
+"""Film specifications: storyboard parsing, model profiles and validation errors."""

@@ -1,0 +1,185 @@
+"""A resolved film: a storyboard checked against its model profile.
+
+`resolve_film` applies every model-dependent rule and fills every default, so the
+planner and everything after it see plain, complete values (no Optional fields).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from farm.spec.errors import FieldError, SpecError
+from farm.spec.frames import (
+    is_valid_frame_count,
+    latent_frames,
+    nearest_frame_counts,
+    nearest_multiples,
+    or_list,
+)
+from farm.spec.profiles import PROFILES, ModelProfile
+from farm.spec.storyboard import SceneSpec, Storyboard
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """One scene with every value resolved."""
+
+    id: str
+    # Position of the scene in the film (0-based).
+    index: int
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    seed: int
+    # Classifier-free guidance scale per expert, in profile.experts order.
+    guidance: tuple[float, ...]
+    # "single", "windows" or "chain".
+    continuity: str
+    # Latent frames per window / segment, and overlap between parallel windows.
+    window: int
+    overlap: int
+
+    @property
+    def num_latent_frames(self) -> int:
+        return latent_frames(self.num_frames)
+
+
+@dataclass(frozen=True, slots=True)
+class Film:
+    """A film ready to plan: the storyboard's settings plus its model profile."""
+
+    title: str
+    fps: int
+    width: int
+    height: int
+    # Model reference: "tiny", "tiny-<family>" or a local diffusers-format folder.
+    model: str
+    profile: ModelProfile
+    num_steps: int
+    shift: float
+    solver: str
+    scenes: tuple[Scene, ...]
+
+    @property
+    def num_frames(self) -> int:
+        return sum(s.num_frames for s in self.scenes)
+
+    def scene(self, scene_id: str) -> Scene:
+        for s in self.scenes:
+            if s.id == scene_id:
+                return s
+        raise KeyError(scene_id)
+
+
+def resolve_film(board: Storyboard, profile: ModelProfile, model: str | None = None) -> Film:
+    """Check `board` against `profile` and fill defaults; raises SpecError with all errors."""
+    errors = _check_size(board, profile)
+    errors += _check_window_settings("", board.window, board.overlap, profile)
+    scenes = []
+    for i, spec in enumerate(board.scenes):
+        scene, scene_errors = _resolve_scene(i, spec, board, profile)
+        errors += scene_errors
+        if scene is not None:
+            scenes.append(scene)
+    if errors:
+        raise SpecError(errors)
+    return Film(
+        title=board.title, fps=board.fps, width=board.width, height=board.height,
+        model=model or board.model, profile=profile,
+        num_steps=board.steps or profile.steps, shift=board.shift or profile.shift,
+        solver=board.solver or profile.solver, scenes=tuple(scenes),
+    )
+
+
+def _check_size(board: Storyboard, profile: ModelProfile) -> list[FieldError]:
+    errors = []
+    m = profile.size_multiple
+    for name in ("width", "height"):
+        value = getattr(board, name)
+        if value % m:
+            errors.append(FieldError(name, (
+                f"{value} is not a multiple of {m} (required by {profile.family}: VAE x"
+                f"{profile.vae_spatial} times patch {profile.patch}); nearest valid: "
+                f"{or_list(nearest_multiples(value, m))}")))
+    return errors
+
+
+def _check_window_settings(prefix: str, window: int | None, overlap: int | None,
+                           profile: ModelProfile) -> list[FieldError]:
+    errors = []
+    if window is not None and window > profile.max_window:
+        errors.append(FieldError(f"{prefix}window", (
+            f"{window} latent frames exceeds the {profile.family} limit of {profile.max_window} "
+            f"({profile.frames} frames, the clip length the model was trained on)")))
+    if window is not None and overlap is not None and overlap >= window:
+        errors.append(FieldError(f"{prefix}overlap",
+                                 f"overlap {overlap} must be smaller than window {window}"))
+    return errors
+
+
+def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard,
+                   profile: ModelProfile) -> tuple[Scene | None, list[FieldError]]:
+    at = f"scenes[{i}]."
+    num_frames, errors = _scene_frames(at, spec, board.fps)
+    guidance, g_errors = _scene_guidance(at, spec, profile)
+    errors += g_errors
+    errors += _check_window_settings(at, spec.window, spec.overlap, profile)
+    window = spec.window or board.window or profile.max_window
+    overlap = spec.overlap or board.overlap or min(profile.overlap, window - 1)
+    own = spec.window is not None or spec.overlap is not None
+    if overlap >= window and own and not errors:
+        errors.append(FieldError(at + "overlap", f"overlap {overlap} must be smaller than window {window}"))
+    continuity = spec.continuity
+    if continuity == "chain" and not profile.supports_chain:
+        chainable = sorted(p.family for p in PROFILES.values() if p.supports_chain)
+        errors.append(FieldError(at + "continuity", (
+            f"'chain' needs a model that takes a first frame; {profile.family} does not. "
+            f"Families that support it: {', '.join(chainable)}")))
+    if errors or num_frames is None:
+        return None, errors
+    if continuity is None:
+        continuity = "single" if latent_frames(num_frames) <= window else "windows"
+    if continuity == "single" and latent_frames(num_frames) > window:
+        return None, [FieldError(at + "continuity", (
+            f"'single' renders the scene as one window, but {num_frames} frames are "
+            f"{latent_frames(num_frames)} latent frames, more than the window of {window}; "
+            "use 'windows' or 'chain'"))]
+    return Scene(
+        id=spec.id, index=i, prompt=spec.prompt,
+        negative_prompt=spec.negative_prompt if spec.negative_prompt is not None else board.negative_prompt,
+        num_frames=num_frames, seed=spec.seed, guidance=guidance, continuity=continuity,
+        window=window, overlap=overlap,
+    ), []
+
+
+def _scene_frames(at: str, spec: SceneSpec, fps: int) -> tuple[int | None, list[FieldError]]:
+    if (spec.frames is None) == (spec.seconds is None):
+        return None, [FieldError(at + "frames", "give exactly one of 'frames' or 'seconds'")]
+    if spec.frames is not None:
+        if not is_valid_frame_count(spec.frames):
+            return None, [FieldError(at + "frames", (
+                f"{spec.frames} is not 4k+1 (1, 5, 9, ... 81, ...); nearest valid: "
+                f"{or_list(nearest_frame_counts(spec.frames))}"))]
+        return spec.frames, []
+    exact = spec.seconds * fps
+    n = round(exact)
+    if abs(exact - n) > 1e-9 or not is_valid_frame_count(n):
+        near = nearest_frame_counts(max(1, int(exact)))
+        secs = or_list(tuple(f"{f / fps:g} s ({f} frames)" for f in near))
+        return None, [FieldError(at + "seconds", (
+            f"{spec.seconds:g} s at {fps} fps is {exact:g} frames, not 4k+1; nearest valid: {secs}"))]
+    return n, []
+
+
+def _scene_guidance(at: str, spec: SceneSpec,
+                    profile: ModelProfile) -> tuple[tuple[float, ...], list[FieldError]]:
+    if spec.guidance is None:
+        return profile.guidance, []
+    if isinstance(spec.guidance, float | int):
+        return tuple(float(spec.guidance) for _ in profile.experts), []
+    unknown = sorted(set(spec.guidance) - set(profile.experts))
+    if unknown:
+        return profile.guidance, [FieldError(at + "guidance", (
+            f"unknown expert(s) {', '.join(unknown)} for {profile.family}; "
+            f"allowed: {', '.join(profile.experts)}"))]
+    return tuple(float(spec.guidance.get(e, profile.guidance_for(e))) for e in profile.experts), []

@@ -1,0 +1,95 @@
+"""Model profiles: the official defaults and shape rules of each Wan model family.
+
+A profile is pure data. The farm plans films from it (frame and size rules, step split
+between experts, window limits) without touching weights. Values are the official ones
+from Wan-Video/Wan2.2 `wan/configs/*.py` (see research/anchors_inference.md section 1.1).
+
+Experts are ordered from the highest noise to the lowest. Expert k runs the steps whose
+timestep t satisfies `boundaries[k] * 1000 <= t < boundaries[k-1] * 1000`; a dense model
+is the case of one expert and no boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """Everything the planner needs to know about a model family."""
+
+    # Family name as used on the command line: "t2v-a14b", "i2v-a14b", "ti2v-5b".
+    family: str
+    # Expert names, highest noise first: ("high", "low") for MoE, ("dense",) otherwise.
+    experts: tuple[str, ...]
+    # Boundary ratios between consecutive experts (len == len(experts) - 1), descending.
+    boundaries: tuple[float, ...]
+    # Official solver steps, flow shift and classifier-free guidance per expert.
+    steps: int
+    shift: float
+    guidance: tuple[float, ...]
+    # Official frame rate and frames per clip (the length the model was trained on).
+    fps: int
+    frames: int
+    # VAE: spatial and temporal compression and latent channels.
+    vae_spatial: int
+    vae_temporal: int
+    latent_channels: int
+    # Transformer spatial patch size; width and height must be multiples of
+    # vae_spatial * patch.
+    patch: int = 2
+    # Whether the transformer takes per-token timesteps (Wan2.2 TI2V-5B).
+    expand_timesteps: bool = False
+    # Conditioning inputs the family can use, e.g. {"image", "last_image"}.
+    conditioning: frozenset[str] = field(default_factory=frozenset)
+    # Text encoder sequence length (UMT5-XXL: 512 tokens).
+    text_len: int = 512
+    # Default solver: "unipc" (Wan's default) or "euler".
+    solver: str = "unipc"
+    # Default overlap between parallel windows, in latent frames.
+    overlap: int = 4
+
+    @property
+    def size_multiple(self) -> int:
+        """Width and height must be multiples of this (16 for the 2.1 VAE, 32 for 2.2)."""
+        return self.vae_spatial * self.patch
+
+    @property
+    def max_window(self) -> int:
+        """Latent frames of one window: the clip length the model was trained on."""
+        return (self.frames - 1) // self.vae_temporal + 1
+
+    @property
+    def supports_chain(self) -> bool:
+        """Chained continuation needs a model that takes a first frame."""
+        return "image" in self.conditioning
+
+    def guidance_for(self, expert: str) -> float:
+        return self.guidance[self.experts.index(expert)]
+
+
+T2V_A14B = ModelProfile(
+    family="t2v-a14b", experts=("high", "low"), boundaries=(0.875,), steps=40, shift=12.0,
+    guidance=(4.0, 3.0), fps=16, frames=81, vae_spatial=8, vae_temporal=4, latent_channels=16,
+)
+I2V_A14B = ModelProfile(
+    family="i2v-a14b", experts=("high", "low"), boundaries=(0.9,), steps=40, shift=5.0,
+    guidance=(3.5, 3.5), fps=16, frames=81, vae_spatial=8, vae_temporal=4, latent_channels=16,
+    conditioning=frozenset({"image", "last_image"}),
+)
+TI2V_5B = ModelProfile(
+    family="ti2v-5b", experts=("dense",), boundaries=(), steps=50, shift=5.0, guidance=(5.0,),
+    fps=24, frames=121, vae_spatial=16, vae_temporal=4, latent_channels=48,
+    expand_timesteps=True, conditioning=frozenset({"image"}),
+)
+
+PROFILES: dict[str, ModelProfile] = {p.family: p for p in (T2V_A14B, I2V_A14B, TI2V_5B)}
+
+
+def profile_for(family: str) -> ModelProfile:
+    """The profile of a family; raises ValueError naming the known families."""
+    try:
+        return PROFILES[family]
+    except KeyError:
+        known = ", ".join(sorted(PROFILES))
+        raise ValueError(f"unknown model family {family!r}; known families: {known}") from None

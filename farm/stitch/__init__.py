@@ -1,0 +1,1 @@
+"""Assembling frames: the film-ordered frame stream (pure; numpy arrays are opaque here)."""
