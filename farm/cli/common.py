@@ -11,6 +11,18 @@ from farm.spec.profiles import profile_for
 from farm.spec.storyboard import Storyboard, load_storyboard, parse_storyboard
 
 
+def check_image(path: str) -> str:
+    """'' if Pillow can decode the file, else what is wrong with it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (OSError, UnidentifiedImageError) as exc:
+        return f"cannot decode image {path}: {exc}"
+    return ""
+
+
 def load_film(path: str | Path, *, model: str | None = None, steps: int | None = None) -> Film:
     """Storyboard file -> resolved Film; SpecError lists every problem (flags win)."""
     from farm.model.loader import resolve_model
@@ -25,7 +37,12 @@ def load_film(path: str | Path, *, model: str | None = None, steps: int | None =
         source = resolve_model(ref)
     except ValueError as exc:
         raise SpecError([FieldError("model" if model is None else "--model", str(exc))]) from None
-    return resolve_film(board, profile_for(source.family), model=ref)
+    film = resolve_film(board, profile_for(source.family), model=ref, base_dir=Path(path).parent)
+    errors = [FieldError(f"scenes[{s.index}].image", msg) for s in film.scenes
+              if s.image and (msg := check_image(s.image))]
+    if errors:
+        raise SpecError(errors)
+    return film
 
 
 def _reparse(data: dict, flag: str) -> Storyboard:

@@ -49,6 +49,17 @@ class PrepareTask:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageTask:
+    """Encode a scene's first-frame image into conditioning for its first unit (VAE)."""
+
+    task_id: str
+    film_id: str
+    scene_id: str
+    worker_id: str
+    output_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class MemberTask:
     """One segment of a phase, on one worker."""
 
@@ -80,7 +91,8 @@ class PhaseTask:
     members: tuple[MemberTask, ...]
     # Prompt embeddings of the scene.
     prompt_key: str
-    # Chain mode: conditioning made from the previous unit's last frame.
+    # Conditioning: the scene's image (first unit) or, in chain mode, the previous
+    # unit's last frame; None for plain text-to-video.
     condition_key: str | None
     # 1 for the first try of this phase of this unit.
     attempt: int
@@ -128,6 +140,7 @@ class SchedulerOutput:
     """Everything to start now, plus housekeeping for the executor."""
 
     prepares: tuple[PrepareTask, ...] = ()
+    images: tuple[ImageTask, ...] = ()
     phases: tuple[PhaseTask, ...] = ()
     decodes: tuple[DecodeTask, ...] = ()
     # Data keys no longer needed by any film; the executor may drop them.
@@ -137,7 +150,7 @@ class SchedulerOutput:
 
     @property
     def num_tasks(self) -> int:
-        return len(self.prepares) + len(self.phases) + len(self.decodes)
+        return len(self.prepares) + len(self.images) + len(self.phases) + len(self.decodes)
 
     @property
     def is_empty(self) -> bool:

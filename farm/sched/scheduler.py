@@ -82,7 +82,8 @@ class Scheduler:
             raise ValueError(f"priority must be in [0, 100], got {priority}")
         if not weight > 0:
             raise ValueError(f"weight must be > 0, got {weight}")
-        scenes = [SceneState(sp.scene.id, i, [UnitState(u) for u in sp.units])
+        scenes = [SceneState(sp.scene.id, i, [UnitState(u) for u in sp.units],
+                             has_image=sp.scene.image is not None)
                   for i, sp in enumerate(plan.scenes)]
         self._seq += 1
         self._films[film_id] = FilmRecord(film_id, plan, tenant, priority, weight, self._seq, scenes)
@@ -194,12 +195,13 @@ class Scheduler:
         return False
 
     def _output(self, started: list) -> SchedulerOutput:
-        from farm.sched.output import DecodeTask, PhaseTask, PrepareTask
+        from farm.sched.output import DecodeTask, ImageTask, PhaseTask, PrepareTask
 
         freed, self._freed = tuple(self._freed), []
         cancelled, self._cancelled = tuple(self._cancelled), []
         return SchedulerOutput(
             prepares=tuple(t for t in started if isinstance(t, PrepareTask)),
+            images=tuple(t for t in started if isinstance(t, ImageTask)),
             phases=tuple(t for t in started if isinstance(t, PhaseTask)),
             decodes=tuple(t for t in started if isinstance(t, DecodeTask)),
             freed_keys=freed, cancelled_task_ids=cancelled)

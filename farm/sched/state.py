@@ -38,6 +38,11 @@ class SceneState:
     prompt_key: str | None = None
     prompt_running: str | None = None
     prompt_attempts: int = 0
+    # Scenes with a first-frame image: its encoded conditioning for the first unit.
+    has_image: bool = False
+    image_key: str | None = None
+    image_running: str | None = None
+    image_attempts: int = 0
     frames_done: int = 0
 
 
@@ -91,7 +96,7 @@ class WorkerState:
 class RunningTask:
     """A task handed out and not yet reported."""
 
-    kind: str  # "prepare" | "phase" | "decode"
+    kind: str  # "prepare" | "image" | "phase" | "decode"
     film_id: str
     scene_index: int
     unit_index: int  # -1 for prepare

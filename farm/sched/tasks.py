@@ -5,6 +5,7 @@ the scheduler's internals and take it as their first argument.
 Keys of the data a task writes (the executor stores the data under them):
 
     prompt      <film>:<scene>:prompt:a<attempt>
+    image       <film>:<scene>:image:a<attempt>            first-frame conditioning
     phase out   <film>:<segment>:p<phase>:a<attempt>      latents + solver state
     condition   <film>:<unit>:cond:a<attempt>              chain: next unit's first frame
 """
@@ -20,6 +21,7 @@ from farm.sched.output import (
     FilmState,
     FilmStateChanged,
     FramesDecoded,
+    ImageTask,
     MemberTask,
     PhaseFinished,
     PhaseTask,
@@ -45,6 +47,9 @@ def candidates(s: Scheduler, f: FilmRecord) -> list[Candidate]:
         needs_prompt = any(u.phases_done < num_phases for u in sc.units)
         if sc.prompt_key is None and sc.prompt_running is None and needs_prompt:
             out.append(("prepare", sc, None))
+        if (sc.has_image and sc.image_key is None and sc.image_running is None
+                and sc.units[0].phases_done < num_phases):
+            out.append(("image", sc, None))
         earlier_decoded = True
         for k, u in enumerate(sc.units):
             if u.running is None:
@@ -59,7 +64,7 @@ def candidates(s: Scheduler, f: FilmRecord) -> list[Candidate]:
 
 def _chain_ready(sc: SceneState, k: int) -> bool:
     if sc.units[k].plan.after is None:
-        return True
+        return not sc.has_image or sc.image_key is not None
     prev = sc.units[k - 1]
     return prev.decoded and prev.condition_key is not None
 
@@ -69,7 +74,7 @@ def requirements(s: Scheduler, f: FilmRecord, cand: Candidate) -> tuple[str, int
     kind, _, u = cand
     if kind == "prepare":
         return "text", 1, ()
-    if kind == "decode":
+    if kind in ("decode", "image"):
         return "vae", 1, ()
     assert u is not None
     expert = f.plan.film.profile.experts[f.plan.phases[u.phases_done].expert]
@@ -87,6 +92,13 @@ def start(s: Scheduler, f: FilmRecord, cand: Candidate, ids: tuple[str, ...]):
         sc.prompt_running = tid
         s._running[tid] = RunningTask("prepare", f.film_id, sc.index, -1, -1, ids, (key,), ())
         return PrepareTask(tid, f.film_id, sc.scene_id, ids[0], key)
+    if kind == "image":
+        attempt = sc.image_attempts + 1
+        tid = f"{f.film_id}/{sc.scene_id}/image/a{attempt}"
+        key = f"{f.film_id}:{sc.scene_id}:image:a{attempt}"
+        sc.image_running = tid
+        s._running[tid] = RunningTask("image", f.film_id, sc.index, -1, -1, ids, (key,), ())
+        return ImageTask(tid, f.film_id, sc.scene_id, ids[0], key)
     assert u is not None
     return (_start_phase if kind == "phase" else _start_decode)(s, f, sc, u, ids)
 
@@ -100,7 +112,7 @@ def _start_phase(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
     members = tuple(
         MemberTask(seg.id, wid, u.latest.get(seg.id), f"{f.film_id}:{seg.id}:p{p}:a{attempt}")
         for seg, wid in zip(u.plan.segments, ids, strict=True))
-    cond = sc.units[u.plan.index - 1].condition_key if u.plan.after else None
+    cond = sc.units[u.plan.index - 1].condition_key if u.plan.after else sc.image_key
     assert sc.prompt_key is not None
     inputs = tuple(m.input_key for m in members if m.input_key) + (sc.prompt_key,)
     inputs += (cond,) if cond else ()
@@ -144,6 +156,8 @@ def apply_report(s: Scheduler, run: RunningTask, report: TaskReport) -> list[Eve
     u = sc.units[run.unit_index] if run.unit_index >= 0 else None
     if run.kind == "prepare":
         sc.prompt_running = None
+    elif run.kind == "image":
+        sc.image_running = None
     elif u is not None:
         u.running = None
     if not f.schedulable and f.state != FilmState.PAUSED:
@@ -151,9 +165,13 @@ def apply_report(s: Scheduler, run: RunningTask, report: TaskReport) -> list[Eve
         return []
     if not report.ok:
         return _on_failure(s, f, sc, u, run, report)
-    if run.kind == "prepare":
-        sc.prompt_key = run.output_keys[0]
-        s._key_home[sc.prompt_key] = run.worker_ids[0]
+    if run.kind in ("prepare", "image"):
+        key = run.output_keys[0]
+        if run.kind == "prepare":
+            sc.prompt_key = key
+        else:
+            sc.image_key = key
+        s._key_home[key] = run.worker_ids[0]
         return []
     assert u is not None
     return (_on_phase_done if run.kind == "phase" else _on_decode_done)(s, f, sc, u, run,
@@ -178,6 +196,9 @@ def _on_phase_done(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
                                          phase.num_steps * len(u.plan.segments), run.worker_ids,
                                          time=s._now, duration=duration)]
     if u.phases_done == len(f.plan.phases):
+        if u.plan.index == 0 and sc.image_key:
+            _free(s, sc.image_key)
+            sc.image_key = None
         if u.plan.after:
             prev = sc.units[u.plan.index - 1]
             if prev.condition_key:
@@ -226,6 +247,9 @@ def _on_failure(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState | None
     if run.kind == "prepare":
         sc.prompt_attempts += 1
         used, what = sc.prompt_attempts, f"prompt encoding of scene {sc.scene_id}"
+    elif run.kind == "image":
+        sc.image_attempts += 1
+        used, what = sc.image_attempts, f"image encoding of scene {sc.scene_id}"
     else:
         assert u is not None
         slot = (run.kind, max(run.phase_index, 0))
@@ -256,6 +280,8 @@ def invalidate_key(s: Scheduler, key: str) -> None:
         for sc in f.scenes:
             if sc.prompt_key == key:
                 sc.prompt_key = None
+            if sc.image_key == key:
+                sc.image_key = None
             for u in sc.units:
                 if key in u.latest.values() or (key == u.condition_key):
                     _reset_unit(s, f, sc, u)
@@ -295,9 +321,10 @@ def finish_film(s: Scheduler, f: FilmRecord, state: FilmState, reason: str) -> l
         if run.film_id == f.film_id:
             s._cancelled.append(tid)
     for sc in f.scenes:
-        if sc.prompt_key:
-            _free(s, sc.prompt_key)
-            sc.prompt_key = None
+        for key in (sc.prompt_key, sc.image_key):
+            if key:
+                _free(s, key)
+        sc.prompt_key = sc.image_key = None
         for u in sc.units:
             for key in list(u.latest.values()) + ([u.condition_key] if u.condition_key else []):
                 _free(s, key)

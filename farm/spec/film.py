@@ -7,6 +7,7 @@ planner and everything after it see plain, complete values (no Optional fields).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.frames import (
@@ -38,6 +39,8 @@ class Scene:
     # Latent frames per window / segment, and overlap between parallel windows.
     window: int
     overlap: int
+    # Absolute path of the first-frame image, if any.
+    image: str | None = None
 
     @property
     def num_latent_frames(self) -> int:
@@ -71,13 +74,17 @@ class Film:
         raise KeyError(scene_id)
 
 
-def resolve_film(board: Storyboard, profile: ModelProfile, model: str | None = None) -> Film:
-    """Check `board` against `profile` and fill defaults; raises SpecError with all errors."""
+def resolve_film(board: Storyboard, profile: ModelProfile, model: str | None = None,
+                 base_dir: str | Path | None = None) -> Film:
+    """Check `board` against `profile` and fill defaults; raises SpecError with all errors.
+
+    Relative media paths (scene images) are resolved against `base_dir`.
+    """
     errors = _check_size(board, profile)
     errors += _check_window_settings("", board.window, board.overlap, profile)
     scenes = []
     for i, spec in enumerate(board.scenes):
-        scene, scene_errors = _resolve_scene(i, spec, board, profile)
+        scene, scene_errors = _resolve_scene(i, spec, board, profile, Path(base_dir or "."))
         errors += scene_errors
         if scene is not None:
             scenes.append(scene)
@@ -117,10 +124,12 @@ def _check_window_settings(prefix: str, window: int | None, overlap: int | None,
     return errors
 
 
-def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard,
-                   profile: ModelProfile) -> tuple[Scene | None, list[FieldError]]:
+def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelProfile,
+                   base_dir: Path) -> tuple[Scene | None, list[FieldError]]:
     at = f"scenes[{i}]."
     num_frames, errors = _scene_frames(at, spec, board.fps)
+    image, i_errors = _scene_image(at, spec, profile, base_dir)
+    errors += i_errors
     guidance, g_errors = _scene_guidance(at, spec, profile)
     errors += g_errors
     errors += _check_window_settings(at, spec.window, spec.overlap, profile)
@@ -139,6 +148,9 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard,
         return None, errors
     if continuity is None:
         continuity = "single" if latent_frames(num_frames) <= window else "windows"
+    if continuity == "windows" and image is not None:
+        return None, [FieldError(at + "continuity", (
+            "a first-frame image conditions one clip; use 'chain' (or 'single') with `image`"))]
     if continuity == "single" and latent_frames(num_frames) > window:
         return None, [FieldError(at + "continuity", (
             f"'single' renders the scene as one window, but {num_frames} frames are "
@@ -148,8 +160,26 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard,
         id=spec.id, index=i, prompt=spec.prompt,
         negative_prompt=spec.negative_prompt if spec.negative_prompt is not None else board.negative_prompt,
         num_frames=num_frames, seed=spec.seed, guidance=guidance, continuity=continuity,
-        window=window, overlap=overlap,
+        window=window, overlap=overlap, image=image,
     ), []
+
+
+def _scene_image(at: str, spec: SceneSpec, profile: ModelProfile,
+                 base_dir: Path) -> tuple[str | None, list[FieldError]]:
+    if spec.image is None:
+        if profile.requires_image:
+            return None, [FieldError(at + "image", (
+                f"{profile.family} is an image-to-video model: every scene needs `image` "
+                "(its first frame)"))]
+        return None, []
+    if "image" not in profile.conditioning:
+        able = sorted(p.family for p in PROFILES.values() if "image" in p.conditioning)
+        return None, [FieldError(at + "image", (
+            f"{profile.family} cannot use a first-frame image; families that can: {', '.join(able)}"))]
+    path = (base_dir / spec.image).resolve()
+    if not path.is_file():
+        return None, [FieldError(at + "image", f"no such file: {path}")]
+    return str(path), []
 
 
 def _scene_frames(at: str, spec: SceneSpec, fps: int) -> tuple[int | None, list[FieldError]]:

@@ -42,6 +42,8 @@ class ModelProfile:
     expand_timesteps: bool = False
     # Conditioning inputs the family can use, e.g. {"image", "last_image"}.
     conditioning: frozenset[str] = field(default_factory=frozenset)
+    # Image-to-video only: every scene needs a first frame.
+    requires_image: bool = False
     # Text encoder sequence length (UMT5-XXL: 512 tokens).
     text_len: int = 512
     # Default solver: "unipc" (Wan's default) or "euler".
@@ -75,7 +77,7 @@ T2V_A14B = ModelProfile(
 I2V_A14B = ModelProfile(
     family="i2v-a14b", experts=("high", "low"), boundaries=(0.9,), steps=40, shift=5.0,
     guidance=(3.5, 3.5), fps=16, frames=81, vae_spatial=8, vae_temporal=4, latent_channels=16,
-    conditioning=frozenset({"image", "last_image"}),
+    conditioning=frozenset({"image", "last_image"}), requires_image=True,
 )
 TI2V_5B = ModelProfile(
     family="ti2v-5b", experts=("dense",), boundaries=(), steps=50, shift=5.0, guidance=(5.0,),

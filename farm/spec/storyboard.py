@@ -44,6 +44,8 @@ class SceneSpec(_Strict):
     continuity: Continuity | None = None
     window: Annotated[int, Field(ge=1)] | None = None
     overlap: Annotated[int, Field(ge=1)] | None = None
+    # First frame (image-to-video families); a path relative to the storyboard file.
+    image: Annotated[str, Field(min_length=1)] | None = None
 
 
 class Storyboard(_Strict):

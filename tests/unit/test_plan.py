@@ -95,7 +95,7 @@ def test_film_plan_units_and_frame_ranges():
 
 
 def test_chain_plan_drops_the_shared_frame():
-    plan = make_plan([scene("c", 161, continuity="chain")], family="i2v-a14b")
+    plan = make_plan([scene("c", 161, continuity="chain")], family="ti2v-5b")
     units = plan.scenes[0].units
     assert len(units) == 2 and units[1].after == "c/u0"
     assert [(u.frame_start, u.frame_stop, u.drop_frames) for u in units] == [(0, 81, 0), (81, 161, 1)]
