@@ -21,13 +21,22 @@ from farm.engine.exchange import Exchange, NoExchange, ThreadExchange
 from farm.engine.orders import (
     DecodeOrder,
     DenoiseOrder,
+    ImageOrder,
     PromptOrder,
     decode_order,
     denoise_orders,
+    image_order,
     prompt_order,
 )
 from farm.plan.film import FilmPlan
-from farm.sched.output import DecodeTask, PhaseTask, PrepareTask, SchedulerOutput, TaskReport
+from farm.sched.output import (
+    DecodeTask,
+    ImageTask,
+    PhaseTask,
+    PrepareTask,
+    SchedulerOutput,
+    TaskReport,
+)
 
 # emit(scene_id, frame index within the scene, frame) for one film.
 Emit = Callable[[str, int, Any], None]
@@ -37,6 +46,8 @@ class Worker(Protocol):
     """Runs orders with the weights it holds; knows nothing about scheduling."""
 
     def encode_prompt(self, order: PromptOrder) -> Any: ...
+
+    def encode_image(self, order: ImageOrder) -> Any: ...
 
     def denoise(self, order: DenoiseOrder, prompt: Any, state: Any | None,
                 condition: Any | None, exchange: Exchange) -> Any: ...
@@ -81,6 +92,8 @@ class InlineExecutor:
             self._reports.append(self._run(task, self._decode))
         for task in output.prepares:
             self._reports.append(self._run(task, self._prepare))
+        for task in output.images:
+            self._reports.append(self._run(task, self._image))
         for task in output.phases:
             self._reports.append(self._run(task, self._phase))
 
@@ -114,6 +127,10 @@ class InlineExecutor:
     def _prepare(self, task: PrepareTask) -> None:
         order = prompt_order(self._plans[task.film_id], task)
         self.store[task.output_key] = self.workers[task.worker_id].encode_prompt(order)
+
+    def _image(self, task: ImageTask) -> None:
+        order = image_order(self._plans[task.film_id], task)
+        self.store[task.output_key] = self.workers[task.worker_id].encode_image(order)
 
     def _phase(self, task: PhaseTask) -> None:
         orders = denoise_orders(self._plans[task.film_id], task)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from farm.plan.film import FilmPlan
 from farm.plan.segments import Window
-from farm.sched.output import DecodeTask, PhaseTask, PrepareTask
+from farm.sched.output import DecodeTask, ImageTask, PhaseTask, PrepareTask
+from farm.spec.frames import pixel_frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,18 @@ class PromptOrder:
     negative_prompt: str
     # Guidance > 1 needs the negative prompt's embeddings too.
     needs_negative: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ImageOrder:
+    """Encode a scene's first-frame image into conditioning for a clip of num_frames."""
+
+    film_id: str
+    scene_id: str
+    model: ModelRef
+    # Absolute path of the image file (checked at submission).
+    path: str
+    num_frames: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,14 @@ def prompt_order(plan: FilmPlan, task: PrepareTask) -> PromptOrder:
     scene = plan.film.scene(task.scene_id)
     return PromptOrder(task.film_id, task.scene_id, model_ref(plan), scene.prompt,
                        scene.negative_prompt, needs_negative=any(g > 1.0 for g in scene.guidance))
+
+
+def image_order(plan: FilmPlan, task: ImageTask) -> ImageOrder:
+    scene_plan = plan.scene_plan(task.scene_id)
+    assert scene_plan.scene.image is not None
+    first = scene_plan.units[0].segments[0].window
+    return ImageOrder(task.film_id, task.scene_id, model_ref(plan), scene_plan.scene.image,
+                      pixel_frames(first.size))
 
 
 def denoise_orders(plan: FilmPlan, task: PhaseTask) -> tuple[DenoiseOrder, ...]:

@@ -8,6 +8,7 @@ the same way as a folder written by `reelfarm models init-tiny`.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,11 +100,13 @@ class ModelLoader:
         self.dtype = dtype
         self.vae_dtype = vae_dtype
         self._cache: dict[str, object] = {}
+        self._lock = threading.Lock()  # gang members of one worker may load concurrently
 
     def _once(self, name: str, build):
-        if name not in self._cache:
-            self._cache[name] = build()
-        return self._cache[name]
+        with self._lock:
+            if name not in self._cache:
+                self._cache[name] = build()
+            return self._cache[name]
 
     def text(self):
         """(tokenizer, text encoder)."""

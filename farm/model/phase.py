@@ -17,6 +17,7 @@ import torch
 
 from farm.engine.exchange import Exchange
 from farm.engine.orders import DenoiseOrder
+from farm.model.condition import Condition, first_frame_mask
 from farm.model.solver import Handoff, export_state, import_state
 from farm.model.text import PromptEmbeds
 from farm.plan.segments import Window, blend_weights, neighbours
@@ -25,7 +26,7 @@ from farm.plan.segments import Window, blend_weights, neighbours
 @torch.no_grad()
 def run_phase(transformer, scheduler, order: DenoiseOrder, embeds: PromptEmbeds,
               latents: torch.Tensor, handoff: Handoff | None, exchange: Exchange, *,
-              expand_timesteps: bool = False, condition: torch.Tensor | None = None) -> Handoff:
+              expand_timesteps: bool = False, condition: Condition | None = None) -> Handoff:
     """Run the order's steps with `transformer`; `latents` is used when handoff is None."""
     device = transformer.device
     dtype = transformer.dtype
@@ -46,14 +47,21 @@ def run_phase(transformer, scheduler, order: DenoiseOrder, embeds: PromptEmbeds,
     prompt = embeds.prompt.to(device, dtype)
     negative = embeds.negative.to(device, dtype) if embeds.negative is not None else None
     halo = _Halo(order, device) if len(order.gang) > 1 else None
+    cond = condition.latents.to(device) if condition is not None else None
+    # TI2V: latent 0 is the given image, at timestep 0 (mask 0); elsewhere noise (mask 1).
+    mask = (first_frame_mask(latents) if condition is not None and condition.kind == "first_frame"
+            else torch.ones(latents.shape, dtype=torch.float32, device=device))
 
     for i in range(order.start_step, order.stop_step):
         t = scheduler.timesteps[i]
         # 1. model input
-        model_input = latents.to(dtype)
-        if condition is not None:
-            model_input = torch.cat([model_input, condition.to(device, dtype)], dim=1)
-        timestep = _timestep(t, latents, expand_timesteps)
+        if cond is None:
+            model_input = latents.to(dtype)
+        elif condition.kind == "concat":  # (1, 16 + 20, F, h, w)
+            model_input = torch.cat([latents, cond], dim=1).to(dtype)
+        else:
+            model_input = ((1 - mask) * cond + mask * latents).to(dtype)
+        timestep = _timestep(t, latents, mask if expand_timesteps else None)
         # 2. guided prediction
         pred = transformer(hidden_states=model_input, timestep=timestep,
                            encoder_hidden_states=prompt, return_dict=False)[0]
@@ -68,14 +76,15 @@ def run_phase(transformer, scheduler, order: DenoiseOrder, embeds: PromptEmbeds,
             pred = halo.blend(i, pred, exchange)
         # 4. solver step
         latents = scheduler.step(pred, t, latents, return_dict=False)[0]
+    if cond is not None and condition.kind == "first_frame" and order.stop_step == order.model.num_steps:
+        latents = (1 - mask) * cond + mask * latents  # the clean first frame, as diffusers
     return Handoff(latents, export_state(scheduler))
 
 
-def _timestep(t: torch.Tensor, latents: torch.Tensor, expand: bool) -> torch.Tensor:
-    if not expand:
+def _timestep(t: torch.Tensor, latents: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
         return t.expand(latents.shape[0])
-    # Wan2.2 TI2V: one timestep per token; (1, F * h/2 * w/2)
-    mask = torch.ones(latents.shape, dtype=torch.float32, device=latents.device)
+    # Wan2.2 TI2V: one timestep per token, 0 on the given first frame; (1, F * h/2 * w/2)
     return (mask[0][0][:, ::2, ::2] * t).flatten().unsqueeze(0).expand(latents.shape[0], -1)
 
 

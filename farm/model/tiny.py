@@ -10,6 +10,7 @@ the whole model. Nothing is downloaded.
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 
 import torch
@@ -29,9 +30,14 @@ _CORPUS = (
 )
 
 
+# Module constructors draw their initial weights from torch's process-wide RNG; two
+# threads building models at once would interleave draws and get different weights.
+_RNG_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _seeded(seed: int):
-    with torch.random.fork_rng(devices=[]):
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
 

@@ -12,7 +12,9 @@ import torch
 
 from farm.engine.exchange import Exchange
 from farm.engine.executor import Emit
-from farm.engine.orders import DecodeOrder, DenoiseOrder, ModelRef, PromptOrder
+from farm.engine.orders import DecodeOrder, DenoiseOrder, ImageOrder, ModelRef, PromptOrder
+from farm.media.images import load_image
+from farm.model.condition import Condition, image_tensor, make_condition
 from farm.model.decode import StreamingDecoder, to_uint8
 from farm.model.loader import ModelLoader, ModelSource
 from farm.model.noise import initial_noise
@@ -39,8 +41,14 @@ class TorchWorker:
         return encode_prompts(tokenizer, encoder, order.prompt, order.negative_prompt,
                               order.model.text_len, order.needs_negative)
 
+    def encode_image(self, order: ImageOrder) -> Condition:
+        self._check(order.model)
+        frame = load_image(order.path, order.model.width, order.model.height)
+        return make_condition(self.loader.vae(), image_tensor(frame), order.num_frames,
+                              self.profile.expand_timesteps)
+
     def denoise(self, order: DenoiseOrder, prompt: PromptEmbeds, state: Handoff | None,
-                condition: Any | None, exchange: Exchange) -> Handoff:
+                condition: Condition | None, exchange: Exchange) -> Handoff:
         self._check(order.model)
         latents = None
         if state is None:
@@ -58,12 +66,14 @@ class TorchWorker:
         z = torch.cat([h.latents[:, :, a:b] for h, (_, a, b) in zip(latents, order.slices, strict=True)],
                       dim=2)  # (1, C, L, h, w)
         decoder = StreamingDecoder(self.loader.vae())
-        produced = 0
+        produced, last = 0, None
         for chunk in decoder.decode(z):
             for frame in to_uint8(chunk):
                 if produced >= order.drop_frames:
                     emit(order.scene_id, order.frame_start + produced - order.drop_frames, frame)
-                produced += 1
-        if order.condition_frames:
-            raise NotImplementedError("chain conditioning arrives with the segments issue")
-        return None
+                produced, last = produced + 1, frame
+        if not order.condition_frames:
+            return None
+        # Chain: the next segment starts from this segment's last frame.
+        return make_condition(self.loader.vae(), image_tensor(last), order.condition_frames,
+                              self.profile.expand_timesteps)

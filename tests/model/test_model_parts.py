@@ -57,3 +57,23 @@ def test_family_detection_from_folders(tiny_dirs):
         resolve_model("/nonexistent/folder")
     with pytest.raises(ValueError, match="unknown tiny model 'tiny-x'"):
         resolve_model("tiny-x")
+
+
+def test_tiny_models_built_in_parallel_threads_are_identical():
+    # Regression: gang members load lazily in threads; seeded construction must not race.
+    import threading
+
+    from farm.model.tiny import build_transformer
+
+    built: list = [None] * 4
+
+    def build(i: int) -> None:
+        built[i] = build_transformer("t2v-a14b", "transformer", seed=0).state_dict()
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for sd in built[1:]:
+        assert all(torch.equal(sd[k], built[0][k]) for k in sd)
