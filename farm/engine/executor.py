@@ -6,18 +6,17 @@
                                             frames ──> FrameSink
 
 A Worker holds weights and runs orders; the executor moves data between workers by key
-and reports outcomes. The in-process executor runs everything in this process; gang
-members run as threads that swap halos through a ThreadExchange.
+and reports outcomes. The in-process executor runs everything in this process and
+thread; a gang's members are generators it steps together, routing their halos.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any, Protocol
 
-from farm.engine.exchange import Exchange, NoExchange, ThreadExchange
+from farm.engine.exchange import Exchange, NoExchange
 from farm.engine.orders import (
     DecodeOrder,
     DenoiseOrder,
@@ -50,7 +49,14 @@ class Worker(Protocol):
     def encode_image(self, order: ImageOrder) -> Any: ...
 
     def denoise(self, order: DenoiseOrder, prompt: Any, state: Any | None,
-                condition: Any | None, exchange: Exchange) -> Any: ...
+                condition: Any | None, exchange: Exchange) -> Any:
+        """Run a phase member to completion, swapping halos through `exchange`."""
+        ...
+
+    def denoise_steps(self, order: DenoiseOrder, prompt: Any, state: Any | None,
+                      condition: Any | None) -> Generator[tuple[int, dict[int, Any]], dict[int, Any], Any]:
+        """The same phase as a generator: yields (step, halos out), is sent halos in."""
+        ...
 
     def decode(self, order: DecodeOrder, latents: list[Any], emit: Emit) -> Any | None: ...
 
@@ -169,25 +175,28 @@ class MemberFailed(RuntimeError):
 
 def run_gang(workers: list[tuple[Worker, str]], orders: tuple[DenoiseOrder, ...], prompt: Any,
              states: list[Any], condition: Any) -> list[Any]:
-    """Run the members of a gang as threads stepping together through one exchange."""
-    exchange = ThreadExchange()
-    results: list[Any] = [None] * len(orders)
-    errors: list[MemberFailed] = []
+    """Step a gang's members together in this thread, routing their halos each step.
 
-    def member(i: int) -> None:
-        worker, worker_id = workers[i]
-        try:
-            results[i] = worker.denoise(orders[i], prompt, states[i], condition, exchange)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(MemberFailed(worker_id, exc))
-            exchange.abort(f"member {i} on {worker_id} failed: {exc}")
-
-    threads = [threading.Thread(target=member, args=(i,), daemon=True) for i in range(len(orders))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    real = [e for e in errors if "ExchangeAborted" not in str(e)] or errors
-    if real:
-        raise real[0]
+    Every member yields once per step with its halos for its neighbours; when all have
+    yielded, each is sent what its neighbours posted. Members are independent otherwise,
+    so the result equals one member per process with a blocking exchange.
+    """
+    gens = [w.denoise_steps(o, prompt, s, condition)
+            for (w, _), o, s in zip(workers, orders, states, strict=True)]
+    results: list[Any] = [None] * len(gens)
+    inbox: dict[int, dict[int, Any]] = {i: {} for i in range(len(gens))}
+    live, first = set(range(len(gens))), True
+    while live:
+        posted: dict[int, dict[int, Any]] = {}
+        for i in sorted(live):
+            try:
+                _, out = next(gens[i]) if first else gens[i].send(inbox[i])
+            except StopIteration as done:
+                results[i] = done.value
+                continue
+            except Exception as exc:  # noqa: BLE001 - blame the member's worker
+                raise MemberFailed(workers[i][1], exc) from exc
+            posted[i] = out
+        live, first = set(posted), False
+        inbox = {i: {src: out[i] for src, out in posted.items() if i in out} for i in live}
     return results

@@ -2,7 +2,10 @@
 
 The loop is WanPipeline's (diffusers `pipeline_wan.py`), unrolled so that it can start
 at any step, stop at the expert boundary, hand its solver state over, and blend window
-overlaps with its neighbours every step:
+overlaps with its neighbours every step. `phase_steps` is a generator that yields
+`(step, halos for my neighbours)` and is sent back the neighbours' halos, so the same code
+runs a gang cooperatively in one thread (in process) or one member per process with a
+blocking exchange (`run_phase`):
 
     for each step i in [start, stop):
         1. model input        latents (1, C, F, h, w) -> expert dtype (+ conditioning)
@@ -13,6 +16,8 @@ overlaps with its neighbours every step:
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import torch
 
 from farm.engine.exchange import Exchange
@@ -22,63 +27,120 @@ from farm.model.solver import Handoff, export_state, import_state
 from farm.model.text import PromptEmbeds
 from farm.plan.segments import Window, blend_weights, neighbours
 
+Halos = dict[int, torch.Tensor]
 
-@torch.no_grad()
+
 def run_phase(transformer, scheduler, order: DenoiseOrder, embeds: PromptEmbeds,
-              latents: torch.Tensor, handoff: Handoff | None, exchange: Exchange, *,
+              latents: torch.Tensor | None, handoff: Handoff | None, exchange: Exchange, *,
               expand_timesteps: bool = False, condition: Condition | None = None) -> Handoff:
-    """Run the order's steps with `transformer`; `latents` is used when handoff is None."""
-    device = transformer.device
-    dtype = transformer.dtype
-    # 0. The solver as it was after the previous phase (or fresh at step 0).
-    scheduler.set_timesteps(order.model.num_steps, device=device)
-    if handoff is None:
-        if order.start_step != 0:
-            raise ValueError(f"{order.segment_id}: no handoff given for a phase starting at "
-                             f"step {order.start_step}")
-        scheduler.set_begin_index(0)
-        latents = latents.to(device, torch.float32)
-    else:
-        import_state(scheduler, handoff.state, device)
-        if handoff.state.step_index != order.start_step:
-            raise ValueError(f"{order.segment_id}: handoff is at step {handoff.state.step_index}, "
-                             f"phase starts at {order.start_step}")
-        latents = handoff.latents.to(device, torch.float32)
-    prompt = embeds.prompt.to(device, dtype)
-    negative = embeds.negative.to(device, dtype) if embeds.negative is not None else None
-    halo = _Halo(order, device) if len(order.gang) > 1 else None
-    cond = condition.latents.to(device) if condition is not None else None
-    # TI2V: latent 0 is the given image, at timestep 0 (mask 0); elsewhere noise (mask 1).
-    mask = (first_frame_mask(latents) if condition is not None and condition.kind == "first_frame"
-            else torch.ones(latents.shape, dtype=torch.float32, device=device))
+    """Run the order's steps, swapping halos through a blocking `exchange`."""
+    steps = phase_steps(transformer, scheduler, order, embeds, latents, handoff,
+                        expand_timesteps=expand_timesteps, condition=condition)
+    return drive(steps, order.member, exchange)
 
+
+def drive(steps: Generator[tuple[int, Halos], Halos, Handoff], member: int,
+          exchange: Exchange) -> Handoff:
+    try:
+        step, out = next(steps)
+        while True:
+            step, out = steps.send(exchange.swap(step, member, out))
+    except StopIteration as done:
+        return done.value
+
+
+def phase_steps(transformer, scheduler, order: DenoiseOrder, embeds: PromptEmbeds,
+                latents: torch.Tensor | None, handoff: Handoff | None, *,
+                expand_timesteps: bool = False, condition: Condition | None = None,
+                ) -> Generator[tuple[int, Halos], Halos, Handoff]:
+    """Run the order's steps with `transformer`; `latents` is used when handoff is None.
+
+    Grad mode is thread-local and a generator's `with` block would leak across its
+    yields, so every compute block below is a @no_grad function of its own.
+    """
+    run = _Run(transformer, scheduler, order, embeds, latents, handoff, expand_timesteps, condition)
     for i in range(order.start_step, order.stop_step):
-        t = scheduler.timesteps[i]
-        # 1. model input
-        if cond is None:
-            model_input = latents.to(dtype)
-        elif condition.kind == "concat":  # (1, 16 + 20, F, h, w)
-            model_input = torch.cat([latents, cond], dim=1).to(dtype)
+        pred = run.predict(i)  # steps 1-2
+        if run.halo is not None:  # step 3
+            pred = run.blend(pred, (yield i, run.halo.outgoing(pred)))
+        run.advance(i, pred)  # step 4
+    return run.finish()
+
+
+class _Run:
+    """State of one member's phase between its steps."""
+
+    @torch.no_grad()
+    def __init__(self, transformer, scheduler, order: DenoiseOrder, embeds: PromptEmbeds,
+                 latents: torch.Tensor | None, handoff: Handoff | None, expand_timesteps: bool,
+                 condition: Condition | None):
+        self.model, self.scheduler, self.order = transformer, scheduler, order
+        device, self.dtype = transformer.device, transformer.dtype
+        # 0. The solver as it was after the previous phase (or fresh at step 0).
+        scheduler.set_timesteps(order.model.num_steps, device=device)
+        if handoff is None:
+            if order.start_step != 0 or latents is None:
+                raise ValueError(f"{order.segment_id}: a phase starting at step {order.start_step} "
+                                 "needs a handoff (or initial noise at step 0)")
+            scheduler.set_begin_index(0)
+            self.latents = latents.to(device, torch.float32)
         else:
-            model_input = ((1 - mask) * cond + mask * latents).to(dtype)
-        timestep = _timestep(t, latents, mask if expand_timesteps else None)
+            import_state(scheduler, handoff.state, device)
+            if handoff.state.step_index != order.start_step:
+                raise ValueError(f"{order.segment_id}: handoff is at step {handoff.state.step_index}, "
+                                 f"phase starts at {order.start_step}")
+            self.latents = handoff.latents.to(device, torch.float32)
+        self.prompt = embeds.prompt.to(device, self.dtype)
+        self.negative = embeds.negative.to(device, self.dtype) if embeds.negative is not None else None
+        self.halo = _Halo(order, device) if len(order.gang) > 1 else None
+        self.condition = condition
+        self.cond = condition.latents.to(device) if condition is not None else None
+        # TI2V: latent 0 is the given image, at timestep 0 (mask 0); elsewhere noise (mask 1).
+        self.mask = (first_frame_mask(self.latents) if condition is not None and condition.kind == "first_frame"
+                     else torch.ones(self.latents.shape, dtype=torch.float32, device=device))
+        self.expand = expand_timesteps
+
+    @torch.no_grad()
+    def predict(self, i: int) -> torch.Tensor:
+        t = self.scheduler.timesteps[i]
+        # 1. model input
+        if self.cond is None:
+            x = self.latents.to(self.dtype)
+        elif self.condition.kind == "concat":  # (1, 16 + 20, F, h, w)
+            x = torch.cat([self.latents, self.cond], dim=1).to(self.dtype)
+        else:
+            x = ((1 - self.mask) * self.cond + self.mask * self.latents).to(self.dtype)
+        timestep = _timestep(t, self.latents, self.mask if self.expand else None)
         # 2. guided prediction
-        pred = transformer(hidden_states=model_input, timestep=timestep,
-                           encoder_hidden_states=prompt, return_dict=False)[0]
-        if order.guidance > 1.0:
-            if negative is None:
-                raise ValueError(f"{order.segment_id}: guidance {order.guidance} needs negative embeddings")
-            uncond = transformer(hidden_states=model_input, timestep=timestep,
-                                 encoder_hidden_states=negative, return_dict=False)[0]
-            pred = uncond + order.guidance * (pred - uncond)
-        # 3. halo blend with the neighbouring windows
-        if halo is not None:
-            pred = halo.blend(i, pred, exchange)
+        pred = self.model(hidden_states=x, timestep=timestep, encoder_hidden_states=self.prompt,
+                          return_dict=False)[0]
+        g = self.order.guidance
+        if g > 1.0:
+            if self.negative is None:
+                raise ValueError(f"{self.order.segment_id}: guidance {g} needs negative embeddings")
+            uncond = self.model(hidden_states=x, timestep=timestep,
+                                encoder_hidden_states=self.negative, return_dict=False)[0]
+            pred = uncond + g * (pred - uncond)
+        return pred
+
+    @torch.no_grad()
+    def blend(self, pred: torch.Tensor, got: Halos) -> torch.Tensor:
+        assert self.halo is not None
+        return self.halo.blend(pred, got)
+
+    @torch.no_grad()
+    def advance(self, i: int, pred: torch.Tensor) -> None:
         # 4. solver step
-        latents = scheduler.step(pred, t, latents, return_dict=False)[0]
-    if cond is not None and condition.kind == "first_frame" and order.stop_step == order.model.num_steps:
-        latents = (1 - mask) * cond + mask * latents  # the clean first frame, as diffusers
-    return Handoff(latents, export_state(scheduler))
+        t = self.scheduler.timesteps[i]
+        self.latents = self.scheduler.step(pred, t, self.latents, return_dict=False)[0]
+
+    @torch.no_grad()
+    def finish(self) -> Handoff:
+        if (self.cond is not None and self.condition.kind == "first_frame"
+                and self.order.stop_step == self.order.model.num_steps):
+            # the clean first frame, as diffusers does after its loop
+            self.latents = (1 - self.mask) * self.cond + self.mask * self.latents
+        return Handoff(self.latents, export_state(self.scheduler))
 
 
 def _timestep(t: torch.Tensor, latents: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -111,9 +173,11 @@ class _Halo:
         lo, hi = max(w.start, o.start), min(w.stop, o.stop)
         return Window(lo - w.start, hi - w.start), Window(lo - o.start, hi - o.start)
 
-    def blend(self, step: int, pred: torch.Tensor, exchange: Exchange) -> torch.Tensor:
-        out = {k: pred[:, :, self._local(k)[0].start:self._local(k)[0].stop] for k in self.nbrs}
-        got = exchange.swap(step, self.me, out)
+    def outgoing(self, pred: torch.Tensor) -> Halos:
+        """My prediction on the frames I share with each neighbour."""
+        return {k: pred[:, :, self._local(k)[0].start:self._local(k)[0].stop] for k in self.nbrs}
+
+    def blend(self, pred: torch.Tensor, got: Halos) -> torch.Tensor:
         num = torch.zeros_like(pred, dtype=torch.float32)
         den = torch.zeros((1, 1, pred.shape[2], 1, 1), dtype=torch.float32, device=pred.device)
         for k in sorted((self.me, *self.nbrs)):

@@ -6,6 +6,7 @@ high-noise-pool worker never loads the low-noise expert, the VAE or the text enc
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from farm.model.condition import Condition, image_tensor, make_condition
 from farm.model.decode import StreamingDecoder, to_uint8
 from farm.model.loader import ModelLoader, ModelSource
 from farm.model.noise import initial_noise
-from farm.model.phase import run_phase
+from farm.model.phase import Halos, drive, phase_steps
 from farm.model.solver import Handoff
 from farm.model.text import PromptEmbeds, encode_prompts
 from farm.spec.profiles import profile_for
@@ -47,8 +48,9 @@ class TorchWorker:
         return make_condition(self.loader.vae(), image_tensor(frame), order.num_frames,
                               self.profile.expand_timesteps)
 
-    def denoise(self, order: DenoiseOrder, prompt: PromptEmbeds, state: Handoff | None,
-                condition: Condition | None, exchange: Exchange) -> Handoff:
+    def denoise_steps(self, order: DenoiseOrder, prompt: PromptEmbeds, state: Handoff | None,
+                      condition: Condition | None) -> Generator[tuple[int, Halos], Halos, Handoff]:
+        """The phase as a generator that yields its halos each step (see model.phase)."""
         self._check(order.model)
         latents = None
         if state is None:
@@ -56,10 +58,14 @@ class TorchWorker:
             latents = initial_noise(order.seed, order.scene_id, order.window.size, p.latent_channels,
                                     order.model.height // p.vae_spatial,
                                     order.model.width // p.vae_spatial, first_frame=order.window.start)
-        return run_phase(self.loader.expert(order.expert),
-                         self.loader.scheduler(order.model.solver, order.model.shift), order,
-                         prompt, latents, state, exchange,
-                         expand_timesteps=self.profile.expand_timesteps, condition=condition)
+        return phase_steps(self.loader.expert(order.expert),
+                           self.loader.scheduler(order.model.solver, order.model.shift), order,
+                           prompt, latents, state, expand_timesteps=self.profile.expand_timesteps,
+                           condition=condition)
+
+    def denoise(self, order: DenoiseOrder, prompt: PromptEmbeds, state: Handoff | None,
+                condition: Condition | None, exchange: Exchange) -> Handoff:
+        return drive(self.denoise_steps(order, prompt, state, condition), order.member, exchange)
 
     def decode(self, order: DecodeOrder, latents: list[Handoff], emit: Emit) -> Any | None:
         self._check(order.model)

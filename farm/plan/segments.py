@@ -5,10 +5,10 @@ Windows (parallel; every step, neighbours swap predictions on the shared frames)
     latent frame   0         5         10        15        20        25   29
                    |---------|---------|---------|---------|---------|----|
     window 0       [=====================)                                      0..10
-    window 1                    [=====================)                          6..16   (overlap 5)
-    window 2                                  [======================)          13..23  (overlap 3+)
-    ...            all windows have the same size W; starts are spread evenly over
-                   [0, L - W], so every overlap is at least the requested O.
+    window 1                    [=====================)                          6..16   (overlap 4)
+    window 2                                  [======================)          12..22  (overlap 4)
+    ...            the fewest windows of at most W frames, all of one size (the
+                   smallest that keeps overlaps >= O), starts spread evenly.
 
     blend weights in an overlap of O frames (linear ramp, both sides > 0, sum 1):
         left window   O/(O+1) ... 1/(O+1)
@@ -41,16 +41,22 @@ class Window:
 
 
 def plan_windows(num_latent: int, window: int, overlap: int) -> tuple[Window, ...]:
-    """Equal-size windows covering [0, num_latent), neighbours sharing >= overlap frames."""
+    """Equal-size windows covering [0, num_latent), neighbours sharing >= overlap frames.
+
+    Uses the fewest windows of at most `window` frames, then shrinks them to the smallest
+    equal size that still keeps every overlap >= `overlap`: less compute than full-size
+    windows with wide overlaps, and shorter windows cost less attention.
+    """
     _check(num_latent, window)
     if not 1 <= overlap < window:
         raise ValueError(f"overlap must be in [1, window), got overlap={overlap}, window={window}")
     if num_latent <= window:
         return (Window(0, num_latent),)
-    n = -(-(num_latent - overlap) // (window - overlap))  # ceil
-    span = num_latent - window
+    n = -(-(num_latent - overlap) // (window - overlap))  # ceil: fewest windows
+    size = -(-(num_latent + (n - 1) * overlap) // n)  # ceil: smallest equal size
+    span = num_latent - size
     starts = [k * span // (n - 1) for k in range(n)]
-    return tuple(Window(s, s + window) for s in starts)
+    return tuple(Window(s, s + size) for s in starts)
 
 
 def plan_chain(num_latent: int, window: int) -> tuple[Window, ...]:
