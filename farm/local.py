@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from farm.director.director import Director, DirectorConfig
 from farm.engine.core import EngineCore
 from farm.engine.executor import InlineExecutor
 from farm.model.loader import ModelSource, resolve_model
@@ -27,6 +29,14 @@ from farm.sched.scheduler import Scheduler
 from farm.spec.film import Film
 from farm.spec.profiles import profile_for
 from farm.stitch.stream import FrameRouter, FrameStream
+
+
+def local_director(model: str, artifacts: str | Path, *, device: str = "cpu",
+                   dtype: torch.dtype = torch.float32, workers: str = "single",
+                   config: SchedulerConfig | None = None, **limits: int) -> Director:
+    """A Director over the embedded farm (the `serve --local` runtime)."""
+    farm = LocalFarm(model, device=device, dtype=dtype, workers=workers, config=config)
+    return Director(farm.engine, farm.router, DirectorConfig(Path(artifacts), **limits))
 
 
 class LocalFarm:

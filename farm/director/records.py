@@ -1,0 +1,62 @@
+"""Film records and events as the director keeps and publishes them (domain types)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from farm.sched.output import FilmState
+
+
+@dataclass(frozen=True, slots=True)
+class SceneInfo:
+    id: str
+    num_frames: int
+    frames_done: int
+
+
+@dataclass(frozen=True, slots=True)
+class FilmInfo:
+    """A snapshot of one film, as the API shows it."""
+
+    film_id: str
+    tenant: str
+    title: str
+    model: str
+    state: FilmState
+    reason: str
+    priority: int
+    request_id: str
+    create_time: float
+    update_time: float
+    scenes: tuple[SceneInfo, ...]
+    phases_done: int
+    phases_total: int
+    frames_done: int
+    frames_total: int
+    # Seconds from creation to the first delivered frame; None before it.
+    time_to_first_frame: float | None
+
+    @property
+    def name(self) -> str:
+        return f"films/{self.film_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class FilmEvent:
+    """One thing that happened to a film; `seq` orders a film's events from 1."""
+
+    seq: int
+    time: float
+    # "state" | "phase" | "frames" | "retry"
+    kind: str
+    state: FilmState
+    message: str
+    phases_done: int
+    frames_done: int
+    scene_id: str = ""
+    unit_id: str = ""
+    phase_index: int = -1
+    expert: str = ""
+    worker_ids: tuple[str, ...] = field(default=())
+    frame_start: int = 0
+    frame_stop: int = 0
