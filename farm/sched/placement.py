@@ -1,67 +1,125 @@
-"""Choosing workers for a task: capability, exclusion, gang all-or-nothing, locality.
+"""Choosing workers for a task: capability, exclusion, gang all-or-nothing, locality,
+balance between pools.
 
-Preference for each member, in order:
-  1. locality: the worker that already holds the member's latents (no transfer);
-  2. balance: the most specialised worker (fewest things held), keeping workers that
-     hold several experts free for whichever pool backs up;
-  3. the most free slots, then the worker id (determinism).
+A worker serves a need ("high", "low", "dense", "text", "vae") for a film when it
+holds the bare name or "<family>/<name>" (see WorkerState.serves). Preference for each
+member, in order:
+  1. locality: the worker that already holds the member's data (no transfer);
+  2. balance: the worker whose *other* capabilities are least in demand this round.
+     A dedicated worker has no other capabilities, so it goes first; a worker that
+     also holds the low-noise expert is kept for the low-noise pool while that pool
+     has a backlog, and used for high-noise work once it has none; then the worker
+     that holds the fewest things (the most specialised), keeping flexible ones free;
+  3. the most free slots (spread), then the worker id (determinism).
 
-A gang larger than every slot its pool has would never fit; it waits until the whole
-pool is idle and then shares workers, several members per worker.
+All-or-nothing: `place` returns a worker per member or None. A gang that does not fit
+reserves every free slot of its pool for the rest of the round, so a stream of single
+segments cannot keep it waiting forever; short tasks (prompt, image, decode) may still
+backfill reserved slots. A gang larger than every slot its pool has would never fit; it
+waits until the whole pool is idle and then shares workers, several members per worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from farm.sched.state import WorkerState
 
-
-def capable(workers: Iterable[WorkerState], need: str, excluded: set[str]) -> list[WorkerState]:
-    """Alive workers that hold `need` and are not excluded."""
-    return [w for w in workers
-            if w.alive and need in w.spec.holds and w.spec.worker_id not in excluded]
+# (need, family) of a task: what a worker must serve.
+Need = tuple[str, str]
 
 
-def place(pool: list[WorkerState], free: Mapping[str, int], num_members: int,
-          preferred: tuple[str | None, ...] = ()) -> tuple[str, ...] | None:
-    """Worker id per member, or None when the members do not fit now (a value, not an error).
+class Round:
+    """Free slots, reservations and demand during one schedule() call."""
 
-    `free` is the free slots per worker in this scheduling round; `preferred[i]` is where
-    member i's data lives.
-    """
-    if not pool:
-        return None
-    total = sum(w.spec.slots for w in pool)
-    if num_members > total:
-        return _oversubscribe(pool, free, num_members)
-    left = {w.spec.worker_id: free[w.spec.worker_id] for w in pool}
-    if sum(left.values()) < num_members:
-        return None
-    order = sorted(pool, key=lambda w: (len(w.spec.holds), -left[w.spec.worker_id], w.spec.worker_id))
-    chosen: list[str | None] = [None] * num_members
-    for i in range(num_members):
-        want = preferred[i] if i < len(preferred) else None
-        if want is not None and left.get(want, 0) > 0:
-            chosen[i] = want
-            left[want] -= 1
-    for i in range(num_members):
-        if chosen[i] is None:
-            w = next(w for w in order if left[w.spec.worker_id] > 0)
-            chosen[i] = w.spec.worker_id
-            left[w.spec.worker_id] -= 1
-    return tuple(c for c in chosen if c is not None)
+    def __init__(self, workers: Iterable[WorkerState], demand: dict[Need, int]):
+        self.workers = [w for w in workers if w.alive]
+        self.free = {w.spec.worker_id: w.free for w in self.workers}
+        self.reserved: set[str] = set()
+        # Smallest member count that failed per pool: slots only shrink within a round,
+        # so a pool that could not fit k members cannot fit k or more later.
+        self._failed: dict[tuple[Need, frozenset[str]], int] = {}
+        self._pools: dict[tuple[Need, frozenset[str]], list[WorkerState]] = {}
+        self._pressure = _pressure(self.workers, self.free, demand)
+
+    @property
+    def has_free(self) -> bool:
+        return any(n > 0 for n in self.free.values())
+
+    def pool(self, need: Need, excluded: frozenset[str]) -> list[WorkerState]:
+        """Alive workers that serve `need` and are not excluded."""
+        key = (need, excluded)
+        if key not in self._pools:
+            self._pools[key] = [w for w in self.workers if w.serves(*need)
+                                and w.spec.worker_id not in excluded]
+        return self._pools[key]
+
+    def place(self, need: Need, excluded: frozenset[str], num: int,
+              preferred: tuple[str | None, ...] = (), backfill: bool = False
+              ) -> tuple[str, ...] | None:
+        """A worker id per member, or None when the members do not fit now."""
+        key = (need, excluded)
+        if num >= self._failed.get(key, num + 1):
+            return None
+        pool = self.pool(need, excluded)
+        if num > sum(w.spec.slots for w in pool):
+            ids = self._oversubscribe(pool, num)
+        else:
+            ids = self._fit(pool, need, num, preferred, backfill)
+        if ids is None:
+            self._failed[key] = num
+            return None
+        for wid in ids:
+            self.free[wid] = max(0, self.free[wid] - 1)
+        return ids
+
+    def reserve(self, need: Need, excluded: frozenset[str]) -> None:
+        """A gang did not fit: hold its pool's free slots for it (phases only)."""
+        for w in self.pool(need, excluded):
+            if self.free[w.spec.worker_id] > 0:
+                self.reserved.add(w.spec.worker_id)
+
+    def _left(self, pool: list[WorkerState], backfill: bool) -> dict[str, int]:
+        return {w.spec.worker_id: (self.free[w.spec.worker_id]
+                                   if backfill or w.spec.worker_id not in self.reserved else 0)
+                for w in pool}
+
+    def _fit(self, pool: list[WorkerState], need: Need, num: int,
+             preferred: tuple[str | None, ...], backfill: bool) -> tuple[str, ...] | None:
+        left = self._left(pool, backfill)
+        if sum(left.values()) < num:
+            return None
+        chosen: list[str | None] = [None] * num
+        for i in range(num):
+            want = preferred[i] if i < len(preferred) else None
+            if want is not None and left.get(want, 0) > 0:
+                chosen[i] = want
+                left[want] -= 1
+        if all(c is not None for c in chosen):
+            return tuple(c for c in chosen if c is not None)
+        order = sorted((w for w in pool if left[w.spec.worker_id] > 0),
+                       key=lambda w: (self._other_demand(w, need), len(w.spec.holds),
+                                      -left[w.spec.worker_id], w.spec.worker_id))
+        slots = (w.spec.worker_id for w in order for _ in range(left[w.spec.worker_id]))
+        return tuple(c if c is not None else next(slots) for c in chosen)
+
+    def _oversubscribe(self, pool: list[WorkerState], num: int) -> tuple[str, ...] | None:
+        if not pool or any(self.free[w.spec.worker_id] < w.spec.slots
+                           or w.spec.worker_id in self.reserved for w in pool):
+            return None
+        slots = [w.spec.worker_id for w in sorted(pool, key=lambda w: w.spec.worker_id)
+                 for _ in range(w.spec.slots)]
+        return tuple(slots[i % len(slots)] for i in range(num))
+
+    def _other_demand(self, w: WorkerState, need: Need) -> float:
+        return sum(p for n, p in self._pressure.items() if n != need and w.serves(*n))
 
 
-def _oversubscribe(pool: list[WorkerState], free: Mapping[str, int],
-                   num_members: int) -> tuple[str, ...] | None:
-    if any(free[w.spec.worker_id] < w.spec.slots for w in pool):
-        return None
-    ids = sorted(w.spec.worker_id for w in pool)
-    return tuple(ids[i % len(ids)] for i in range(num_members))
-
-
-def take(free: dict[str, int], worker_ids: tuple[str, ...]) -> None:
-    """Consume one slot per member (an oversubscribed gang drains each worker to zero)."""
-    for wid in worker_ids:
-        free[wid] = max(0, free[wid] - 1)
+def _pressure(workers: list[WorkerState], free: dict[str, int],
+              demand: dict[Need, int]) -> dict[Need, float]:
+    """Backlog per free slot of each need at the start of the round (0 = no backlog)."""
+    out: dict[Need, float] = {}
+    for need, num in demand.items():
+        supply = sum(free[w.spec.worker_id] for w in workers if w.serves(*need))
+        out[need] = num / max(1, supply)
+    return out

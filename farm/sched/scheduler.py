@@ -8,9 +8,15 @@ NOTE on the algorithm: there is no "high-noise stage" or "decode stage" in the s
 Each unit (one segment, or a gang of windows) has `phases_done` catching up with the
 film's phases; its next phase names its expert, and workers advertise which experts
 they hold. A unit whose denoising is done is decoded, in frame order per scene. Every
-round offers each film, best-ranked first (priority, then fair share between tenants and
-films, then admission order), its candidates in playback order (earlier frames first), so
-while segment k sits in the low-noise pool, segment k+1 runs in the high-noise pool.
+round offers each film, best-ranked first (farm.sched.fairness: priority, then fair
+share between tenants and films, then admission order), one of its ready tasks in
+playback order (earlier frames first), then re-ranks it; so while segment k sits in the
+low-noise pool, segment k+1 runs in the high-noise pool, and the first frames of a film
+come out as early as its first unit allows. Placement (locality, balance between pools,
+gangs all-or-nothing) is in farm.sched.placement; failures in farm.sched.reports.
+
+Executors must report every task they were given exactly once, including tasks named in
+`cancelled_task_ids` (ok=False is fine): slots are freed by reports.
 """
 
 from __future__ import annotations
@@ -18,18 +24,23 @@ from __future__ import annotations
 import heapq
 
 from farm.plan.film import FilmPlan
-from farm.sched import tasks
+from farm.sched import reports, tasks
 from farm.sched.config import SchedulerConfig
+from farm.sched.fairness import FairShare
 from farm.sched.output import (
+    DecodeTask,
     Event,
     FilmProgress,
     FilmState,
     FilmStateChanged,
+    ImageTask,
+    PhaseTask,
+    PrepareTask,
     SchedulerOutput,
     TaskReport,
     WorkerSpec,
 )
-from farm.sched.placement import capable, place, take
+from farm.sched.placement import Need, Round
 from farm.sched.state import FilmRecord, RunningTask, SceneState, UnitState, WorkerState
 
 
@@ -39,6 +50,7 @@ class Scheduler:
         self._films: dict[str, FilmRecord] = {}
         self._workers: dict[str, WorkerState] = {}
         self._running: dict[str, RunningTask] = {}
+        self._fair = FairShare(self.config.tenant_weight)
         # key -> worker that holds it (for locality and for data lost with a worker)
         self._key_home: dict[str, str] = {}
         self._freed: list[str] = []
@@ -50,23 +62,26 @@ class Scheduler:
     # ---- fleet -------------------------------------------------------------------------
 
     def add_worker(self, spec: WorkerSpec) -> None:
+        """Add a worker, or replace the spec of a known one (e.g. back after a restart)."""
         if spec.slots < 1:
             raise ValueError(f"worker {spec.worker_id!r}: slots must be >= 1, got {spec.slots}")
         old = self._workers.get(spec.worker_id)
         self._workers[spec.worker_id] = WorkerState(spec, busy=old.busy if old else 0)
 
     def remove_worker(self, worker_id: str, data_lost: bool = False) -> list[Event]:
-        """A worker disappeared: its running tasks fail; with data_lost its keys are gone."""
+        """A worker disappeared: its running tasks fail (their units go back to the queue
+        from their last completed phase); with data_lost its keys are gone too."""
         w = self._workers.get(worker_id)
-        if w is None:
+        if w is None or not w.alive:
             return []
         w.alive = False
-        reports = [TaskReport(tid, ok=False, error=f"worker {worker_id} lost", worker_id=worker_id)
-                   for tid, run in self._running.items() if worker_id in run.worker_ids]
-        events = self._apply_reports(reports)
+        lost = [TaskReport(tid, ok=False, error=f"worker {worker_id} lost", worker_id=worker_id)
+                for tid, run in self._running.items() if worker_id in run.worker_ids]
+        self._cancelled += [r.task_id for r in lost]
+        events = self._apply_reports(lost)
         if data_lost:
             for key in [k for k, home in self._key_home.items() if home == worker_id]:
-                tasks.invalidate_key(self, key)
+                reports.invalidate_key(self, key)
         return events
 
     def workers(self) -> tuple[WorkerState, ...]:
@@ -78,22 +93,23 @@ class Scheduler:
                  tenant: str = "default", weight: float = 1.0) -> list[Event]:
         if film_id in self._films:
             raise ValueError(f"film {film_id!r} already exists")
-        if not 0 <= priority <= 100:
-            raise ValueError(f"priority must be in [0, 100], got {priority}")
+        _check_priority(priority)
         if not weight > 0:
             raise ValueError(f"weight must be > 0, got {weight}")
         scenes = [SceneState(sp.scene.id, i, [UnitState(u) for u in sp.units],
                              has_image=sp.scene.image is not None)
                   for i, sp in enumerate(plan.scenes)]
         self._seq += 1
-        self._films[film_id] = FilmRecord(film_id, plan, tenant, priority, weight, self._seq, scenes)
+        f = FilmRecord(film_id, plan, tenant, priority, weight, self._seq, scenes)
+        self._fair.activate(f, self._active())
+        self._films[film_id] = f
         return [FilmStateChanged(film_id, FilmState.QUEUED, time=self._now)]
 
     def cancel_film(self, film_id: str, reason: str = "cancelled by user") -> list[Event]:
         f = self._film(film_id)
         if f.state.is_final:
             return []
-        return tasks.finish_film(self, f, FilmState.CANCELLED, reason)
+        return reports.finish_film(self, f, FilmState.CANCELLED, reason)
 
     def pause_film(self, film_id: str) -> list[Event]:
         """Stop handing out this film's work; running phases finish (phase boundary)."""
@@ -107,12 +123,12 @@ class Scheduler:
         f = self._film(film_id)
         if f.state != FilmState.PAUSED:
             return []
-        f.state = FilmState.RUNNING if f.service > 0 else FilmState.QUEUED
+        self._fair.activate(f, self._active())  # no catch-up burst after a long pause
+        f.state = FilmState.RUNNING if f.started else FilmState.QUEUED
         return [FilmStateChanged(film_id, f.state, time=self._now)]
 
     def set_priority(self, film_id: str, priority: int) -> None:
-        if not 0 <= priority <= 100:
-            raise ValueError(f"priority must be in [0, 100], got {priority}")
+        _check_priority(priority)
         self._film(film_id).priority = priority
 
     def progress(self, film_id: str) -> FilmProgress:
@@ -134,21 +150,26 @@ class Scheduler:
     def schedule(self, now: float) -> SchedulerOutput:
         """Hand out as much work as fits, best-ranked film first (see module NOTE)."""
         self._now = now
-        free = {wid: w.free for wid, w in self._workers.items()}
-        blocked: set[str] = set()  # needs reserved for a better-ranked gang this round
-        started: list = []
-        cands = {f.film_id: list(tasks.candidates(self, f))
-                 for f in self._films.values() if f.schedulable}
-        heap = [(self._rank(self._films[fid]), fid) for fid, c in cands.items() if c]
+        cands = {f.film_id: tasks.candidates(f) for f in self._active()}
+        reqs = {fid: [tasks.requirements(self._films[fid], c) for c in cs]
+                for fid, cs in cands.items()}
+        demand: dict[Need, int] = {}
+        for rs in reqs.values():
+            for need, num, _ in rs:
+                demand[need] = demand.get(need, 0) + num
+        rnd = Round(self._workers.values(), demand)
+        self._fail_starved(cands, reqs, rnd)
+        started: list[tasks.Task] = []
+        heap = [(self._fair.rank(self._films[fid]), fid) for fid, c in cands.items() if c]
         heapq.heapify(heap)
-        while heap:
+        while heap and rnd.has_free:
             rank, fid = heapq.heappop(heap)
             f = self._films[fid]
-            if (now_rank := self._rank(f)) != rank:  # stale after another film's placement
+            if (now_rank := self._fair.rank(f)) != rank:  # stale after another placement
                 heapq.heappush(heap, (now_rank, fid))
                 continue
-            if self._place_one(f, cands[fid], free, blocked, started) and cands[fid]:
-                heapq.heappush(heap, (self._rank(f), fid))
+            if self._place_one(f, cands[fid], reqs[fid], rnd, started) and cands[fid]:
+                heapq.heappush(heap, (self._fair.rank(f), fid))
         return self._output(started)
 
     def update_from_output(self, output: SchedulerOutput,
@@ -165,38 +186,41 @@ class Scheduler:
         except KeyError:
             raise KeyError(f"unknown film {film_id!r}") from None
 
-    def _rank(self, f: FilmRecord) -> tuple[float, ...]:
-        tenant_service = sum(o.service for o in self._films.values()
-                             if o.tenant == f.tenant and o.schedulable)
-        return (-f.priority, tenant_service / self.config.tenant_weight(f.tenant),
-                f.service / f.weight, f.seq)
+    def _active(self) -> list[FilmRecord]:
+        return [f for f in self._films.values() if f.schedulable]
 
-    def _place_one(self, f: FilmRecord, cands: list, free: dict[str, int],
-                   blocked: set[str], started: list) -> bool:
-        for i, cand in enumerate(cands):
-            need, num, preferred = tasks.requirements(self, f, cand)
-            if need in blocked:
-                continue
-            pool = capable(self._workers.values(), need, f.excluded)
-            if not pool:
-                self._pending += tasks.check_starved(self, f, need)
-                continue
-            ids = place(pool, free, num, preferred)
+    def _fail_starved(self, cands: dict[str, list], reqs: dict[str, list], rnd: Round) -> None:
+        """Fail films whose work no usable worker serves, before anything is placed: a
+        film ending mid-round would free the inputs of tasks it was just given."""
+        for fid in list(cands):
+            f = self._films[fid]
+            excluded = frozenset(f.excluded)
+            for need in dict.fromkeys(need for need, _, _ in reqs[fid]):  # ordered
+                if not rnd.pool(need, excluded):
+                    self._pending += reports.check_starved(self, f, need[0])
+            if not f.schedulable:
+                del cands[fid], reqs[fid]
+
+    def _place_one(self, f: FilmRecord, cands: list[tasks.Candidate], reqs: list,
+                   rnd: Round, started: list[tasks.Task]) -> bool:
+        """Start the film's first candidate (playback order) that fits; False if none."""
+        excluded = frozenset(f.excluded)
+        for i, (cand, (need, num, preferred)) in enumerate(zip(cands, reqs, strict=True)):
+            is_phase = cand[0] == "phase"
+            ids = rnd.place(need, excluded, num, preferred, backfill=not is_phase)
             if ids is None:
-                blocked.add(need)
+                if is_phase and num > 1:
+                    rnd.reserve(need, excluded)
                 continue
-            take(free, ids)
             started.append(tasks.start(self, f, cand, ids))
-            del cands[i]
+            del cands[i], reqs[i]
             if f.state == FilmState.QUEUED:
                 f.state = FilmState.RUNNING
                 self._pending.append(FilmStateChanged(f.film_id, FilmState.RUNNING, time=self._now))
             return True
         return False
 
-    def _output(self, started: list) -> SchedulerOutput:
-        from farm.sched.output import DecodeTask, ImageTask, PhaseTask, PrepareTask
-
+    def _output(self, started: list[tasks.Task]) -> SchedulerOutput:
         freed, self._freed = tuple(self._freed), []
         cancelled, self._cancelled = tuple(self._cancelled), []
         return SchedulerOutput(
@@ -206,14 +230,20 @@ class Scheduler:
             decodes=tuple(t for t in started if isinstance(t, DecodeTask)),
             freed_keys=freed, cancelled_task_ids=cancelled)
 
-    def _apply_reports(self, reports) -> list[Event]:
+    def _apply_reports(self, reps: list[TaskReport] | tuple[TaskReport, ...]) -> list[Event]:
         events: list[Event] = []
-        for report in reports:
+        for report in reps:
             run = self._running.pop(report.task_id, None)
             if run is None:
                 continue  # unknown or already handled (e.g. reported after worker loss)
             for wid in run.worker_ids:
                 if wid in self._workers:
                     self._workers[wid].busy -= 1
-            events += tasks.apply_report(self, run, report)
+            events += reports.apply_report(self, run, report)
         return events
+
+
+def _check_priority(priority: int) -> None:
+    if not 0 <= priority <= 100:
+        raise ValueError(f"priority must be in [0, 100], got {priority}")
+

@@ -26,8 +26,12 @@ class UnitState:
     decoded: bool = False
     # Chain mode: key of the conditioning this unit's decode made for the next unit.
     condition_key: str | None = None
-    # attempts used per (kind, phase index): ("phase", 0), ("decode", 0)
+    # Failures per (kind, phase index): ("phase", 0), ("decode", 0); the attempt budget.
     attempts: Counter[tuple[str, int]] = field(default_factory=Counter)
+    # Bumped when the unit rolls back to initial noise (its data was lost). Reports of
+    # tasks started in an older epoch are stale: their results and failures are ignored.
+    # The epoch is part of task ids and keys, so a re-run never reuses a name.
+    epoch: int = 0
 
 
 @dataclass
@@ -37,12 +41,15 @@ class SceneState:
     units: list[UnitState]
     prompt_key: str | None = None
     prompt_running: str | None = None
+    # Failures (the budget) and starts (unique task ids and keys) of prompt encodings.
     prompt_attempts: int = 0
+    prompt_tries: int = 0
     # Scenes with a first-frame image: its encoded conditioning for the first unit.
     has_image: bool = False
     image_key: str | None = None
     image_running: str | None = None
     image_attempts: int = 0
+    image_tries: int = 0
     frames_done: int = 0
 
 
@@ -58,11 +65,18 @@ class FilmRecord:
     scenes: list[SceneState]
     state: FilmState = FilmState.QUEUED
     reason: str = ""
-    # Work handed out so far (segment-steps), for fair share.
-    service: float = 0.0
+    # Virtual time for fair share: work handed out (segment-steps x tokens) / weight,
+    # lifted on (re)activation to the least-served active film of its tenant.
+    vtime: float = 0.0
     failures: Counter[str] = field(default_factory=Counter)
     excluded: set[str] = field(default_factory=set)
     phases_done: int = 0
+    # Whether any task was handed out (RUNNING rather than QUEUED on resume).
+    started: bool = False
+
+    @property
+    def family(self) -> str:
+        return self.plan.film.profile.family
 
     @property
     def phases_total(self) -> int:
@@ -84,12 +98,19 @@ class FilmRecord:
 @dataclass
 class WorkerState:
     spec: WorkerSpec
+    # Members of running tasks on this worker (an oversubscribed gang counts each one).
     busy: int = 0
     alive: bool = True
 
     @property
     def free(self) -> int:
         return max(0, self.spec.slots - self.busy) if self.alive else 0
+
+    def serves(self, need: str, family: str) -> bool:
+        """Whether this worker can run work needing `need` ("high", "vae", ...) for a film
+        of `family`: it holds the bare name (any family) or "<family>/<need>"."""
+        holds = self.spec.holds
+        return need in holds or f"{family}/{need}" in holds
 
 
 @dataclass
@@ -99,9 +120,11 @@ class RunningTask:
     kind: str  # "prepare" | "image" | "phase" | "decode"
     film_id: str
     scene_index: int
-    unit_index: int  # -1 for prepare
+    unit_index: int  # -1 for prepare and image
     phase_index: int  # -1 unless kind == "phase"
     worker_ids: tuple[str, ...]
     # Keys this task will write if it succeeds, and keys it reads.
     output_keys: tuple[str, ...]
     input_keys: tuple[str, ...]
+    # The unit's epoch when the task started (phase and decode).
+    epoch: int = 0
