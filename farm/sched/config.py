@@ -11,6 +11,10 @@ class SchedulerConfig:
     max_attempts: int = 3
     # Failures of one worker on one film after which that worker is excluded for the film.
     exclude_after: int = 2
+    # Tries of one task that died with their worker (lost node, preemption) before the
+    # film fails; counted apart from max_attempts, since losing a node is rarely the
+    # task's fault, but a task that kills every worker it touches must stop.
+    max_worker_losses: int = 10
     # Fair-share weight per tenant (default 1.0); a tenant with weight 2 gets twice the
     # work of a tenant with weight 1 when both have films waiting at the same priority.
     tenant_weights: tuple[tuple[str, float], ...] = field(default=())
@@ -18,6 +22,8 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.max_worker_losses < 1:
+            raise ValueError(f"max_worker_losses must be >= 1, got {self.max_worker_losses}")
         if self.exclude_after < 1:
             raise ValueError(f"exclude_after must be >= 1, got {self.exclude_after}")
         for tenant, w in self.tenant_weights:

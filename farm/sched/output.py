@@ -171,6 +171,9 @@ class TaskReport:
     lost_keys: tuple[str, ...] = ()
     # Seconds the task ran, as measured by the executor (for statistics only).
     duration: float = 0.0
+    # The task died with its worker (crash, preemption; see Scheduler.remove_worker): it
+    # is retried without blaming the worker or using one of its max_attempts.
+    worker_lost: bool = False
 
 
 # ---- events returned by update_from_output ------------------------------------------

@@ -5,6 +5,10 @@ Rules:
 - A failed task leaves its unit at its last completed phase: the same phase runs again
   (a new attempt) from the inputs it had. `max_attempts` failures of one task fail the
   film; a worker blamed `exclude_after` times is excluded for that film.
+- A task that died with its worker (`remove_worker`) is retried the same way, but it
+  neither blames the worker nor uses an attempt: a node going away is rarely the task's
+  fault. `max_worker_losses` such deaths (a task that kills every worker it touches)
+  fail the film.
 - Lost data (a worker died with it, or an executor reports `lost_keys`) rolls every
   unit that needed it back to initial noise (a new epoch); a running task of that unit
   is cancelled and its late report ignored (stale).
@@ -24,7 +28,7 @@ from farm.sched.output import (
     TaskReport,
     TaskRetried,
 )
-from farm.sched.state import FilmRecord, RunningTask, SceneState, UnitState
+from farm.sched.state import FilmRecord, RunningTask, SceneState, Tries, UnitState
 
 if TYPE_CHECKING:
     from farm.sched.scheduler import Scheduler
@@ -121,30 +125,37 @@ def _on_decode_done(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
 def _on_failure(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState | None,
                 run: RunningTask, report: TaskReport) -> list[Event]:
     s._freed += run.output_keys
-    culprit = _culprit(run, report)
+    culprit = None if report.worker_lost else _culprit(run, report)
     if culprit is not None:
         f.failures[culprit] += 1
         if f.failures[culprit] >= s.config.exclude_after:
             f.excluded.add(culprit)
     for key in report.lost_keys:
         invalidate_key(s, key)
-    if run.kind == "prepare":
-        sc.prompt_attempts += 1
-        used, what = sc.prompt_attempts, f"prompt encoding of scene {sc.scene_id}"
-    elif run.kind == "image":
-        sc.image_attempts += 1
-        used, what = sc.image_attempts, f"image encoding of scene {sc.scene_id}"
+    tries, what = _slot(sc, u, run)
+    if report.worker_lost:
+        tries.lost += 1
+        if tries.lost >= s.config.max_worker_losses:
+            reason = f"{what} lost its worker {tries.lost} times; last: {report.error}"
+            return finish_film(s, f, FilmState.FAILED, reason)
     else:
-        assert u is not None
-        slot = (run.kind, max(run.phase_index, 0))
-        u.attempts[slot] += 1
-        used = u.attempts[slot]
-        what = (f"phase {run.phase_index} of {u.plan.id}" if run.kind == "phase"
-                else f"decode of {u.plan.id}")
-    if used >= s.config.max_attempts:
-        reason = f"{what} failed {used} times; last error: {report.error}"
-        return finish_film(s, f, FilmState.FAILED, reason)
-    return [TaskRetried(f.film_id, report.task_id, report.error, used + 1, culprit, time=s._now)]
+        tries.failed += 1
+        if tries.failed >= s.config.max_attempts:
+            reason = f"{what} failed {tries.failed} times; last error: {report.error}"
+            return finish_film(s, f, FilmState.FAILED, reason)
+    return [TaskRetried(f.film_id, report.task_id, report.error, tries.started + 1, culprit,
+                        time=s._now)]
+
+
+def _slot(sc: SceneState, u: UnitState | None, run: RunningTask) -> tuple[Tries, str]:
+    if run.kind == "prepare":
+        return sc.slot("prompt"), f"prompt encoding of scene {sc.scene_id}"
+    if run.kind == "image":
+        return sc.slot("image"), f"image encoding of scene {sc.scene_id}"
+    assert u is not None
+    if run.kind == "phase":
+        return u.slot("phase", run.phase_index), f"phase {run.phase_index} of {u.plan.id}"
+    return u.slot("decode"), f"decode of {u.plan.id}"
 
 
 def _culprit(run: RunningTask, report: TaskReport) -> str | None:

@@ -75,7 +75,8 @@ class Scheduler:
         if w is None or not w.alive:
             return []
         w.alive = False
-        lost = [TaskReport(tid, ok=False, error=f"worker {worker_id} lost", worker_id=worker_id)
+        lost = [TaskReport(tid, ok=False, error=f"worker {worker_id} lost", worker_id=worker_id,
+                           worker_lost=True)
                 for tid, run in self._running.items() if worker_id in run.worker_ids]
         self._cancelled += [r.task_id for r in lost]
         events = self._apply_reports(lost)

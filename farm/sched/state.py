@@ -14,6 +14,19 @@ from farm.sched.output import FilmState, WorkerSpec
 
 
 @dataclass
+class Tries:
+    """Counters of one task slot: a phase of a unit, its decode, a prompt encoding."""
+
+    # Tries handed out: names every try (a<started>), so no id or key is ever reused,
+    # not even when a rolled-back unit runs the phase again.
+    started: int = 0
+    # Errors reported: the max_attempts budget.
+    failed: int = 0
+    # Tries that died with their worker: the max_worker_losses budget.
+    lost: int = 0
+
+
+@dataclass
 class UnitState:
     plan: Unit
     # Phases completed; the unit's next phase is plan.phases[phases_done].
@@ -26,12 +39,14 @@ class UnitState:
     decoded: bool = False
     # Chain mode: key of the conditioning this unit's decode made for the next unit.
     condition_key: str | None = None
-    # Failures per (kind, phase index): ("phase", 0), ("decode", 0); the attempt budget.
-    attempts: Counter[tuple[str, int]] = field(default_factory=Counter)
+    # (kind, phase index) -> counters: ("phase", 0), ("decode", 0).
+    tries: dict[tuple[str, int], Tries] = field(default_factory=dict)
     # Bumped when the unit rolls back to initial noise (its data was lost). Reports of
     # tasks started in an older epoch are stale: their results and failures are ignored.
-    # The epoch is part of task ids and keys, so a re-run never reuses a name.
     epoch: int = 0
+
+    def slot(self, kind: str, phase: int = 0) -> Tries:
+        return self.tries.setdefault((kind, phase), Tries())
 
 
 @dataclass
@@ -41,16 +56,16 @@ class SceneState:
     units: list[UnitState]
     prompt_key: str | None = None
     prompt_running: str | None = None
-    # Failures (the budget) and starts (unique task ids and keys) of prompt encodings.
-    prompt_attempts: int = 0
-    prompt_tries: int = 0
     # Scenes with a first-frame image: its encoded conditioning for the first unit.
     has_image: bool = False
     image_key: str | None = None
     image_running: str | None = None
-    image_attempts: int = 0
-    image_tries: int = 0
     frames_done: int = 0
+    # "prompt" / "image" -> counters
+    tries: dict[str, Tries] = field(default_factory=dict)
+
+    def slot(self, kind: str) -> Tries:
+        return self.tries.setdefault(kind, Tries())
 
 
 @dataclass

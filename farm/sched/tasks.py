@@ -2,14 +2,14 @@
 functions are the scheduler's internals and take it as their first argument; what a
 report changes is in `farm.sched.reports`.
 
-Keys of the data a task writes (the executor stores the data under them). `<try>` is
-`a<attempt>` for the first epoch and `a<attempt>e<epoch>` after a unit was rolled back,
-so a name is never reused (an executor may free an old key after writing a new one):
+Keys of the data a task writes (the executor stores the data under them). `<n>` counts
+the tries of that task, failed, lost or rolled back included, so a name is never reused
+(an executor may free an old key after writing a new one):
 
-    prompt      <film>:<scene>:prompt:a<n>               n counts starts
+    prompt      <film>:<scene>:prompt:a<n>
     image       <film>:<scene>:image:a<n>                first-frame conditioning
-    phase out   <film>:<segment>:p<phase>:<try>         latents + solver state
-    condition   <film>:<unit>:cond:<try>                 chain: next unit's first frame
+    phase out   <film>:<segment>:p<phase>:a<n>           latents + solver state
+    condition   <film>:<unit>:cond:a<n>                  chain: next unit's first frame
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from farm.sched.output import (
     PrepareTask,
 )
 from farm.sched.placement import Need
-from farm.sched.state import FilmRecord, RunningTask, SceneState, UnitState
+from farm.sched.state import FilmRecord, RunningTask, SceneState, Tries, UnitState
 from farm.spec.frames import pixel_frames
 
 if TYPE_CHECKING:
@@ -93,16 +93,16 @@ def start(s: Scheduler, f: FilmRecord, cand: Candidate, ids: tuple[str, ...]) ->
         s._workers[wid].busy += 1
     f.started = True
     if kind == "prepare":
-        sc.prompt_tries += 1
-        tid = f"{f.film_id}/{sc.scene_id}/prepare/a{sc.prompt_tries}"
-        key = f"{f.film_id}:{sc.scene_id}:prompt:a{sc.prompt_tries}"
+        n = _next_try(sc.slot("prompt"))
+        tid = f"{f.film_id}/{sc.scene_id}/prepare/a{n}"
+        key = f"{f.film_id}:{sc.scene_id}:prompt:a{n}"
         sc.prompt_running = tid
         s._running[tid] = RunningTask("prepare", f.film_id, sc.index, -1, -1, ids, (key,), ())
         return PrepareTask(tid, f.film_id, sc.scene_id, ids[0], key)
     if kind == "image":
-        sc.image_tries += 1
-        tid = f"{f.film_id}/{sc.scene_id}/image/a{sc.image_tries}"
-        key = f"{f.film_id}:{sc.scene_id}:image:a{sc.image_tries}"
+        n = _next_try(sc.slot("image"))
+        tid = f"{f.film_id}/{sc.scene_id}/image/a{n}"
+        key = f"{f.film_id}:{sc.scene_id}:image:a{n}"
         sc.image_running = tid
         s._running[tid] = RunningTask("image", f.film_id, sc.index, -1, -1, ids, (key,), ())
         return ImageTask(tid, f.film_id, sc.scene_id, ids[0], key)
@@ -110,19 +110,19 @@ def start(s: Scheduler, f: FilmRecord, cand: Candidate, ids: tuple[str, ...]) ->
     return (_start_phase if kind == "phase" else _start_decode)(s, f, sc, u, ids)
 
 
-def _try(u: UnitState, attempt: int) -> str:
-    return f"a{attempt}e{u.epoch}" if u.epoch else f"a{attempt}"
+def _next_try(t: Tries) -> int:
+    t.started += 1
+    return t.started
 
 
 def _start_phase(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
                  ids: tuple[str, ...]) -> PhaseTask:
     p = u.phases_done
     phase = f.plan.phases[p]
-    attempt = u.attempts[("phase", p)] + 1
-    tid = f"{f.film_id}/{u.plan.id}/p{p}/{_try(u, attempt)}"
+    attempt = _next_try(u.slot("phase", p))
+    tid = f"{f.film_id}/{u.plan.id}/p{p}/a{attempt}"
     members = tuple(
-        MemberTask(seg.id, wid, u.latest.get(seg.id),
-                   f"{f.film_id}:{seg.id}:p{p}:{_try(u, attempt)}")
+        MemberTask(seg.id, wid, u.latest.get(seg.id), f"{f.film_id}:{seg.id}:p{p}:a{attempt}")
         for seg, wid in zip(u.plan.segments, ids, strict=True))
     cond = sc.units[u.plan.index - 1].condition_key if u.plan.after else sc.image_key
     assert sc.prompt_key is not None
@@ -138,15 +138,15 @@ def _start_phase(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
 
 def _start_decode(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
                   ids: tuple[str, ...]) -> DecodeTask:
-    attempt = u.attempts[("decode", 0)] + 1
-    tid = f"{f.film_id}/{u.plan.id}/decode/{_try(u, attempt)}"
+    attempt = _next_try(u.slot("decode"))
+    tid = f"{f.film_id}/{u.plan.id}/decode/a{attempt}"
     slices = tuple(DecodeSlice(seg_id, u.latest[seg_id], w.start - _seg_start(u, seg_id),
                                w.stop - _seg_start(u, seg_id))
                    for seg_id, w in u.plan.decode_slices)
     nxt = sc.units[u.plan.index + 1] if u.plan.index + 1 < len(sc.units) else None
     cond_key, cond_frames = None, 0
     if nxt is not None and nxt.plan.after == u.plan.id:
-        cond_key = f"{f.film_id}:{u.plan.id}:cond:{_try(u, attempt)}"
+        cond_key = f"{f.film_id}:{u.plan.id}:cond:a{attempt}"
         cond_frames = pixel_frames(nxt.plan.segments[0].window.size)
     u.running = tid
     s._running[tid] = RunningTask("decode", f.film_id, sc.index, u.plan.index, -1, ids,

@@ -423,6 +423,24 @@ def test_lost_worker_returns_its_unit_to_the_queue_and_late_reports_are_ignored(
     assert s.progress("f").phases_done == 0
 
 
+def test_worker_losses_neither_blame_the_worker_nor_use_attempts():
+    s = make_scheduler(("h", {"high"}), ("l", {"low"}), ("t", {"text"}, 9), ("v", {"vae"}, 9),
+                       max_attempts=1, exclude_after=1, max_worker_losses=3)
+    s.add_film("f", one_scene())
+    prepare(s)
+    for i in range(2):
+        out = s.schedule(1.0 + i)
+        (p,) = out.phases
+        assert p.attempt == i + 1
+        (retried,) = s.remove_worker("h")
+        assert retried.attempt == i + 2 and retried.worker_id is None
+        s.add_worker(WorkerSpec("h", frozenset({"high"})))
+    assert s.progress("f").excluded_worker_ids == () and s.progress("f").state == FilmState.RUNNING
+    s.schedule(4.0)
+    (end,) = s.remove_worker("h")
+    assert end.state == FilmState.FAILED and "lost its worker 3 times" in end.reason
+
+
 def test_data_loss_rolls_back_to_initial_noise_with_fresh_names():
     s = make_scheduler(("h", {"high"}), ("l1", {"low"}), ("l2", {"low"}), ("t", {"text"}),
                        ("v", {"vae"}))
@@ -437,7 +455,7 @@ def test_data_loss_rolls_back_to_initial_noise_with_fresh_names():
     out3 = s.schedule(3.0)
     assert low.task_id in out3.cancelled_task_ids
     (redo,) = out3.phases
-    assert redo.phase_index == 0 and redo.attempt == 1
+    assert redo.phase_index == 0 and redo.attempt == 2  # the second try of phase 0
     assert redo.task_id != high.task_id and redo.members[0].output_key != high.members[0].output_key
     # the stale low phase reports (success or failure): ignored, nothing counted
     assert s.update_from_output(out2, [TaskReport(low.task_id, False, "lost input",

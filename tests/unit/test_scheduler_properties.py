@@ -271,7 +271,7 @@ def test_failures_losses_and_cancellations_never_lose_or_repeat_work(data, famil
 @SETTINGS
 @given(st.data(), FAMILIES, st.integers(1, 3))
 def test_data_loss_rolls_back_and_still_delivers_every_frame_once(data, family, num_films):
-    config = SchedulerConfig(max_attempts=1000, exclude_after=1000)  # losses must not end films
+    config = SchedulerConfig(max_worker_losses=1000)  # losses must not end films
     farm = build(data, family, num_films, config)
     drive(farm, fail_rate=0.0, loss_rate=0.1, data_loss=True, cancel_rate=0.0)
     assert all(farm.s.progress(f).state == FilmState.SUCCEEDED for f in farm.plans)

@@ -1,0 +1,177 @@
+"""The cost model: seconds and bytes of every task, calibrated on the published Wan2.2
+H100 table (research/anchors_inference.md 1.3 and 5).
+
+Calibration. The official single-GPU run (40 steps, CFG, `--offload_model True`) takes
+T1 = 1041.5 s (T2V-A14B 720p), 326.9 s (480p), 1055.9 / 327.8 s (I2V). We split it as
+
+    T1 = swap + text + image (I2V) + 40 x step + decode(81 frames)
+
+    swap    16 s     both experts in and out of the GPU per clip (LightX2V: 840 vs 823 s)
+    text    1 s      UMT5-XXL, prompt + negative prompt          [assumed]
+    image   3.2/1.4 s  Wan2.1-VAE encoder, 720p/480p: 0.38/0.16 PFLOP at ~120 TF/s
+    decode  5.0/2.2 s  Wan2.1-VAE decoder, 81 frames (LightX2V: 2.03-2.38 s at 480p)
+
+which leaves a step (two forwards) of 25.49 s (T2V 720p), 7.69 s (480p). Both experts
+have the same architecture, so the table holds the same cost for each expert (it is
+keyed by expert so a distilled or pruned expert can differ). Other window sizes scale
+by the FLOP model of one forward, linear + attention: cost(N) ~ N (1 + N / 29100)
+tokens (the 720p and 480p FLOP splits both give 29100). The official loop never swaps
+on several GPUs (FSDP); reelfarm workers hold one expert and never swap.
+
+Bytes. Latents are fp32 [C, L, H/8, W/8]; a phase hands over latents + UniPC history
+(two model outputs + last sample) = 4x the latents (77 MB at 720p, 81 frames); prompt
+embeddings (cond + uncond) 8.4 MB; I2V conditioning (20 channels, bf16). A transfer
+costs latency + bytes / bandwidth of the link (default 12.5 GB/s, 100 Gb/s).
+
+Sequence parallel (official baseline). Published totals at 1, 4 and 8 GPUs are used as
+they are. Other group sizes (a divisor of the 40 heads) use t(G) = s + p / G fitted
+through 4 and 8 GPUs, plus, beyond one 8-GPU node, the Ulysses all-to-all over
+InfiniBand (13.5 GB per GPU per forward at 720p and P = 8, scaled by 8/P, 80 forwards,
+50 GB/s). Those points are extrapolations [inferred], not measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from farm.plan.film import FilmPlan, Unit
+
+# (family, height) -> published seconds by GPU count (H100, 40 steps, CFG, 81 frames)
+PUBLISHED: dict[tuple[str, int], dict[int, float]] = {
+    ("t2v-a14b", 720): {1: 1041.5, 4: 288.7, 8: 155.1},
+    ("t2v-a14b", 480): {1: 326.9, 4: 91.7, 8: 51.5},
+    ("i2v-a14b", 720): {1: 1055.9, 4: 290.4, 8: 159.0},
+    ("i2v-a14b", 480): {1: 327.8, 4: 92.4, 8: 52.9},
+}
+# Ulysses needs heads % G == 0 (40 heads), and at most 40 GPUs per clip.
+SP_SIZES = (1, 2, 4, 5, 8, 10, 20, 40)
+REF_FRAMES, REF_STEPS = 81, 40
+ATTN_TOKENS = 29100.0
+
+
+def _flops(tokens: float) -> float:
+    return tokens * (1 + tokens / ATTN_TOKENS)
+
+
+def _tokens(width: int, height: int, latent_frames: int) -> int:
+    return latent_frames * (height // 16) * (width // 16)
+
+
+def _ref_size(height: int) -> tuple[int, int]:
+    return (1280, 720) if height == 720 else (832, 480)
+
+
+@dataclass(frozen=True, slots=True)
+class CostModel:
+    swap_s: float = 16.0
+    text_s: float = 1.0
+    # Seconds per 81-frame clip by height (Wan2.1-VAE); other sizes scale by pixels.
+    decode_s: tuple[tuple[int, float], ...] = ((720, 5.0), (480, 2.2))
+    image_s: tuple[tuple[int, float], ...] = ((720, 3.2), (480, 1.4))
+    link_bytes_per_s: float = 12.5e9
+    link_latency_s: float = 1e-3
+    # Inter-node bandwidth for sequence parallel beyond one node (official baseline).
+    ib_bytes_per_s: float = 50e9
+    # Optional override: (family, height, expert) -> seconds per step at 81 frames.
+    step_s_override: tuple[tuple[tuple[str, int, str], float], ...] = field(default=())
+
+    # ---- calibration -----------------------------------------------------------------
+
+    def _published(self, family: str, height: int) -> dict[int, float]:
+        try:
+            return PUBLISHED[(family, height)]
+        except KeyError:
+            known = ", ".join(f"{f} {h}p" for f, h in PUBLISHED)
+            raise ValueError(f"no published H100 timing for {family} at {height}p; "
+                             f"calibrated: {known}") from None
+
+    def _per_clip(self, table: tuple[tuple[int, float], ...], width: int, height: int) -> float:
+        rw, rh = _ref_size(height)
+        return dict(table).get(rh, dict(table)[720]) * (width * height) / (rw * rh)
+
+    def ref_step_s(self, family: str, height: int, expert: str) -> float:
+        """Seconds of one CFG step on an 81-frame clip at a calibrated height."""
+        override = dict(self.step_s_override).get((family, height, expert))
+        if override is not None:
+            return override
+        t1 = self._published(family, height)[1]
+        w, h = _ref_size(height)
+        image = self._per_clip(self.image_s, w, h) if family == "i2v-a14b" else 0.0
+        rest = t1 - self.swap_s - self.text_s - image - self._per_clip(self.decode_s, w, h)
+        return rest / REF_STEPS
+
+    def step_s(self, plan: FilmPlan, latent_frames: int, expert: str) -> float:
+        """One step of one segment of `latent_frames` frames."""
+        film = plan.film
+        height = 720 if film.height >= 600 else 480
+        rw, rh = _ref_size(height)
+        ref = self.ref_step_s(film.profile.family, height, expert)
+        ref_tokens = _tokens(rw, rh, (REF_FRAMES - 1) // 4 + 1)
+        return ref * _flops(_tokens(film.width, film.height, latent_frames)) / _flops(ref_tokens)
+
+    # ---- tasks -------------------------------------------------------------------------
+
+    def text(self) -> float:
+        return self.text_s
+
+    def image(self, plan: FilmPlan) -> float:
+        return self._per_clip(self.image_s, plan.film.width, plan.film.height)
+
+    def decode_per_latent(self, plan: FilmPlan) -> float:
+        """Decode time of one latent frame (the first yields 1 frame, later ones 4)."""
+        ref_latents = (REF_FRAMES - 1) // 4 + 1
+        return self._per_clip(self.decode_s, plan.film.width, plan.film.height) / ref_latents
+
+    def unit_phase_s(self, plan: FilmPlan, unit: Unit, phase_index: int) -> float:
+        """Compute time of one phase of a unit (members run in parallel)."""
+        phase = plan.phases[phase_index]
+        expert = plan.film.profile.experts[phase.expert]
+        return max(phase.num_steps * self.step_s(plan, seg.window.size, expert)
+                   for seg in unit.segments)
+
+    def exchange_s(self, plan: FilmPlan, unit: Unit, phase_index: int) -> float:
+        """Gang members swap overlap predictions every step (windows mode)."""
+        if not unit.is_gang:
+            return 0.0
+        overlap = max(a.window.stop - b.window.start
+                      for a, b in zip(unit.segments, unit.segments[1:], strict=False))
+        per_step = self.transfer_s(self.latent_bytes(plan, overlap))
+        return plan.phases[phase_index].num_steps * per_step
+
+    # ---- bytes -------------------------------------------------------------------------
+
+    def latent_bytes(self, plan: FilmPlan, latent_frames: int) -> int:
+        film = plan.film
+        s = film.profile.vae_spatial
+        return 4 * film.profile.latent_channels * latent_frames * (film.height // s) * (film.width // s)
+
+    def handoff_bytes(self, plan: FilmPlan, latent_frames: int) -> int:
+        """Latents + UniPC state (two model outputs, last sample): 4x the latents."""
+        return 4 * self.latent_bytes(plan, latent_frames)
+
+    def prompt_bytes(self) -> int:
+        return 8_400_000
+
+    def condition_bytes(self, plan: FilmPlan, latent_frames: int) -> int:
+        """I2V conditioning y: 20 channels (mask + image latent), bf16."""
+        return self.latent_bytes(plan, latent_frames) * 20 // 16 // 2
+
+    def transfer_s(self, num_bytes: float) -> float:
+        return self.link_latency_s + num_bytes / self.link_bytes_per_s if num_bytes else 0.0
+
+    # ---- official sequence-parallel clips --------------------------------------------------
+
+    def clip_s(self, family: str, height: int, gpus: int) -> float:
+        """Official script: one 81-frame clip on `gpus` GPUs, end to end."""
+        if gpus not in SP_SIZES:
+            raise ValueError(f"sequence parallel size must be one of {SP_SIZES}, got {gpus}")
+        table = self._published(family, height)
+        if gpus in table:
+            return table[gpus]
+        p = 8 * (table[4] - table[8])
+        s = table[8] - p / 8
+        comm = 0.0
+        if gpus > 8:
+            per_gpu = 13.5e9 * (8 / gpus) * (1.0 if height == 720 else 5.9 / 13.5)
+            comm = 2 * REF_STEPS * per_gpu / self.ib_bytes_per_s
+        return s + p / gpus + comm

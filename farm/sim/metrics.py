@@ -1,0 +1,115 @@
+"""Lower bounds and summary rows.
+
+Lower bound of a system on a workload (its own execution model, so the ratio measures
+how well the work was *scheduled*, not how fast the system is; compare makespans for
+that):
+
+    LB = max( total GPU work / GPUs,
+              max over films   (arrival + critical path of the film),
+              max over arrivals t (t + work of the films arriving at or after t / GPUs) )
+
+reelfarm: work = every phase (steps x step cost x segments) + prompt + image + decode;
+a scene's critical path = prompt (and image) + for each unit in order (phases + decode),
+scenes in parallel (units of a chain are sequential; a windows gang is one unit).
+Clip baselines: work = G x clip time per clip; critical path = the longest chain of
+clips of a scene. Transfers are left out of both (a lower bound may be optimistic).
+"""
+
+from __future__ import annotations
+
+from farm.plan.film import FilmPlan
+from farm.sim.baselines import clips
+from farm.sim.costs import CostModel
+from farm.sim.result import SimResult
+from farm.sim.workload import Workload
+
+
+def film_work_and_path(plan: FilmPlan, costs: CostModel) -> tuple[float, float]:
+    """(GPU-seconds, critical path seconds) of a film on reelfarm."""
+    work, path = 0.0, 0.0
+    per_latent = costs.decode_per_latent(plan)
+    for sp in plan.scenes:
+        start = costs.text()
+        work += costs.text()
+        if sp.scene.image is not None:
+            start = max(start, costs.image(plan))
+            work += costs.image(plan)
+        t = start
+        for unit in sp.units:
+            for k in range(len(plan.phases)):
+                phase_s = costs.unit_phase_s(plan, unit, k)
+                work += phase_s * len(unit.segments)
+                t += phase_s
+            decode = per_latent * sum(w.size for _, w in unit.decode_slices)
+            work += decode
+            t += decode
+        path = max(path, t)
+    return work, path
+
+
+def lower_bound(workload: Workload, gpus: int, costs: CostModel,
+                group: int | None = None) -> float:
+    """LB of reelfarm (group None) or of the clip baseline with groups of `group`."""
+    if group is None:
+        per_film = [film_work_and_path(a.plan, costs) for a in workload.arrivals]
+    else:
+        per_film = _clip_work_and_path(workload, costs, group)
+    bound = sum(w for w, _ in per_film) / gpus
+    for i, a in enumerate(workload.arrivals):
+        bound = max(bound, a.time + per_film[i][1],
+                    a.time + sum(w for (w, _), b in zip(per_film, workload.arrivals, strict=True)
+                                 if b.time >= a.time) / gpus)
+    return bound
+
+
+def _clip_work_and_path(workload: Workload, costs: CostModel,
+                        group: int) -> list[tuple[float, float]]:
+    items = clips(workload, costs, group)
+    out = []
+    for i in range(len(workload.arrivals)):
+        mine = [c for c in items if c.film == i]
+        finish: dict[int, float] = {}
+        for c in mine:  # chain predecessors come first in playback order
+            finish[c.order] = (finish[c.after] if c.after >= 0 else 0.0) + c.seconds
+        out.append((sum(c.seconds for c in mine) * group, max(finish.values())))
+    return out
+
+
+def segment_latency(plan: FilmPlan, costs: CostModel) -> float:
+    """One segment's latency: the published single-GPU time of one 81-frame clip."""
+    height = 720 if plan.film.height >= 600 else 480
+    return costs.clip_s(plan.film.profile.family, height, 1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return float("nan")
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def summary(result: SimResult, workload: Workload, lb: float, costs: CostModel) -> dict:
+    """One bench row (without the gpus / workload / system labels)."""
+    plans = {a.film_id: a.plan for a in workload.arrivals}
+    ttff = [f.ttff for f in result.films if f.ttff is not None]
+    ratio = [f.ttff / segment_latency(plans[f.film_id], costs)
+             for f in result.films if f.ttff is not None]
+    lat = [f.latency for f in result.films if f.latency is not None]
+    util = result.utilisation()
+    return {
+        "makespan_s": round(result.makespan, 1),
+        "lower_bound_s": round(lb, 1),
+        "makespan_over_lower_bound": round(result.makespan / lb, 3),
+        "utilisation": {k: round(v, 3) for k, v in util.items()},
+        "ttff_s": round(percentile(ttff, 50), 1),
+        "ttff_over_segment_latency": round(percentile(ratio, 50), 3),
+        "p50_latency_s": round(percentile(lat, 50), 1),
+        "p95_latency_s": round(percentile(lat, 95), 1),
+        "films_ok": sum(f.state == "SUCCEEDED" for f in result.films),
+        "films": len(result.films),
+        "note": result.note,
+    }

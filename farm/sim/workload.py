@@ -1,0 +1,81 @@
+"""Workloads for the simulator: planned films and when they arrive (seeded, pure).
+
+(a) `trailer()`: one 60 s 720p T2V film of 6 scenes. Six scene lengths of 4k+1 frames
+    cannot sum to 961 (they sum to 2 mod 4), so each scene has 161 frames (966 frames,
+    60.4 s at 16 fps): 41 latent frames, two 81-frame windows sharing one latent frame,
+    so every scene is one gang of two segments.
+(b) `film_queue()`: films with 1-6 scenes, T2V or I2V, 480p or 720p; a scene has 81
+    frames (one segment) or, one time in three, 161 frames (T2V: a windows gang of two;
+    I2V: a chain of two units, the second conditioned on the first's last frame).
+    Arrivals are a Poisson process: exponential gaps with mean 1, seeded; callers scale
+    them (`at_rate`) to the offered load they want.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+
+from farm.plan.film import FilmPlan, plan_film
+from farm.spec.film import Film, Scene
+from farm.spec.profiles import profile_for
+
+SIZES = {720: (1280, 720), 480: (832, 480)}
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    film_id: str
+    plan: FilmPlan
+    time: float
+    priority: int = 50
+    tenant: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    name: str
+    arrivals: tuple[Arrival, ...]
+
+    def at_rate(self, mean_gap_s: float) -> Workload:
+        """The same films, arrival times scaled so the mean gap is `mean_gap_s`."""
+        return replace(self, arrivals=tuple(replace(a, time=a.time * mean_gap_s)
+                                            for a in self.arrivals))
+
+
+def make_film(family: str, height: int, scene_frames: list[int], title: str = "sim",
+              seed: int = 0) -> FilmPlan:
+    """A planned film; 161-frame scenes become windows (T2V) or chains (I2V)."""
+    profile = profile_for(family)
+    width, h = SIZES[height]
+    scenes = []
+    for i, frames in enumerate(scene_frames):
+        continuity = "single" if frames <= profile.frames else (
+            "chain" if profile.requires_image else "windows")
+        scenes.append(Scene(
+            id=f"s{i}", index=i, prompt=f"{title} scene {i}", negative_prompt="",
+            num_frames=frames, seed=seed + i, guidance=profile.guidance, continuity=continuity,
+            window=profile.max_window, overlap=1,
+            image="/sim/first-frame.png" if profile.requires_image else None))
+    film = Film(title=title, fps=profile.fps, width=width, height=h, model="sim",
+                profile=profile, num_steps=profile.steps, shift=profile.shift,
+                solver=profile.solver, scenes=tuple(scenes))
+    return plan_film(film)
+
+
+def trailer() -> Workload:
+    plan = make_film("t2v-a14b", 720, [161] * 6, title="trailer")
+    return Workload("single-film", (Arrival("trailer", plan, 0.0),))
+
+
+def film_queue(num_films: int = 50, seed: int = 0) -> Workload:
+    rng = random.Random(seed)
+    arrivals, t = [], 0.0
+    for i in range(num_films):
+        family = rng.choice(["t2v-a14b", "i2v-a14b"])
+        height = rng.choice([480, 720])
+        frames = [161 if rng.random() < 1 / 3 else 81 for _ in range(rng.randint(1, 6))]
+        plan = make_film(family, height, frames, title=f"film{i}", seed=seed * 1000 + i)
+        arrivals.append(Arrival(f"film{i:02d}", plan, t, tenant="default"))
+        t += rng.expovariate(1.0)
+    return Workload(f"queue-{num_films}", tuple(arrivals))
