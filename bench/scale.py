@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farm.sim.compare import at_load, compare  # noqa: E402
+from farm.sim.compare import at_load, compare, reelfarm  # noqa: E402
 from farm.sim.costs import CostModel  # noqa: E402
 from farm.sim.workload import film_queue, trailer  # noqa: E402
 
@@ -43,24 +43,38 @@ def rows(gpus_list: list[int], failures: float, seed: int) -> list[dict]:
     return out
 
 
-def _util(u: dict[str, float]) -> str:
-    pools = " ".join(f"{k.replace('-a14b', '')} {v:.2f}" for k, v in u.items() if k != "all")
-    return f"{u['all']:.2f}" + (f" ({pools})" if pools and len(u) > 2 else "")
+def _util(r: dict) -> str:
+    pools = " ".join(f"{k.replace('-a14b', '').replace('high', 'hi').replace('low', 'lo')} "
+                     f"{v:.2f}" for k, v in r["utilisation_per_pool"].items())
+    return f"{r['utilisation']:.2f}" + (f" ({pools})" if len(r["utilisation_per_pool"]) > 1 else "")
 
 
 def table(rs: list[dict]) -> str:
-    head = (f"{'GPUs':>4} {'workload':<11} {'system':<8} {'config':<34} {'makespan':>9} "
+    head = (f"{'GPUs':>4} {'workload':<11} {'system':<8} {'config':<50} {'makespan':>9} "
             f"{'/LB':>6} {'/best':>6} {'TTFF s':>7} {'/seg':>5} {'p50 s':>7} {'p95 s':>7}  "
-            "utilisation (pools)")
+            "utilisation (per pool)")
     lines = [head, "-" * len(head)]
     for r in rs:
         lines.append(
-            f"{r['gpus']:>4} {r['workload']:<11} {r['system']:<8} {r['config']:<34} "
+            f"{r['gpus']:>4} {r['workload']:<11} {r['system']:<8} {r['config']:<50} "
             f"{r['makespan_s']:>9.1f} {r['makespan_over_lower_bound']:>6.3f} "
             f"{r['makespan_over_best']:>6.2f} {r['ttff_s']:>7.1f} "
             f"{r['ttff_over_segment_latency']:>5.2f} {r['p50_latency_s']:>7.1f} "
-            f"{r['p95_latency_s']:>7.1f}  {_util(r['utilisation'])}")
+            f"{r['p95_latency_s']:>7.1f}  {_util(r)}")
     return "\n".join(lines)
+
+
+def resilience(gpus: int, per_gpu_hour: float, seed: int) -> str:
+    """reelfarm on the queue with seeded worker failures (lost data, 120 s restarts)."""
+    costs = CostModel()
+    queue = at_load(film_queue(50, seed=seed), gpus, LOAD, costs)
+    calm = reelfarm(queue, gpus, costs)
+    rough = reelfarm(queue, gpus, costs, failures_per_gpu_hour=per_gpu_hour, seed=seed)
+    ok = sum(f.state == "SUCCEEDED" for f in rough.films)
+    return (f"reelfarm, {gpus} GPUs, queue-50, {per_gpu_hour:g} failures per GPU-hour: "
+            f"{rough.num_failures} failures, {ok}/{len(rough.films)} films succeeded, "
+            f"makespan {rough.makespan:.0f} s (fault-free {calm.makespan:.0f} s), "
+            f"denoising GPU-s {rough.phase_gpu_s:.0f} (fault-free {calm.phase_gpu_s:.0f})")
 
 
 def main() -> None:
@@ -77,6 +91,7 @@ def main() -> None:
         print(json.dumps(rs, indent=1))
         return
     print(table(rs))
+    print("\n" + resilience(64, 0.05, args.seed))
     print(f"\n(simulated in {time.perf_counter() - started:.1f} s; H100 costs from the "
           "published Wan2.2 table, see farm/sim/costs.py)")
 

@@ -31,6 +31,8 @@ class WorkerSpec:
 
     worker_id: str
     # What it holds: expert names ("high", "low", "dense"), "text" (encoder), "vae".
+    # A bare name serves films of any family; "<family>/<name>" (e.g. "i2v-a14b/high")
+    # only that family's films, for farms serving several models.
     holds: frozenset[str]
     # Units of work it runs at once (gang members count one each).
     slots: int = 1

@@ -3,7 +3,11 @@ balance between pools.
 
 A worker serves a need ("high", "low", "dense", "text", "vae") for a film when it
 holds the bare name or "<family>/<name>" (see WorkerState.serves). Preference for each
-member, in order:
+member of a phase, in order:
+  0. warm weights: not a worker whose last phase ran another expert. A worker that holds
+     several experts keeps one in GPU memory; switching moves ~28 GB of weights, while
+     handing a segment over moves ~80 MB of latents, so a warm worker elsewhere beats a
+     cold one that holds the data;
   1. locality: the worker that already holds the member's data (no transfer);
   2. balance: the worker whose *other* capabilities are least in demand this round.
      A dedicated worker has no other capabilities, so it goes first; a worker that
@@ -89,17 +93,20 @@ class Round:
         left = self._left(pool, backfill)
         if sum(left.values()) < num:
             return None
+        cold = {w.spec.worker_id for w in pool
+                if not backfill and w.warm is not None and w.warm != need}
         chosen: list[str | None] = [None] * num
         for i in range(num):
             want = preferred[i] if i < len(preferred) else None
-            if want is not None and left.get(want, 0) > 0:
+            if want is not None and left.get(want, 0) > 0 and want not in cold:
                 chosen[i] = want
                 left[want] -= 1
         if all(c is not None for c in chosen):
             return tuple(c for c in chosen if c is not None)
         order = sorted((w for w in pool if left[w.spec.worker_id] > 0),
-                       key=lambda w: (self._other_demand(w, need), len(w.spec.holds),
-                                      -left[w.spec.worker_id], w.spec.worker_id))
+                       key=lambda w: (w.spec.worker_id in cold, self._other_demand(w, need),
+                                      len(w.spec.holds), -left[w.spec.worker_id],
+                                      w.spec.worker_id))
         slots = (w.spec.worker_id for w in order for _ in range(left[w.spec.worker_id]))
         return tuple(c if c is not None else next(slots) for c in chosen)
 

@@ -66,7 +66,8 @@ class Scheduler:
         if spec.slots < 1:
             raise ValueError(f"worker {spec.worker_id!r}: slots must be >= 1, got {spec.slots}")
         old = self._workers.get(spec.worker_id)
-        self._workers[spec.worker_id] = WorkerState(spec, busy=old.busy if old else 0)
+        self._workers[spec.worker_id] = WorkerState(spec, busy=old.busy if old else 0,
+                                                    warm=old.warm if old and old.alive else None)
 
     def remove_worker(self, worker_id: str, data_lost: bool = False) -> list[Event]:
         """A worker disappeared: its running tasks fail (their units go back to the queue
@@ -214,6 +215,9 @@ class Scheduler:
                     rnd.reserve(need, excluded)
                 continue
             started.append(tasks.start(self, f, cand, ids))
+            if is_phase:
+                for wid in ids:
+                    self._workers[wid].warm = need
             del cands[i], reqs[i]
             if f.state == FilmState.QUEUED:
                 f.state = FilmState.RUNNING

@@ -116,6 +116,9 @@ class WorkerState:
     # Members of running tasks on this worker (an oversubscribed gang counts each one).
     busy: int = 0
     alive: bool = True
+    # (expert, family) of the last phase placed here: the expert whose weights are in GPU
+    # memory on a worker that holds several (placement avoids needless swaps).
+    warm: tuple[str, str] | None = None
 
     @property
     def free(self) -> int:

@@ -58,5 +58,7 @@ def compare(workload: Workload, gpus: int, costs: CostModel, *,
 
 
 def _config(result: SimResult) -> str:
-    return " ".join(f"{pool.split('-')[0]}/{pool.split('/')[1]}:{n}"
+    """Pools and their GPUs, e.g. "t2v/hi:40 t2v/lo:22 t2v/any:2"."""
+    short = {"high": "hi", "low": "lo"}
+    return " ".join(f"{pool.split('-')[0]}/{short.get(pool.split('/')[1], pool.split('/')[1])}:{n}"
                     for pool, n in result.pool_gpus.items())

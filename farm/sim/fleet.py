@@ -4,11 +4,17 @@ Each pool serves one expert of one model family ("t2v-a14b/high", ...), sized in
 proportion to the denoising work it will get (26:14 for T2V and 15:25 for I2V at 40
 steps, weighted by resolution and segment count). Pools are whole multiples of their
 largest gang (a windows gang of two needs two workers of the same expert), rounded
-down; the GPUs left over become generalists that hold every expert of a family and
-swap the resident one when they change pool (`swap_s` each time, half the measured
-16 s per clip of the single-GPU offload). The scheduler's balance policy keeps
-generalists for whichever pool backs up (farm.sched.placement), so rounding does not
-strand a gang with one free worker.
+down. A quarter of the GPUs (FLEX), plus what rounding leaves, are generalists: they
+hold every expert of a family and swap the resident one when they change pool
+(`swap_s` each time, half the measured 16 s per clip of the single-GPU offload). The
+scheduler prefers dedicated and warm workers and keeps generalists for whichever pool
+backs up (farm.sched.placement).
+
+NOTE(flex): static pools cannot follow bursts (a run of I2V chains saturates the I2V
+pools while T2V GPUs idle) nor whole gangs at small sizes. Measured in this simulator
+(bench/scale.py workloads): flex 0 -> 0.25 takes the single film on 8 GPUs from 2356 s
+to 2084 s and the queue's p95 latency on 64 GPUs from 2234 s to 2083 s; at 256 GPUs
+nothing changes. Swaps cost ~1 % of a 720p phase, so the flexibility is cheap.
 
 NOTE(decode): decoding and prompt encoding are co-located: every worker also holds the
 text encoder and the VAE ("text", "vae"). A 720p decode is ~0.5 % of a segment's GPU
@@ -52,36 +58,40 @@ def gang_sizes(workload: Workload) -> dict[str, int]:
     return out
 
 
-def split(gpus: int, work: dict[str, float],
-          gangs: dict[str, int] | None = None) -> tuple[dict[str, int], dict[str, int]]:
+def split(gpus: int, work: dict[str, float], gangs: dict[str, int] | None = None,
+          flex: float = 0.0) -> tuple[dict[str, int], dict[str, int]]:
     """(dedicated GPUs per pool, generalist GPUs per family).
 
-    Dedicated pools get their share of the work rounded down to whole gangs; the rest
-    are generalists, given to families by largest remainder of their share. A family
-    whose pools got nothing still gets a generalist, so every expert has a holder."""
+    Dedicated pools get their share of (1 - flex) of the GPUs, rounded down to whole
+    gangs. The rest are generalists: first one for every family with an empty pool (so
+    every expert has a holder), then one at a time to the family least covered."""
     gangs = gangs or {}
     pools = sorted(work)
     total = sum(work.values())
     exact = {p: gpus * work[p] / total for p in pools}
-    dedicated = {p: int(exact[p] // gangs.get(p, 1)) * gangs.get(p, 1) for p in pools}
+    dedicated = {p: int(exact[p] * (1 - flex) // gangs.get(p, 1)) * gangs.get(p, 1)
+                 for p in pools}
     families = sorted({p.split("/")[0] for p in pools})
-    if gpus - sum(dedicated.values()) < sum(1 for f in families if not any(
-            dedicated[p] for p in pools if p.startswith(f + "/"))):
-        raise ValueError(f"{gpus} GPUs cannot serve {len(pools)} expert pools ({', '.join(pools)})")
-    left = {f: sum(exact[p] - dedicated[p] for p in pools if p.startswith(f + "/"))
-            for f in families}
+    mine = {f: [p for p in pools if p.split("/")[0] == f] for f in families}
+    general = {f: int(any(dedicated[p] == 0 for p in mine[f])) for f in families}
     spare = gpus - sum(dedicated.values())
-    general = {f: int(left[f]) for f in families}
-    for f in sorted(families, key=lambda f: (-(left[f] - int(left[f])), f)):
-        if sum(general.values()) < spare:
-            general[f] += 1
+    if spare < sum(general.values()):
+        raise ValueError(f"{gpus} GPUs cannot serve {len(pools)} expert pools ({', '.join(pools)})")
+    short = {f: sum(exact[p] - dedicated[p] for p in mine[f]) - general[f] for f in families}
+    for _ in range(spare - sum(general.values())):
+        f = max(families, key=lambda f: (short[f], -families.index(f)))
+        general[f] += 1
+        short[f] -= 1
     return dedicated, general
 
 
-def expert_pools(gpus: int, workload: Workload, costs: CostModel,
+FLEX = 0.25
+
+
+def expert_pools(gpus: int, workload: Workload, costs: CostModel, *, flex: float = FLEX,
                  swap_s: float = 8.0) -> list[SimWorker]:
     work = pool_work(workload, costs)
-    dedicated, general = split(gpus, work, gang_sizes(workload))
+    dedicated, general = split(gpus, work, gang_sizes(workload), flex)
     fleet = []
     for pool, n in dedicated.items():
         for i in range(n):

@@ -315,6 +315,28 @@ def test_balance_keeps_the_generalist_for_the_backlogged_pool():
     assert rnd.place(high, frozenset(), 1) == ("hl",)
 
 
+def test_warm_worker_beats_a_cold_one_holding_the_data():
+    # "g" holds both experts and just ran this unit's high phase (its latents are there);
+    # moving ~80 MB of latents to "l" is cheaper than swapping 28 GB of weights on "g".
+    g = WorkerState(WorkerSpec("g", frozenset({"high", "low"})), warm=("high", "t2v-a14b"))
+    lo = WorkerState(WorkerSpec("l", frozenset({"low"})))
+    low = ("low", "t2v-a14b")
+    assert Round([g, lo], {}).place(low, frozenset(), 1, preferred=("g",)) == ("l",)
+    g.warm = low  # once warm for the low expert, locality wins again
+    assert Round([g, lo], {}).place(low, frozenset(), 1, preferred=("g",)) == ("g",)
+
+
+def test_scheduler_remembers_which_expert_is_warm():
+    s = make_scheduler(("g", {"high", "low", "text", "vae"}), ("l", {"low"}))
+    s.add_film("f", make_plan([scene("a"), scene("b")]))
+    events = run(s)
+    phases = [(e.unit_id, e.phase_index, e.worker_ids) for e in events
+              if isinstance(e, PhaseFinished)]
+    # without the warm-weights rule, locality would keep each low phase on "g"
+    assert sorted(phases) == [("a/u0", 0, ("g",)), ("a/u0", 1, ("l",)),
+                              ("b/u0", 0, ("g",)), ("b/u0", 1, ("l",))]
+
+
 def test_specialised_worker_is_preferred_over_a_generalist():
     s = make_scheduler(("all", ALL), ("h", {"high"}), ("l", {"low"}), ("t", {"text"}))
     s.add_film("f", one_scene())

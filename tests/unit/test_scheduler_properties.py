@@ -168,13 +168,17 @@ def outputs(t) -> list[tuple[str, str]]:
 
 
 def drive(farm: FakeFarm, *, fail_rate: float, loss_rate: float, data_loss: bool,
-          cancel_rate: float, max_rounds: int = 3000) -> None:
+          cancel_rate: float, max_rounds: int = 3000, max_losses: int = 8) -> None:
+    """Random rounds until every film ended. Losses stop after `max_losses`: losing a
+    worker with its data can roll a whole chain back, so endless losses could livelock."""
     out = SchedulerOutput()
+    losses = 0
     for r in range(max_rounds):
         if not farm.s.has_unfinished_films() and not farm.running:
             break
         rng = farm.rng
-        if rng.random() < loss_rate:
+        if losses < max_losses and rng.random() < loss_rate:
+            losses += 1
             farm.lose_worker(data_lost=data_loss and rng.random() < 0.5)
         farm.revive()
         if rng.random() < cancel_rate:

@@ -128,8 +128,21 @@ def test_pools_follow_the_step_split_in_whole_gangs():
     assert work[f"{T2V}/high"] / work[f"{T2V}/low"] == pytest.approx(26 / 14)
     dedicated, general = split(64, work, {f"{T2V}/high": 2, f"{T2V}/low": 2})
     assert dedicated == {f"{T2V}/high": 40, f"{T2V}/low": 22} and general == {T2V: 2}
-    fleet = expert_pools(8, trailer(), costs)
+    fleet = expert_pools(8, trailer(), costs, flex=0.0)
     assert sum(1 for w in fleet if w.swap_s) == 2 and len(fleet) == 8
+    dedicated, general = split(64, work, {f"{T2V}/high": 2, f"{T2V}/low": 2}, flex=0.25)
+    assert dedicated == {f"{T2V}/high": 30, f"{T2V}/low": 16} and general == {T2V: 18}
+
+
+def test_every_pool_has_a_holder_even_when_its_share_rounds_to_nothing():
+    costs = CostModel()
+    w = at_load(film_queue(50), 8, 0.8, costs)
+    dedicated, general = split(8, pool_work(w, costs))
+    for pool, n in dedicated.items():
+        assert n > 0 or general[pool.split("/")[0]] > 0
+    assert sum(dedicated.values()) + sum(general.values()) == 8
+    with pytest.raises(ValueError, match="cannot serve"):
+        split(1, pool_work(w, costs))
 
 
 def test_trailer_targets_at_64_gpus():
