@@ -91,7 +91,7 @@ def main() -> None:
         print(json.dumps(rs, indent=1))
         return
     print(table(rs))
-    print("\n" + resilience(64, 0.05, args.seed))
+    print("\n" + resilience(64, 0.2, args.seed))
     print(f"\n(simulated in {time.perf_counter() - started:.1f} s; H100 costs from the "
           "published Wan2.2 table, see farm/sim/costs.py)")
 

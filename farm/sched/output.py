@@ -147,7 +147,9 @@ class SchedulerOutput:
     decodes: tuple[DecodeTask, ...] = ()
     # Data keys no longer needed by any film; the executor may drop them.
     freed_keys: tuple[str, ...] = ()
-    # Running tasks whose results will be ignored (film cancelled); stop them if you can.
+    # Running tasks whose results will be ignored (film ended, unit rolled back after
+    # data loss, a gang member's worker lost); stop them if you can, and report them
+    # anyway (ok=False is fine; reports of tasks already written off are ignored).
     cancelled_task_ids: tuple[str, ...] = ()
 
     @property

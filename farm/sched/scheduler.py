@@ -71,7 +71,10 @@ class Scheduler:
 
     def remove_worker(self, worker_id: str, data_lost: bool = False) -> list[Event]:
         """A worker disappeared: its running tasks fail (their units go back to the queue
-        from their last completed phase); with data_lost its keys are gone too."""
+        from their last completed phase, without using an attempt); with data_lost its
+        keys are gone too. A gang's members on other workers are cancelled and their
+        slots freed now, so the executor must stop them (a gang cannot finish without a
+        member anyway); their late reports are ignored."""
         w = self._workers.get(worker_id)
         if w is None or not w.alive:
             return []
