@@ -64,6 +64,15 @@ def table(rs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def calibration() -> str:
+    c = CostModel()
+    steps = ", ".join(f"{fam.split('-')[0]} {h}p {c.ref_step_s(fam, h, 'high'):.2f} s"
+                      for fam, h in (("t2v-a14b", 720), ("t2v-a14b", 480),
+                                     ("i2v-a14b", 720), ("i2v-a14b", 480)))
+    return (f"calibration: one CFG step of an 81-frame segment: {steps}; swap {c.swap_s:g} s "
+            f"per clip (naive only), text {c.text_s:g} s, decode 5.0/2.2 s per clip (720p/480p)")
+
+
 def resilience(gpus: int, per_gpu_hour: float, seed: int) -> str:
     """reelfarm on the queue with seeded worker failures (lost data, 120 s restarts)."""
     costs = CostModel()
@@ -91,7 +100,11 @@ def main() -> None:
         print(json.dumps(rs, indent=1))
         return
     print(table(rs))
-    print("\n" + resilience(64, 0.2, args.seed))
+    print("\n/LB: makespan over the system's own lower bound (how well it was scheduled); "
+          "/best: over the fastest system of the group (who wins). TTFF and /seg: median over "
+          "films; /seg divides by the published 1-GPU time of one 81-frame clip.")
+    print(calibration())
+    print(resilience(64, 0.2, args.seed))
     print(f"\n(simulated in {time.perf_counter() - started:.1f} s; H100 costs from the "
           "published Wan2.2 table, see farm/sim/costs.py)")
 
