@@ -205,7 +205,8 @@ class Director:
                 continue
             entry.progress = self.engine.scheduler.progress(e.film_id)
             if isinstance(e, FilmStateChanged) and e.state == FilmState.SUCCEEDED:
-                entry.denoised = True  # SUCCEEDED once the archive has every frame
+                entry.denoised = True  # SUCCEEDED once the archive has every frame, too
+                self._maybe_succeed(entry)
                 continue
             entry.on_event(now, e)  # state first: the archive thread reads it when it stops
             if isinstance(e, FilmStateChanged) and e.state.is_final:
@@ -214,12 +215,20 @@ class Director:
     def _first_frame(self, entry: Entry) -> None:
         entry.first_frame_time = self.clock()
 
+    def _maybe_succeed(self, entry: Entry) -> None:
+        """Both done: the scheduler decoded everything and the archive wrote every frame."""
+        archive = entry.archive
+        if entry.denoised and archive.finished and archive.error is None \
+                and archive.written == archive.total:
+            entry.set_state(self.clock(), FilmState.SUCCEEDED,
+                            "every frame delivered; film.mp4 written")
+
     def _archive_done(self, entry: Entry, error: str | None) -> None:
         now = self.clock()
         if entry.state.is_final:
             entry.wake()
         elif error is None and entry.archive.written == entry.archive.total:
-            entry.set_state(now, FilmState.SUCCEEDED, "every frame delivered; film.mp4 written")
+            self._maybe_succeed(entry)
         else:
             self._commands.put(("cancel", entry))
             entry.set_state(now, FilmState.FAILED, f"frame archive: {error}")

@@ -17,7 +17,11 @@ class EngineStalled(RuntimeError):
 
 class EngineCore:
     def __init__(self, scheduler: Scheduler, executor: Executor,
-                 clock: Callable[[], float] = time.monotonic, poll_interval: float = 0.05):
+                 clock: Callable[[], float] = time.monotonic, poll_interval: float = 0.05,
+                 wait_for_workers: bool = False):
+        """`wait_for_workers`: a fleet that can grow (a cluster) waits for a worker that
+        holds what the films need instead of declaring them stalled."""
+        self.wait_for_workers = wait_for_workers
         self.scheduler = scheduler
         self.executor = executor
         self.clock = clock
@@ -32,16 +36,28 @@ class EngineCore:
         return self.scheduler.add_film(film_id, plan, **kwargs)  # type: ignore[arg-type]
 
     def step(self) -> list[Event]:
-        """Schedule what fits, hand it to the executor, apply whatever finished."""
+        """Apply fleet changes, schedule what fits, execute, apply whatever finished."""
+        events = self._apply_fleet()
         output = self.scheduler.schedule(self.clock())
         if not output.is_empty:
             self.executor.submit(output)
         self._last = output
         busy = self.scheduler.num_running_tasks() > 0
         reports = self.executor.poll(self.poll_interval if busy else 0.0)
-        events = self.scheduler.update_from_output(output, reports)
+        events += self.scheduler.update_from_output(output, reports)
         if not events and output.num_tasks == 0 and not busy and self._stalled():
+            if self.wait_for_workers:
+                return events
             raise EngineStalled(self._stall_reason())
+        return events
+
+    def _apply_fleet(self) -> list[Event]:
+        change = self.executor.fleet()
+        for spec in change.added:
+            self.scheduler.add_worker(spec)
+        events: list[Event] = []
+        for worker_id in change.removed:
+            events += self.scheduler.remove_worker(worker_id, data_lost=change.data_lost)
         return events
 
     def run(self, on_events: Callable[[list[Event]], None] | None = None) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from farm.engine.exchange import Exchange, NoExchange
@@ -35,6 +36,7 @@ from farm.sched.output import (
     PrepareTask,
     SchedulerOutput,
     TaskReport,
+    WorkerSpec,
 )
 
 # emit(scene_id, frame index within the scene, frame) for one film.
@@ -65,8 +67,22 @@ class FrameSink(Protocol):
     def frame(self, film_id: str, scene_id: str, index: int, frame: Any) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class FleetChange:
+    """Workers that joined or disappeared since the executor was last asked."""
+
+    added: tuple[WorkerSpec, ...] = ()
+    removed: tuple[str, ...] = ()
+    # Whether data a removed worker produced died with it (Ray: the worker owned it).
+    data_lost: bool = False
+
+
 class Executor(Protocol):
     def add_film(self, film_id: str, plan: FilmPlan) -> None: ...
+
+    def fleet(self) -> FleetChange:
+        """Workers that registered or were lost (e.g. missed heartbeats) since last call."""
+        ...
 
     def submit(self, output: SchedulerOutput) -> None: ...
 
@@ -89,6 +105,9 @@ class InlineExecutor:
 
     def add_film(self, film_id: str, plan: FilmPlan) -> None:
         self._plans[film_id] = plan
+
+    def fleet(self) -> FleetChange:
+        return FleetChange()  # the in-process fleet is fixed at construction
 
     def submit(self, output: SchedulerOutput) -> None:
         for key in output.freed_keys:

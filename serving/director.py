@@ -1,0 +1,112 @@
+"""The director deployment: one replica owning the Director (scheduler, film records,
+frame archives) with a RayExecutor, plus the pull protocol its pool workers call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from farm.director.director import Director, DirectorConfig
+from farm.director.errors import FailedPrecondition
+from farm.director.records import FilmEvent, FilmInfo
+from farm.engine.core import EngineCore
+from farm.model.loader import resolve_model
+from farm.sched.config import SchedulerConfig
+from farm.sched.output import FilmState, WorkerSpec
+from farm.sched.scheduler import Scheduler
+from farm.spec.film import Film, resolve_film
+from farm.spec.profiles import profile_for
+from farm.spec.storyboard import parse_storyboard
+from farm.stitch.stream import FrameRouter
+from serving.config import ServingConfig
+from serving.mailbox import create_mailbox
+from serving.protocol import WorkItem, WorkReport
+from serving.ray_executor import RayExecutor
+
+
+class DirectorServer:
+    def __init__(self, config: dict):
+        cfg = ServingConfig.model_validate(config)
+        self.model = cfg.model
+        self.profile = profile_for(resolve_model(cfg.model).family)
+        router = FrameRouter()
+        self.executor = RayExecutor(router, liveness_timeout=cfg.director.liveness_timeout_s,
+                                    mailbox_factory=create_mailbox)
+        engine = EngineCore(Scheduler(SchedulerConfig(max_attempts=cfg.director.max_attempts)),
+                            self.executor, wait_for_workers=True)
+        self.director = Director(engine, router, DirectorConfig(
+            Path(cfg.artifacts), cfg.director.max_unfinished_films,
+            cfg.director.max_unfinished_per_tenant)).start()
+
+    def __del__(self) -> None:
+        self.director.stop(timeout=1.0)
+
+    # ---- pool protocol ----------------------------------------------------------------
+
+    async def register(self, spec: WorkerSpec) -> None:
+        self.executor.register(spec)
+
+    async def heartbeat(self, worker_id: str) -> bool:
+        return self.executor.heartbeat(worker_id)
+
+    async def next_work(self, worker_id: str, wait_s: float) -> list[WorkItem] | None:
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            items = self.executor.take(worker_id)
+            if items is None or items or asyncio.get_running_loop().time() >= deadline:
+                return items
+            await asyncio.sleep(0.01)
+
+    async def report(self, report: WorkReport) -> None:
+        self.executor.report(report)
+
+    async def frames(self, film_id: str, batch: list[tuple[str, int, Any]]) -> None:
+        for scene_id, index, frame in batch:
+            self.executor.frame(film_id, scene_id, index, frame)
+
+    async def assignments(self) -> dict[str, list[str]]:
+        return self.executor.assignments()
+
+    async def work_log(self) -> dict[str, list[tuple[str, str, str]]]:
+        return {k: list(v) for k, v in self.executor.work_log.items()}
+
+    # ---- films ------------------------------------------------------------------------
+
+    def resolve(self, storyboard: dict) -> Film:
+        """Validate a storyboard for the served model (raises SpecError / FailedPrecondition)."""
+        board = parse_storyboard(storyboard)
+        if "model" in board.model_fields_set and board.model != self.model:
+            raise FailedPrecondition(f"this farm serves model {self.model!r}; the film asks "
+                                     f"for {board.model!r}")
+        return resolve_film(board, self.profile, model=self.model)
+
+    async def create_film(self, storyboard: dict, tenant: str = "default", request_id: str = "",
+                          priority: int = 50) -> FilmInfo:
+        film = self.resolve(storyboard)
+        return await asyncio.to_thread(self.director.create_film, film, tenant=tenant,
+                                       request_id=request_id, priority=priority)
+
+    async def get_film(self, film_id: str, tenant: str = "default") -> FilmInfo:
+        return self.director.get_film(film_id, tenant)
+
+    async def list_films(self, tenant: str = "default", state: FilmState | None = None,
+                         page_size: int = 50, page_token: str = "") -> tuple[list[FilmInfo], str]:
+        return self.director.list_films(tenant, state, page_size, page_token)
+
+    async def cancel_film(self, film_id: str, tenant: str = "default") -> FilmInfo:
+        return await asyncio.to_thread(self.director.cancel_film, film_id, tenant)
+
+    async def watch(self, film_id: str, tenant: str = "default", after: int = 0
+                    ) -> AsyncIterator[FilmEvent]:
+        events = self.director.watch(film_id, tenant, after)
+        while (event := await asyncio.to_thread(next, events, None)) is not None:
+            yield event
+
+    async def stream_frames(self, film_id: str, tenant: str = "default", scene_id: str = "",
+                            index: int = 0) -> AsyncIterator[tuple[str, int, int, bytes]]:
+        """(scene id, frame index, film frame index, PNG bytes) in film order."""
+        frames = self.director.frames(film_id, tenant, scene_id, index)
+        while (f := await asyncio.to_thread(next, frames, None)) is not None:
+            yield f.scene_id, f.index, f.film_index, f.path.read_bytes()

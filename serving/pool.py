@@ -1,0 +1,189 @@
+"""A pool replica: holds its weights, pulls WorkItems from the director, runs them.
+
+    register ──> director          (once; again if the director forgot us)
+    heartbeat ─> director          (every second, from its own thread)
+    loop: next_work (long poll) ─> run each item in a thread ─> report (refs of results)
+
+Results are `ray.put` by this replica, which owns them: if it dies, the director's
+scheduler recomputes whatever still needed them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+import ray
+
+from farm.engine.exchange import NoExchange
+from farm.engine.executor import run_gang
+from farm.sched.output import WorkerSpec
+from serving.config import PoolConfig
+from serving.mailbox import MailboxExchange
+from serving.protocol import WorkItem, WorkReport
+
+log = logging.getLogger("reelfarm.pool")
+FRAME_BATCH = 4  # frames per call to the director (one latent frame decodes to 4)
+
+
+def _replica_id() -> str:
+    from ray import serve
+
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # noqa: BLE001 - outside Serve (plain actor, tests)
+        return uuid.uuid4().hex[:8]
+
+
+class PoolWorker:
+    def __init__(self, director: Any, pool: dict, model: str, device: str, dtype: str):
+        import torch
+
+        from farm.cli.quiet import quiet_libraries
+        from farm.model.loader import resolve_model
+        from farm.model.worker import TorchWorker
+
+        self.pool = PoolConfig.model_validate(pool)
+        if self.pool.torch_threads:
+            torch.set_num_threads(self.pool.torch_threads)
+        quiet_libraries()
+        self.worker = TorchWorker(resolve_model(model), device, getattr(torch, dtype))
+        self._preload()
+        self.director = director
+        self.replica = _replica_id()
+        self.registrations = 0
+        self.worker_id = ""
+        self.error: str | None = None
+        threading.Thread(target=self._serve, name="pool-pull", daemon=True).start()
+
+    def _preload(self) -> None:
+        """Load what this replica holds once, at start (never on the first request)."""
+        loader = self.worker.loader
+        for part in self.pool.holds:
+            {"text": loader.text, "vae": loader.vae}.get(part, lambda p=part: loader.expert(p))()
+
+    def check_health(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(self.error)
+
+    def identity(self) -> str:
+        return self.worker_id
+
+    # ---- pull loop ------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                self._register()
+                self._pull()
+            except Exception as exc:  # noqa: BLE001 - keep serving; Serve sees health
+                log.exception("pool worker %s: %s", self.worker_id, exc)
+                time.sleep(1.0)
+
+    def _register(self) -> None:
+        # <pool>-<Serve replica id>-<registration>: operators can find the replica by it.
+        self.registrations += 1
+        self.worker_id = f"{self.pool.name.lower()}-{self.replica}-{self.registrations}"
+        spec = WorkerSpec(self.worker_id, frozenset(self.pool.holds), self.pool.slots)
+        self.director.register.remote(spec).result()
+        beat = threading.Thread(target=self._heartbeat, args=(self.worker_id,), daemon=True)
+        beat.start()
+
+    def _heartbeat(self, worker_id: str) -> None:
+        while worker_id == self.worker_id:
+            try:
+                if not self.director.heartbeat.remote(worker_id).result():
+                    return
+            except Exception:  # noqa: BLE001 - the director may be restarting
+                pass
+            time.sleep(1.0)
+
+    def _pull(self) -> None:
+        while True:
+            items = self.director.next_work.remote(self.worker_id, 1.0).result()
+            if items is None:
+                return  # the director lost us: register again under a new id
+            for item in items:
+                threading.Thread(target=self._run, args=(item,), daemon=True).start()
+
+    def _run(self, item: WorkItem) -> None:
+        started = time.perf_counter()
+        try:
+            outputs = self._execute(item)
+            report = WorkReport(self.worker_id, item.task_id, True, outputs=outputs,
+                                duration=time.perf_counter() - started)
+        except ray.exceptions.ObjectLostError as exc:
+            report = WorkReport(self.worker_id, item.task_id, False, f"input lost: {exc}",
+                                lost_keys=tuple(k for k in item.input_keys if k))
+        except Exception as exc:  # noqa: BLE001 - every failure is reported
+            report = WorkReport(self.worker_id, item.task_id, False, f"{type(exc).__name__}: {exc}")
+        self.director.report.remote(report).result()
+
+    # ---- execution --------------------------------------------------------------------
+
+    def _put(self, value: Any) -> Any:
+        return ray.put(value)
+
+    def _get(self, item: WorkItem, key: str | None) -> Any:
+        return None if key is None else ray.get(item.refs[key])
+
+    def _execute(self, item: WorkItem) -> dict[str, Any]:
+        if item.kind == "prepare":
+            results = [self.worker.encode_prompt(item.orders[0])]
+        elif item.kind == "image":
+            results = [self.worker.encode_image(item.orders[0])]
+        elif item.kind == "phase":
+            results = self._phase(item)
+        else:
+            results = self._decode(item)
+        return {k: self._put(v) for k, v in zip(item.output_keys, results, strict=True)}
+
+    def _phase(self, item: WorkItem) -> list[Any]:
+        prompt, condition = self._get(item, item.input_keys[0]), self._get(item, item.input_keys[1])
+        states = [self._get(item, k) for k in item.state_keys]
+        if item.mailbox is None:
+            if len(item.orders) == 1:
+                return [self.worker.denoise(item.orders[0], prompt, states[0], condition, NoExchange())]
+            return run_gang([(self.worker, self.worker_id)] * len(item.orders), item.orders,
+                            prompt, states, condition)
+        # Members of a gang spread over replicas: each local member in its own thread.
+        exchange = MailboxExchange(item.mailbox)
+        results: list[Any] = [None] * len(item.orders)
+        errors: list[BaseException] = []
+
+        def member(i: int) -> None:
+            try:
+                results[i] = self.worker.denoise(item.orders[i], prompt, states[i], condition, exchange)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=member, args=(i,)) for i in range(len(item.orders))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return results
+
+    def _decode(self, item: WorkItem) -> list[Any]:
+        order = item.orders[0]
+        latents = [self._get(item, k) for k in item.input_keys]
+        batch: list[tuple[str, int, Any]] = []
+
+        def flush() -> None:
+            if batch:
+                self.director.frames.remote(order.film_id, list(batch)).result()
+                batch.clear()
+
+        def emit(scene_id: str, index: int, frame: Any) -> None:
+            batch.append((scene_id, index, frame))
+            if len(batch) >= FRAME_BATCH:
+                flush()
+
+        condition = self.worker.decode(order, latents, emit)
+        flush()
+        return [condition] if item.output_keys else []

@@ -1,0 +1,45 @@
+"""What travels between the director and pool workers (plain, picklable values).
+
+The director never pushes work: workers register, then long-poll for WorkItems, run them
+with the weights they hold and report back. Pulling lets the scheduler target a specific
+replica (locality, expert, exclusion) behind Serve's load balancer, and a worker that
+stops sending heartbeats is a lost worker whose tasks the scheduler retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One worker's part of a task."""
+
+    task_id: str
+    # "prepare" | "image" | "phase" | "decode"
+    kind: str
+    # Work orders (farm.engine.orders); a phase part has one per local gang member.
+    orders: tuple[Any, ...]
+    # Data keys this part reads, in kind-specific order (see RayExecutor._items), and the
+    # object refs behind them (passed by reference; the worker resolves them).
+    input_keys: tuple[str | None, ...]
+    refs: dict[str, Any]
+    # Keys this part writes, aligned with its results.
+    output_keys: tuple[str, ...]
+    # Gangs spread over several workers swap halos through this named mailbox actor.
+    mailbox: str | None = None
+    # Phase parts: input key of each local member's state (None = initial noise).
+    state_keys: tuple[str | None, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class WorkReport:
+    worker_id: str
+    task_id: str
+    ok: bool
+    error: str = ""
+    # key -> object ref of what this part wrote (owned by the director's actor)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    lost_keys: tuple[str, ...] = ()
+    duration: float = 0.0

@@ -1,0 +1,239 @@
+"""RayExecutor: the Executor of the cluster, living inside the director replica.
+
+    engine thread ── submit(SchedulerOutput) ──> per-worker queues of WorkItems
+                                                   ▲ next_work (long poll)   │
+    pool replicas ── register / heartbeat / report ┘                          ▼
+    engine thread <── poll() <── TaskReports (gang parts combined) <── reports
+
+Data never passes through here: items carry Ray object refs. A worker owns the results
+it puts; if it dies before they are consumed they are lost with it, and the scheduler
+recomputes what depended on them (results are deterministic, so nothing changes).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from farm.engine.executor import FleetChange, FrameSink
+from farm.engine.orders import decode_order, denoise_orders, image_order, prompt_order
+from farm.plan.film import FilmPlan
+from farm.sched.output import (
+    DecodeTask,
+    PhaseTask,
+    PrepareTask,
+    SchedulerOutput,
+    TaskReport,
+    WorkerSpec,
+)
+from serving.protocol import WorkItem, WorkReport
+
+
+class _Task:
+    """A submitted task: which workers hold parts of it, which have reported."""
+
+    def __init__(self, kind: str, expert: str, worker_ids: set[str], mailbox: Any | None):
+        self.kind, self.expert = kind, expert
+        self.waiting = set(worker_ids)
+        self.mailbox = mailbox
+        self.duration = 0.0
+        self.outputs: dict[str, Any] = {}
+
+
+class RayExecutor:
+    def __init__(self, sink: FrameSink, *, liveness_timeout: float = 10.0,
+                 mailbox_factory: Callable[[str], Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.sink = sink
+        self.liveness_timeout = liveness_timeout
+        self.clock = clock
+        self._mailbox_factory = mailbox_factory
+        self._lock = threading.Lock()
+        self._plans: dict[str, FilmPlan] = {}
+        self.store: dict[str, Any] = {}  # key -> ObjectRef
+        self._queues: dict[str, deque[WorkItem]] = {}
+        self._seen: dict[str, float] = {}
+        self._added: list[WorkerSpec] = []
+        self._removed: list[str] = []
+        self._tasks: dict[str, _Task] = {}
+        self._reports: queue.Queue[TaskReport] = queue.Queue()
+        # worker id -> (kind, expert or "", task id) of every part it completed
+        self.work_log: dict[str, list[tuple[str, str, str]]] = {}
+
+    # ---- Executor (engine thread) -------------------------------------------------------
+
+    def add_film(self, film_id: str, plan: FilmPlan) -> None:
+        self._plans[film_id] = plan
+
+    def fleet(self) -> FleetChange:
+        now = self.clock()
+        with self._lock:
+            for wid, seen in list(self._seen.items()):
+                if now - seen > self.liveness_timeout:
+                    self._forget(wid)
+            change = FleetChange(tuple(self._added), tuple(self._removed), data_lost=True)
+            self._added, self._removed = [], []
+        return change
+
+    def submit(self, output: SchedulerOutput) -> None:
+        with self._lock:
+            for key in output.freed_keys:
+                self.store.pop(key, None)
+            for task_id in output.cancelled_task_ids:
+                self._abort(task_id, "film finished")
+            for task in (*output.decodes, *output.prepares, *output.images, *output.phases):
+                self._enqueue(task)
+
+    def poll(self, timeout: float | None = None) -> list[TaskReport]:
+        out = []
+        try:
+            out.append(self._reports.get(timeout=timeout) if timeout else self._reports.get_nowait())
+            while True:
+                out.append(self._reports.get_nowait())
+        except queue.Empty:
+            return out
+
+    def close(self) -> None:
+        with self._lock:
+            for task_id in list(self._tasks):
+                self._abort(task_id, "director shutting down")
+            self.store.clear()
+
+    # ---- worker protocol (Serve request threads) ----------------------------------------
+
+    def register(self, spec: WorkerSpec) -> None:
+        with self._lock:
+            self._queues[spec.worker_id] = deque()
+            self._seen[spec.worker_id] = self.clock()
+            self._added.append(spec)
+
+    def heartbeat(self, worker_id: str) -> bool:
+        """False when the worker is unknown (lost earlier): it must register again."""
+        with self._lock:
+            if worker_id not in self._seen:
+                return False
+            self._seen[worker_id] = self.clock()
+            return True
+
+    def take(self, worker_id: str) -> list[WorkItem] | None:
+        """Everything queued for this worker; None if it must register again."""
+        with self._lock:
+            if worker_id not in self._seen:
+                return None
+            self._seen[worker_id] = self.clock()
+            items = list(self._queues[worker_id])
+            self._queues[worker_id].clear()
+            return items
+
+    def report(self, r: WorkReport) -> None:
+        with self._lock:
+            self._seen[r.worker_id] = self.clock() if r.worker_id in self._seen else 0.0
+            task = self._tasks.get(r.task_id)
+            if task is None or r.worker_id not in task.waiting:
+                return  # already failed, cancelled, or the worker was declared lost
+            self.work_log.setdefault(r.worker_id, []).append((task.kind, task.expert, r.task_id))
+            if not r.ok:
+                self._finish(r.task_id, TaskReport(r.task_id, False, r.error, r.worker_id,
+                                                   r.lost_keys, r.duration))
+                return
+            task.waiting.discard(r.worker_id)
+            task.outputs.update(r.outputs)
+            task.duration = max(task.duration, r.duration)
+            if not task.waiting:
+                self.store.update(task.outputs)
+                self._finish(r.task_id, TaskReport(r.task_id, True, duration=task.duration))
+
+    def assignments(self) -> dict[str, list[str]]:
+        """worker id -> tasks it holds a part of that it has not reported yet."""
+        with self._lock:
+            out: dict[str, list[str]] = {}
+            for task_id, task in self._tasks.items():
+                for wid in task.waiting:
+                    out.setdefault(wid, []).append(task_id)
+            return out
+
+    def frame(self, film_id: str, scene_id: str, index: int, frame: Any) -> None:
+        self.sink.frame(film_id, scene_id, index, frame)
+
+    # ---- internals (lock held) -------------------------------------------------------
+
+    def _forget(self, worker_id: str) -> None:
+        self._seen.pop(worker_id, None)
+        self._queues.pop(worker_id, None)
+        self._removed.append(worker_id)
+        for task_id, task in list(self._tasks.items()):
+            if worker_id in task.waiting:
+                # The scheduler fails this task when it removes the worker; stop its parts.
+                self._abort(task_id, f"worker {worker_id} lost")
+
+    def _finish(self, task_id: str, report: TaskReport) -> None:
+        task = self._tasks.pop(task_id)
+        if task.mailbox is not None and not report.ok:
+            task.mailbox.abort.remote(report.error or "task failed")
+        self._reports.put(report)
+
+    def _abort(self, task_id: str, reason: str) -> None:
+        task = self._tasks.pop(task_id, None)
+        if task is not None and task.mailbox is not None:
+            task.mailbox.abort.remote(reason)
+
+    def _enqueue(self, task: Any) -> None:
+        items = self._items(task)
+        mailbox = None
+        if isinstance(task, PhaseTask) and len(items) > 1 and self._mailbox_factory is not None:
+            mailbox = self._mailbox_factory(f"halo:{task.task_id}")
+        kind = next(iter(items.values())).kind
+        expert = ""
+        if isinstance(task, PhaseTask):
+            expert = self._plans[task.film_id].film.profile.experts[task.expert]
+        self._tasks[task.task_id] = _Task(kind, expert, set(items), mailbox)
+        for wid, item in items.items():
+            if wid not in self._queues:  # lost before it could take the work
+                self._finish(task.task_id, TaskReport(task.task_id, False, f"worker {wid} lost", wid))
+                return
+            if mailbox is not None:
+                item = _with_mailbox(item, f"halo:{task.task_id}")
+            self._queues[wid].append(item)
+
+    def _items(self, task: Any) -> dict[str, WorkItem]:
+        plan = self._plans[task.film_id]
+        if isinstance(task, PhaseTask):
+            return _phase_items(plan, task, self.store)
+        if isinstance(task, DecodeTask):
+            keys = tuple(s.key for s in task.slices)
+            order = decode_order(plan, task)
+            return {task.worker_id: WorkItem(task.task_id, "decode", (order,), keys, _refs(self.store, keys),
+                                             (task.condition_key,) if task.condition_key else ())}
+        if isinstance(task, PrepareTask):
+            kind, order = "prepare", prompt_order(plan, task)
+        else:
+            kind, order = "image", image_order(plan, task)
+        return {task.worker_id: WorkItem(task.task_id, kind, (order,), (), {}, (task.output_key,))}
+
+
+def _refs(store: dict[str, Any], keys: tuple[str | None, ...]) -> dict[str, Any]:
+    return {k: store[k] for k in keys if k is not None and k in store}
+
+
+def _phase_items(plan: FilmPlan, task: PhaseTask, store: dict[str, Any]) -> dict[str, WorkItem]:
+    orders = denoise_orders(plan, task)
+    by_worker: dict[str, list[int]] = {}
+    for i, m in enumerate(task.members):
+        by_worker.setdefault(m.worker_id, []).append(i)
+    items = {}
+    for wid, idx in by_worker.items():
+        states = tuple(task.members[i].input_key for i in idx)
+        keys = (task.prompt_key, task.condition_key) + states
+        items[wid] = WorkItem(task.task_id, "phase", tuple(orders[i] for i in idx), keys,
+                              _refs(store, keys), tuple(task.members[i].output_key for i in idx),
+                              state_keys=states)
+    return items
+
+
+def _with_mailbox(item: WorkItem, name: str) -> WorkItem:
+    return WorkItem(item.task_id, item.kind, item.orders, item.input_keys, item.refs,
+                    item.output_keys, name, item.state_keys)

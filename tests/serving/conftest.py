@@ -1,0 +1,36 @@
+"""A local Ray cluster with the reelfarm Serve app, shared by the Ray tests of a session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_app(tmp_path_factory):
+    """The Serve app on a local cluster: 2 high-noise replicas, 2 low-noise, 1 decoder."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray = pytest.importorskip("ray")
+    from ray import serve
+
+    from serving.app import build_app
+    from serving.config import DirectorSettings, PoolConfig, ServingConfig
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"MKL_CBWR": "COMPATIBLE", "HF_HUB_OFFLINE": "1"}})
+    # CPU kernels split reductions by thread count, and a different split can move a
+    # pixel by 1/255: replicas use the same intra-op thread count as this process so the
+    # frames can be compared bit for bit with the inline path.
+    import torch
+
+    threads = torch.get_num_threads()
+    pools = [PoolConfig(name="High", holds=["high"], replicas=2, num_cpus=0.25, torch_threads=threads),
+             PoolConfig(name="Low", holds=["low"], replicas=2, num_cpus=0.25, torch_threads=threads),
+             PoolConfig(name="Decode", holds=["vae", "text"], num_cpus=0.25, torch_threads=threads)]
+    cfg = ServingConfig(model="tiny", artifacts=str(tmp_path_factory.mktemp("ray-artifacts")),
+                        pools=pools, director=DirectorSettings(liveness_timeout_s=3.0, num_cpus=0.25))
+    serve.run(build_app(cfg.model_dump()), name="reelfarm", route_prefix=None)
+    yield serve.get_deployment_handle("DirectorServer", app_name="reelfarm")
+    serve.shutdown()
+    ray.shutdown()

@@ -1,0 +1,113 @@
+"""The Ray Serve runtime on a real local cluster (num_cpus=2): the same films, scheduler
+and model layer as the inline executor, with frames bit-identical to it."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def storyboard(scenes: list[dict]) -> dict:
+    return {"title": "ray", "fps": 16, "width": 32, "height": 32, "steps": 6, "scenes": scenes}
+
+
+TWO_SCENES = storyboard([{"id": "a", "prompt": "a fox", "frames": 9, "seed": 1},
+                         {"id": "b", "prompt": "a boat", "frames": 17, "seed": 2}])
+# A long scene in windows mode: a gang that spans both replicas of a pool.
+WINDOWS = storyboard([{"id": "w", "prompt": "waves", "frames": 41, "seed": 3, "window": 6,
+                       "overlap": 2}])
+
+
+def inline_frames(board: dict) -> np.ndarray:
+    import threading
+
+    from farm.local import LocalFarm
+    from farm.spec.film import resolve_film
+    from farm.spec.profiles import T2V_A14B
+    from farm.spec.storyboard import parse_storyboard
+
+    farm = LocalFarm("tiny")
+    _, stream = farm.submit(resolve_film(parse_storyboard(board), T2V_A14B, model="tiny"))
+    t = threading.Thread(target=farm.run)
+    t.start()
+    frames = np.stack([f.frame for f in stream])
+    t.join()
+    return frames
+
+
+def wait_final(director, film_id: str, timeout: float = 240.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = director.get_film.remote(film_id).result()
+        if info.state.is_final:
+            return info
+        time.sleep(0.25)
+    raise TimeoutError(f"film {film_id} not finished after {timeout} s")
+
+
+def served_frames(director, film_id: str) -> np.ndarray:
+    gen = director.options(stream=True).stream_frames.remote(film_id)
+    return np.stack([np.asarray(Image.open(io.BytesIO(png))) for _, _, _, png in gen])
+
+
+def test_film_through_serve_equals_inline(ray_app):
+    info = ray_app.create_film.remote(TWO_SCENES).result()
+    done = wait_final(ray_app, info.film_id)
+    assert done.state.value == "SUCCEEDED", done.reason
+    assert np.array_equal(served_frames(ray_app, info.film_id), inline_frames(TWO_SCENES))
+
+
+def test_gang_spanning_replicas_equals_inline(ray_app):
+    info = ray_app.create_film.remote(WINDOWS).result()
+    done = wait_final(ray_app, info.film_id)
+    assert done.state.value == "SUCCEEDED", done.reason
+    assert np.array_equal(served_frames(ray_app, info.film_id), inline_frames(WINDOWS))
+    log = ray_app.work_log.remote().result()
+    gang = [w for w, entries in log.items()
+            if any(t.startswith(info.film_id) and k == "phase" for k, _, t in entries)]
+    assert len([w for w in gang if w.startswith("high")]) == 2  # the gang used both replicas
+
+
+def test_each_expert_replica_ran_only_its_expert(ray_app):
+    info = ray_app.create_film.remote(TWO_SCENES).result()
+    wait_final(ray_app, info.film_id)
+    log = ray_app.work_log.remote().result()
+    ran = {w: {(k, e) for k, e, _ in entries} for w, entries in log.items()}
+    assert any(w.startswith("high") for w in ran) and any(w.startswith("low") for w in ran)
+    for worker, work in ran.items():
+        pool = worker.split("-")[0]
+        if pool in ("high", "low"):
+            assert work == {("phase", pool)}, (worker, work)
+        else:
+            assert {k for k, _ in work} <= {"prepare", "decode", "image"}
+
+
+def test_replica_killed_mid_film_still_gives_identical_frames(ray_app):
+    import ray
+
+    board = storyboard([{"id": f"s{i}", "prompt": f"scene {i}", "frames": 17, "seed": i}
+                        for i in range(4)])
+    info = ray_app.create_film.remote(board).result()
+    victim = None
+    for _ in range(2000):  # kill a high-noise replica while it runs a phase of this film
+        held = ray_app.assignments.remote().result()
+        victim = next((w for w, tasks in held.items() if w.startswith("high")
+                       and any(t.startswith(info.film_id) for t in tasks)), None)
+        if victim:
+            break
+        time.sleep(0.005)
+    assert victim is not None, "no high-noise replica was ever busy with the film"
+    replica = victim.split("-")[1]  # worker ids are <pool>-<Serve replica id>-<n>
+    ray.kill(ray.get_actor(f"SERVE_REPLICA::reelfarm#PoolHigh#{replica}", namespace="serve"),
+             no_restart=False)
+    done = wait_final(ray_app, info.film_id)
+    assert done.state.value == "SUCCEEDED", done.reason
+    events = list(ray_app.options(stream=True).watch.remote(info.film_id))
+    assert any(e.kind == "retry" and victim in e.message + " ".join(e.worker_ids) for e in events)
+    assert np.array_equal(served_frames(ray_app, info.film_id), inline_frames(board))
