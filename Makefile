@@ -7,10 +7,14 @@ BIN    := $(VENV)/bin
 # torch is pinned first so no other requirement can pull a different (CUDA) build;
 # on these machines pip takes torch 2.13.0 from a local CPU wheel.
 TORCH  ?= torch==2.13.0
+# The Node.js test client and the buf CLI (both from npm) live here.
+NODE   := clients/node
+PROTOS := $(wildcard protos/reelfarm/*/*.proto)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint lint-protos node bench clean
 
-$(BIN)/.installed: pyproject.toml
+# Reinstalling regenerates the API code from protos/ (setup.py), hence the protos here.
+$(BIN)/.installed: pyproject.toml setup.py $(PROTOS)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
@@ -26,12 +30,23 @@ test: $(BIN)/.installed
 	MKL_CBWR=COMPATIBLE $(BIN)/python -m pytest -q
 	$(BIN)/lint-imports
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed lint-protos
 	$(BIN)/ruff check farm serving kernels tests bench
 	$(BIN)/lint-imports
+
+$(NODE)/node_modules/.installed: $(NODE)/package.json $(NODE)/package-lock.json
+	cd $(NODE) && npm ci --no-audit --no-fund
+	touch $@
+
+node: $(NODE)/node_modules/.installed
+
+# buf lint, STANDARD rules (exceptions documented in buf.yaml)
+lint-protos: node
+	$(NODE)/node_modules/.bin/buf lint
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/overhead.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache $(NODE)/node_modules
+	rm -f protos/reelfarm/_generated.txt protos/reelfarm/*/*_pb2*.py*

@@ -1,4 +1,5 @@
-"""`reelfarm` command line: render films, make tiny models, validate storyboards."""
+"""`reelfarm` command line: render films, make tiny models, validate storyboards, serve
+the gRPC API and talk to it (submit, films)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from farm import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from farm.cli import models, render, validate
+    from farm.cli import films, models, render, serve, submit, validate
 
     parser = argparse.ArgumentParser(prog="reelfarm", description=(
         "A distributed streaming render farm for generative video (Wan2.2 MoE)."))
@@ -18,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_parser(sub)
     models.add_parser(sub)
     validate.add_parser(sub)
+    serve.add_parser(sub)
+    submit.add_parser(sub)
+    films.add_parser(sub)
     return parser
 
 

@@ -48,7 +48,7 @@ class Entry:
         return FilmInfo(self.film_id, self.tenant, self.film.title, self.film.model, self.state,
                         self.reason, self.priority, self.request_id, self.create_time,
                         self.update_time, tuple(scenes), p.phases_done if p else 0, phases_total,
-                        written, self.film.num_frames, ttff)
+                        written, self.film.num_frames, ttff, self.film)
 
     # ---- events ---------------------------------------------------------------------------
 

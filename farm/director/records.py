@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from farm.sched.output import FilmState
+from farm.spec.film import Film
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class FilmInfo:
     frames_total: int
     # Seconds from creation to the first delivered frame; None before it.
     time_to_first_frame: float | None
+    # The film as resolved (every default filled in), for front ends that show the spec.
+    film: Film | None = None
 
     @property
     def name(self) -> str:

@@ -1,0 +1,299 @@
+"""The one place where protobuf and domain types meet (both directions, client and server).
+
+    storyboard dict ──storyboard_to_film──> pb.Film ──film_to_storyboard──> storyboard dict
+    FilmInfo (+ resolved Film) ──info_to_film──> pb.Film
+    FilmEvent ──event_to_pb──> pb.WatchFilmResponse
+    ArchivedFrame ──frame_messages──> pb.StreamFramesResponse chunks ──FrameAssembler──> Frame
+    file ──artifact_chunks──> pb.GetArtifactResponse chunks
+
+Field names of pb.Film / pb.Scene are the storyboard's, so a validation error's storyboard
+path (`scenes[1].frames`) becomes a request path by prefixing `film.` (`request_path`).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from PIL import Image
+
+from farm.api.protos import pb
+from farm.director.records import FilmEvent, FilmInfo
+from farm.sched.output import FilmState
+from farm.spec.errors import FieldError, SpecError
+
+if TYPE_CHECKING:
+    from farm.director.archive import ArchivedFrame
+
+# Largest `data` payload of one streamed message: well under gRPC's 4 MiB default limit,
+# so a 1080p RGB24 frame (6.2 MB) travels as 6 messages instead of being refused.
+CHUNK_BYTES = 1 << 20
+
+_SOLVERS = {"unipc": pb.Film.SOLVER_UNIPC, "euler": pb.Film.SOLVER_EULER}
+_CONTINUITY = {"single": pb.Scene.CONTINUITY_SINGLE, "windows": pb.Scene.CONTINUITY_WINDOWS,
+               "chain": pb.Scene.CONTINUITY_CHAIN}
+_OPTIONAL_FILM = ("steps", "shift", "window", "overlap")
+_OPTIONAL_SCENE = ("negative_prompt", "guidance", "window", "overlap")
+ENCODINGS = {"png": pb.FRAME_ENCODING_PNG, "jpeg": pb.FRAME_ENCODING_JPEG,
+             "rgb24": pb.FRAME_ENCODING_RGB24}
+
+
+# ---- states ------------------------------------------------------------------------------
+
+def state_to_pb(state: FilmState) -> int:
+    return pb.Film.State.Value(f"STATE_{state.value}")
+
+
+def state_from_word(word: str) -> FilmState:
+    """`SUCCEEDED` or `STATE_SUCCEEDED` -> FilmState; ValueError names the valid words."""
+    word = word.strip().upper().removeprefix("STATE_")
+    try:
+        return FilmState(word)
+    except ValueError:
+        raise ValueError(f"unknown state {word!r}; one of {', '.join(s.value for s in FilmState)}") from None
+
+
+def state_word(value: int) -> str:
+    """pb.Film.State value -> the state word, e.g. `SUCCEEDED`."""
+    return pb.Film.State.Name(value).removeprefix("STATE_")
+
+
+# ---- storyboard <-> pb.Film --------------------------------------------------------------
+
+def storyboard_to_film(board: dict[str, Any], priority: int | None = None) -> pb.Film:
+    """A schema-checked storyboard dict (`Storyboard.model_dump(exclude_unset=True)`)."""
+    film = pb.Film(title=board["title"], fps=board["fps"], width=board["width"],
+                   height=board["height"], model=board.get("model") or "",
+                   negative_prompt=board.get("negative_prompt") or "")
+    for key in _OPTIONAL_FILM:
+        if board.get(key) is not None:
+            setattr(film, key, board[key])
+    if board.get("solver"):
+        film.solver = _SOLVERS[board["solver"]]
+    if priority is not None:
+        film.priority = priority
+    for s in board["scenes"]:
+        scene = film.scenes.add(id=s["id"], prompt=s["prompt"], seed=s.get("seed", 0))
+        for key in ("frames", "seconds", "window", "overlap", "negative_prompt"):
+            if s.get(key) is not None:
+                setattr(scene, key, s[key])
+        guidance = s.get("guidance")
+        if isinstance(guidance, dict):
+            scene.guidance_per_expert.update(guidance)
+        elif guidance is not None:
+            scene.guidance = guidance
+        if s.get("continuity"):
+            scene.continuity = _CONTINUITY[s["continuity"]]
+    return film
+
+
+def film_to_storyboard(film: pb.Film) -> dict[str, Any]:
+    """pb.Film -> storyboard dict for farm.spec (which checks every value); SpecError for
+    what only the proto form can get wrong (unknown enum values, both guidance forms)."""
+    errors: list[FieldError] = []
+    data: dict[str, Any] = {"title": film.title, "fps": film.fps, "width": film.width,
+                            "height": film.height, "negative_prompt": film.negative_prompt}
+    if film.model:
+        data["model"] = film.model
+    for key in _OPTIONAL_FILM:
+        if film.HasField(key):
+            data[key] = getattr(film, key)
+    if film.solver:
+        data["solver"] = _enum_word(film.solver, _SOLVERS, "solver", errors)
+    data["scenes"] = [_scene_to_storyboard(i, s, errors) for i, s in enumerate(film.scenes)]
+    if errors:
+        raise SpecError(errors)
+    return data
+
+
+def _scene_to_storyboard(i: int, s: pb.Scene, errors: list[FieldError]) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": s.id, "prompt": s.prompt, "seed": s.seed}
+    for key in _OPTIONAL_SCENE:
+        if s.HasField(key):
+            out[key] = getattr(s, key)
+    length = s.WhichOneof("length")
+    if length is not None:
+        out[length] = getattr(s, length)
+    if s.guidance_per_expert:
+        if s.HasField("guidance"):
+            errors.append(FieldError(f"scenes[{i}].guidance_per_expert",
+                                     "give either guidance or guidance_per_expert, not both"))
+        out["guidance"] = dict(s.guidance_per_expert)
+    if s.continuity:
+        out["continuity"] = _enum_word(s.continuity, _CONTINUITY, f"scenes[{i}].continuity", errors)
+    return out
+
+
+def _enum_word(value: int, table: dict[str, int], path: str, errors: list[FieldError]) -> str:
+    for word, number in table.items():
+        if number == value:
+            return word
+    errors.append(FieldError(path, f"unknown value {value}"))
+    return ""
+
+
+_GUIDANCE = re.compile(r"^scenes\[(\d+)\]\.guidance(?=\.|$)")
+
+
+def request_path(path: str, film: pb.Film) -> str:
+    """Storyboard field path -> CreateFilmRequest field path (`film.scenes[1].frames`)."""
+    m = _GUIDANCE.match(path)
+    if m and int(m.group(1)) < len(film.scenes) and film.scenes[int(m.group(1))].guidance_per_expert:
+        path = path[:m.end()] + "_per_expert" + path[m.end():]
+    return f"film.{path}" if path else "film"
+
+
+# ---- domain records -> pb ----------------------------------------------------------------
+
+def info_to_film(info: FilmInfo) -> pb.Film:
+    """A film as the API shows it: the resolved spec, state and progress."""
+    spec = info.film
+    assert spec is not None, "the director attaches the resolved film to every FilmInfo"
+    film = pb.Film(name=info.name, title=spec.title, fps=spec.fps, width=spec.width,
+                   height=spec.height, model=spec.model, steps=spec.num_steps, shift=spec.shift,
+                   solver=_SOLVERS.get(spec.solver, pb.Film.SOLVER_UNSPECIFIED),
+                   priority=info.priority, state=state_to_pb(info.state),
+                   state_reason=info.reason, phases_done=info.phases_done,
+                   phases_total=info.phases_total, frames_done=info.frames_done,
+                   frames_total=info.frames_total, create_time=_timestamp(info.create_time),
+                   update_time=_timestamp(info.update_time))
+    done = {s.id: s.frames_done for s in info.scenes}
+    experts = spec.profile.experts
+    for s in spec.scenes:
+        film.scenes.add(id=s.id, prompt=s.prompt, negative_prompt=s.negative_prompt,
+                        frames=s.num_frames, seed=s.seed,
+                        guidance_per_expert=dict(zip(experts, s.guidance, strict=True)),
+                        continuity=_CONTINUITY[s.continuity], window=s.window, overlap=s.overlap,
+                        frames_done=done.get(s.id, 0))
+    if info.time_to_first_frame is not None:
+        film.time_to_first_frame.CopyFrom(_duration(info.time_to_first_frame))
+    return film
+
+
+def event_to_pb(e: FilmEvent) -> pb.WatchFilmResponse:
+    msg = pb.WatchFilmResponse(sequence=e.seq, event_time=_timestamp(e.time),
+                               state=state_to_pb(e.state), phases_done=e.phases_done,
+                               frames_done=e.frames_done, message=e.message)
+    R = pb.WatchFilmResponse
+    if e.kind == "state":
+        msg.state_change.CopyFrom(R.StateChange(state=state_to_pb(e.state), reason=e.message))
+    elif e.kind == "phase":
+        msg.phase_finished.CopyFrom(R.PhaseFinished(
+            scene_id=e.scene_id, segment_id=e.unit_id, phase_index=e.phase_index,
+            expert=e.expert, worker_ids=list(e.worker_ids)))
+    elif e.kind == "frames":
+        msg.frames_decoded.CopyFrom(R.FramesDecoded(scene_id=e.scene_id, frame_start=e.frame_start,
+                                                    frame_stop=e.frame_stop))
+    elif e.kind == "retry":
+        msg.task_retried.CopyFrom(R.TaskRetried(worker_id=e.worker_ids[0] if e.worker_ids else ""))
+    return msg
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(round(seconds * 1e9))
+    return ts
+
+
+def _duration(seconds: float) -> Duration:
+    d = Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
+
+
+# ---- frames and artifacts ----------------------------------------------------------------
+
+def encode_frame(path: Path, encoding: int, jpeg_quality: int) -> bytes:
+    """An archived PNG in the requested encoding (PNG is sent as stored: lossless)."""
+    if encoding in (pb.FRAME_ENCODING_UNSPECIFIED, pb.FRAME_ENCODING_PNG):
+        return path.read_bytes()
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    if encoding == pb.FRAME_ENCODING_RGB24:
+        return np.asarray(rgb, dtype=np.uint8).tobytes()
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG", quality=jpeg_quality)
+    return buf.getvalue()
+
+
+def frame_messages(frame: ArchivedFrame, size: tuple[int, int], encoding: int,
+                   jpeg_quality: int) -> Iterator[pb.StreamFramesResponse]:
+    """One frame as messages of at most CHUNK_BYTES of data each."""
+    data = encode_frame(frame.path, encoding, jpeg_quality)
+    encoding = encoding or pb.FRAME_ENCODING_PNG
+    for offset in range(0, max(len(data), 1), CHUNK_BYTES):
+        yield pb.StreamFramesResponse(
+            scene_id=frame.scene_id, frame_index=frame.index, film_frame_index=frame.film_index,
+            width=size[0], height=size[1], encoding=encoding, size_bytes=len(data),
+            offset=offset, data=data[offset:offset + CHUNK_BYTES])
+
+
+def artifact_chunks(path: Path, file_name: str, mime_type: str) -> Iterator[pb.GetArtifactResponse]:
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        offset = 0
+        while offset < size or offset == 0:
+            data = f.read(CHUNK_BYTES)
+            yield pb.GetArtifactResponse(file_name=file_name, mime_type=mime_type,
+                                         size_bytes=size, offset=offset, data=data)
+            offset += len(data)
+            if not data:
+                break
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame as a client receives it."""
+
+    scene_id: str
+    # Frame number within the scene and within the film (0-based).
+    index: int
+    film_index: int
+    width: int
+    height: int
+    # "png", "jpeg" or "rgb24".
+    encoding: str
+    data: bytes
+
+    def to_array(self) -> np.ndarray:
+        """(height, width, 3) uint8 RGB."""
+        if self.encoding == "rgb24":
+            return np.frombuffer(self.data, dtype=np.uint8).reshape(self.height, self.width, 3)
+        with Image.open(io.BytesIO(self.data)) as im:
+            return np.asarray(im.convert("RGB"))
+
+
+_ENCODING_WORDS = {v: k for k, v in ENCODINGS.items()}
+
+
+class FrameAssembler:
+    """Joins the chunks of StreamFrames messages into whole frames, in order."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._have = 0
+
+    def add(self, msg: pb.StreamFramesResponse) -> Frame | None:
+        """The frame this chunk completes, else None; a chunk out of place is an error."""
+        if msg.offset != self._have:
+            raise ValueError(f"chunk of frame {msg.film_frame_index} at offset {msg.offset}, "
+                             f"expected {self._have}")
+        self._parts.append(msg.data)
+        self._have += len(msg.data)
+        if self._have < msg.size_bytes:
+            return None
+        data = b"".join(self._parts)
+        self._parts, self._have = [], 0
+        return Frame(msg.scene_id, msg.frame_index, msg.film_frame_index, msg.width, msg.height,
+                     _ENCODING_WORDS.get(msg.encoding, "png"), data)
+
+    def reset(self) -> None:
+        """Drop a partial frame (its stream broke; the resumed stream resends it whole)."""
+        self._parts, self._have = [], 0

@@ -1,0 +1,60 @@
+"""`reelfarm serve --local`: the gRPC API over the embedded farm, on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the gRPC API (embedded farm with --local)")
+    p.add_argument("--local", action="store_true", required=True,
+                   help="run the farm in this process (the cluster runs under Ray Serve)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; others need --tokens)")
+    p.add_argument("--port", type=int, default=50051, help="port (0: any free port)")
+    p.add_argument("--model", default="tiny", help="tiny | tiny-<family> | a model folder")
+    p.add_argument("--artifacts", default=".reelfarm/artifacts",
+                   help="folder for frames and mp4s (default .reelfarm/artifacts)")
+    p.add_argument("--tokens", help="file of `<tenant> <token>` lines; without it the API is open")
+    p.add_argument("--max-films", type=int, default=100, help="unfinished films at once")
+    p.add_argument("--max-films-per-tenant", type=int, default=20,
+                   help="unfinished films per tenant")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from farm.api.auth import Authenticator
+    from farm.api.server import ServerConfig, local_server
+    from farm.cli.quiet import quiet_libraries
+
+    try:
+        auth = Authenticator.from_file(args.tokens) if args.tokens else Authenticator()
+    except (OSError, ValueError) as exc:
+        print(f"error: --tokens: {exc}", file=sys.stderr)
+        return 2
+    quiet_libraries()
+    try:
+        server, director = local_server(
+            args.model, args.artifacts, auth, ServerConfig(host=args.host, port=args.port),
+            max_unfinished_films=args.max_films,
+            max_unfinished_per_tenant=args.max_films_per_tenant)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"reelfarm API on {server.address} (model {args.model}, artifacts {args.artifacts})",
+          flush=True)
+    if auth.is_open:
+        print("auth: OPEN - no --tokens given; every caller is tenant 'default'", flush=True)
+    else:
+        print(f"auth: bearer tokens for {len(auth.tenants)} tenant(s)", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("stopping", flush=True)
+    server.stop()
+    director.stop()
+    return 0

@@ -1,0 +1,144 @@
+"""The asyncio SDK (grpc.aio): AsyncClient and AsyncFilmHandle, the same API as
+farm.client.sync with `await` / `async for`.
+
+    async with AsyncClient("127.0.0.1:50051", token=...) as client:
+        film = await client.submit("film.yaml")
+        async for frame in film.frames(): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from farm.api.convert import Frame, FrameAssembler
+from farm.api.protos import pb, pb_grpc
+from farm.client import common
+from farm.client.errors import from_rpc_error
+
+
+class AsyncClient:
+    def __init__(self, target: str, token: str | None = None, *,
+                 timeout: float = common.UNARY_TIMEOUT, options: list | None = None):
+        self.target, self.timeout = target, timeout
+        self._metadata = common.metadata(token)
+        self._channel = grpc.aio.insecure_channel(target, options=common.CHANNEL_OPTIONS + (options or []))
+        self.stub = pb_grpc.FilmServiceStub(self._channel)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def call(self, method: str, request):
+        try:
+            return await getattr(self.stub, method)(request, metadata=self._metadata,
+                                                    timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    async def submit(self, storyboard, *, priority: int | None = None,
+                     request_id: str | None = None) -> AsyncFilmHandle:
+        film = await self.call("CreateFilm", common.film_request(storyboard, priority, request_id))
+        return AsyncFilmHandle(self, film.name, film)
+
+    def film(self, name: str) -> AsyncFilmHandle:
+        return AsyncFilmHandle(self, common.film_name(name))
+
+    async def get(self, name: str) -> pb.Film:
+        return await self.call("GetFilm", pb.GetFilmRequest(name=common.film_name(name)))
+
+    async def cancel(self, name: str) -> pb.Film:
+        return await self.call("CancelFilm", pb.CancelFilmRequest(name=common.film_name(name)))
+
+    async def list(self, state: str | None = None, page_size: int = 50) -> AsyncIterator[pb.Film]:
+        token = ""
+        while True:
+            page = await self.call("ListFilms", common.list_request(state, page_size, token))
+            for film in page.films:
+                yield film
+            token = page.next_page_token
+            if not token:
+                return
+
+    def _stream(self, method: str, request):
+        return getattr(self.stub, method)(request, metadata=self._metadata)
+
+
+class AsyncFilmHandle:
+    def __init__(self, client: AsyncClient, name: str, film: pb.Film | None = None):
+        self.client, self.name, self.film = client, name, film
+
+    def __repr__(self) -> str:
+        return f"AsyncFilmHandle({self.name!r})"
+
+    async def get(self) -> pb.Film:
+        self.film = await self.client.get(self.name)
+        return self.film
+
+    async def cancel(self) -> pb.Film:
+        self.film = await self.client.cancel(self.name)
+        return self.film
+
+    async def watch(self, after: int = 0) -> AsyncIterator[pb.WatchFilmResponse]:
+        seen = after
+
+        def request() -> pb.WatchFilmRequest:
+            return pb.WatchFilmRequest(name=self.name, after_sequence=seen)
+
+        async for msg in self._resuming("WatchFilm", request):
+            seen = msg.sequence
+            yield msg
+
+    async def wait(self) -> pb.Film:
+        async for _ in self.watch():
+            pass
+        return await self.get()
+
+    async def frames(self, start: int | tuple[str, int] = 0, *, encoding: str = "png",
+                     jpeg_quality: int = 0) -> AsyncIterator[Frame]:
+        pos: int | tuple[str, int] = start
+        assembler = FrameAssembler()
+
+        def request() -> pb.StreamFramesRequest:
+            assembler.reset()
+            return common.frames_request(self.name, pos, encoding, jpeg_quality)
+
+        async for msg in self._resuming("StreamFrames", request):
+            frame = assembler.add(msg)
+            if frame is not None:
+                pos = frame.film_index + 1
+                yield frame
+
+    async def download(self, path: str | Path, scene_id: str = "") -> list[Path]:
+        """The mp4 to `path`, or with `scene_id`, that scene's PNGs into folder `path`."""
+        # Chunks are at most 1 MiB: writing them inline blocks the loop only briefly.
+        with common.ArtifactWriter(Path(path), folder=bool(scene_id)) as writer:
+            async for chunk in self._resuming("GetArtifact", lambda: pb.GetArtifactRequest(
+                    name=self.name, scene_id=scene_id)):
+                writer.add(chunk)
+        return writer.written
+
+    async def _resuming(self, method: str, make_request) -> AsyncIterator:
+        failures = 0
+        while True:
+            call = self.client._stream(method, make_request())
+            try:
+                async for msg in call:
+                    failures = 0
+                    yield msg
+                return
+            except grpc.RpcError as err:
+                failures += 1
+                if err.code() not in common.RESUMABLE or failures > common.MAX_RECONNECTS:
+                    raise from_rpc_error(err) from None
+            finally:
+                call.cancel()
+            await asyncio.sleep(common.backoff(failures))

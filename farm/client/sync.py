@@ -1,0 +1,162 @@
+"""The synchronous SDK: Client and FilmHandle.
+
+    with Client("127.0.0.1:50051", token=...) as client:
+        film = client.submit("film.yaml")          # validated here first, then CreateFilm
+        for event in film.watch(): ...             # pb.WatchFilmResponse, until the end
+        for frame in film.frames(): frame.to_array()   # resumes after a dropped connection
+        film.download("film.mp4")
+
+Films and events are the API's own messages (reelfarm.v1.Film, WatchFilmResponse), as in
+Google's client libraries; frames are `Frame` objects (farm.api.convert).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from farm.api.convert import Frame, FrameAssembler
+from farm.api.protos import pb, pb_grpc
+from farm.client import common
+from farm.client.errors import from_rpc_error
+
+
+class Client:
+    def __init__(self, target: str, token: str | None = None, *,
+                 timeout: float = common.UNARY_TIMEOUT, options: list | None = None):
+        """`target`: HOST:PORT of a reelfarm server; `token`: the tenant's bearer token."""
+        self.target, self.timeout = target, timeout
+        self._metadata = common.metadata(token)
+        self._channel = grpc.insecure_channel(target, options=common.CHANNEL_OPTIONS + (options or []))
+        self.stub = pb_grpc.FilmServiceStub(self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def call(self, method: str, request, timeout: float | None = -1.0):
+        """A unary call with this client's token and deadline; raises ApiError."""
+        try:
+            return getattr(self.stub, method)(request, metadata=self._metadata,
+                                              timeout=self.timeout if timeout == -1.0 else timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def submit(self, storyboard, *, priority: int | None = None,
+               request_id: str | None = None) -> FilmHandle:
+        """Create a film from a storyboard (path, dict or Storyboard).
+
+        Raises farm.spec.errors.SpecError before any call if the storyboard is invalid,
+        InvalidArgumentError if the server rejects it.
+        """
+        film = self.call("CreateFilm", common.film_request(storyboard, priority, request_id))
+        return FilmHandle(self, film.name, film)
+
+    def film(self, name: str) -> FilmHandle:
+        return FilmHandle(self, common.film_name(name))
+
+    def get(self, name: str) -> pb.Film:
+        return self.call("GetFilm", pb.GetFilmRequest(name=common.film_name(name)))
+
+    def cancel(self, name: str) -> pb.Film:
+        return self.call("CancelFilm", pb.CancelFilmRequest(name=common.film_name(name)))
+
+    def list(self, state: str | None = None, page_size: int = 50) -> Iterator[pb.Film]:
+        """The tenant's films (optionally in one state, e.g. "RUNNING"), page by page."""
+        token = ""
+        while True:
+            page = self.call("ListFilms", common.list_request(state, page_size, token))
+            yield from page.films
+            token = page.next_page_token
+            if not token:
+                return
+
+    def _stream(self, method: str, request):
+        return getattr(self.stub, method)(request, metadata=self._metadata)
+
+
+class FilmHandle:
+    """One film on the server: follow it, fetch its frames and artifacts, cancel it."""
+
+    def __init__(self, client: Client, name: str, film: pb.Film | None = None):
+        self.client, self.name, self.film = client, name, film
+
+    def __repr__(self) -> str:
+        return f"FilmHandle({self.name!r})"
+
+    def get(self) -> pb.Film:
+        self.film = self.client.get(self.name)
+        return self.film
+
+    def cancel(self) -> pb.Film:
+        self.film = self.client.cancel(self.name)
+        return self.film
+
+    def watch(self, after: int = 0) -> Iterator[pb.WatchFilmResponse]:
+        """Events after sequence `after` until the film ends; resumes after a dropped
+        connection from the last event received."""
+        seen = after
+
+        def request() -> pb.WatchFilmRequest:
+            return pb.WatchFilmRequest(name=self.name, after_sequence=seen)
+
+        for msg in self._resuming("WatchFilm", request):
+            seen = msg.sequence
+            yield msg
+
+    def wait(self) -> pb.Film:
+        """Block until the film has finished; its final state."""
+        for _ in self.watch():
+            pass
+        return self.get()
+
+    def frames(self, start: int | tuple[str, int] = 0, *, encoding: str = "png",
+               jpeg_quality: int = 0) -> Iterator[Frame]:
+        """Frames in film order from `start` (a film frame index, or (scene id, frame)),
+        following the render; each frame exactly once, across reconnects."""
+        pos: int | tuple[str, int] = start
+        assembler = FrameAssembler()
+
+        def request() -> pb.StreamFramesRequest:
+            assembler.reset()  # a partial frame is resent whole by the resumed stream
+            return common.frames_request(self.name, pos, encoding, jpeg_quality)
+
+        for msg in self._resuming("StreamFrames", request):
+            frame = assembler.add(msg)
+            if frame is not None:
+                pos = frame.film_index + 1
+                yield frame
+
+    def download(self, path: str | Path, scene_id: str = "") -> list[Path]:
+        """The mp4 to `path`, or with `scene_id`, that scene's PNGs into folder `path`."""
+        with common.ArtifactWriter(Path(path), folder=bool(scene_id)) as writer:
+            for chunk in self._resuming("GetArtifact", lambda: pb.GetArtifactRequest(
+                    name=self.name, scene_id=scene_id)):
+                writer.add(chunk)
+        return writer.written
+
+    def _resuming(self, method: str, make_request) -> Iterator:
+        """Messages of a server stream, reopened with a fresh request after a drop."""
+        failures = 0
+        while True:
+            call = self.client._stream(method, make_request())
+            try:
+                for msg in call:
+                    failures = 0
+                    yield msg
+                return
+            except grpc.RpcError as err:
+                failures += 1
+                if err.code() not in common.RESUMABLE or failures > common.MAX_RECONNECTS:
+                    raise from_rpc_error(err) from None
+            finally:
+                call.cancel()  # a consumer that stops early ends the call now
+            time.sleep(common.backoff(failures))
