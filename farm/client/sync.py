@@ -42,11 +42,11 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
-    def call(self, method: str, request, timeout: float | None = -1.0):
+    def call(self, method: str, request):
         """A unary call with this client's token and deadline; raises ApiError."""
         try:
             return getattr(self.stub, method)(request, metadata=self._metadata,
-                                              timeout=self.timeout if timeout == -1.0 else timeout)
+                                              timeout=self.timeout)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 

@@ -111,6 +111,23 @@ def test_a_dropped_connection_mid_stream_is_resumed_without_loss_or_duplicates(
     assert [f.data for f in frames] == [f.data for f in direct]
 
 
+def test_the_async_client_resumes_a_dropped_stream_too(api_server, connect):
+    handle = connect("bob").submit(tiny_board(scenes=2, frames=13))
+    proxy = CuttingProxy(api_server.address, cut_after=8_000)
+
+    async def frames() -> list:
+        async with AsyncClient(proxy.address, token=TOKEN["bob"]) as client:
+            return [f async for f in client.film(handle.name).frames(encoding="rgb24")]
+
+    try:
+        got = asyncio.run(frames())
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert [f.film_index for f in got] == list(range(26))
+    assert [f.data for f in got] == [f.data for f in handle.frames(encoding="rgb24")]
+
+
 def test_async_client_round_trip(api_server, tmp_path):
     async def run() -> tuple[list, str, int]:
         async with AsyncClient(api_server.address, token=TOKEN["bob"]) as client:
