@@ -32,8 +32,10 @@ class DirectorServer:
         self.model = cfg.model
         self.profile = profile_for(resolve_model(cfg.model).family)
         router = FrameRouter()
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.executor = RayExecutor(router, liveness_timeout=cfg.director.liveness_timeout_s,
-                                    mailbox_factory=create_mailbox)
+                                    mailbox_factory=create_mailbox, notify=self._wake)
         engine = EngineCore(Scheduler(SchedulerConfig(max_attempts=cfg.director.max_attempts)),
                             self.executor, wait_for_workers=True)
         self.director = Director(engine, router, DirectorConfig(
@@ -51,13 +53,25 @@ class DirectorServer:
     async def heartbeat(self, worker_id: str) -> bool:
         return self.executor.heartbeat(worker_id)
 
+    def _wake(self, worker_id: str) -> None:
+        """Engine thread -> event loop: work was queued for this worker."""
+        event, loop = self._wakeups.get(worker_id), self._loop
+        if event is not None and loop is not None:
+            loop.call_soon_threadsafe(event.set)
+
     async def next_work(self, worker_id: str, wait_s: float) -> list[WorkItem] | None:
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while True:
-            items = self.executor.take(worker_id)
-            if items is None or items or asyncio.get_running_loop().time() >= deadline:
-                return items
-            await asyncio.sleep(0.01)
+        """Long poll: the worker's queued items, waiting up to wait_s for some."""
+        self._loop = asyncio.get_running_loop()
+        event = self._wakeups.setdefault(worker_id, asyncio.Event())
+        event.clear()  # before take(): work queued after this point sets it again
+        items = self.executor.take(worker_id)
+        if items is None or items:
+            return items
+        try:
+            await asyncio.wait_for(event.wait(), wait_s)
+        except TimeoutError:
+            pass
+        return self.executor.take(worker_id)
 
     async def report(self, report: WorkReport) -> None:
         self.executor.report(report)

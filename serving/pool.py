@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
@@ -57,6 +58,9 @@ class PoolWorker:
         self.registrations = 0
         self.worker_id = ""
         self.error: str | None = None
+        # Items run on `slots` long-lived threads: every new thread that calls torch gets
+        # its own OpenMP team, and idle teams spinning on few cores slow everything down.
+        self._runner = ThreadPoolExecutor(max_workers=self.pool.slots, thread_name_prefix="item")
         threading.Thread(target=self._serve, name="pool-pull", daemon=True).start()
 
     def _preload(self) -> None:
@@ -107,7 +111,7 @@ class PoolWorker:
             if items is None:
                 return  # the director lost us: register again under a new id
             for item in items:
-                threading.Thread(target=self._run, args=(item,), daemon=True).start()
+                self._runner.submit(self._run, item)
 
     def _run(self, item: WorkItem) -> None:
         started = time.perf_counter()
@@ -173,10 +177,13 @@ class PoolWorker:
         order = item.orders[0]
         latents = [self._get(item, k) for k in item.input_keys]
         batch: list[tuple[str, int, Any]] = []
+        sent: list[Any] = []
 
         def flush() -> None:
+            # Not awaited one by one: frames carry their index and the director's stream
+            # puts them in order, so the decoder keeps decoding while frames travel.
             if batch:
-                self.director.frames.remote(order.film_id, list(batch)).result()
+                sent.append(self.director.frames.remote(order.film_id, list(batch)))
                 batch.clear()
 
         def emit(scene_id: str, index: int, frame: Any) -> None:
@@ -186,4 +193,6 @@ class PoolWorker:
 
         condition = self.worker.decode(order, latents, emit)
         flush()
+        for response in sent:  # every frame delivered before the task reports success
+            response.result()
         return [condition] if item.output_keys else []

@@ -47,8 +47,12 @@ class _Task:
 class RayExecutor:
     def __init__(self, sink: FrameSink, *, liveness_timeout: float = 10.0,
                  mailbox_factory: Callable[[str], Any] | None = None,
+                 notify: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic):
+        """`notify(worker_id)` is called (from the engine thread) when work is queued for a
+        worker, so its pending long poll returns at once instead of polling."""
         self.sink = sink
+        self._notify = notify or (lambda worker_id: None)
         self.liveness_timeout = liveness_timeout
         self.clock = clock
         self._mailbox_factory = mailbox_factory
@@ -198,6 +202,7 @@ class RayExecutor:
             if mailbox is not None:
                 item = _with_mailbox(item, f"halo:{task.task_id}")
             self._queues[wid].append(item)
+            self._notify(wid)
 
     def _items(self, task: Any) -> dict[str, WorkItem]:
         plan = self._plans[task.film_id]

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from farm.sched.output import Event, FramesDecoded, PhaseFinished
+from farm.sched.output import FramesDecoded, PhaseFinished
 from farm.spec.film import Film
 
 
@@ -26,9 +26,18 @@ class RenderStats:
     # (scene, expert index) -> [seconds, segment-steps]
     expert: dict[tuple[str, int], list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0]))
 
-    def on_events(self, events: list[Event]) -> None:
+    def on_events(self, events: list) -> None:
+        """Scheduler events (inline) or director FilmEvents (cluster)."""
         for e in events:
-            if isinstance(e, PhaseFinished):
+            kind = getattr(e, "kind", "")
+            if kind == "phase":  # a FilmEvent from the director
+                self.seconds[e.scene_id] += e.duration
+                acc = self.expert[(e.scene_id, self.film.profile.experts.index(e.expert))]
+                acc[0] += e.duration
+                acc[1] += e.num_steps
+            elif kind == "frames":
+                self.seconds[e.scene_id] += e.duration
+            elif isinstance(e, PhaseFinished):
                 scene = e.unit_id.split("/", 1)[0]
                 self.seconds[scene] += e.duration
                 acc = self.expert[(scene, e.expert)]
@@ -85,9 +94,9 @@ class LiveProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
-    def on_events(self, events: list[Event]) -> None:
+    def on_events(self, events: list) -> None:
         for e in events:
-            if isinstance(e, PhaseFinished):
+            if isinstance(e, PhaseFinished) or getattr(e, "kind", "") == "phase":
                 self.progress.advance(self.phases, 1)
 
     def on_frame(self, stats: RenderStats) -> None:

@@ -1,14 +1,12 @@
-"""`reelfarm render STORYBOARD -o OUT.mp4`: render a film on the embedded farm.
+"""`reelfarm render STORYBOARD -o OUT.mp4`: render a film on this machine.
 
-The engine runs in a background thread; this thread reads the film's frame stream in
-film order and writes each frame to the mp4 (and PNGs) as it arrives.
+The farm runs in the background (an engine thread, or a local Ray cluster); this thread
+reads the film's frames in film order and writes each to the mp4 (and PNGs) as it arrives.
 """
 
 from __future__ import annotations
 
 import argparse
-import queue
-import threading
 import time
 from pathlib import Path
 
@@ -28,7 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                    help="transformer dtype (default: float32 on cpu, bfloat16 otherwise)")
     p.add_argument("--workers", choices=("single", "split"), default="single",
-                   help="one worker holding everything, or one per expert/VAE/text encoder")
+                   help="inline: one worker holding everything, or one per expert/VAE/text encoder")
+    p.add_argument("--executor", choices=("inline", "ray"), default="inline",
+                   help="inline: this process (fast start); ray: a local Ray cluster running "
+                        "the Serve app, as on a GPU farm")
     p.set_defaults(run=run)
 
 
@@ -43,62 +44,48 @@ def run(args: argparse.Namespace) -> int:
 
     from farm.cli.progress import LiveProgress, RenderStats
     from farm.cli.quiet import quiet_libraries
-    from farm.local import LocalFarm
+    from farm.cli.render_sources import InlineSource, RaySource, cluster_storyboard
     from farm.media.writers import Mp4Writer, write_png
-    from farm.stitch.stream import StreamClosed
 
     quiet_libraries()
-    dtype = getattr(torch, args.dtype or ("float32" if args.device == "cpu" else "bfloat16"))
     console = Console(stderr=True)
-    farm = LocalFarm(film.model, device=args.device, dtype=dtype, workers=args.workers)
-    film_id, stream = farm.submit(film)
+    if args.executor == "ray":
+        console.print("starting a local Ray cluster (about 30 s on 2 cores) ...")
+        source = RaySource(film, cluster_storyboard(args.storyboard, film), torch.get_num_threads())
+        console.print(f"cluster ready after {source.startup_s:.1f} s")
+    else:
+        dtype = getattr(torch, args.dtype or ("float32" if args.device == "cpu" else "bfloat16"))
+        source = InlineSource(film, args.device, dtype, args.workers)
     stats = RenderStats(film)
-    events: queue.Queue = queue.Queue()
-    failure: list[BaseException] = []
-
-    def engine() -> None:
-        try:
-            farm.run(events.put)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            failure.append(exc)
-
-    thread = threading.Thread(target=engine, name="reelfarm-engine", daemon=True)
-    thread.start()
-    with LiveProgress(console, farm.engine.scheduler.progress(film_id).phases_total,
-                      film.num_frames) as live, \
-            Mp4Writer(args.output, film.fps, film.width, film.height,
-                      metadata={"title": film.title, "comment": "AI-generated with reelfarm"}) as mp4:
-        try:
-            for item in stream:
-                _drain(events, stats, live)
-                stats.on_frame()
-                mp4.write(item.frame)
-                if args.frames_dir:
-                    write_png(args.frames_dir, item.scene_id, item.index, item.frame)
-                live.on_frame(stats)
-        except StreamClosed as exc:
-            console.print(f"[red]render failed:[/red] {exc}")
-        thread.join()
-        _drain(events, stats, live)
-    if failure:
-        console.print(f"[red]engine error:[/red] {failure[0]}")
-        return 1
-    progress = farm.engine.scheduler.progress(film_id)
+    try:
+        with LiveProgress(console, source.phases_total, film.num_frames) as live, \
+                Mp4Writer(args.output, film.fps, film.width, film.height,
+                          metadata={"title": film.title, "comment": "AI-generated with reelfarm"}) as mp4:
+            try:
+                for scene_id, index, frame in source.frames():
+                    _drain(source, stats, live)
+                    stats.on_frame()
+                    mp4.write(frame)
+                    if args.frames_dir:
+                        write_png(args.frames_dir, scene_id, index, frame)
+                    live.on_frame(stats)
+            except Exception as exc:  # noqa: BLE001 - the stream ends early when the film fails
+                console.print(f"[red]frame stream ended:[/red] {exc}")
+            state, reason = source.result()
+            _drain(source, stats, live)
+    finally:
+        source.close()
     stats.finished = time.monotonic()
     console.print(stats.table())
     console.print(stats.footer())
-    if progress.state.value != "SUCCEEDED":
-        console.print(f"[red]film {progress.state.value}[/red]: {progress.reason}")
+    if state != "SUCCEEDED":
+        console.print(f"[red]film {state}[/red]: {reason}")
         return 1
     console.print(f"wrote {Path(args.output)} ({film.num_frames} frames at {film.fps} fps)")
     return 0
 
 
-def _drain(events: queue.Queue, stats, live) -> None:
-    while True:
-        try:
-            batch = events.get_nowait()
-        except queue.Empty:
-            return
-        stats.on_events(batch)
-        live.on_events(batch)
+def _drain(source, stats, live) -> None:
+    batch = source.events()
+    stats.on_events(batch)
+    live.on_events(batch)

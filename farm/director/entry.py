@@ -75,10 +75,11 @@ class Entry:
             self.publish(now, "phase", f"{e.unit_id} phase {e.phase_index} ({experts[e.expert]}) done",
                          scene_id=e.unit_id.split("/")[0], unit_id=e.unit_id,
                          phase_index=e.phase_index, expert=experts[e.expert],
-                         worker_ids=e.worker_ids)
+                         worker_ids=e.worker_ids, duration=e.duration, num_steps=e.num_steps)
         elif isinstance(e, FramesDecoded):
             self.publish(now, "frames", f"{e.scene_id} frames {e.frame_start}..{e.frame_stop - 1} decoded",
-                         scene_id=e.scene_id, frame_start=e.frame_start, frame_stop=e.frame_stop)
+                         scene_id=e.scene_id, frame_start=e.frame_start, frame_stop=e.frame_stop,
+                         duration=e.duration)
         elif isinstance(e, TaskRetried):
             self.publish(now, "retry", f"{e.task_id} failed ({e.reason}); retry {e.attempt}",
                          worker_ids=(e.worker_id,) if e.worker_id else ())

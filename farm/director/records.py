@@ -63,3 +63,7 @@ class FilmEvent:
     worker_ids: tuple[str, ...] = field(default=())
     frame_start: int = 0
     frame_stop: int = 0
+    # Compute seconds of the phase or decode (measured where it ran) and, for phases,
+    # solver steps times segments.
+    duration: float = 0.0
+    num_steps: int = 0

@@ -1,0 +1,62 @@
+"""A Ray cluster on this machine running the reelfarm app (render --executor ray, bench).
+
+    with LocalCluster(expert_pools("tiny", artifacts=...)) as director:
+        info = director.create_film.remote(storyboard).result()
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from serving.config import ServingConfig
+
+
+class LocalCluster:
+    def __init__(self, config: ServingConfig, *, num_cpus: int | None = None,
+                 env: dict[str, str] | None = None):
+        self.config = config
+        self.num_cpus = num_cpus or os.cpu_count() or 2
+        # Several replicas share this machine's cores: OpenMP teams of idle replicas must
+        # sleep, not spin, or they steal cycles from the replica that is computing.
+        self.env = {"HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
+        self.startup_s = 0.0
+
+    def __enter__(self) -> Any:
+        # Ray 2.60 turns token auth on by default; a single-machine cluster on loopback
+        # started by this process needs none (set RAY_AUTH_MODE to override).
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        import ray
+        from ray import serve
+
+        from serving.app import build_app
+
+        started = time.perf_counter()
+        ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": self.env})
+        serve.run(build_app(self.config.model_dump()), name="reelfarm", route_prefix=None)
+        self.startup_s = time.perf_counter() - started
+        return serve.get_deployment_handle("DirectorServer", app_name="reelfarm")
+
+    def __exit__(self, *exc: object) -> None:
+        import ray
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+
+
+def small_machine_pools(model: str, artifacts: str, threads: int = 0) -> ServingConfig:
+    """Expert pools sized for a laptop or CI box: fractional CPUs, one replica each."""
+    from farm.model.loader import resolve_model
+    from farm.spec.profiles import profile_for
+    from serving.config import DirectorSettings, PoolConfig
+
+    experts = profile_for(resolve_model(model).family).experts
+    pools = [PoolConfig(name=e.capitalize(), holds=[e], num_cpus=0.25, torch_threads=threads)
+             for e in experts]
+    pools.append(PoolConfig(name="Decode", holds=["vae", "text"], num_cpus=0.25,
+                            torch_threads=threads))
+    return ServingConfig(model=model, artifacts=artifacts, pools=pools,
+                         director=DirectorSettings(num_cpus=0.25))
