@@ -48,6 +48,8 @@ class ServingConfig(_Frozen):
     artifacts: str = ".reelfarm/artifacts"
     pools: Annotated[list[PoolConfig], Field(min_length=1)]
     director: DirectorSettings = DirectorSettings()
+    # File of `<tenant> <token>` lines for the API (a mounted Secret); None: open API.
+    tokens_file: str | None = None
 
     @model_validator(mode="after")
     def _pools_cover_the_model(self) -> ServingConfig:

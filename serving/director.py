@@ -1,5 +1,7 @@
-"""The director deployment: one replica owning the Director (scheduler, film records,
-frame archives) with a RayExecutor, plus the pull protocol its pool workers call."""
+"""The director deployment: the application's ingress and its single replica owning the
+Director (scheduler, film records, frame archives) with a RayExecutor. It serves the
+FilmService RPCs (through Serve's gRPC proxy), the pull protocol its pool workers call,
+and plain methods for Python callers holding a DeploymentHandle."""
 
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from farm.api.auth import Authenticator
+from farm.api.protos import pb
+from farm.api.service import FilmApi
 from farm.director.director import Director, DirectorConfig
 from farm.director.errors import FailedPrecondition
 from farm.director.records import FilmEvent, FilmInfo
@@ -21,13 +26,15 @@ from farm.spec.profiles import profile_for
 from farm.spec.storyboard import parse_storyboard
 from farm.stitch.stream import FrameRouter
 from serving.config import ServingConfig
+from serving.grpc_ingress import ServeRpc
 from serving.mailbox import create_mailbox
 from serving.protocol import WorkItem, WorkReport
 from serving.ray_executor import RayExecutor
 
 
 class DirectorServer:
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, *pools: Any):
+        """`pools`: the pool deployments, bound here so that they deploy with the app."""
         cfg = ServingConfig.model_validate(config)
         self.model = cfg.model
         self.profile = profile_for(resolve_model(cfg.model).family)
@@ -41,6 +48,8 @@ class DirectorServer:
         self.director = Director(engine, router, DirectorConfig(
             Path(cfg.artifacts), cfg.director.max_unfinished_films,
             cfg.director.max_unfinished_per_tenant)).start()
+        self.rpc = ServeRpc(FilmApi(self.director, {cfg.model: self.profile.family}),
+                            _authenticator(cfg.tokens_file))
 
     def __del__(self) -> None:
         self.director.stop(timeout=1.0)
@@ -86,7 +95,34 @@ class DirectorServer:
     async def work_log(self) -> dict[str, list[tuple[str, str, str]]]:
         return {k: list(v) for k, v in self.executor.work_log.items()}
 
-    # ---- films ------------------------------------------------------------------------
+    # ---- reelfarm.v1.FilmService (Serve gRPC proxy; names are the RPCs') -------------
+
+    def CreateFilm(self, request, grpc_context):  # noqa: N802
+        return self.rpc.unary(self.rpc.api.create_film, request, grpc_context, pb.Film())
+
+    def GetFilm(self, request, grpc_context):  # noqa: N802
+        return self.rpc.unary(self.rpc.api.get_film, request, grpc_context, pb.Film())
+
+    def ListFilms(self, request, grpc_context):  # noqa: N802
+        return self.rpc.unary(self.rpc.api.list_films, request, grpc_context,
+                              pb.ListFilmsResponse())
+
+    def CancelFilm(self, request, grpc_context):  # noqa: N802
+        return self.rpc.unary(self.rpc.api.cancel_film, request, grpc_context, pb.Film())
+
+    def WatchFilm(self, request, grpc_context):  # noqa: N802
+        yield from self.rpc.stream(self.rpc.api.watch_film, request, grpc_context)
+
+    def StreamFrames(self, request, grpc_context):  # noqa: N802
+        yield from self.rpc.stream(self.rpc.api.stream_frames, request, grpc_context)
+
+    def GetArtifact(self, request, grpc_context):  # noqa: N802
+        yield from self.rpc.stream(self.rpc.api.get_artifact, request, grpc_context)
+
+    def Check(self, request):  # noqa: N802 - grpc.health.v1.Health
+        return self.rpc.health(request)
+
+    # ---- films (Python callers) -------------------------------------------------------
 
     def resolve(self, storyboard: dict) -> Film:
         """Validate a storyboard for the served model (raises SpecError / FailedPrecondition)."""
@@ -124,3 +160,15 @@ class DirectorServer:
         frames = self.director.frames(film_id, tenant, scene_id, index)
         while (f := await asyncio.to_thread(next, frames, None)) is not None:
             yield f.scene_id, f.index, f.film_index, f.path.read_bytes()
+
+
+def _authenticator(tokens_file: str | None) -> Authenticator:
+    """Tokens come from a file (a mounted Secret in Kubernetes); without one the API is
+    open, which is only sensible on a private test cluster."""
+    if tokens_file is None:
+        import logging
+
+        logging.getLogger("reelfarm.ingress").warning(
+            "auth: OPEN - no tokens_file configured; every caller is tenant 'default'")
+        return Authenticator()
+    return Authenticator.from_file(tokens_file)

@@ -30,6 +30,13 @@ log = logging.getLogger("reelfarm.pool")
 FRAME_BATCH = 4  # frames per call to the director (one latent frame decodes to 4)
 
 
+def _director_handle() -> Any:
+    """The DirectorServer of this app (it binds the pools, so it cannot be bound here)."""
+    from ray import serve
+
+    return serve.get_deployment_handle("DirectorServer", serve.get_replica_context().app_name)
+
+
 def _replica_id() -> str:
     from ray import serve
 
@@ -40,7 +47,7 @@ def _replica_id() -> str:
 
 
 class PoolWorker:
-    def __init__(self, director: Any, pool: dict, model: str, device: str, dtype: str):
+    def __init__(self, pool: dict, model: str, device: str, dtype: str):
         import torch
 
         from farm.cli.quiet import quiet_libraries
@@ -53,7 +60,7 @@ class PoolWorker:
         quiet_libraries()
         self.worker = TorchWorker(resolve_model(model), device, getattr(torch, dtype))
         self._preload()
-        self.director = director
+        self.director = _director_handle()
         self.replica = _replica_id()
         self.registrations = 0
         self.worker_id = ""

@@ -1,4 +1,5 @@
-"""`reelfarm serve --local`: the gRPC API over the embedded farm, on this machine."""
+"""`reelfarm serve`: the gRPC API over the embedded farm (`--local`), or the Ray Serve app
+on a Ray cluster started here or joined (`--config CONFIG [--address ADDR]`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import threading
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve the gRPC API (embedded farm with --local)")
-    p.add_argument("--local", action="store_true", required=True,
-                   help="run the farm in this process (the cluster runs under Ray Serve)")
+    p = sub.add_parser("serve", help="serve the gRPC API: embedded (--local) or on Ray (--config)")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--local", action="store_true",
+                      help="run the farm in this process")
+    mode.add_argument("--config", help="a Ray Serve config YAML (see serving/serve_config.yaml): "
+                                       "deploy the reelfarm app on Ray")
+    p.add_argument("--address", help="with --config: join this Ray cluster (e.g. auto or "
+                                      "HOST:6379) instead of starting one here")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; others need --tokens)")
     p.add_argument("--port", type=int, default=50051, help="port (0: any free port)")
@@ -26,6 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.config:
+        from serving.cli import serve_config
+
+        return serve_config(args.config, args.address)
     from farm.api.auth import Authenticator
     from farm.api.server import ServerConfig, local_server
     from farm.cli.quiet import quiet_libraries

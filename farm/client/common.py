@@ -60,8 +60,14 @@ def backoff(attempt: int) -> float:
     return min(0.2 * 2 ** (attempt - 1), 3.0)
 
 
+# Ray Serve's gRPC proxy routes a call by the `application` metadata key; the
+# standalone server ignores it, so every call names the reelfarm app.
+APPLICATION = ("application", "reelfarm")
+
+
 def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),) if token else ()
+    auth = (("authorization", f"Bearer {token}"),) if token else ()
+    return auth + (APPLICATION,)
 
 
 def film_name(name_or_id: str) -> str:

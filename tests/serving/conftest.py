@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# The Serve gRPC proxy's port for this test session (loopback only).
+GRPC_PORT = _free_port()
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +41,14 @@ def ray_app(tmp_path_factory):
              PoolConfig(name="Decode", holds=["vae", "text"], num_cpus=0.25, torch_threads=threads)]
     cfg = ServingConfig(model="tiny", artifacts=str(tmp_path_factory.mktemp("ray-artifacts")),
                         pools=pools, director=DirectorSettings(liveness_timeout_s=3.0, num_cpus=0.25))
-    serve.run(build_app(cfg.model_dump()), name="reelfarm", route_prefix=None)
+    from ray.serve.config import gRPCOptions
+
+    serve.start(http_options={"host": "127.0.0.1", "port": _free_port()},
+                grpc_options=gRPCOptions(port=GRPC_PORT, grpc_servicer_functions=[
+                    "reelfarm.v1.film_service_pb2_grpc.add_FilmServiceServicer_to_server",
+                    "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server"]))
+    # Serve's proxies (gRPC too) route only to applications that have a route prefix.
+    serve.run(build_app(cfg.model_dump()), name="reelfarm", route_prefix="/reelfarm")
     yield serve.get_deployment_handle("DirectorServer", app_name="reelfarm")
     serve.shutdown()
     ray.shutdown()

@@ -111,3 +111,33 @@ def test_replica_killed_mid_film_still_gives_identical_frames(ray_app):
     events = list(ray_app.options(stream=True).watch.remote(info.film_id))
     assert any(e.kind == "retry" and victim in e.message + " ".join(e.worker_ids) for e in events)
     assert np.array_equal(served_frames(ray_app, info.film_id), inline_frames(board))
+
+
+def test_grpc_api_through_the_serve_proxy(ray_app):
+    """The FilmService, served by Ray Serve's gRPC proxy: SDK round trip and error codes."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from farm.client.errors import InvalidArgumentError, NotFoundError
+    from farm.client.sync import Client
+    from tests.serving.conftest import GRPC_PORT
+
+    target = f"127.0.0.1:{GRPC_PORT}"
+    with Client(target) as client:
+        film = client.submit(TWO_SCENES)
+        assert film.wait().state == film.get().state
+        frames = np.stack([f.to_array() for f in film.frames()])
+        assert np.array_equal(frames, inline_frames(TWO_SCENES))
+        with pytest.raises(NotFoundError):
+            client.get("films/nonexistent")
+        from farm.api.protos import pb
+
+        bad = pb.CreateFilmRequest(request_id="bad-width", film=pb.Film(
+            title="bad", fps=16, width=33, height=32,
+            scenes=[pb.Scene(id="a", prompt="p", frames=9)]))
+        with pytest.raises(InvalidArgumentError) as info:
+            client.call("CreateFilm", bad)  # the server's validation, not the SDK's
+        assert any(field == "film.width" for field, _ in info.value.violations)
+    with grpc.insecure_channel(target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
