@@ -39,6 +39,19 @@ class WorkerSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class UnitResume:
+    """Where a unit stands when a film is re-admitted (after a restart, for a re-render)."""
+
+    unit_id: str
+    # Phases completed, and segment id -> data key of the last one's output (checkpoint
+    # keys the executor can load). Empty with phases_done 0.
+    phases_done: int
+    latest: tuple[tuple[str, str], ...] = ()
+    # Every frame of the unit is delivered already.
+    decoded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class PrepareTask:
     """Encode a scene's prompt and negative prompt once, for all its segments."""
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 
 from farm.plan.film import FilmPlan
-from farm.sched import reports, tasks
+from farm.sched import reports, resumed, tasks
 from farm.sched.config import SchedulerConfig
 from farm.sched.fairness import FairShare
 from farm.sched.output import (
@@ -38,6 +38,7 @@ from farm.sched.output import (
     PrepareTask,
     SchedulerOutput,
     TaskReport,
+    UnitResume,
     WorkerSpec,
 )
 from farm.sched.placement import Need, Round
@@ -95,7 +96,10 @@ class Scheduler:
     # ---- films -------------------------------------------------------------------------
 
     def add_film(self, film_id: str, plan: FilmPlan, *, priority: int = 50,
-                 tenant: str = "default", weight: float = 1.0) -> list[Event]:
+                 tenant: str = "default", weight: float = 1.0,
+                 resume: tuple[UnitResume, ...] = ()) -> list[Event]:
+        """Admit a film; `resume` says where units stand (restart): they continue from
+        their last completed phase, and decoded units are not decoded again."""
         if film_id in self._films:
             raise ValueError(f"film {film_id!r} already exists")
         _check_priority(priority)
@@ -106,9 +110,45 @@ class Scheduler:
                   for i, sp in enumerate(plan.scenes)]
         self._seq += 1
         f = FilmRecord(film_id, plan, tenant, priority, weight, self._seq, scenes)
+        resumed.apply(f, resume)
         self._fair.activate(f, self._active())
         self._films[film_id] = f
+        if resumed.all_decoded(f):
+            return [FilmStateChanged(film_id, FilmState.QUEUED, time=self._now)] + \
+                reports.finish_film(self, f, FilmState.SUCCEEDED, "")
         return [FilmStateChanged(film_id, FilmState.QUEUED, time=self._now)]
+
+    def rerender(self, film_id: str, unit_ids: tuple[str, ...]) -> list[Event]:
+        """Compute these units again from initial noise and deliver their frames again;
+        a finished film reopens. Running work of the units is cancelled."""
+        f = self._film(film_id)
+        units = resumed.units_by_id(f, unit_ids)
+        for sc, u in units:
+            reports.reset_unit(self, f, sc, u)
+            sc.frames_done = min(sc.frames_done, u.plan.frame_start)
+        return self._reopen(f, "re-render")
+
+    def retry_film(self, film_id: str) -> list[Event]:
+        """A FAILED film gets fresh attempts (and no excluded workers); done work stays."""
+        f = self._film(film_id)
+        if f.state != FilmState.FAILED:
+            raise ValueError(f"film {film_id!r} is {f.state.value}, not FAILED")
+        resumed.clear_failures(f)
+        return self._reopen(f, "retry")
+
+    def forget_film(self, film_id: str) -> None:
+        """Drop a finished film with nothing running (the director keeps its record)."""
+        f = self._film(film_id)
+        if not f.state.is_final or any(r.film_id == film_id for r in self._running.values()):
+            raise ValueError(f"film {film_id!r} is not finished")
+        del self._films[film_id]
+
+    def _reopen(self, f: FilmRecord, why: str) -> list[Event]:
+        if not f.state.is_final:
+            return []
+        f.state, f.reason = FilmState.RUNNING, ""
+        self._fair.activate(f, self._active())
+        return [FilmStateChanged(f.film_id, FilmState.RUNNING, why, time=self._now)]
 
     def cancel_film(self, film_id: str, reason: str = "cancelled by user") -> list[Event]:
         f = self._film(film_id)

@@ -1,0 +1,32 @@
+"""A resolved Film as plain JSON data and back (what the job store keeps).
+
+The profile is stored by family name: a film restored after an upgrade plans with the
+profile of the running code, like any film submitted now.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from farm.spec.film import Film, Scene
+from farm.spec.profiles import profile_for
+
+VERSION = 1
+
+
+def film_to_dict(film: Film) -> dict[str, Any]:
+    data = {f.name: getattr(film, f.name) for f in dataclasses.fields(film)
+            if f.name not in ("profile", "scenes")}
+    data["family"] = film.profile.family
+    data["scenes"] = [dataclasses.asdict(s) for s in film.scenes]
+    data["version"] = VERSION
+    return data
+
+
+def film_from_dict(data: dict[str, Any]) -> Film:
+    if data.get("version") != VERSION:
+        raise ValueError(f"unsupported film record version {data.get('version')!r}")
+    scenes = tuple(Scene(**{**s, "guidance": tuple(s["guidance"])}) for s in data["scenes"])
+    fields = {k: v for k, v in data.items() if k not in ("family", "scenes", "version")}
+    return Film(profile=profile_for(data["family"]), scenes=scenes, **fields)
