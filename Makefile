@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 NODE   := clients/node
 PROTOS := $(wildcard protos/reelfarm/*/*.proto)
 
-.PHONY: demo test lint lint-protos node bench clean
+.PHONY: demo test lint lint-protos node chart bench clean
 
 # Reinstalling regenerates the API code from protos/ (setup.py), hence the protos here.
 $(BIN)/.installed: pyproject.toml setup.py $(PROTOS)
@@ -33,6 +33,12 @@ test: $(BIN)/.installed
 lint: $(BIN)/.installed lint-protos
 	$(BIN)/ruff check farm serving kernels tests bench
 	$(BIN)/lint-imports
+
+# The Helm chart (helm/reelfarm): `helm lint --strict`, `helm template` of the default, tiny
+# and 64-GPU values, every rendered object validated strictly (Kubernetes schemas, KubeRay's
+# RayService CRD, Ray Serve's config schema, ServingConfig). No helm binary or cluster needed.
+chart: $(BIN)/.installed
+	$(BIN)/python -m tests.k8s.chartcheck
 
 $(NODE)/node_modules/.installed: $(NODE)/package.json $(NODE)/package-lock.json
 	cd $(NODE) && npm ci --no-audit --no-fund

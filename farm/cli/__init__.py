@@ -10,7 +10,7 @@ from farm import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from farm.cli import films, models, render, serve, submit, validate
+    from farm.cli import films, k8s, models, render, serve, submit, validate
 
     parser = argparse.ArgumentParser(prog="reelfarm", description=(
         "A distributed streaming render farm for generative video (Wan2.2 MoE)."))
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     submit.add_parser(sub)
     films.add_parser(sub)
+    k8s.add_parser(sub)
     return parser
 
 
