@@ -9,7 +9,9 @@ model); handing over the whole state reproduces one uninterrupted run. Euler kee
               model_outputs[order], timestep_list[order], last_sample,
               lower_order_nums, this_order
 
-Wire format: safetensors (tensors by name) with a JSON header in its metadata.
+Wire format: safetensors (tensors by name) with a JSON header in its metadata. The wire
+is exact float32 unless the sender opts in to a lossy codec for a slow link
+(`to_bytes(codec="bf16" | "fp8")`, reelfarm_kernels.handoff_codec); the header names it.
 """
 
 from __future__ import annotations
@@ -45,18 +47,25 @@ class Handoff:
     latents: torch.Tensor
     state: SolverState
 
-    def to_bytes(self) -> bytes:
-        tensors = {"latents": self.latents.detach().to("cpu").contiguous()}
+    def to_bytes(self, codec: str = "exact") -> bytes:
+        """Serialise; `codec` "bf16" or "fp8" trades exactness for 2x / 4x fewer bytes
+        (encoded where the tensors live, so a GPU copies only the packed bytes to the host)."""
+        tensors = {"latents": self.latents.detach()}
         for i, t in enumerate(self.state.model_outputs):
             if t is not None:
-                tensors[f"model_outputs.{i}"] = t.detach().to("cpu").contiguous()
+                tensors[f"model_outputs.{i}"] = t.detach()
         if self.state.last_sample is not None:
-            tensors["last_sample"] = self.state.last_sample.detach().to("cpu").contiguous()
+            tensors["last_sample"] = self.state.last_sample.detach()
+        if codec != "exact":
+            from reelfarm_kernels.handoff_codec import encode_tensors
+
+            tensors = encode_tensors(tensors, codec)
+        tensors = {name: t.to("cpu").contiguous() for name, t in tensors.items()}
         header = {
             "format": FORMAT, "kind": self.state.kind, "step_index": self.state.step_index,
             "begin_index": self.state.begin_index, "num_model_outputs": len(self.state.model_outputs),
             "timestep_list": self.state.timestep_list, "lower_order_nums": self.state.lower_order_nums,
-            "this_order": self.state.this_order,
+            "this_order": self.state.this_order, "codec": codec,
         }
         return st_save(tensors, metadata={"header": json.dumps(header)})
 
@@ -69,6 +78,10 @@ class Handoff:
             raise ValueError(f"not a reelfarm handoff: {exc}") from None
         if header.get("format") != FORMAT:
             raise ValueError(f"not a reelfarm handoff (format {header.get('format')!r})")
+        if header.get("codec", "exact") != "exact":
+            from reelfarm_kernels.handoff_codec import decode_tensors
+
+            tensors = decode_tensors(tensors, header["codec"])
         state = SolverState(
             kind=header["kind"], step_index=header["step_index"], begin_index=header["begin_index"],
             model_outputs=[tensors.get(f"model_outputs.{i}")
