@@ -14,11 +14,13 @@ PROTOS := $(wildcard protos/reelfarm/*/*.proto)
 .PHONY: demo test lint lint-protos node chart bench clean
 
 # Reinstalling regenerates the API code from protos/ (setup.py), hence the protos here.
+# The `kernels` extra is triton (it installs next to CPU torch without changing it), so
+# tests/kernels run the Triton kernels under its CPU interpreter.
 $(BIN)/.installed: pyproject.toml setup.py $(PROTOS)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,kernels]"
 	touch $@
 
 demo: $(BIN)/.installed

@@ -20,6 +20,8 @@ BLOCK = 1024
 def _accumulate(num, den, p_ptr, w_ptr, start, n, s_bc, s_f, bc, f, s, smask):
     inside = (f >= start) & (f < start + n)
     w = tl.load(w_ptr + f)  # weights in my frame coordinates, 0 where the source is absent
+    # broadcast the row's scalar condition explicitly: the interpreter rejects the mask
+    # that `smask & inside` (block & scalar) gives
     mask = smask & (tl.zeros_like(s) + inside.to(tl.int32) != 0)
     p = tl.load(p_ptr + bc * s_bc + (f - start) * s_f + s, mask=mask, other=0.0)
     return num + w * p, den + w
