@@ -31,24 +31,43 @@ from farm.spec.profiles import profile_for
 from farm.stitch.stream import FrameRouter, FrameStream
 
 
-def local_director(model: str, artifacts: str | Path, *, device: str = "cpu",
-                   dtype: torch.dtype = torch.float32, workers: str = "single",
-                   config: SchedulerConfig | None = None, **limits: int) -> Director:
-    """A Director over the embedded farm (the `serve --local` runtime)."""
-    farm = LocalFarm(model, device=device, dtype=dtype, workers=workers, config=config)
-    return Director(farm.engine, farm.router, DirectorConfig(Path(artifacts), **limits))
+def local_director(model: str, artifacts: str | Path, *, db: str | None = None,
+                   device: str = "cpu", dtype: torch.dtype = torch.float32,
+                   workers: str = "single", config: SchedulerConfig | None = None,
+                   **limits: int) -> Director:
+    """A Director over the embedded farm (the `serve --local` runtime).
+
+    `artifacts`: folder of frame archives and (fsspec) checkpoints; `db`: a SQLAlchemy
+    URL of the job store. With a db, phase handoffs are checkpointed and films survive a
+    restart of the process.
+    """
+    from farm.store.jobs import JobStore
+
+    store = JobStore(db).migrate() if db else None
+    farm = LocalFarm(model, device=device, dtype=dtype, workers=workers, config=config,
+                     checkpoints=str(artifacts) if store is not None else None)
+    return Director(farm.engine, farm.router, DirectorConfig(Path(artifacts), **limits),
+                    store=store)
 
 
 class LocalFarm:
     def __init__(self, model: str | ModelSource, *, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, workers: str = "single",
-                 config: SchedulerConfig | None = None):
+                 config: SchedulerConfig | None = None, checkpoints: str | None = None):
+        """`checkpoints`: an fsspec URL where every phase output is also saved."""
         self.source = model if isinstance(model, ModelSource) else resolve_model(model)
         self.router = FrameRouter()
         self.plans: dict[str, FilmPlan] = {}
         self._ids = itertools.count(1)
         pool = _workers(self.source, workers, device, dtype)
-        self.executor = InlineExecutor({wid: w for wid, (w, _) in pool.items()}, self.router)
+        store = codec = None
+        if checkpoints is not None:
+            from farm.model.solver import HandoffCodec
+            from farm.store.artifacts import ArtifactStore
+
+            store, codec = ArtifactStore(checkpoints), HandoffCodec()
+        self.executor = InlineExecutor({wid: w for wid, (w, _) in pool.items()}, self.router,
+                                       checkpoints=store, codec=codec)
         self.engine = EngineCore(Scheduler(config), self.executor)
         for wid, (_, holds) in pool.items():
             self.engine.add_worker(WorkerSpec(wid, holds, slots=1))

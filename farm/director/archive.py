@@ -1,20 +1,25 @@
-"""The frame archive of a film: every frame on disk as it arrives, plus the mp4.
+"""The frame archive of a film: every frame on disk as it arrives, the mp4 at the end.
 
     executor ──frames (any order)──> FrameStream ──film order──> archive thread
-                                                                 ├─ frames/<scene>/<scene>.NNNN.png
-                                                                 └─ film.mp4 (h264, grows)
+                                                                 └─ frames/<scene>/<scene>.NNNN.png
     readers (StreamFrames, resumable) <── PNGs already written, then follow live
+    all frames on disk ──> film.mp4 (h264), assembled from the PNGs
 
-Readers never hold frames in memory beyond the one they are sending, and a client that
-reconnects resumes from any frame, because the archive (not the stream) is the source.
+The PNGs are the film's durable record: a restarted director resumes after the last
+contiguous frame on disk, a re-render rewrites a range, and the mp4 is (re)built from
+the PNGs whenever every frame exists, so it can never hold a frame the archive lacks.
+Readers never hold frames in memory beyond the one they are sending.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from farm.media.writers import Mp4Writer, png_path, write_png
 from farm.stitch.stream import FrameStream, StreamClosed
@@ -37,9 +42,9 @@ class FrameArchive:
         self.total = sum(n for _, n in scenes)
         self.fps, self.width, self.height = fps, width, height
         self.metadata = metadata or {}
-        self.stream = FrameStream(scenes)
         self._cv = threading.Condition()
-        self.written = 0
+        self.written = self._frames_on_disk()
+        self.stream = FrameStream(scenes, start=self.written)
         self.error: str | None = None
         self.finished = False
         self._thread: threading.Thread | None = None
@@ -48,25 +53,49 @@ class FrameArchive:
     def mp4_path(self) -> Path:
         return self.root / "film.mp4"
 
-    def start(self, on_first_frame=None, on_done=None) -> None:
-        self._thread = threading.Thread(target=self._write, args=(on_first_frame, on_done),
+    def _frames_on_disk(self) -> int:
+        """Contiguous frames already archived (a restarted director continues after them)."""
+        n = 0
+        while n < self.total and self._path(n).is_file():
+            n += 1
+        return n
+
+    def _path(self, pos: int) -> Path:
+        sid, idx = self._locate(pos)
+        return png_path(self.root / "frames", sid, idx)
+
+    def start(self, on_first_frame: Callable[[], None] | None = None,
+              on_done: Callable[[str | None], None] | None = None) -> None:
+        self._thread = threading.Thread(target=self._run, args=(on_first_frame, on_done),
                                         name=f"archive-{self.root.name}", daemon=True)
         self._thread.start()
 
-    def _write(self, on_first_frame, on_done) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+    def rewrite(self, start: int, stop: int, on_done: Callable[[str | None], None]) -> None:
+        """Accept frames [start, stop) again (a re-render), then rebuild the mp4."""
+        self.join()
+        with self._cv:
+            self.finished, self.error = False, None
+            self.written = min(self.written, start)
+        self.stream = FrameStream(self.scenes, start=start, stop=stop)
+        self._thread = threading.Thread(target=self._run, args=(None, on_done), daemon=True)
+        self._thread.start()
+
+    def _run(self, on_first_frame, on_done) -> None:
         try:
-            with Mp4Writer(self.mp4_path, self.fps, self.width, self.height,
-                           metadata=self.metadata) as mp4:
-                for item in self.stream:
-                    write_png(self.root / "frames", item.scene_id, item.index, item.frame)
-                    mp4.write(item.frame)
-                    with self._cv:
-                        self.written += 1
-                        self._cv.notify_all()
-                    if self.written == 1 and on_first_frame is not None:
-                        on_first_frame()
-        except (StreamClosed, OSError) as exc:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for item in self.stream:
+                write_png(self.root / "frames", item.scene_id, item.index, item.frame)
+                with self._cv:
+                    self.written = max(self.written, item.film_index + 1)
+                    self._cv.notify_all()
+                if on_first_frame is not None and item.film_index == 0:
+                    on_first_frame()
+            with self._cv:
+                self.written = self._frames_on_disk()
+            if self.written < self.total:
+                raise OSError(f"{self.total - self.written} frame(s) missing from the archive")
+            self._assemble_mp4()
+        except (StreamClosed, OSError, ValueError) as exc:
             self.error = str(exc)
         finally:
             with self._cv:
@@ -74,6 +103,15 @@ class FrameArchive:
                 self._cv.notify_all()
             if on_done is not None:
                 on_done(self.error)
+
+    def _assemble_mp4(self) -> None:
+        """film.mp4 from the archived PNGs (written next to it, then moved into place)."""
+        part = self.root / "film.mp4.part"
+        with Mp4Writer(part, self.fps, self.width, self.height, metadata=self.metadata) as mp4:
+            for pos in range(self.total):
+                with Image.open(self._path(pos)) as im:
+                    mp4.write(np.asarray(im.convert("RGB")))
+        part.replace(self.mp4_path)
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:

@@ -1,12 +1,13 @@
 """Director: film records, the engine loop, events and frame archives behind one API.
 
-    API threads ──create/cancel/get/list/watch/frames──> Director
+    API threads ──create/cancel/pause/.../watch/frames──> Director
                                                           │ commands (queue)
     engine thread: apply commands -> EngineCore.step() -> events -> records, watchers
-    archive threads (one per film): ordered frames -> PNGs + mp4 -> readers
+    archive threads (one per film): ordered frames -> PNGs (+ mp4 once complete) -> readers
+    job store (optional): films, events, executions, checkpoints; read back on start
 
 The engine is owned by one thread; API calls never touch the scheduler directly, they
-queue commands, so a cancel takes effect at the next phase boundary.
+queue commands (farm.director.commands), so each takes effect at a phase boundary.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from farm.director import commands, controls
 from farm.director.archive import ArchivedFrame, FrameArchive
 from farm.director.entry import Entry
 from farm.director.errors import (
@@ -28,12 +30,15 @@ from farm.director.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
+from farm.director.persist import Recorder
 from farm.director.records import FilmEvent, FilmInfo
+from farm.director.restore import restore
 from farm.engine.core import EngineCore, EngineStalled
 from farm.plan.film import plan_film
 from farm.sched.output import Event, FilmState, FilmStateChanged
 from farm.spec.film import Film
 from farm.stitch.stream import FrameRouter
+from farm.store.jobs import JobStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +48,25 @@ class DirectorConfig:
     # Unfinished films accepted at once, in all and per tenant (RESOURCE_EXHAUSTED beyond).
     max_unfinished_films: int = 100
     max_unfinished_per_tenant: int = 20
+    # Frames not yet delivered, summed over a tenant's unfinished films.
+    max_queued_frames_per_tenant: int = 100_000
 
     def __post_init__(self) -> None:
-        if self.max_unfinished_films < 1 or self.max_unfinished_per_tenant < 1:
+        if min(self.max_unfinished_films, self.max_unfinished_per_tenant,
+               self.max_queued_frames_per_tenant) < 1:
             raise ValueError("film limits must be >= 1")
 
 
 class Director:
     def __init__(self, engine: EngineCore, router: FrameRouter, config: DirectorConfig,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, store: JobStore | None = None):
+        """With a `store`, films survive a restart: start() reads them back and resumes
+        every unfinished one from its last completed phases."""
         self.engine, self.router, self.config, self.clock = engine, router, config, clock
+        self.store = store
+        self._recorder = Recorder(store) if store is not None else None
+        # Where phase handoffs are checkpointed (cleaned once a film succeeds).
+        self.checkpoints = getattr(engine.executor, "checkpoints", None)
         self._lock = threading.RLock()
         self._films: dict[str, Entry] = {}
         self._requests: dict[tuple[str, str], str] = {}
@@ -63,6 +77,8 @@ class Director:
     # ---- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> Director:
+        if self.store is not None:
+            restore(self)
         self._thread = threading.Thread(target=self._loop, name="director-engine", daemon=True)
         self._thread.start()
         return self
@@ -73,8 +89,12 @@ class Director:
         if self._thread is not None:
             self._thread.join(timeout)
         for entry in self._films.values():
-            if not entry.state.is_final:
+            if not entry.state.is_final:  # the film is not over: a restart resumes it
                 entry.archive.stream.close("director stopped")
+        for entry in self._films.values():
+            entry.archive.join(timeout)
+        if self.store is not None:
+            self.store.close()
 
     # ---- API ----------------------------------------------------------------------------
 
@@ -86,19 +106,35 @@ class Director:
         with self._lock:
             if request_id and (tenant, request_id) in self._requests:
                 return self._films[self._requests[(tenant, request_id)]].info()
-            self._check_quota(tenant)
+            self._check_quota(tenant, film.num_frames)
             film_id = uuid.uuid4().hex[:12]
             entry = Entry(film_id, film, plan_film(film), tenant, request_id, priority,
                           self.clock(), self._archive(film_id, film))
-            self._films[film_id] = entry
-            if request_id:
-                self._requests[(tenant, request_id)] = film_id
-            self.router.streams[film_id] = entry.archive.stream
+            self.adopt(entry)
+            if self._recorder is not None:
+                self._recorder.film_created(entry)
+        self.start_archive(entry)
+        entry.publish(self.clock(), "state", "film accepted")
+        self._commands.put(("add", entry, ()))
+        return entry.info()
+
+    def adopt(self, entry: Entry) -> None:
+        """Track a film (new, or read back from the store) and persist its events."""
+        with self._lock:
+            self._films[entry.film_id] = entry
+            if entry.request_id:
+                self._requests[(entry.tenant, entry.request_id)] = entry.film_id
+        if self._recorder is not None:
+            recorder = self._recorder
+            entry.on_publish = lambda e: self._persist(entry, e, recorder)
+
+    def start_archive(self, entry: Entry) -> None:
+        self.router.streams[entry.film_id] = entry.archive.stream
         entry.archive.start(on_first_frame=lambda: self._first_frame(entry),
                             on_done=lambda error: self._archive_done(entry, error))
-        entry.publish(self.clock(), "state", "film accepted")
-        self._commands.put(("add", entry))
-        return entry.info()
+
+    def queue(self, *cmd: object) -> None:
+        self._commands.put(cmd)
 
     def get_film(self, film_id: str, tenant: str) -> FilmInfo:
         return self._entry(film_id, tenant).info()
@@ -122,6 +158,27 @@ class Director:
         self._commands.put(("cancel", entry))
         entry.wait_final(timeout=30.0)
         return entry.info()
+
+    def pause_film(self, film_id: str, tenant: str) -> FilmInfo:
+        return controls.pause(self, self._entry(film_id, tenant))
+
+    def resume_film(self, film_id: str, tenant: str) -> FilmInfo:
+        return controls.resume(self, self._entry(film_id, tenant))
+
+    def set_priority(self, film_id: str, tenant: str, priority: int) -> FilmInfo:
+        return controls.set_priority(self, self._entry(film_id, tenant), priority)
+
+    def retry_film(self, film_id: str, tenant: str) -> FilmInfo:
+        return controls.retry(self, self._entry(film_id, tenant))
+
+    def rerender(self, film_id: str, tenant: str, scene_id: str, first: int,
+                 last: int) -> FilmInfo:
+        """Compute frames first..last (0-based, inclusive) of a scene again."""
+        return controls.rerender(self, self._entry(film_id, tenant), scene_id, first, last)
+
+    def executions(self, film_id: str, tenant: str) -> list:
+        self._entry(film_id, tenant)
+        return self.store.executions(film_id) if self.store is not None else []
 
     def watch(self, film_id: str, tenant: str, after: int = 0,
               timeout: float | None = None) -> Iterator[FilmEvent]:
@@ -153,14 +210,19 @@ class Director:
             raise PermissionDenied(f"films/{film_id} belongs to another tenant")
         return entry
 
-    def _check_quota(self, tenant: str) -> None:
+    def _check_quota(self, tenant: str, frames: int = 0) -> None:
         live = [e for e in self._films.values() if not e.state.is_final]
         if len(live) >= self.config.max_unfinished_films:
             raise ResourceExhausted(f"the farm has {len(live)} unfinished films, its limit; "
                                     "retry when some have finished")
-        mine = sum(1 for e in live if e.tenant == tenant)
-        if mine >= self.config.max_unfinished_per_tenant:
-            raise ResourceExhausted(f"tenant {tenant!r} has {mine} unfinished films, its quota")
+        mine = [e for e in live if e.tenant == tenant]
+        if len(mine) >= self.config.max_unfinished_per_tenant:
+            raise ResourceExhausted(f"tenant {tenant!r} has {len(mine)} unfinished films, its quota")
+        queued = sum(e.film.num_frames - e.archive.written for e in mine)
+        if queued + frames > self.config.max_queued_frames_per_tenant:
+            raise ResourceExhausted(
+                f"tenant {tenant!r} has {queued} frames queued; {frames} more would exceed its "
+                f"quota of {self.config.max_queued_frames_per_tenant}")
 
     def _archive(self, film_id: str, film: Film) -> FrameArchive:
         return FrameArchive(self.config.artifacts / "films" / film_id,
@@ -172,6 +234,7 @@ class Director:
             busy = self.engine.scheduler.has_unfinished_films()
             self._apply_commands(block=not busy)
             if not self.engine.scheduler.has_unfinished_films():
+                self._forget_finished()
                 continue
             try:
                 events = self.engine.step()
@@ -179,6 +242,22 @@ class Director:
                 events = [e for fid in self.engine.scheduler.film_ids()
                           for e in self.engine.scheduler.cancel_film(fid, f"stalled: {exc}")]
             self._on_events(events)
+            self._record_checkpoints()
+
+    def _record_checkpoints(self) -> None:
+        take = getattr(self.engine.executor, "take_checkpoints", None)
+        if take is None:
+            return
+        saved = take()
+        if saved and self._recorder is not None:
+            self._recorder.checkpoints(saved, self.clock())
+
+    def _forget_finished(self) -> None:
+        """Finished films leave the scheduler (their records stay here and in the store)."""
+        sched = self.engine.scheduler
+        for fid in sched.film_ids():
+            if sched.progress(fid).state.is_final and sched.num_running_tasks() == 0:
+                sched.forget_film(fid)
 
     def _apply_commands(self, block: bool) -> None:
         try:
@@ -186,12 +265,10 @@ class Director:
         except queue.Empty:
             return
         while cmd is not None:
-            kind, entry = cmd
-            if kind == "add":
-                self._on_events(self.engine.add_film(entry.film_id, entry.plan, priority=entry.priority,
-                                                     tenant=entry.tenant))
-            elif kind == "cancel":
-                self._on_events(self.engine.scheduler.cancel_film(entry.film_id))
+            try:
+                self._on_events(commands.apply(self.engine, cmd))
+            except ValueError as exc:  # e.g. retry of a film that is not FAILED any more
+                cmd[1].publish(self.clock(), "error", f"{cmd[0]} refused: {exc}")
             try:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
@@ -199,6 +276,12 @@ class Director:
 
     def _on_events(self, events: list[Event]) -> None:
         now = self.clock()
+        if self._recorder is not None:
+            for fid in {e.film_id for e in events}:
+                entry = self._films.get(fid)
+                if entry is not None:
+                    self._recorder.executions(fid, [e for e in events if e.film_id == fid],
+                                              entry.film.profile.experts, now)
         for e in events:
             entry = self._films.get(e.film_id)
             if entry is None:
@@ -212,8 +295,16 @@ class Director:
             if isinstance(e, FilmStateChanged) and e.state.is_final:
                 entry.archive.stream.close(f"film {e.state.value}: {e.reason}")
 
+    def _persist(self, entry: Entry, event: FilmEvent, recorder: Recorder) -> None:
+        recorder.event(entry.film_id, event)
+        if event.kind == "state":
+            recorder.film_updated(entry)
+
     def _first_frame(self, entry: Entry) -> None:
-        entry.first_frame_time = self.clock()
+        if entry.first_frame_time is None:
+            entry.first_frame_time = self.clock()
+            if self._recorder is not None:
+                self._recorder.film_updated(entry)
 
     def _maybe_succeed(self, entry: Entry) -> None:
         """Both done: the scheduler decoded everything and the archive wrote every frame."""
@@ -222,9 +313,14 @@ class Director:
                 and archive.written == archive.total:
             entry.set_state(self.clock(), FilmState.SUCCEEDED,
                             "every frame delivered; film.mp4 written")
+            if self.store is not None and self.checkpoints is not None:
+                self.checkpoints.remove_film_handoffs(entry.film_id)  # done: free the space
+                self.store.drop_checkpoints(entry.film_id)
 
     def _archive_done(self, entry: Entry, error: str | None) -> None:
         now = self.clock()
+        if self._stop.is_set():
+            return  # stopping: the archive ends with the process, the film does not
         if entry.state.is_final:
             entry.wake()
         elif error is None and entry.archive.written == entry.archive.total:

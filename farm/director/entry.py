@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from farm.director.archive import FrameArchive
 from farm.director.records import FilmEvent, FilmInfo, SceneInfo
@@ -22,18 +22,22 @@ from farm.spec.film import Film
 
 class Entry:
     def __init__(self, film_id: str, film: Film, plan: FilmPlan, tenant: str, request_id: str,
-                 priority: int, now: float, archive: FrameArchive):
+                 priority: int, now: float, archive: FrameArchive, *,
+                 state: FilmState = FilmState.QUEUED, reason: str = "",
+                 events: list[FilmEvent] | None = None):
         self.film_id, self.film, self.plan = film_id, film, plan
         self.tenant, self.request_id, self.priority = tenant, request_id, priority
         self.create_time = self.update_time = now
         self.archive = archive
-        self.state = FilmState.QUEUED
-        self.reason = ""
+        self.state = state
+        self.reason = reason
+        # Called with every new event (the director persists them).
+        self.on_publish: Callable[[FilmEvent], None] = lambda event: None
         self.progress: FilmProgress | None = None
         self.first_frame_time: float | None = None
         # The scheduler finished every decode; SUCCEEDED waits for the archive.
         self.denoised = False
-        self.events: list[FilmEvent] = []
+        self.events: list[FilmEvent] = list(events or [])
         self._cv = threading.Condition()
 
     def info(self) -> FilmInfo:
@@ -56,9 +60,11 @@ class Entry:
         with self._cv:
             self.update_time = now
             p = self.progress
-            self.events.append(FilmEvent(len(self.events) + 1, now, kind, self.state, message,
-                                         p.phases_done if p else 0, self.archive.written, **fields))
+            event = FilmEvent(len(self.events) + 1, now, kind, self.state, message,
+                              p.phases_done if p else 0, self.archive.written, **fields)
+            self.events.append(event)
             self._cv.notify_all()
+        self.on_publish(event)
 
     def set_state(self, now: float, state: FilmState, reason: str) -> None:
         with self._cv:
@@ -66,6 +72,12 @@ class Entry:
                 return
             self.state, self.reason = state, reason
         self.publish(now, "state", reason or state.value)
+
+    def reopen(self, now: float, why: str) -> None:
+        """A finished film runs again (re-render, retry); watchers see it continue."""
+        with self._cv:
+            self.state, self.reason, self.denoised = FilmState.RUNNING, "", False
+        self.publish(now, "state", why)
 
     def on_event(self, now: float, e: Event) -> None:
         experts = self.film.profile.experts
@@ -89,8 +101,11 @@ class Entry:
             self._cv.notify_all()
 
     def wait_final(self, timeout: float | None) -> bool:
+        return self.wait_state(lambda state: state.is_final, timeout)
+
+    def wait_state(self, ok: Callable[[FilmState], bool], timeout: float | None) -> bool:
         with self._cv:
-            return self._cv.wait_for(lambda: self.state.is_final, timeout)
+            return self._cv.wait_for(lambda: ok(self.state), timeout)
 
     def follow(self, after: int, timeout: float | None) -> Iterator[FilmEvent]:
         seen = after

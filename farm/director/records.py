@@ -50,7 +50,7 @@ class FilmEvent:
 
     seq: int
     time: float
-    # "state" | "phase" | "frames" | "retry"
+    # "state" | "phase" | "frames" | "retry" | "priority" | "error" (a control refused)
     kind: str
     state: FilmState
     message: str
@@ -67,3 +67,5 @@ class FilmEvent:
     # solver steps times segments.
     duration: float = 0.0
     num_steps: int = 0
+    # kind "priority": the film's new priority.
+    priority: int = 0

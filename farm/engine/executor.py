@@ -63,6 +63,23 @@ class Worker(Protocol):
     def decode(self, order: DecodeOrder, latents: list[Any], emit: Emit) -> Any | None: ...
 
 
+class Checkpoints(Protocol):
+    """Durable phase outputs (farm.store.artifacts.ArtifactStore)."""
+
+    def save_checkpoint(self, film_id: str, segment_id: str, phase_index: int,
+                        data: bytes) -> Any: ...
+
+    def load_checkpoint(self, key: str) -> bytes: ...
+
+
+class StateCodec(Protocol):
+    """Phase outputs to bytes and back (the model layer's Handoff format)."""
+
+    def dumps(self, state: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
 class FrameSink(Protocol):
     def frame(self, film_id: str, scene_id: str, index: int, frame: Any) -> None: ...
 
@@ -96,9 +113,14 @@ class Executor(Protocol):
 class InlineExecutor:
     """Runs every task synchronously, in this process, in the order given."""
 
-    def __init__(self, workers: Mapping[str, Worker], sink: FrameSink):
+    def __init__(self, workers: Mapping[str, Worker], sink: FrameSink,
+                 checkpoints: Checkpoints | None = None, codec: StateCodec | None = None):
+        """With `checkpoints`, every phase output is also saved durably (and keys of the
+        form `ckpt:...` are loaded from there when not in memory, e.g. after a restart)."""
         self.workers = dict(workers)
         self.sink = sink
+        self.checkpoints, self.codec = checkpoints, codec
+        self._saved: list[Any] = []
         self.store: dict[str, Any] = {}
         self._plans: dict[str, FilmPlan] = {}
         self._reports: list[TaskReport] = []
@@ -126,6 +148,11 @@ class InlineExecutor:
         out, self._reports = self._reports, []
         return out
 
+    def take_checkpoints(self) -> list[Any]:
+        """Checkpoints saved since the last call (the director records them)."""
+        out, self._saved = self._saved, []
+        return out
+
     def close(self) -> None:
         self.store.clear()
 
@@ -144,10 +171,30 @@ class InlineExecutor:
         return TaskReport(task.task_id, ok=True, duration=time.perf_counter() - started)
 
     def _get(self, *keys: str | None) -> list[Any]:
+        for key in keys:
+            if key is not None and key not in self.store and key.startswith("ckpt:"):
+                self._load_checkpoint(key)
         missing = tuple(k for k in keys if k is not None and k not in self.store)
         if missing:
             raise _MissingKeys(missing)
         return [self.store[k] if k is not None else None for k in keys]
+
+    def _load_checkpoint(self, key: str) -> None:
+        """A checkpoint that is missing or fails its checksum is simply not loaded: the
+        task reports the key lost and the scheduler recomputes the phase."""
+        if self.checkpoints is None or self.codec is None:
+            return
+        try:
+            self.store[key] = self.codec.loads(self.checkpoints.load_checkpoint(key))
+        except Exception:  # noqa: BLE001 - unreadable or corrupt: recompute
+            pass
+
+    def _save(self, task: PhaseTask, results: list[Any]) -> None:
+        if self.checkpoints is None or self.codec is None:
+            return
+        for m, result in zip(task.members, results, strict=True):
+            self._saved.append(self.checkpoints.save_checkpoint(
+                task.film_id, m.segment_id, task.phase_index, self.codec.dumps(result)))
 
     def _prepare(self, task: PrepareTask) -> None:
         order = prompt_order(self._plans[task.film_id], task)
@@ -168,6 +215,7 @@ class InlineExecutor:
             results = run_gang(
                 [(self.workers[m.worker_id], m.worker_id) for m in task.members],
                 orders, prompt, states, condition)
+        self._save(task, results)
         for m, result in zip(task.members, results, strict=True):
             self.store[m.output_key] = result
 

@@ -23,7 +23,7 @@ class Mp4Writer:
             raise ValueError(f"yuv420p needs even sizes, got {width}x{height}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.path), mode="w")
+        self._container = av.open(str(self.path), mode="w", format="mp4")
         for key, value in (metadata or {}).items():
             self._container.metadata[key] = value
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps))

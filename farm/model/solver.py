@@ -134,3 +134,15 @@ def import_state(scheduler, state: SolverState, device: torch.device | str) -> N
     scheduler.lower_order_nums = state.lower_order_nums
     if state.this_order is not None:
         scheduler.this_order = state.this_order
+
+
+class HandoffCodec:
+    """The executor's StateCodec for phase outputs: Handoff <-> safetensors bytes."""
+
+    @staticmethod
+    def dumps(state: Handoff) -> bytes:
+        return state.to_bytes()
+
+    @staticmethod
+    def loads(data: bytes) -> Handoff:
+        return Handoff.from_bytes(data)

@@ -32,16 +32,21 @@ class StreamClosed(RuntimeError):
 
 
 class FrameStream:
-    def __init__(self, scenes: list[tuple[str, int]], start: tuple[str, int] | None = None):
-        """`scenes`: (scene id, frame count) in film order; `start`: resume from that frame."""
+    def __init__(self, scenes: list[tuple[str, int]], start: tuple[str, int] | int | None = None,
+                 stop: int | None = None):
+        """`scenes`: (scene id, frame count) in film order; `start`: resume from that frame
+        ((scene, index) or a film frame index); `stop`: end before this film frame index."""
         self._scenes = scenes
         self._offset: dict[str, int] = {}
         total = 0
         for sid, n in scenes:
             self._offset[sid] = total
             total += n
-        self.total = total
-        self._next = self._offset[start[0]] + start[1] if start else 0
+        self.total = total if stop is None else stop
+        if isinstance(start, tuple):
+            self._next = self._offset[start[0]] + start[1]
+        else:
+            self._next = start or 0
         self._buffer: dict[int, StreamFrame] = {}
         self._cv = threading.Condition()
         self._error: str | None = None
@@ -56,7 +61,7 @@ class FrameStream:
         """Offer a frame; False if it was already released or is buffered (a duplicate)."""
         pos = self._offset[scene_id] + index
         with self._cv:
-            if pos < self._next or pos in self._buffer:
+            if pos < self._next or pos >= self.total or pos in self._buffer:
                 return False
             self._buffer[pos] = StreamFrame(scene_id, index, pos, frame)
             self._cv.notify_all()

@@ -1,0 +1,100 @@
+"""Render-farm controls on a film: pause, resume, priority, retry, re-render a range.
+
+Every control checks the film's state here (FAILED_PRECONDITION with the reason when it
+does not apply), then queues a command for the engine thread (farm.director.commands).
+The film's state changes when the scheduler applies it, at the next phase boundary;
+pause and resume wait briefly for that so the caller usually sees the new state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from farm.director.commands import units_for_frames
+from farm.director.entry import Entry
+from farm.director.errors import FailedPrecondition
+from farm.director.persist import resume_units
+from farm.director.records import FilmInfo
+from farm.sched.output import FilmState
+
+if TYPE_CHECKING:
+    from farm.director.director import Director
+
+# Seconds pause/resume wait for the engine thread to apply them (longer when a phase
+# is running in this process; the call then returns the state as it is).
+WAIT_S = 5.0
+
+
+def pause(d: Director, entry: Entry) -> FilmInfo:
+    if entry.state not in (FilmState.QUEUED, FilmState.RUNNING):
+        raise FailedPrecondition(f"films/{entry.film_id} is {entry.state.value}; only QUEUED "
+                                 "or RUNNING films can be paused")
+    d.queue("pause", entry)
+    entry.wait_state(lambda st: st == FilmState.PAUSED or st.is_final, WAIT_S)
+    return entry.info()
+
+
+def resume(d: Director, entry: Entry) -> FilmInfo:
+    if entry.state != FilmState.PAUSED:
+        raise FailedPrecondition(f"films/{entry.film_id} is {entry.state.value}, not PAUSED")
+    d.queue("resume", entry)
+    entry.wait_state(lambda st: st != FilmState.PAUSED, WAIT_S)
+    return entry.info()
+
+
+def set_priority(d: Director, entry: Entry, priority: int) -> FilmInfo:
+    if not 0 <= priority <= 100:
+        raise ValueError(f"priority must be in [0, 100], got {priority}")
+    if entry.state.is_final:
+        raise FailedPrecondition(f"films/{entry.film_id} is {entry.state.value}")
+    entry.priority = priority
+    d.queue("priority", entry, priority)
+    entry.publish(d.clock(), "priority", f"priority set to {priority}", priority=priority)
+    if d.store is not None:
+        d.store.update_film(entry.film_id, priority=priority)
+    return entry.info()
+
+
+def retry(d: Director, entry: Entry) -> FilmInfo:
+    """A FAILED film continues from what it finished, with fresh attempts."""
+    if entry.state != FilmState.FAILED:
+        raise FailedPrecondition(f"films/{entry.film_id} is {entry.state.value}; only FAILED "
+                                 "films can be retried")
+    archive = entry.archive
+    resume = _as_it_stands(d, entry)
+    # The archive first: its previous run may still be ending, and must end on a final state.
+    d.router.streams[entry.film_id] = _rewrite(d, entry, archive.written, archive.total)
+    entry.reopen(d.clock(), "retry: failed work runs again")
+    d.queue("retry", entry, resume)
+    return entry.info()
+
+
+def rerender(d: Director, entry: Entry, scene_id: str, first: int, last: int) -> FilmInfo:
+    if entry.state not in (FilmState.SUCCEEDED, FilmState.FAILED):
+        raise FailedPrecondition(f"films/{entry.film_id} is {entry.state.value}; re-render a "
+                                 "film once it has SUCCEEDED or FAILED")
+    try:
+        units, start, stop = units_for_frames(entry.plan, scene_id, first, last)
+    except KeyError:
+        raise ValueError(f"films/{entry.film_id} has no scene {scene_id!r}") from None
+    if d.store is not None:
+        d.store.drop_checkpoints(entry.film_id, [s.id for u in units for s in entry.plan.unit(u).segments])
+    resume = _as_it_stands(d, entry)
+    d.router.streams[entry.film_id] = _rewrite(d, entry, start, stop)  # first, as in retry
+    entry.reopen(d.clock(), f"re-render of {scene_id} frames {first}..{last}: units "
+                            f"{', '.join(units)} (film frames {start}..{stop - 1})")
+    d.queue("rerender", entry, units, resume)
+    return entry.info()
+
+
+def _as_it_stands(d: Director, entry: Entry):
+    """Units' progress from checkpoints and archived frames, in case the scheduler has
+    forgotten the finished film and must admit it again."""
+    ckpts = d.store.checkpoints(entry.film_id) if d.store is not None else {}
+    return resume_units(entry.plan, ckpts, entry.archive.written)
+
+
+def _rewrite(d: Director, entry: Entry, start: int, stop: int):
+    archive = entry.archive
+    archive.rewrite(start, stop, on_done=lambda error: d._archive_done(entry, error))
+    return archive.stream
