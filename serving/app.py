@@ -41,10 +41,13 @@ def build_app(args: dict) -> serve.Application:
         options: dict[str, Any] = {"num_cpus": p.num_cpus, "num_gpus": p.num_gpus}
         if p.accelerator_type:
             options["accelerator_type"] = p.accelerator_type
+        if p.resources:
+            options["resources"] = dict(p.resources)
         pools.append(serve.deployment(PoolWorker).options(
             name=f"Pool{p.name}", num_replicas=p.replicas, max_ongoing_requests=100,
             logging_config={"enable_access_log": False},
-            ray_actor_options=options).bind(p.model_dump(), cfg.model, cfg.device, cfg.dtype))
+            ray_actor_options=options).bind(p.model_dump(), cfg.model, cfg.device, cfg.dtype,
+                                            cfg.artifacts))
     return serve.deployment(DirectorServer).options(
         name="DirectorServer", num_replicas=1, max_ongoing_requests=10_000,
         ray_actor_options={"num_cpus": cfg.director.num_cpus},

@@ -26,6 +26,9 @@ class PoolConfig(_Frozen):
     num_cpus: NonNegative = 1.0
     num_gpus: NonNegative = 0.0
     accelerator_type: str | None = None
+    # Custom Ray resources each replica needs, e.g. {"pool_high": 1}: with matching
+    # resources on the Kubernetes worker groups, a pool's replicas land only on its group.
+    resources: dict[str, float] = {}
     # torch intra-op threads per replica (0 = torch's default).
     torch_threads: Annotated[int, Field(ge=0)] = 0
 
@@ -50,6 +53,9 @@ class ServingConfig(_Frozen):
     director: DirectorSettings = DirectorSettings()
     # File of `<tenant> <token>` lines for the API (a mounted Secret); None: open API.
     tokens_file: str | None = None
+    # SQLAlchemy URL of the job store (films survive a director restart); None: the
+    # REELFARM_DATABASE_URL environment variable of the director, else in memory only.
+    database_url: str | None = None
 
     @model_validator(mode="after")
     def _pools_cover_the_model(self) -> ServingConfig:

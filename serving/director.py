@@ -6,6 +6,7 @@ and plain methods for Python callers holding a DeploymentHandle."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from farm.spec.film import Film, resolve_film
 from farm.spec.profiles import profile_for
 from farm.spec.storyboard import parse_storyboard
 from farm.stitch.stream import FrameRouter
+from farm.store.artifacts import ArtifactStore
+from farm.store.jobs import JobStore
 from serving.config import ServingConfig
 from serving.grpc_ingress import ServeRpc
 from serving.mailbox import create_mailbox
@@ -42,10 +45,14 @@ class DirectorServer:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.executor = RayExecutor(router, liveness_timeout=cfg.director.liveness_timeout_s,
-                                    mailbox_factory=create_mailbox, notify=self._wake)
+                                    mailbox_factory=create_mailbox, notify=self._wake,
+                                    checkpoints=ArtifactStore(cfg.artifacts))
+        # The edge of the serving process: the only place that reads the environment.
+        db = cfg.database_url or os.environ.get("REELFARM_DATABASE_URL")
+        store = JobStore(db).migrate() if db else None
         engine = EngineCore(Scheduler(SchedulerConfig(max_attempts=cfg.director.max_attempts)),
                             self.executor, wait_for_workers=True)
-        self.director = Director(engine, router, DirectorConfig(
+        self.director = Director(engine, router, store=store, config=DirectorConfig(
             Path(cfg.artifacts), cfg.director.max_unfinished_films,
             cfg.director.max_unfinished_per_tenant)).start()
         self.rpc = ServeRpc(FilmApi(self.director, {cfg.model: self.profile.family}),

@@ -22,6 +22,7 @@ import ray
 from farm.engine.exchange import NoExchange
 from farm.engine.executor import run_gang
 from farm.sched.output import WorkerSpec
+from farm.store.artifacts import ArtifactStore, CheckpointError, is_checkpoint_key
 from serving.config import PoolConfig
 from serving.mailbox import MailboxExchange
 from serving.protocol import WorkItem, WorkReport
@@ -47,7 +48,7 @@ def _replica_id() -> str:
 
 
 class PoolWorker:
-    def __init__(self, pool: dict, model: str, device: str, dtype: str):
+    def __init__(self, pool: dict, model: str, device: str, dtype: str, artifacts: str):
         import torch
 
         from farm.cli.quiet import quiet_libraries
@@ -59,6 +60,7 @@ class PoolWorker:
             torch.set_num_threads(self.pool.torch_threads)
         quiet_libraries()
         self.worker = TorchWorker(resolve_model(model), device, getattr(torch, dtype))
+        self.artifacts = ArtifactStore(artifacts)
         self._preload()
         self.director = _director_handle()
         self.replica = _replica_id()
@@ -123,12 +125,15 @@ class PoolWorker:
     def _run(self, item: WorkItem) -> None:
         started = time.perf_counter()
         try:
-            outputs = self._execute(item)
+            outputs, saved = self._execute(item)
             report = WorkReport(self.worker_id, item.task_id, True, outputs=outputs,
-                                duration=time.perf_counter() - started)
-        except ray.exceptions.ObjectLostError as exc:
+                                duration=time.perf_counter() - started, checkpoints=saved)
+        except (ray.exceptions.ObjectLostError, CheckpointError) as exc:
+            # Which input it was is not known here: every input is reported lost, and the
+            # scheduler rolls the unit back (recomputing is always correct).
             report = WorkReport(self.worker_id, item.task_id, False, f"input lost: {exc}",
-                                lost_keys=tuple(k for k in item.input_keys if k))
+                                lost_keys=tuple(k for k in (*item.input_keys, *item.state_keys)
+                                                if k))
         except Exception as exc:  # noqa: BLE001 - every failure is reported
             report = WorkReport(self.worker_id, item.task_id, False, f"{type(exc).__name__}: {exc}")
         self.director.report.remote(report).result()
@@ -139,18 +144,33 @@ class PoolWorker:
         return ray.put(value)
 
     def _get(self, item: WorkItem, key: str | None) -> Any:
-        return None if key is None else ray.get(item.refs[key])
+        """An input by key: a Ray object, or a checkpoint in the artifact store (resume)."""
+        if key is None:
+            return None
+        if key not in item.refs and is_checkpoint_key(key):
+            from farm.model.solver import Handoff
 
-    def _execute(self, item: WorkItem) -> dict[str, Any]:
+            return Handoff.from_bytes(self.artifacts.load_checkpoint(key))
+        return ray.get(item.refs[key])
+
+    def _execute(self, item: WorkItem) -> tuple[dict[str, Any], tuple[Any, ...]]:
+        saved: tuple[Any, ...] = ()
         if item.kind == "prepare":
             results = [self.worker.encode_prompt(item.orders[0])]
         elif item.kind == "image":
             results = [self.worker.encode_image(item.orders[0])]
         elif item.kind == "phase":
             results = self._phase(item)
+            saved = self._checkpoint(item, results)
         else:
             results = self._decode(item)
-        return {k: self._put(v) for k, v in zip(item.output_keys, results, strict=True)}
+        return {k: self._put(v) for k, v in zip(item.output_keys, results, strict=True)}, saved
+
+    def _checkpoint(self, item: WorkItem, results: list[Any]) -> tuple[Any, ...]:
+        """Phase outputs to the artifact store, so a restarted director can resume."""
+        return tuple(self.artifacts.save_checkpoint(o.film_id, o.segment_id, item.phase_index,
+                                                    r.to_bytes())
+                     for o, r in zip(item.orders, results, strict=True))
 
     def _phase(self, item: WorkItem) -> list[Any]:
         prompt, condition = self._get(item, item.input_keys[0]), self._get(item, item.input_keys[1])

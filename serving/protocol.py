@@ -29,8 +29,10 @@ class WorkItem:
     output_keys: tuple[str, ...]
     # Gangs spread over several workers swap halos through this named mailbox actor.
     mailbox: str | None = None
-    # Phase parts: input key of each local member's state (None = initial noise).
+    # Phase parts: input key of each local member's state (None = initial noise), and
+    # the phase's index in the film plan (checkpoints are named by it).
     state_keys: tuple[str | None, ...] = field(default=())
+    phase_index: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +45,5 @@ class WorkReport:
     outputs: dict[str, Any] = field(default_factory=dict)
     lost_keys: tuple[str, ...] = ()
     duration: float = 0.0
+    # Checkpoints written for the outputs (farm.store.artifacts.Checkpoint).
+    checkpoints: tuple[Any, ...] = ()

@@ -42,17 +42,22 @@ class _Task:
         self.mailbox = mailbox
         self.duration = 0.0
         self.outputs: dict[str, Any] = {}
+        self.checkpoints: list[Any] = []
 
 
 class RayExecutor:
     def __init__(self, sink: FrameSink, *, liveness_timeout: float = 10.0,
                  mailbox_factory: Callable[[str], Any] | None = None,
                  notify: Callable[[str], None] | None = None,
+                 checkpoints: Any | None = None,
                  clock: Callable[[], float] = time.monotonic):
         """`notify(worker_id)` is called (from the engine thread) when work is queued for a
         worker, so its pending long poll returns at once instead of polling."""
         self.sink = sink
         self._notify = notify or (lambda worker_id: None)
+        # Where workers checkpoint phase outputs (the director cleans a finished film's).
+        self.checkpoints = checkpoints
+        self._saved: list[Any] = []
         self.liveness_timeout = liveness_timeout
         self.clock = clock
         self._mailbox_factory = mailbox_factory
@@ -101,6 +106,12 @@ class RayExecutor:
         except queue.Empty:
             return out
 
+    def take_checkpoints(self) -> list[Any]:
+        """Checkpoints workers wrote for tasks that completed since the last call."""
+        with self._lock:
+            out, self._saved = self._saved, []
+            return out
+
     def close(self) -> None:
         with self._lock:
             for task_id in list(self._tasks):
@@ -146,9 +157,11 @@ class RayExecutor:
                 return
             task.waiting.discard(r.worker_id)
             task.outputs.update(r.outputs)
+            task.checkpoints.extend(r.checkpoints)
             task.duration = max(task.duration, r.duration)
             if not task.waiting:
                 self.store.update(task.outputs)
+                self._saved.extend(task.checkpoints)
                 self._finish(r.task_id, TaskReport(r.task_id, True, duration=task.duration))
 
     def assignments(self) -> dict[str, list[str]]:
@@ -235,10 +248,10 @@ def _phase_items(plan: FilmPlan, task: PhaseTask, store: dict[str, Any]) -> dict
         keys = (task.prompt_key, task.condition_key) + states
         items[wid] = WorkItem(task.task_id, "phase", tuple(orders[i] for i in idx), keys,
                               _refs(store, keys), tuple(task.members[i].output_key for i in idx),
-                              state_keys=states)
+                              state_keys=states, phase_index=task.phase_index)
     return items
 
 
 def _with_mailbox(item: WorkItem, name: str) -> WorkItem:
     return WorkItem(item.task_id, item.kind, item.orders, item.input_keys, item.refs,
-                    item.output_keys, name, item.state_keys)
+                    item.output_keys, name, item.state_keys, item.phase_index)
