@@ -10,7 +10,7 @@ from farm import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from farm.cli import films, k8s, models, render, serve, submit, validate
+    from farm.cli import films, k8s, models, render, serve, submit, validate, verify
 
     parser = argparse.ArgumentParser(prog="reelfarm", description=(
         "A distributed streaming render farm for generative video (Wan2.2 MoE)."))
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_parser(sub)
     models.add_parser(sub)
     validate.add_parser(sub)
+    verify.add_parser(sub)
     serve.add_parser(sub)
     submit.add_parser(sub)
     films.add_parser(sub)

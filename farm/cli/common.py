@@ -1,14 +1,17 @@
-"""Shared CLI helpers: loading a film with overrides and printing validation errors."""
+"""Shared CLI helpers: loading a film (storyboard or timeline) with overrides and printing
+validation errors."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.film import Film, resolve_film
 from farm.spec.profiles import profile_for
 from farm.spec.storyboard import Storyboard, load_storyboard, parse_storyboard
+from farm.spec.timeline import Cut, cut_of_scenes, is_timeline, load_timeline
 
 
 def check_image(path: str) -> str:
@@ -23,33 +26,76 @@ def check_image(path: str) -> str:
     return ""
 
 
-def load_film(path: str | Path, *, model: str | None = None, steps: int | None = None) -> Film:
-    """Storyboard file -> resolved Film; SpecError lists every problem (flags win)."""
+@dataclass(frozen=True, slots=True)
+class LoadedFilm:
+    """A film as the CLI loaded it: the resolved film, the storyboard it came from (flags
+    applied) and its picture cut (gaps and timecode, from a timeline; none for storyboards)."""
+
+    film: Film
+    board: Storyboard
+    cut: Cut
+    source: Path
+
+
+def add_film_flags(p) -> None:
+    """The film settings a command line may override (they win over the file)."""
+    p.add_argument("--model", help="tiny | tiny-<family> | a diffusers-format model folder "
+                                   "(overrides the storyboard's model)")
+    p.add_argument("--steps", type=int, help="solver steps (overrides the storyboard)")
+    p.add_argument("--width", type=int, help="frame width (overrides the storyboard / timeline)")
+    p.add_argument("--height", type=int, help="frame height (overrides the storyboard / timeline)")
+    p.add_argument("--fps", type=int, help="frames per second (overrides the storyboard / "
+                                           "timeline; an EDL is read at this rate, default 24)")
+
+
+def film_flags(args) -> dict:
+    return {k: getattr(args, k, None) for k in ("model", "steps", "width", "height", "fps")}
+
+
+def load_film(path: str | Path, **flags) -> Film:
+    """Storyboard or timeline file -> resolved Film; SpecError lists every problem (flags win)."""
+    return load_source(path, **flags).film
+
+
+def load_source(path: str | Path, *, model: str | None = None, steps: int | None = None,
+                width: int | None = None, height: int | None = None,
+                fps: int | None = None) -> LoadedFilm:
+    """Like load_film, keeping the storyboard and the cut (what the deliverables need)."""
     from farm.model.loader import resolve_model
 
-    board = load_storyboard(path)
-    if steps is not None:
-        data = board.model_dump(exclude_unset=True)
-        data["steps"] = steps
-        board = _reparse(data, "--steps")
+    overrides = {k: v for k, v in (("steps", steps), ("width", width), ("height", height),
+                                   ("fps", fps)) if v is not None}
+    rename = list
+    if is_timeline(path):
+        imported = load_timeline(path, overrides)
+        board, cut, rename = imported.board, imported.cut, imported.rename
+    else:
+        board = load_storyboard(path)
+        if overrides:
+            board = _reparse({**board.model_dump(exclude_unset=True), **overrides}, overrides)
+        cut = None
     ref = model or board.model
     try:
         source = resolve_model(ref)
     except ValueError as exc:
-        raise SpecError([FieldError("model" if model is None else "--model", str(exc))]) from None
-    film = resolve_film(board, profile_for(source.family), model=ref, base_dir=Path(path).parent)
+        raise SpecError(rename([FieldError("model" if model is None else "--model", str(exc))])) from None
+    try:
+        film = resolve_film(board, profile_for(source.family), model=ref, base_dir=Path(path).parent)
+    except SpecError as exc:
+        raise SpecError(rename(exc.errors)) from None
     errors = [FieldError(f"scenes[{s.index}].image", msg) for s in film.scenes
               if s.image and (msg := check_image(s.image))]
     if errors:
-        raise SpecError(errors)
-    return film
+        raise SpecError(rename(errors))
+    cut = cut or cut_of_scenes([(s.id, s.num_frames) for s in film.scenes])
+    return LoadedFilm(film, board, cut, Path(path))
 
 
-def _reparse(data: dict, flag: str) -> Storyboard:
+def _reparse(data: dict, flags: dict) -> Storyboard:
     try:
         return parse_storyboard(data)
     except SpecError as exc:
-        raise SpecError([FieldError(flag if e.path == flag.lstrip("-") else e.path, e.message)
+        raise SpecError([FieldError(f"--{e.path}" if e.path in flags else e.path, e.message)
                          for e in exc.errors]) from None
 
 

@@ -1,27 +1,30 @@
-"""`reelfarm render STORYBOARD -o OUT.mp4`: render a film on this machine.
+"""`reelfarm render STORYBOARD|TIMELINE -o OUT.mp4`: render a film on this machine.
 
 The farm runs in the background (an engine thread, or a local Ray cluster); this thread
-reads the film's frames in film order and writes each to the mp4 (and PNGs) as it arrives.
+reads the film's frames in film order and hands each to the deliverables (mp4 with gaps
+in place, PNG/EXR sequences, contact sheet) as it arrives; provenance manifests and an
+.otio export follow once the film is done (farm/cli/outputs.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from farm.cli.common import load_film, print_spec_error
+from farm.cli.common import add_film_flags, film_flags, load_source, print_spec_error
+from farm.cli.outputs import add_output_flags, check_output_flags
 from farm.spec.errors import SpecError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("render", help="render a storyboard to an mp4 on this machine")
-    p.add_argument("storyboard", help="storyboard file (.yaml or .json)")
+    p = sub.add_parser("render", help="render a storyboard or timeline to an mp4 on this machine")
+    p.add_argument("storyboard", help="storyboard (.yaml, .json) or timeline (.otio, .otioz, "
+                                      ".otiod, .edl)")
     p.add_argument("-o", "--output", required=True, help="mp4 file to write")
-    p.add_argument("--model", help="tiny | tiny-<family> | a diffusers-format model folder "
-                                   "(overrides the storyboard's model)")
-    p.add_argument("--frames-dir", help="also write every frame as PNG: DIR/<scene>/<scene>.NNNN.png")
-    p.add_argument("--steps", type=int, help="solver steps (overrides the storyboard)")
+    add_film_flags(p)
+    add_output_flags(p)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                    help="transformer dtype (default: float32 on cpu, bfloat16 otherwise)")
@@ -35,54 +38,75 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        film = load_film(args.storyboard, model=args.model, steps=args.steps)
+        loaded = load_source(args.storyboard, **film_flags(args))
     except SpecError as exc:
         print_spec_error(exc, args.storyboard)
         return 2
+    if problem := check_output_flags(args):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    film = loaded.film
     import torch
     from rich.console import Console
 
-    from farm.cli.progress import LiveProgress, RenderStats
+    from farm.cli.outputs import ProvenanceRecorder, finish, open_deliverables
+    from farm.cli.progress import RenderStats
     from farm.cli.quiet import quiet_libraries
     from farm.cli.render_sources import InlineSource, RaySource, cluster_storyboard
-    from farm.media.writers import Mp4Writer, write_png
 
     quiet_libraries()
     console = Console(stderr=True)
     if args.executor == "ray":
         console.print("starting a local Ray cluster (about 30 s on 2 cores) ...")
-        source = RaySource(film, cluster_storyboard(args.storyboard, film), torch.get_num_threads())
+        source = RaySource(film, cluster_storyboard(loaded.board, film), torch.get_num_threads())
         console.print(f"cluster ready after {source.startup_s:.1f} s")
     else:
         dtype = getattr(torch, args.dtype or ("float32" if args.device == "cpu" else "bfloat16"))
         source = InlineSource(film, args.device, dtype, args.workers)
     stats = RenderStats(film)
+    recorder = ProvenanceRecorder(loaded)
+    out = open_deliverables(args, loaded)
+    state, reason = "FAILED", "interrupted"
     try:
-        with LiveProgress(console, source.phases_total, film.num_frames) as live, \
-                Mp4Writer(args.output, film.fps, film.width, film.height,
-                          metadata={"title": film.title, "comment": "AI-generated with reelfarm"}) as mp4:
-            try:
-                for scene_id, index, frame in source.frames():
-                    _drain(source, stats, live)
-                    stats.on_frame()
-                    mp4.write(frame)
-                    if args.frames_dir:
-                        write_png(args.frames_dir, scene_id, index, frame)
-                    live.on_frame(stats)
-            except Exception as exc:  # noqa: BLE001 - the stream ends early when the film fails
-                console.print(f"[red]frame stream ended:[/red] {exc}")
-            state, reason = source.result()
-            _drain(source, stats, live)
+        state, reason = _stream(console, source, stats, out)
     finally:
         source.close()
+        written = out.close(complete=state == "SUCCEEDED")
     stats.finished = time.monotonic()
     console.print(stats.table())
     console.print(stats.footer())
     if state != "SUCCEEDED":
         console.print(f"[red]film {state}[/red]: {reason}")
         return 1
-    console.print(f"wrote {Path(args.output)} ({film.num_frames} frames at {film.fps} fps)")
+    manifests = finish(args, loaded, written, recorder, stats.ttff)
+    gaps = f" + {out.gap_frames} gap frames" if out.gap_frames else ""
+    console.print(f"wrote {Path(args.output)} ({film.num_frames} frames{gaps} at {film.fps} fps) "
+                  f"and {len(manifests)} provenance manifest(s)")
     return 0
+
+
+def _stream(console, source, stats, out) -> tuple[str, str]:
+    """Frames in film order to the deliverables, with live progress; the film's end state
+    (a film whose frames did not all reach the deliverables did not succeed)."""
+    from farm.cli.progress import LiveProgress
+
+    delivered, problem = 0, ""
+    with LiveProgress(console, source.phases_total, stats.film.num_frames) as live:
+        try:
+            for scene_id, index, frame in source.frames():
+                _drain(source, stats, live)
+                stats.on_frame()
+                out.write(scene_id, index, frame)
+                delivered += 1
+                live.on_frame(stats)
+        except Exception as exc:  # noqa: BLE001 - the stream ends early when the film fails
+            problem = f"{type(exc).__name__}: {exc}"
+            console.print(f"[red]frame stream ended:[/red] {problem}")
+        state, reason = source.result()
+        _drain(source, stats, live)
+    if state == "SUCCEEDED" and delivered != stats.film.num_frames:
+        return "FAILED", f"{delivered} of {stats.film.num_frames} frames delivered ({problem})"
+    return state, reason
 
 
 def _drain(source, stats, live) -> None:

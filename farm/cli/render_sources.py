@@ -13,12 +13,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from farm.spec.film import Film
+from farm.spec.storyboard import Storyboard
 
 
 class InlineSource:
@@ -109,11 +109,10 @@ class RaySource:
         self._tmp.cleanup()
 
 
-def cluster_storyboard(path: str | Path, film: Film) -> dict:
-    """The storyboard as the director will validate it: flags applied, media paths absolute."""
-    from farm.spec.storyboard import load_storyboard
-
-    data = load_storyboard(path).model_dump(exclude_unset=True, exclude_none=True)
+def cluster_storyboard(board: Storyboard, film: Film) -> dict:
+    """The storyboard as the director will validate it: flags applied, media paths absolute
+    (`board` as loaded from a storyboard or timeline file)."""
+    data = board.model_dump(exclude_unset=True, exclude_none=True)
     data.update(model=film.model, steps=film.num_steps)
     for spec, scene in zip(data["scenes"], film.scenes, strict=True):
         if scene.image:
