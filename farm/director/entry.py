@@ -63,8 +63,8 @@ class Entry:
             event = FilmEvent(len(self.events) + 1, now, kind, self.state, message,
                               p.phases_done if p else 0, self.archive.written, **fields)
             self.events.append(event)
+            self.on_publish(event)  # durable before any watcher sees it
             self._cv.notify_all()
-        self.on_publish(event)
 
     def set_state(self, now: float, state: FilmState, reason: str) -> None:
         with self._cv:

@@ -125,6 +125,7 @@ def _on_decode_done(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
 def _on_failure(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState | None,
                 run: RunningTask, report: TaskReport) -> list[Event]:
     s._freed += run.output_keys
+    f.last_error = report.error or f.last_error
     culprit = None if report.worker_lost else _culprit(run, report)
     if culprit is not None:
         f.failures[culprit] += 1
@@ -221,8 +222,9 @@ def check_starved(s: Scheduler, f: FilmRecord, need: str) -> list[Event]:
     holders = [w for w in s._workers.values() if w.alive and w.serves(need, f.family)]
     if holders and all(w.spec.worker_id in f.excluded for w in holders):
         names = ", ".join(sorted(w.spec.worker_id for w in holders))
-        return finish_film(s, f, FilmState.FAILED,
-                           f"every worker holding {need!r} was excluded after repeated failures ({names})")
+        last = f"; last error: {f.last_error}" if f.last_error else ""
+        return finish_film(s, f, FilmState.FAILED, f"every worker holding {need!r} was excluded "
+                                                   f"after repeated failures ({names}){last}")
     return []
 
 

@@ -85,6 +85,8 @@ class FilmRecord:
     vtime: float = 0.0
     failures: Counter[str] = field(default_factory=Counter)
     excluded: set[str] = field(default_factory=set)
+    # The error of the latest failed task: part of the reason if the film fails later.
+    last_error: str = ""
     phases_done: int = 0
     # Whether any task was handed out (RUNNING rather than QUEUED on resume).
     started: bool = False
