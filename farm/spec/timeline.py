@@ -109,7 +109,8 @@ def read_timeline(path: str | Path, rate: int | None = None) -> Any:
 def _adapter_hint(path: Path) -> str:
     if path.suffix.lower() != ".edl":
         return ""
-    return " (EDLs need the cmx_3600 adapter plugin: pip install otio-cmx3600-adapter)"
+    return (" (EDLs need the cmx_3600 adapter plugin, pip install otio-cmx3600-adapter, and a "
+            "SMPTE rate such as 24, 25 or 30: --fps)")
 
 
 def load_timeline(path: str | Path, overrides: dict[str, Any] | None = None) -> TimelineImport:

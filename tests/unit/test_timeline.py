@@ -166,3 +166,5 @@ def test_edl_through_the_cmx_3600_adapter_with_prompts_in_comments(tmp_path):
         ("sh010", 25, "a fox: in the snow", 7), ("sh020", 5, "dusk", 0)]
     assert [s.kind for s in imp.cut.slots] == ["scene", "gap", "scene"]
     assert imp.cut.slots[1].frames == 4
+    with pytest.raises(SpecError, match="SMPTE rate such as 24"):
+        load_timeline(path, {"width": 64, "height": 64, "fps": 16})
