@@ -117,6 +117,25 @@ class DirectorServer:
     def CancelFilm(self, request, grpc_context):  # noqa: N802
         return self.rpc.unary(self.rpc.api.cancel_film, request, grpc_context, pb.Film())
 
+    def UpdateFilm(self, request, grpc_context):  # noqa: N802
+        return self.rpc.unary(self.rpc.api.update_film, request, grpc_context, pb.Film())
+
+    def PauseFilm(self, request, grpc_context):  # noqa: N802
+        return self.rpc.unary(self.rpc.api.pause_film, request, grpc_context, pb.Film())
+
+    def ResumeFilm(self, request, grpc_context):  # noqa: N802
+        return self.rpc.unary(self.rpc.api.resume_film, request, grpc_context, pb.Film())
+
+    def RetryFilm(self, request, grpc_context):  # noqa: N802
+        return self.rpc.unary(self.rpc.api.retry_film, request, grpc_context, pb.Film())
+
+    def RerenderFilm(self, request, grpc_context):  # noqa: N802
+        return self.rpc.unary(self.rpc.api.rerender_film, request, grpc_context, pb.Film())
+
+    def ListExecutions(self, request, grpc_context):  # noqa: N802
+        return self.rpc.unary(self.rpc.api.list_executions, request, grpc_context,
+                              pb.ListExecutionsResponse())
+
     def WatchFilm(self, request, grpc_context):  # noqa: N802
         yield from self.rpc.stream(self.rpc.api.watch_film, request, grpc_context)
 

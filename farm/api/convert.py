@@ -3,6 +3,7 @@
     storyboard dict ──storyboard_to_film──> pb.Film ──film_to_storyboard──> storyboard dict
     FilmInfo (+ resolved Film) ──info_to_film──> pb.Film
     FilmEvent ──event_to_pb──> pb.WatchFilmResponse
+    Execution (render log row) ──execution_to_pb──> pb.Execution
     ArchivedFrame ──frame_messages──> pb.StreamFramesResponse chunks ──FrameAssembler──> Frame
     file ──artifact_chunks──> pb.GetArtifactResponse chunks
 
@@ -31,6 +32,7 @@ from farm.spec.errors import FieldError, SpecError
 
 if TYPE_CHECKING:
     from farm.director.archive import ArchivedFrame
+    from farm.store.jobs import Execution
 
 # Largest `data` payload of one streamed message: well under gRPC's 4 MiB default limit,
 # so a 1080p RGB24 frame (6.2 MB) travels as 6 messages instead of being refused.
@@ -41,6 +43,8 @@ _CONTINUITY = {"single": pb.Scene.CONTINUITY_SINGLE, "windows": pb.Scene.CONTINU
                "chain": pb.Scene.CONTINUITY_CHAIN}
 _OPTIONAL_FILM = ("steps", "shift", "window", "overlap")
 _OPTIONAL_SCENE = ("negative_prompt", "guidance", "window", "overlap")
+_EXECUTION_KINDS = {"phase": pb.Execution.KIND_PHASE, "decode": pb.Execution.KIND_DECODE,
+                    "failed": pb.Execution.KIND_FAILURE}
 ENCODINGS = {"png": pb.FRAME_ENCODING_PNG, "jpeg": pb.FRAME_ENCODING_JPEG,
              "rgb24": pb.FRAME_ENCODING_RGB24}
 
@@ -193,7 +197,27 @@ def event_to_pb(e: FilmEvent) -> pb.WatchFilmResponse:
                                                     frame_stop=e.frame_stop))
     elif e.kind == "retry":
         msg.task_retried.CopyFrom(R.TaskRetried(worker_id=e.worker_ids[0] if e.worker_ids else ""))
+    elif e.kind == "priority":
+        msg.priority_changed.CopyFrom(R.PriorityChanged(priority=e.priority))
     return msg
+
+
+def execution_to_pb(parent: str, number: int, e: Execution) -> pb.Execution:
+    """Line `number` (from 1) of the render log of film `parent` (`films/{film}`)."""
+    msg = pb.Execution(name=f"{parent}/executions/{number}",
+                       kind=_EXECUTION_KINDS.get(e.kind, pb.Execution.KIND_UNSPECIFIED),
+                       unit_id=e.unit_id, expert=e.expert, worker_ids=list(e.worker_ids),
+                       succeeded=e.ok, message=e.message, end_time=_timestamp(e.time))
+    if e.phase_index >= 0:
+        msg.phase_index = e.phase_index
+    if e.ok:
+        msg.duration.CopyFrom(_duration(e.duration))
+    return msg
+
+
+def execution_kind_word(value: int) -> str:
+    """pb.Execution.Kind value -> `PHASE`, `DECODE` or `FAILURE`."""
+    return pb.Execution.Kind.Name(value).removeprefix("KIND_")
 
 
 def _timestamp(seconds: float) -> Timestamp:

@@ -86,6 +86,24 @@ class FilmServicer(pb_grpc.FilmServiceServicer):
     def CancelFilm(self, request, context):  # noqa: N802
         return self._unary(self.api.cancel_film, request, context)
 
+    def UpdateFilm(self, request, context):  # noqa: N802
+        return self._unary(self.api.update_film, request, context)
+
+    def PauseFilm(self, request, context):  # noqa: N802
+        return self._unary(self.api.pause_film, request, context)
+
+    def ResumeFilm(self, request, context):  # noqa: N802
+        return self._unary(self.api.resume_film, request, context)
+
+    def RetryFilm(self, request, context):  # noqa: N802
+        return self._unary(self.api.retry_film, request, context)
+
+    def RerenderFilm(self, request, context):  # noqa: N802
+        return self._unary(self.api.rerender_film, request, context)
+
+    def ListExecutions(self, request, context):  # noqa: N802
+        return self._unary(self.api.list_executions, request, context)
+
     def WatchFilm(self, request, context):  # noqa: N802
         return self._stream(self.api.watch_film, request, context, follows=True)
 
@@ -169,9 +187,12 @@ def is_loopback(host: str) -> bool:
 
 
 def local_server(model: str, artifacts: str | Path, auth: Authenticator,
-                 config: ServerConfig = ServerConfig(), **limits: int):
+                 config: ServerConfig = ServerConfig(), *, db: str | None = None, **limits: int):
     """The embedded runtime behind the API: a local Director serving one model.
 
+    `db`: SQLAlchemy URL of the job store; with one, films (and their render log) survive
+    a restart on the same `db` and `artifacts`, and unfinished films resume. `limits`:
+    DirectorConfig's (max_unfinished_films, ..., max_queued_frames_per_tenant).
     Returns (server, director), both started; stop the server first, then the director.
     """
     from farm.local import local_director
@@ -181,7 +202,7 @@ def local_server(model: str, artifacts: str | Path, auth: Authenticator,
         raise ValueError(f"refusing to serve {config.host} without tokens: anyone who can reach "
                          "it could use the farm; give --tokens, or serve on 127.0.0.1")
     source = resolve_model(model)
-    director = local_director(model, artifacts, **limits)
+    director = local_director(model, artifacts, db=db, **limits)
     try:
         server = ApiServer(FilmApi(director, {model: source.family}), auth, config)
     except BaseException:

@@ -10,9 +10,12 @@ every `poll_seconds` while waiting for the film, so a dropped client frees its t
 
 from __future__ import annotations
 
+import base64
 import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping
+
+from google.api import field_behavior_pb2
 
 from farm.api import convert
 from farm.api.errors import InvalidArgument, ModelNotServed
@@ -29,8 +32,12 @@ from farm.stitch.stream import StreamClosed
 _NAME = re.compile(r"^films/([a-z0-9][a-z0-9_-]{0,63})$")
 _FILTER = re.compile(r'^\s*state\s*=\s*"?([A-Za-z_]+)"?\s*$')
 DEFAULT_PAGE_SIZE = 50
+DEFAULT_EXECUTIONS_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_REQUEST_ID = 128
+DEFAULT_PRIORITY = 50
+# UpdateFilm: the film fields that may change after creation (the spec is immutable).
+UPDATABLE = ("priority",)
 
 
 def _always() -> bool:
@@ -63,7 +70,7 @@ class FilmApi:
         violations = []
         if len(request.request_id) > MAX_REQUEST_ID:
             violations.append(FieldError("request_id", f"at most {MAX_REQUEST_ID} characters"))
-        priority = spec.priority if spec.HasField("priority") else 50
+        priority = spec.priority if spec.HasField("priority") else DEFAULT_PRIORITY
         if not 0 <= priority <= 100:
             violations.append(FieldError("film.priority", f"must be in [0, 100], got {priority}"))
         board = film = None
@@ -106,6 +113,53 @@ class FilmApi:
 
     def cancel_film(self, request: pb.CancelFilmRequest, tenant: str) -> pb.Film:
         return convert.info_to_film(self.director.cancel_film(_film_id(request.name), tenant))
+
+    # ---- controls: update, state transitions (AIP-136), the render log --------------------
+
+    def update_film(self, request: pb.UpdateFilmRequest, tenant: str) -> pb.Film:
+        if not request.HasField("film"):
+            raise InvalidArgument([FieldError("film", "required field is missing")])
+        film_id = _film_id(request.film.name, "film.name")
+        if not _update_paths(request):  # nothing to change (AIP-134: an empty implied mask)
+            return self.get_film(pb.GetFilmRequest(name=request.film.name), tenant)
+        spec = request.film
+        priority = spec.priority if spec.HasField("priority") else DEFAULT_PRIORITY
+        return _control(lambda: self.director.set_priority(film_id, tenant, priority),
+                        "film.priority")
+
+    def pause_film(self, request: pb.PauseFilmRequest, tenant: str) -> pb.Film:
+        return convert.info_to_film(self.director.pause_film(_film_id(request.name), tenant))
+
+    def resume_film(self, request: pb.ResumeFilmRequest, tenant: str) -> pb.Film:
+        return convert.info_to_film(self.director.resume_film(_film_id(request.name), tenant))
+
+    def retry_film(self, request: pb.RetryFilmRequest, tenant: str) -> pb.Film:
+        return convert.info_to_film(self.director.retry_film(_film_id(request.name), tenant))
+
+    def rerender_film(self, request: pb.RerenderFilmRequest, tenant: str) -> pb.Film:
+        film_id = _film_id(request.name)
+        info = self.director.get_film(film_id, tenant)
+        _check_frame_range(info, request.scene_id, request.first_frame, request.last_frame)
+        return _control(lambda: self.director.rerender(
+            film_id, tenant, request.scene_id, request.first_frame, request.last_frame), "scene_id")
+
+    def list_executions(self, request: pb.ListExecutionsRequest,
+                        tenant: str) -> pb.ListExecutionsResponse:
+        film_id = _film_id(request.parent, "parent")
+        if request.page_size < 0:
+            raise InvalidArgument([FieldError("page_size", f"must be >= 0, got {request.page_size}")])
+        size = min(request.page_size or DEFAULT_EXECUTIONS_PAGE_SIZE, MAX_PAGE_SIZE)
+        start = _page_offset(request.page_token, request.parent)
+        self.director.get_film(film_id, tenant)  # NOT_FOUND / PERMISSION_DENIED first
+        if self.director.store is None:
+            raise FailedPrecondition("this server keeps no render log: it runs without a job "
+                                     "store (start it with --db)")
+        log = self.director.executions(film_id, tenant)
+        page = [convert.execution_to_pb(request.parent, start + i + 1, e)
+                for i, e in enumerate(log[start:start + size])]
+        more = start + size < len(log)
+        return pb.ListExecutionsResponse(
+            executions=page, next_page_token=_page_token(request.parent, start + size) if more else "")
 
     # ---- streaming ------------------------------------------------------------------------
 
@@ -194,11 +248,84 @@ def _position(info: FilmInfo, scene_id: str, index: int) -> tuple[int, FieldErro
     return 0, FieldError("start_scene_id", f"the film has no scene {scene_id!r}")
 
 
-def _film_id(name: str) -> str:
+def _film_id(name: str, field: str = "name") -> str:
     m = _NAME.match(name)
     if m is None:
-        raise InvalidArgument([FieldError("name", f"{name!r} is not a film name (films/{{film}})")])
+        raise InvalidArgument([FieldError(field, f"{name!r} is not a film name (films/{{film}})")])
     return m.group(1)
+
+
+def _control(call: Callable[[], FilmInfo], field: str) -> pb.Film:
+    """A director control; a ValueError from it (a bad argument) names the request field."""
+    try:
+        return convert.info_to_film(call())
+    except ValueError as exc:
+        raise InvalidArgument([FieldError(field, str(exc))]) from None
+
+
+def _update_paths(request: pb.UpdateFilmRequest) -> list[str]:
+    """The fields UpdateFilm changes: the mask's paths or, without a mask, the fields set
+    in `film` except its name and output-only fields (AIP-134, AIP-203). InvalidArgument
+    names every path that is not updatable."""
+    explicit = bool(request.update_mask.paths)
+    paths = list(request.update_mask.paths) if explicit else [
+        f.name for f, _ in request.film.ListFields() if f.name != "name" and not _output_only(f)]
+    violations = [FieldError("update_mask" if explicit else f"film.{path}",
+                             f"{path!r} {_why_not_updatable(path)}; updatable: {', '.join(UPDATABLE)}")
+                  for path in paths if path not in UPDATABLE]
+    if violations:
+        raise InvalidArgument(violations)
+    return paths
+
+
+def _why_not_updatable(path: str) -> str:
+    field = pb.Film.DESCRIPTOR.fields_by_name.get(path)
+    if path == "*":
+        return "(full replacement) is not supported: the film's spec is immutable"
+    if field is None:
+        return "is not a field of Film"
+    return "is output only" if _output_only(field) else "is immutable"
+
+
+def _output_only(field) -> bool:
+    behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    return field_behavior_pb2.OUTPUT_ONLY in behaviors
+
+
+def _check_frame_range(info: FilmInfo, scene_id: str, first: int, last: int) -> None:
+    """RerenderFilm's range: frames first..last (0-based, inclusive) of a scene of the film."""
+    scene = next((s for s in info.scenes if s.id == scene_id), None)
+    if scene is None:
+        scenes = ", ".join(s.id for s in info.scenes)
+        raise InvalidArgument([FieldError("scene_id", f"{info.name} has no scene {scene_id!r}; "
+                                                      f"its scenes: {scenes}")])
+    n, violations = scene.num_frames, []
+    if not 0 <= first < n:
+        violations.append(FieldError("first_frame", f"scene {scene_id} has frames 0..{n - 1} "
+                                                    f"(0-based), not {first}"))
+    if not first <= last < n:
+        violations.append(FieldError("last_frame", f"must be in [first_frame, {n - 1}] for "
+                                                   f"scene {scene_id}, got {last}"))
+    if violations:
+        raise InvalidArgument(violations)
+
+
+def _page_token(parent: str, offset: int) -> str:
+    return base64.urlsafe_b64encode(f"{parent}@{offset}".encode()).decode()
+
+
+def _page_offset(token: str, parent: str) -> int:
+    """Offset of a ListExecutions page token, which is only valid for its own film."""
+    if not token:
+        return 0
+    try:
+        where, _, offset = base64.urlsafe_b64decode(token.encode()).decode().rpartition("@")
+        if where == parent and offset.isdigit():
+            return int(offset)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise InvalidArgument([FieldError("page_token", "not a token returned by a previous "
+                                                    "ListExecutions call for this film")])
 
 
 def _parse_filter(text: str):

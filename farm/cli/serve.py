@@ -8,6 +8,8 @@ import signal
 import sys
 import threading
 
+DEFAULT_DB = "sqlite:///.reelfarm/reelfarm.db"
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve the gRPC API: embedded (--local) or on Ray (--config)")
@@ -23,11 +25,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=50051, help="port (0: any free port)")
     p.add_argument("--model", default="tiny", help="tiny | tiny-<family> | a model folder")
     p.add_argument("--artifacts", default=".reelfarm/artifacts",
-                   help="folder for frames and mp4s (default .reelfarm/artifacts)")
+                   help="folder for frames, mp4s and phase checkpoints (default .reelfarm/artifacts)")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="URL",
+                   help="SQLAlchemy URL of the job store: films, events, render log, checkpoints "
+                        f"(default {DEFAULT_DB}, a SQLite file in the working directory; "
+                        "postgresql+psycopg://... for a server). Films survive a restart on the "
+                        "same --db and --artifacts.")
     p.add_argument("--tokens", help="file of `<tenant> <token>` lines; without it the API is open")
     p.add_argument("--max-films", type=int, default=100, help="unfinished films at once")
     p.add_argument("--max-films-per-tenant", type=int, default=20,
                    help="unfinished films per tenant")
+    p.add_argument("--max-queued-frames-per-tenant", type=int, default=100_000,
+                   help="frames not yet delivered, summed over a tenant's unfinished films")
     p.set_defaults(run=run)
 
 
@@ -36,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         from serving.cli import serve_config
 
         return serve_config(args.config, args.address)
+    from sqlalchemy.exc import SQLAlchemyError
+
     from farm.api.auth import Authenticator
     from farm.api.server import ServerConfig, local_server
     from farm.cli.quiet import quiet_libraries
@@ -49,13 +60,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         server, director = local_server(
             args.model, args.artifacts, auth, ServerConfig(host=args.host, port=args.port),
-            max_unfinished_films=args.max_films,
-            max_unfinished_per_tenant=args.max_films_per_tenant)
+            db=args.db, max_unfinished_films=args.max_films,
+            max_unfinished_per_tenant=args.max_films_per_tenant,
+            max_queued_frames_per_tenant=args.max_queued_frames_per_tenant)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"reelfarm API on {server.address} (model {args.model}, artifacts {args.artifacts})",
-          flush=True)
+    except SQLAlchemyError as exc:  # the job store: a bad URL, a database not reachable
+        print(f"error: --db: {str(exc).replace(args.db, _safe_url(args.db))}", file=sys.stderr)
+        return 2
+    print(f"reelfarm API on {server.address} (model {args.model}, artifacts {args.artifacts}, "
+          f"db {_safe_url(args.db)})", flush=True)
     if auth.is_open:
         print("auth: OPEN - no --tokens given; every caller is tenant 'default'", flush=True)
     else:
@@ -68,3 +83,13 @@ def run(args: argparse.Namespace) -> int:
     server.stop()
     director.stop()
     return 0
+
+
+def _safe_url(url: str) -> str:
+    """The db URL without its password (it may hold one; never print it)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL: say nothing of it
+        return "(unparsable URL)"

@@ -68,6 +68,35 @@ class AsyncClient:
             if not token:
                 return
 
+    # ---- controls: each returns the film as it stands after the call ----------------------
+
+    async def pause(self, name: str) -> pb.Film:
+        return await self.call("PauseFilm", pb.PauseFilmRequest(name=common.film_name(name)))
+
+    async def resume(self, name: str) -> pb.Film:
+        return await self.call("ResumeFilm", pb.ResumeFilmRequest(name=common.film_name(name)))
+
+    async def retry(self, name: str) -> pb.Film:
+        return await self.call("RetryFilm", pb.RetryFilmRequest(name=common.film_name(name)))
+
+    async def set_priority(self, name: str, priority: int) -> pb.Film:
+        return await self.call("UpdateFilm", common.priority_request(name, priority))
+
+    async def rerender(self, name: str, scene_id: str, first: int, last: int) -> pb.Film:
+        """Render frames first..last (0-based within the scene, inclusive) again."""
+        return await self.call("RerenderFilm", common.rerender_request(name, scene_id, first, last))
+
+    async def executions(self, name: str, page_size: int = 100) -> AsyncIterator[pb.Execution]:
+        token = ""
+        while True:
+            page = await self.call("ListExecutions", pb.ListExecutionsRequest(
+                parent=common.film_name(name), page_size=page_size, page_token=token))
+            for execution in page.executions:
+                yield execution
+            token = page.next_page_token
+            if not token:
+                return
+
     def _stream(self, method: str, request):
         return getattr(self.stub, method)(request, metadata=self._metadata)
 
@@ -86,6 +115,29 @@ class AsyncFilmHandle:
     async def cancel(self) -> pb.Film:
         self.film = await self.client.cancel(self.name)
         return self.film
+
+    async def pause(self) -> pb.Film:
+        self.film = await self.client.pause(self.name)
+        return self.film
+
+    async def resume(self) -> pb.Film:
+        self.film = await self.client.resume(self.name)
+        return self.film
+
+    async def retry(self) -> pb.Film:
+        self.film = await self.client.retry(self.name)
+        return self.film
+
+    async def set_priority(self, priority: int) -> pb.Film:
+        self.film = await self.client.set_priority(self.name, priority)
+        return self.film
+
+    async def rerender(self, scene_id: str, first: int, last: int) -> pb.Film:
+        self.film = await self.client.rerender(self.name, scene_id, first, last)
+        return self.film
+
+    def executions(self, page_size: int = 100) -> AsyncIterator[pb.Execution]:
+        return self.client.executions(self.name, page_size)
 
     async def watch(self, after: int = 0) -> AsyncIterator[pb.WatchFilmResponse]:
         seen = after

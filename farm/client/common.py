@@ -2,9 +2,11 @@
 and the client-side check of a storyboard (the same farm.spec code as `reelfarm validate`).
 
 Retries, only where safe:
-- CreateFilm, GetFilm, ListFilms are retried by gRPC itself on UNAVAILABLE (service
-  config below); CreateFilm is safe to retry because every submit sends a request_id.
-- CancelFilm is not retried (a retry of a cancel that went through would fail).
+- CreateFilm, GetFilm, ListFilms, UpdateFilm and ListExecutions are retried by gRPC
+  itself on UNAVAILABLE (service config below); CreateFilm is safe to retry because every
+  submit sends a request_id, UpdateFilm because setting a priority twice is setting it once.
+- CancelFilm, PauseFilm, ResumeFilm, RetryFilm and RerenderFilm are not retried (a retry
+  of a transition that went through would fail, or render again).
 - WatchFilm and StreamFrames are resumed by the handles after a dropped connection,
   from the last event / the frame after the last whole frame received, so nothing is
   lost or repeated.
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from farm.api import convert
 from farm.api.protos import pb
@@ -37,7 +40,8 @@ MAX_RECONNECTS = 6
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 _RETRY = {
-    "name": [{"service": SERVICE, "method": m} for m in ("CreateFilm", "GetFilm", "ListFilms")],
+    "name": [{"service": SERVICE, "method": m} for m in (
+        "CreateFilm", "GetFilm", "ListFilms", "UpdateFilm", "ListExecutions")],
     "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "3s",
                     "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
 }
@@ -123,6 +127,18 @@ def frames_request(name: str, pos: int | tuple[str, int], encoding: str,
     scene, index = pos if isinstance(pos, tuple) else ("", pos)
     return pb.StreamFramesRequest(name=name, start_scene_id=scene, start_frame=index,
                                   encoding=convert.ENCODINGS[encoding], jpeg_quality=jpeg_quality)
+
+
+def priority_request(name: str, priority: int) -> pb.UpdateFilmRequest:
+    """UpdateFilm of the priority alone (0 to 100; the server checks the range)."""
+    return pb.UpdateFilmRequest(film=pb.Film(name=film_name(name), priority=priority),
+                                update_mask=FieldMask(paths=["priority"]))
+
+
+def rerender_request(name: str, scene_id: str, first: int, last: int) -> pb.RerenderFilmRequest:
+    """Frames first..last of a scene: 0-based within the scene, inclusive (as the API)."""
+    return pb.RerenderFilmRequest(name=film_name(name), scene_id=scene_id, first_frame=first,
+                                  last_frame=last)
 
 
 def list_request(state: str | None, page_size: int, page_token: str) -> pb.ListFilmsRequest:

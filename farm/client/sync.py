@@ -5,6 +5,9 @@
         for event in film.watch(): ...             # pb.WatchFilmResponse, until the end
         for frame in film.frames(): frame.to_array()   # resumes after a dropped connection
         film.download("film.mp4")
+        film.pause(); film.resume(); film.set_priority(80)    # controls return the pb.Film
+        film.rerender("s020", 32, 63)              # frames 0-based, inclusive
+        for line in film.executions(): ...         # the render log (pb.Execution)
 
 Films and events are the API's own messages (reelfarm.v1.Film, WatchFilmResponse), as in
 Google's client libraries; frames are `Frame` objects (farm.api.convert).
@@ -79,12 +82,42 @@ class Client:
             if not token:
                 return
 
+    # ---- controls: each returns the film as it stands after the call ----------------------
+
+    def pause(self, name: str) -> pb.Film:
+        return self.call("PauseFilm", pb.PauseFilmRequest(name=common.film_name(name)))
+
+    def resume(self, name: str) -> pb.Film:
+        return self.call("ResumeFilm", pb.ResumeFilmRequest(name=common.film_name(name)))
+
+    def retry(self, name: str) -> pb.Film:
+        return self.call("RetryFilm", pb.RetryFilmRequest(name=common.film_name(name)))
+
+    def set_priority(self, name: str, priority: int) -> pb.Film:
+        return self.call("UpdateFilm", common.priority_request(name, priority))
+
+    def rerender(self, name: str, scene_id: str, first: int, last: int) -> pb.Film:
+        """Render frames first..last (0-based within the scene, inclusive) again."""
+        return self.call("RerenderFilm", common.rerender_request(name, scene_id, first, last))
+
+    def executions(self, name: str, page_size: int = 100) -> Iterator[pb.Execution]:
+        """The film's render log, oldest first, page by page."""
+        token = ""
+        while True:
+            page = self.call("ListExecutions", pb.ListExecutionsRequest(
+                parent=common.film_name(name), page_size=page_size, page_token=token))
+            yield from page.executions
+            token = page.next_page_token
+            if not token:
+                return
+
     def _stream(self, method: str, request):
         return getattr(self.stub, method)(request, metadata=self._metadata)
 
 
 class FilmHandle:
-    """One film on the server: follow it, fetch its frames and artifacts, cancel it."""
+    """One film on the server: follow it, fetch its frames and artifacts, control it
+    (cancel, pause, resume, priority, retry, re-render) and read its render log."""
 
     def __init__(self, client: Client, name: str, film: pb.Film | None = None):
         self.client, self.name, self.film = client, name, film
@@ -99,6 +132,31 @@ class FilmHandle:
     def cancel(self) -> pb.Film:
         self.film = self.client.cancel(self.name)
         return self.film
+
+    def pause(self) -> pb.Film:
+        self.film = self.client.pause(self.name)
+        return self.film
+
+    def resume(self) -> pb.Film:
+        self.film = self.client.resume(self.name)
+        return self.film
+
+    def retry(self) -> pb.Film:
+        self.film = self.client.retry(self.name)
+        return self.film
+
+    def set_priority(self, priority: int) -> pb.Film:
+        self.film = self.client.set_priority(self.name, priority)
+        return self.film
+
+    def rerender(self, scene_id: str, first: int, last: int) -> pb.Film:
+        """Render frames first..last (0-based within the scene, inclusive) again: the film
+        runs until they are replaced and its mp4 rebuilt (`wait()` for it)."""
+        self.film = self.client.rerender(self.name, scene_id, first, last)
+        return self.film
+
+    def executions(self, page_size: int = 100) -> Iterator[pb.Execution]:
+        return self.client.executions(self.name, page_size)
 
     def watch(self, after: int = 0) -> Iterator[pb.WatchFilmResponse]:
         """Events after sequence `after` until the film ends; resumes after a dropped

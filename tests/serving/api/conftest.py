@@ -1,7 +1,9 @@
 """A real reelfarm API server on 127.0.0.1 (tiny model) shared by the API tests.
 
 Three tenants with tokens (helpers.TOKENS): alice and bob for isolation, quota for
-RESOURCE_EXHAUSTED. The server and its director stop at the end of the session.
+RESOURCE_EXHAUSTED. The director keeps a durable job store (SQLite in a temporary folder),
+so the render log (ListExecutions) is there. The server and its director stop at the end
+of the session.
 """
 
 from __future__ import annotations
@@ -10,17 +12,25 @@ import pytest
 
 from farm.api.auth import Authenticator
 from farm.api.server import ServerConfig, local_server
-from tests.serving.api.helpers import MAX_PER_TENANT, TOKEN, TOKENS
+from tests.serving.api.helpers import MAX_PER_TENANT, MAX_QUEUED_FRAMES, TOKEN, TOKENS
 
 
 @pytest.fixture(scope="session")
-def api_server(tmp_path_factory):
-    server, director = local_server("tiny", tmp_path_factory.mktemp("artifacts"),
-                                    Authenticator.from_tokens(TOKENS), ServerConfig(port=0),
-                                    max_unfinished_per_tenant=MAX_PER_TENANT)
-    yield server
+def api_farm(tmp_path_factory):
+    """(server, director) of the shared test server."""
+    root = tmp_path_factory.mktemp("farm")
+    server, director = local_server("tiny", root / "artifacts", Authenticator.from_tokens(TOKENS),
+                                    ServerConfig(port=0), db=f"sqlite:///{root / 'reelfarm.db'}",
+                                    max_unfinished_per_tenant=MAX_PER_TENANT,
+                                    max_queued_frames_per_tenant=MAX_QUEUED_FRAMES)
+    yield server, director
     server.stop(grace=1.0)
     director.stop()
+
+
+@pytest.fixture(scope="session")
+def api_server(api_farm):
+    return api_farm[0]
 
 
 @pytest.fixture

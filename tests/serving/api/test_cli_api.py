@@ -18,13 +18,17 @@ from tests.serving.api.helpers import tiny_board
 
 pytestmark = [pytest.mark.grpc, pytest.mark.model]
 REELFARM = str(Path(sys.executable).parent / "reelfarm")
+# The served farm's quota of frames not yet delivered per tenant.
+QUEUED_FRAMES = 200
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """An open (no tokens) local server in its own process; its address."""
     art = tmp_path_factory.mktemp("served")
-    proc = subprocess.Popen([REELFARM, "serve", "--local", "--port", "0", "--artifacts", str(art)],
+    proc = subprocess.Popen([REELFARM, "serve", "--local", "--port", "0", "--artifacts", str(art),
+                             "--db", f"sqlite:///{art / 'reelfarm.db'}",
+                             "--max-queued-frames-per-tenant", str(QUEUED_FRAMES)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         banner = [proc.stdout.readline() for _ in range(2)]
@@ -88,7 +92,26 @@ def test_submit_reports_invalid_storyboards_like_validate(served, tmp_path, caps
     assert "NOT_FOUND" in capsys.readouterr().err
 
 
+def test_submit_priority_and_the_queued_frames_quota(served, tmp_path, capsys):
+    assert main(["submit", storyboard(tmp_path, scenes=3, frames=81), "--server", served]) == 1
+    assert "RESOURCE_EXHAUSTED" in capsys.readouterr().err  # 243 frames > --max-queued-frames
+    assert main(["submit", storyboard(tmp_path, scenes=1), "--server", served, "--priority", "7",
+                 "--detach"]) == 0
+    name = capsys.readouterr().out.strip()
+    assert main(["films", "get", name, "--full", "--server", served]) == 0
+    assert "priority: 7\n" in capsys.readouterr().out
+
+
 def test_serve_refuses_an_open_api_off_loopback(tmp_path):
     done = subprocess.run([REELFARM, "serve", "--local", "--host", "0.0.0.0", "--port", "0",
-                           "--artifacts", str(tmp_path)], capture_output=True, text=True, timeout=120)
+                           "--artifacts", str(tmp_path), "--db", f"sqlite:///{tmp_path}/x.db"],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "without tokens" in done.stderr
+
+
+def test_serve_reports_a_bad_db_url_without_its_password(tmp_path):
+    done = subprocess.run([REELFARM, "serve", "--local", "--port", "0", "--artifacts", str(tmp_path),
+                           "--db", "nosuchdialect://user:hunter2secret@host/db"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--db" in done.stderr
+    assert "hunter2secret" not in done.stderr + done.stdout
