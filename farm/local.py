@@ -22,6 +22,7 @@ from farm.engine.core import EngineCore
 from farm.engine.executor import InlineExecutor
 from farm.model.loader import ModelSource, resolve_model
 from farm.model.worker import TorchWorker
+from farm.observe.instruments import FarmMetrics
 from farm.plan.film import FilmPlan, plan_film
 from farm.sched.config import SchedulerConfig
 from farm.sched.output import Event, FilmState, FilmStateChanged, WorkerSpec
@@ -34,7 +35,7 @@ from farm.stitch.stream import FrameRouter, FrameStream
 def local_director(model: str, artifacts: str | Path, *, db: str | None = None,
                    device: str = "cpu", dtype: torch.dtype = torch.float32,
                    workers: str = "single", config: SchedulerConfig | None = None,
-                   **limits: int) -> Director:
+                   metrics: FarmMetrics | None = None, **limits: int) -> Director:
     """A Director over the embedded farm (the `serve --local` runtime).
 
     `artifacts`: folder of frame archives and (fsspec) checkpoints; `db`: a SQLAlchemy
@@ -47,7 +48,7 @@ def local_director(model: str, artifacts: str | Path, *, db: str | None = None,
     farm = LocalFarm(model, device=device, dtype=dtype, workers=workers, config=config,
                      checkpoints=str(artifacts) if store is not None else None)
     return Director(farm.engine, farm.router, DirectorConfig(Path(artifacts), **limits),
-                    store=store)
+                    store=store, metrics=metrics)
 
 
 class LocalFarm:

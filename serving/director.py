@@ -19,6 +19,8 @@ from farm.director.errors import FailedPrecondition
 from farm.director.records import FilmEvent, FilmInfo
 from farm.engine.core import EngineCore
 from farm.model.loader import resolve_model
+from farm.observe.instruments import FarmMetrics
+from farm.observe.metrics import RaySink
 from farm.sched.config import SchedulerConfig
 from farm.sched.output import FilmState, WorkerSpec
 from farm.sched.scheduler import Scheduler
@@ -52,7 +54,8 @@ class DirectorServer:
         store = JobStore(db).migrate() if db else None
         engine = EngineCore(Scheduler(SchedulerConfig(max_attempts=cfg.director.max_attempts)),
                             self.executor, wait_for_workers=True)
-        self.director = Director(engine, router, store=store, config=DirectorConfig(
+        self.director = Director(engine, router, store=store, metrics=FarmMetrics(RaySink()),
+                                 config=DirectorConfig(
             Path(cfg.artifacts), cfg.director.max_unfinished_films,
             cfg.director.max_unfinished_per_tenant)).start()
         self.rpc = ServeRpc(FilmApi(self.director, {cfg.model: self.profile.family}),

@@ -125,9 +125,10 @@ class PoolWorker:
     def _run(self, item: WorkItem) -> None:
         started = time.perf_counter()
         try:
-            outputs, saved = self._execute(item)
+            outputs, saved, nbytes = self._execute(item)
             report = WorkReport(self.worker_id, item.task_id, True, outputs=outputs,
-                                duration=time.perf_counter() - started, checkpoints=saved)
+                                duration=time.perf_counter() - started, checkpoints=saved,
+                                output_bytes=nbytes)
         except (ray.exceptions.ObjectLostError, CheckpointError) as exc:
             # Which input it was is not known here: every input is reported lost, and the
             # scheduler rolls the unit back (recomputing is always correct).
@@ -153,7 +154,7 @@ class PoolWorker:
             return Handoff.from_bytes(self.artifacts.load_checkpoint(key))
         return ray.get(item.refs[key])
 
-    def _execute(self, item: WorkItem) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    def _execute(self, item: WorkItem) -> tuple[dict[str, Any], tuple[Any, ...], int]:
         saved: tuple[Any, ...] = ()
         if item.kind == "prepare":
             results = [self.worker.encode_prompt(item.orders[0])]
@@ -164,7 +165,9 @@ class PoolWorker:
             saved = self._checkpoint(item, results)
         else:
             results = self._decode(item)
-        return {k: self._put(v) for k, v in zip(item.output_keys, results, strict=True)}, saved
+        nbytes = sum(getattr(r, "nbytes", 0) for r in results)
+        return ({k: self._put(v) for k, v in zip(item.output_keys, results, strict=True)}, saved,
+                nbytes)
 
     def _checkpoint(self, item: WorkItem, results: list[Any]) -> tuple[Any, ...]:
         """Phase outputs to the artifact store, so a restarted director can resume."""

@@ -47,3 +47,4 @@ class WorkReport:
     duration: float = 0.0
     # Checkpoints written for the outputs (farm.store.artifacts.Checkpoint).
     checkpoints: tuple[Any, ...] = ()
+    output_bytes: int = 0

@@ -43,6 +43,7 @@ class _Task:
         self.duration = 0.0
         self.outputs: dict[str, Any] = {}
         self.checkpoints: list[Any] = []
+        self.output_bytes = 0
 
 
 class RayExecutor:
@@ -159,10 +160,12 @@ class RayExecutor:
             task.outputs.update(r.outputs)
             task.checkpoints.extend(r.checkpoints)
             task.duration = max(task.duration, r.duration)
+            task.output_bytes += r.output_bytes
             if not task.waiting:
                 self.store.update(task.outputs)
                 self._saved.extend(task.checkpoints)
-                self._finish(r.task_id, TaskReport(r.task_id, True, duration=task.duration))
+                self._finish(r.task_id, TaskReport(r.task_id, True, duration=task.duration,
+                                                   output_bytes=task.output_bytes))
 
     def assignments(self) -> dict[str, list[str]]:
         """worker id -> tasks it holds a part of that it has not reported yet."""

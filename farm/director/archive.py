@@ -47,6 +47,7 @@ class FrameArchive:
         self.stream = FrameStream(scenes, start=self.written)
         self.error: str | None = None
         self.finished = False
+        self.on_frame: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -65,7 +66,9 @@ class FrameArchive:
         return png_path(self.root / "frames", sid, idx)
 
     def start(self, on_first_frame: Callable[[], None] | None = None,
-              on_done: Callable[[str | None], None] | None = None) -> None:
+              on_done: Callable[[str | None], None] | None = None,
+              on_frame: Callable[[], None] | None = None) -> None:
+        self.on_frame = on_frame
         self._thread = threading.Thread(target=self._run, args=(on_first_frame, on_done),
                                         name=f"archive-{self.root.name}", daemon=True)
         self._thread.start()
@@ -85,6 +88,8 @@ class FrameArchive:
             self.root.mkdir(parents=True, exist_ok=True)
             for item in self.stream:
                 write_png(self.root / "frames", item.scene_id, item.index, item.frame)
+                if self.on_frame is not None:
+                    self.on_frame()
                 with self._cv:
                     self.written = max(self.written, item.film_index + 1)
                     self._cv.notify_all()

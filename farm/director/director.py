@@ -30,10 +30,11 @@ from farm.director.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
-from farm.director.persist import Recorder
+from farm.director.persist import Recorder, log_event
 from farm.director.records import FilmEvent, FilmInfo
 from farm.director.restore import restore
 from farm.engine.core import EngineCore, EngineStalled
+from farm.observe.instruments import FarmMetrics
 from farm.plan.film import plan_film
 from farm.sched.output import Event, FilmState, FilmStateChanged
 from farm.spec.film import Film
@@ -59,12 +60,15 @@ class DirectorConfig:
 
 class Director:
     def __init__(self, engine: EngineCore, router: FrameRouter, config: DirectorConfig,
-                 clock: Callable[[], float] = time.time, store: JobStore | None = None):
+                 clock: Callable[[], float] = time.time, store: JobStore | None = None,
+                 metrics: FarmMetrics | None = None):
         """With a `store`, films survive a restart: start() reads them back and resumes
         every unfinished one from its last completed phases."""
         self.engine, self.router, self.config, self.clock = engine, router, config, clock
         self.store = store
         self._recorder = Recorder(store) if store is not None else None
+        self.metrics = metrics
+        self._sampled = 0.0
         # Where phase handoffs are checkpointed (cleaned once a film succeeds).
         self.checkpoints = getattr(engine.executor, "checkpoints", None)
         self._lock = threading.RLock()
@@ -124,14 +128,13 @@ class Director:
             self._films[entry.film_id] = entry
             if entry.request_id:
                 self._requests[(entry.tenant, entry.request_id)] = entry.film_id
-        if self._recorder is not None:
-            recorder = self._recorder
-            entry.on_publish = lambda e: self._persist(entry, e, recorder)
+        entry.on_publish = lambda e: self._published(entry, e)
 
     def start_archive(self, entry: Entry) -> None:
         self.router.streams[entry.film_id] = entry.archive.stream
         entry.archive.start(on_first_frame=lambda: self._first_frame(entry),
-                            on_done=lambda error: self._archive_done(entry, error))
+                            on_done=lambda error: self._archive_done(entry, error),
+                            on_frame=self.metrics.frame_delivered if self.metrics else None)
 
     def queue(self, *cmd: object) -> None:
         self._commands.put(cmd)
@@ -243,6 +246,19 @@ class Director:
                           for e in self.engine.scheduler.cancel_film(fid, f"stalled: {exc}")]
             self._on_events(events)
             self._record_checkpoints()
+            self.sample_metrics()
+
+    def sample_metrics(self, force: bool = False) -> None:
+        """Gauges (pools, films by state) and the scheduler's cost, twice a second."""
+        now = time.monotonic()
+        if self.metrics is None or (now - self._sampled < 0.5 and not force):
+            return
+        self._sampled = now
+        self.metrics.pools(self.engine.scheduler.pool_stats())
+        with self._lock:
+            states = [e.state for e in self._films.values()]
+        self.metrics.films_by_state(states)
+        self.metrics.decision(self.engine.last_decision_seconds)
 
     def _record_checkpoints(self) -> None:
         take = getattr(self.engine.executor, "take_checkpoints", None)
@@ -276,6 +292,12 @@ class Director:
 
     def _on_events(self, events: list[Event]) -> None:
         now = self.clock()
+        if self.metrics is not None:
+            for fid in {e.film_id for e in events}:
+                entry = self._films.get(fid)
+                if entry is not None:
+                    self.metrics.on_events([e for e in events if e.film_id == fid],
+                                           entry.film.profile.experts)
         if self._recorder is not None:
             for fid in {e.film_id for e in events}:
                 entry = self._films.get(fid)
@@ -295,14 +317,21 @@ class Director:
             if isinstance(e, FilmStateChanged) and e.state.is_final:
                 entry.archive.stream.close(f"film {e.state.value}: {e.reason}")
 
-    def _persist(self, entry: Entry, event: FilmEvent, recorder: Recorder) -> None:
-        recorder.event(entry.film_id, event)
-        if event.kind == "state":
-            recorder.film_updated(entry)
+    def _published(self, entry: Entry, event: FilmEvent) -> None:
+        """Every event of every film: persisted, logged with its ids, counted."""
+        if self._recorder is not None:
+            self._recorder.event(entry.film_id, event)
+            if event.kind == "state":
+                self._recorder.film_updated(entry)
+        log_event(entry, event)
+        if self.metrics is not None and event.kind == "state" and event.state.is_final:
+            self.metrics.film_finished(event.state)
 
     def _first_frame(self, entry: Entry) -> None:
         if entry.first_frame_time is None:
             entry.first_frame_time = self.clock()
+            if self.metrics is not None:
+                self.metrics.first_frame(entry.first_frame_time - entry.create_time)
             if self._recorder is not None:
                 self._recorder.film_updated(entry)
 
@@ -313,7 +342,8 @@ class Director:
                 and archive.written == archive.total:
             entry.set_state(self.clock(), FilmState.SUCCEEDED,
                             "every frame delivered; film.mp4 written")
-            if self.store is not None and self.checkpoints is not None:
+            if self.store is not None and self.checkpoints is not None and \
+                entry.state == FilmState.SUCCEEDED:
                 self.checkpoints.remove_film_handoffs(entry.film_id)  # done: free the space
                 self.store.drop_checkpoints(entry.film_id)
 

@@ -14,6 +14,7 @@ with each unit where it stood:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from farm.director.records import FilmEvent
@@ -115,3 +116,16 @@ class Recorder:
     def checkpoints(self, saved: list[Any], now: float) -> None:
         for c in saved:
             self.store.put_checkpoint(c.film_id, c.segment_id, c.phase_index, c.key, c.nbytes, now)
+
+
+_log = logging.getLogger("reelfarm.films")
+
+
+def log_event(entry: Any, e: FilmEvent) -> None:
+    """One log line per film event, with the ids it is about (JSON logs keep them as fields)."""
+    level = logging.WARNING if e.kind in ("retry", "error") or e.state == FilmState.FAILED \
+        else logging.INFO
+    _log.log(level, "%s: %s", e.kind, e.message, extra={
+        "film_id": entry.film_id, "tenant": entry.tenant, "scene_id": e.scene_id,
+        "unit_id": e.unit_id, "phase": e.phase_index if e.kind == "phase" else None,
+        "expert": e.expert, "worker_ids": e.worker_ids, "state": e.state.value, "event": e.kind})

@@ -22,6 +22,8 @@ class EngineCore:
         """`wait_for_workers`: a fleet that can grow (a cluster) waits for a worker that
         holds what the films need instead of declaring them stalled."""
         self.wait_for_workers = wait_for_workers
+        # Wall time of the latest schedule() call (a metric of the scheduler's cost).
+        self.last_decision_seconds = 0.0
         self.scheduler = scheduler
         self.executor = executor
         self.clock = clock
@@ -38,7 +40,9 @@ class EngineCore:
     def step(self) -> list[Event]:
         """Apply fleet changes, schedule what fits, execute, apply whatever finished."""
         events = self._apply_fleet()
-        output = self.scheduler.schedule(self.clock())
+        started = self.clock()
+        output = self.scheduler.schedule(started)
+        self.last_decision_seconds = self.clock() - started
         if not output.is_empty:
             self.executor.submit(output)
         self._last = output

@@ -161,14 +161,15 @@ class InlineExecutor:
     def _run(self, task: Any, fn: Callable[[Any], None]) -> TaskReport:
         started = time.perf_counter()
         try:
-            fn(task)
+            written = fn(task)
         except _MissingKeys as exc:
             return TaskReport(task.task_id, ok=False, error=str(exc), lost_keys=exc.keys)
         except Exception as exc:  # noqa: BLE001 - any worker failure becomes a report
             worker = getattr(exc, "worker_id", None)
             return TaskReport(task.task_id, ok=False, error=f"{type(exc).__name__}: {exc}",
                               worker_id=worker)
-        return TaskReport(task.task_id, ok=True, duration=time.perf_counter() - started)
+        return TaskReport(task.task_id, ok=True, duration=time.perf_counter() - started,
+                          output_bytes=int(written or 0))
 
     def _get(self, *keys: str | None) -> list[Any]:
         for key in keys:
@@ -204,7 +205,7 @@ class InlineExecutor:
         order = image_order(self._plans[task.film_id], task)
         self.store[task.output_key] = self.workers[task.worker_id].encode_image(order)
 
-    def _phase(self, task: PhaseTask) -> None:
+    def _phase(self, task: PhaseTask) -> int:
         orders = denoise_orders(self._plans[task.film_id], task)
         prompt, condition = self._get(task.prompt_key, task.condition_key)
         states = self._get(*(m.input_key for m in task.members))
@@ -218,6 +219,7 @@ class InlineExecutor:
         self._save(task, results)
         for m, result in zip(task.members, results, strict=True):
             self.store[m.output_key] = result
+        return sum(getattr(r, "nbytes", 0) for r in results)
 
     def _decode(self, task: DecodeTask) -> None:
         order = decode_order(self._plans[task.film_id], task)

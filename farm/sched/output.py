@@ -36,6 +36,8 @@ class WorkerSpec:
     holds: frozenset[str]
     # Units of work it runs at once (gang members count one each).
     slots: int = 1
+    # The pool (deployment) it belongs to, for per-pool statistics; "" = its own id.
+    pool: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +190,8 @@ class TaskReport:
     lost_keys: tuple[str, ...] = ()
     # Seconds the task ran, as measured by the executor (for statistics only).
     duration: float = 0.0
+    # Bytes of what the task wrote (a phase: latents + solver state), for statistics.
+    output_bytes: int = 0
     # The task died with its worker (crash, preemption; see Scheduler.remove_worker): it
     # is retried without blaming the worker or using one of its max_attempts.
     worker_lost: bool = False
@@ -214,8 +218,9 @@ class PhaseFinished:
     num_steps: int
     worker_ids: tuple[str, ...]
     time: float = 0.0
-    # Seconds the phase ran (executor-measured).
+    # Seconds the phase ran (executor-measured) and bytes it handed over.
     duration: float = 0.0
+    output_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +245,24 @@ class TaskRetried:
 
 
 Event = FilmStateChanged | PhaseFinished | FramesDecoded | TaskRetried
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """One pool's load, for metrics and the pool balancer."""
+
+    pool: str
+    # Ready phases that a worker of this pool could run, and phases running on it.
+    queued_phases: int
+    running_phases: int
+    # Live workers, their slots, and slots running work.
+    workers: int
+    slots: int
+    busy_slots: int
+
+    @property
+    def busy_fraction(self) -> float:
+        return min(1.0, self.busy_slots / self.slots) if self.slots else 0.0
 
 
 @dataclass(frozen=True, slots=True)

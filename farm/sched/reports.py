@@ -61,12 +61,12 @@ def apply_report(s: Scheduler, run: RunningTask, report: TaskReport) -> list[Eve
         return []
     assert u is not None
     if run.kind == "phase":
-        return _on_phase_done(s, f, sc, u, run, report.duration)
+        return _on_phase_done(s, f, sc, u, run, report.duration, report.output_bytes)
     return _on_decode_done(s, f, sc, u, run, report.duration)
 
 
 def _on_phase_done(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
-                   run: RunningTask, duration: float) -> list[Event]:
+                   run: RunningTask, duration: float, output_bytes: int = 0) -> list[Event]:
     assert run.phase_index == u.phases_done, "a unit runs one phase at a time"
     for seg, key, wid in zip(u.plan.segments, run.output_keys, run.worker_ids, strict=True):
         old = u.latest.get(seg.id)
@@ -79,7 +79,8 @@ def _on_phase_done(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
     phase = f.plan.phases[run.phase_index]
     events: list[Event] = [PhaseFinished(f.film_id, u.plan.id, run.phase_index, phase.expert,
                                          phase.num_steps * len(u.plan.segments), run.worker_ids,
-                                         time=s._now, duration=duration)]
+                                         time=s._now, duration=duration,
+                                         output_bytes=output_bytes)]
     if u.phases_done == len(f.plan.phases):
         _free_inputs_of_done_unit(s, f, sc, u)
     return events

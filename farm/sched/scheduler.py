@@ -35,6 +35,7 @@ from farm.sched.output import (
     FilmStateChanged,
     ImageTask,
     PhaseTask,
+    PoolStats,
     PrepareTask,
     SchedulerOutput,
     TaskReport,
@@ -180,6 +181,26 @@ class Scheduler:
         f = self._film(film_id)
         return FilmProgress(film_id, f.state, f.phases_done, f.phases_total, f.frames_done,
                             f.frames_total, f.reason, tuple(sorted(f.excluded)))
+
+    def pool_stats(self) -> tuple[PoolStats, ...]:
+        """Queue depth and occupancy per pool (pure bookkeeping, for metrics)."""
+        pools: dict[str, list[WorkerState]] = {}
+        for w in self._workers.values():
+            if w.alive:
+                pools.setdefault(w.spec.pool or w.spec.worker_id, []).append(w)
+        ready = [(f, need) for f in self._active()
+                 for need, _, _ in (tasks.requirements(f, c) for c in tasks.candidates(f))]
+        running = [(r, self._films.get(r.film_id)) for r in self._running.values()
+                   if r.kind == "phase"]
+        out = []
+        for name, ws in sorted(pools.items()):
+            ids = {w.spec.worker_id for w in ws}
+            queued = sum(1 for f, (what, family) in ready if what in f.plan.film.profile.experts
+                         and any(w.serves(what, family) for w in ws))
+            busy = sum(1 for r, _ in running if ids & set(r.worker_ids))
+            out.append(PoolStats(name, queued, busy, len(ws), sum(w.spec.slots for w in ws),
+                                 sum(min(w.busy, w.spec.slots) for w in ws)))
+        return tuple(out)
 
     def film_ids(self) -> tuple[str, ...]:
         return tuple(self._films)
