@@ -187,7 +187,8 @@ def is_loopback(host: str) -> bool:
 
 
 def local_server(model: str, artifacts: str | Path, auth: Authenticator,
-                 config: ServerConfig = ServerConfig(), *, db: str | None = None, **limits: int):
+                 config: ServerConfig = ServerConfig(), *, db: str | None = None,
+                 metrics=None, **limits: int):
     """The embedded runtime behind the API: a local Director serving one model.
 
     `db`: SQLAlchemy URL of the job store; with one, films (and their render log) survive
@@ -202,7 +203,7 @@ def local_server(model: str, artifacts: str | Path, auth: Authenticator,
         raise ValueError(f"refusing to serve {config.host} without tokens: anyone who can reach "
                          "it could use the farm; give --tokens, or serve on 127.0.0.1")
     source = resolve_model(model)
-    director = local_director(model, artifacts, db=db, **limits)
+    director = local_director(model, artifacts, db=db, metrics=metrics, **limits)
     try:
         server = ApiServer(FilmApi(director, {model: source.family}), auth, config)
     except BaseException:

@@ -37,6 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="unfinished films per tenant")
     p.add_argument("--max-queued-frames-per-tenant", type=int, default=100_000,
                    help="frames not yet delivered, summed over a tenant's unfinished films")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (same --host)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="json: one object per line with film/scene/unit/phase ids")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.set_defaults(run=run)
 
 
@@ -57,10 +62,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --tokens: {exc}", file=sys.stderr)
         return 2
     quiet_libraries()
+    from farm.observe.logs import configure_logging
+
+    configure_logging(args.log_format, args.log_level)
+    metrics = sink = None
+    if args.metrics_port is not None:
+        from farm.observe.instruments import FarmMetrics
+        from farm.observe.metrics import PrometheusSink
+
+        sink = PrometheusSink()
+        metrics = FarmMetrics(sink)
     try:
         server, director = local_server(
             args.model, args.artifacts, auth, ServerConfig(host=args.host, port=args.port),
-            db=args.db, max_unfinished_films=args.max_films,
+            db=args.db, metrics=metrics, max_unfinished_films=args.max_films,
             max_unfinished_per_tenant=args.max_films_per_tenant,
             max_queued_frames_per_tenant=args.max_queued_frames_per_tenant)
     except (OSError, ValueError, RuntimeError) as exc:
@@ -71,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"reelfarm API on {server.address} (model {args.model}, artifacts {args.artifacts}, "
           f"db {_safe_url(args.db)})", flush=True)
+    if sink is not None:
+        from farm.observe.http import serve_metrics
+
+        http = serve_metrics(sink, args.metrics_port, args.host)
+        print(f"metrics on http://{args.host}:{http.server_port}/metrics", flush=True)
     if auth.is_open:
         print("auth: OPEN - no --tokens given; every caller is tenant 'default'", flush=True)
     else:

@@ -238,6 +238,7 @@ class Director:
             self._apply_commands(block=not busy)
             if not self.engine.scheduler.has_unfinished_films():
                 self._forget_finished()
+                self.sample_metrics()
                 continue
             try:
                 events = self.engine.step()
