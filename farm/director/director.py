@@ -245,8 +245,8 @@ class Director:
             except EngineStalled as exc:
                 events = [e for fid in self.engine.scheduler.film_ids()
                           for e in self.engine.scheduler.cancel_film(fid, f"stalled: {exc}")]
+            self._record(events)
             self._on_events(events)
-            self._record_checkpoints()
             self.sample_metrics()
 
     def sample_metrics(self, force: bool = False) -> None:
@@ -261,13 +261,15 @@ class Director:
         self.metrics.films_by_state(states)
         self.metrics.decision(self.engine.last_decision_seconds)
 
-    def _record_checkpoints(self) -> None:
+    def _record(self, events: list[Event]) -> None:
+        """Durable before anyone hears of it: a step's render log and checkpoints."""
         take = getattr(self.engine.executor, "take_checkpoints", None)
-        if take is None:
+        saved = take() if take is not None else []
+        if self._recorder is None:
             return
-        saved = take()
-        if saved and self._recorder is not None:
-            self._recorder.checkpoints(saved, self.clock())
+        experts = {fid: e.film.profile.experts for fid in {ev.film_id for ev in events}
+                   if (e := self._films.get(fid)) is not None}
+        self._recorder.step(events, experts, saved, self.clock())
 
     def _forget_finished(self) -> None:
         """Finished films leave the scheduler (their records stay here and in the store)."""
@@ -299,12 +301,6 @@ class Director:
                 if entry is not None:
                     self.metrics.on_events([e for e in events if e.film_id == fid],
                                            entry.film.profile.experts)
-        if self._recorder is not None:
-            for fid in {e.film_id for e in events}:
-                entry = self._films.get(fid)
-                if entry is not None:
-                    self._recorder.executions(fid, [e for e in events if e.film_id == fid],
-                                              entry.film.profile.experts, now)
         for e in events:
             entry = self._films.get(e.film_id)
             if entry is None:

@@ -106,16 +106,14 @@ class Recorder:
     def event(self, film_id: str, e: FilmEvent) -> None:
         self.store.add_event(film_id, e.seq, event_to_json(e))
 
-    def executions(self, film_id: str, events: list[Event], experts: tuple[str, ...],
-                   now: float) -> None:
-        for e in events:
-            row = execution_of(e, experts, now)
-            if row is not None:
-                self.store.add_execution(film_id, row)
-
-    def checkpoints(self, saved: list[Any], now: float) -> None:
-        for c in saved:
-            self.store.put_checkpoint(c.film_id, c.segment_id, c.phase_index, c.key, c.nbytes, now)
+    def step(self, events: list[Event], experts: dict[str, tuple[str, ...]], saved: list[Any],
+             now: float) -> None:
+        """The render-log rows of a step's events and the checkpoints its phases wrote,
+        together (farm.store.jobs.JobStore.record_step)."""
+        rows = [(e.film_id, row) for e in events if e.film_id in experts
+                and (row := execution_of(e, experts[e.film_id], now)) is not None]
+        ckpts = [(c.film_id, c.segment_id, c.phase_index, c.key, c.nbytes, now) for c in saved]
+        self.store.record_step(rows, ckpts)
 
 
 _log = logging.getLogger("reelfarm.films")

@@ -106,14 +106,24 @@ class JobStore:
         with Session(self.engine) as s, s.begin():
             s.execute(q)
 
+    def record_step(self, executions: list[tuple[str, Execution]],
+                    checkpoints: list[tuple[str, str, int, str, int, float]]) -> None:
+        """A step's finished tasks and the checkpoints they wrote, in ONE transaction: a
+        phase is in the render log exactly when its output is resumable."""
+        if not executions and not checkpoints:
+            return
+        with Session(self.engine) as s, s.begin():
+            for film_id, segment_id, phase, key, nbytes, time in checkpoints:
+                s.merge(CheckpointRow(film_id=film_id, segment_id=segment_id, phase_index=phase,
+                                      key=key, nbytes=nbytes, create_time=time))
+            for film_id, e in executions:
+                s.add(_execution_row(film_id, e))
+
     # ---- executions and events ------------------------------------------------------------
 
     def add_execution(self, film_id: str, e: Execution) -> None:
         with Session(self.engine) as s, s.begin():
-            s.add(ExecutionRow(film_id=film_id, kind=e.kind, unit_id=e.unit_id,
-                               phase_index=e.phase_index, expert=e.expert,
-                               worker_ids=",".join(e.worker_ids), ok=e.ok, message=e.message,
-                               duration=e.duration, time=e.time))
+            s.add(_execution_row(film_id, e))
 
     def executions(self, film_id: str) -> list[Execution]:
         q = select(ExecutionRow).where(ExecutionRow.film_id == film_id).order_by(ExecutionRow.id)
@@ -130,6 +140,12 @@ class JobStore:
         q = select(EventRow).where(EventRow.film_id == film_id).order_by(EventRow.seq)
         with Session(self.engine) as s:
             return [r.event for r in s.scalars(q)]
+
+
+def _execution_row(film_id: str, e: Execution) -> ExecutionRow:
+    return ExecutionRow(film_id=film_id, kind=e.kind, unit_id=e.unit_id, phase_index=e.phase_index,
+                        expert=e.expert, worker_ids=",".join(e.worker_ids), ok=e.ok,
+                        message=e.message, duration=e.duration, time=e.time)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -61,8 +61,11 @@ def test_full_artifact_store_fails_the_film_with_a_stored_reason(small_fs, tmp_p
 
 def test_removed_artifact_folder_never_yields_a_successful_film(tmp_path):
     artifacts = tmp_path / "artifacts"
-    final, row, mp4 = run(artifacts, f"sqlite:///{tmp_path}/jobs.db",
-                          sabotage=lambda film_id: shutil.rmtree(artifacts / "films" / film_id))
+    def remove(film_id: str) -> None:  # the archive keeps writing meanwhile: repeat
+        for _ in range(20):
+            shutil.rmtree(artifacts / "films" / film_id, ignore_errors=True)
+
+    final, row, mp4 = run(artifacts, f"sqlite:///{tmp_path}/jobs.db", sabotage=remove)
     assert final.state == FilmState.FAILED
     assert "missing from the archive" in final.reason
     assert row.state == "FAILED" and not mp4.exists()
