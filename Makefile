@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 NODE   := clients/node
 PROTOS := $(wildcard protos/reelfarm/*/*.proto)
 
-.PHONY: demo test lint lint-protos node chart bench clean
+.PHONY: demo test lint lint-protos node chart bench clean vllm
 
 # Reinstalling regenerates the API code from protos/ (setup.py), hence the protos here.
 # The `kernels` extra is triton (it installs next to CPU torch without changing it), so
@@ -52,9 +52,14 @@ node: $(NODE)/node_modules/.installed
 lint-protos: node
 	$(NODE)/node_modules/.bin/buf lint
 
+# vLLM's CPU build in its own venv, .venv-vllm (cached per version; see .ci/vllm-env): for
+# `reelfarm direct --llm-model` and the real-engine tests in tests/story.
+vllm:
+	.ci/vllm-env
+
 bench: $(BIN)/.installed
 	$(BIN)/python bench/overhead.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache $(NODE)/node_modules
+	rm -rf $(VENV) .venv-vllm out .pytest_cache $(NODE)/node_modules
 	rm -f protos/reelfarm/_generated.txt protos/reelfarm/*/*_pb2*.py*

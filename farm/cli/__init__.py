@@ -10,7 +10,7 @@ from farm import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from farm.cli import films, k8s, models, render, serve, submit, validate, verify
+    from farm.cli import direct, films, k8s, models, render, serve, submit, validate, verify
 
     parser = argparse.ArgumentParser(prog="reelfarm", description=(
         "A distributed streaming render farm for generative video (Wan2.2 MoE)."))
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_parser(sub)
     films.add_parser(sub)
     k8s.add_parser(sub)
+    direct.add_parser(sub)
     return parser
 
 

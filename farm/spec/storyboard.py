@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from farm.spec.errors import FieldError, SpecError, format_path
 
 SceneId = Annotated[str, Field(pattern=r"^[a-z0-9_-]+$", min_length=1, max_length=64)]
+# A character (or place) of the film's bible: a word scenes can name it by.
+CharacterId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", min_length=1, max_length=32)]
 Continuity = Literal["single", "windows", "chain"]
 Solver = Literal["unipc", "euler"]
 
@@ -46,6 +48,33 @@ class SceneSpec(_Strict):
     overlap: Annotated[int, Field(ge=1)] | None = None
     # First frame (image-to-video families); a path relative to the storyboard file.
     image: Annotated[str, Field(min_length=1)] | None = None
+    # Written by `reelfarm direct` (farm.story); rendering reads only `prompt`:
+    # the prompt before extension and bible injection, the bible ids the scene names
+    # (injected into `prompt`), and those characters' reference images (for the
+    # conditioning inputs; paths relative to the storyboard file).
+    original_prompt: Annotated[str, Field(min_length=1)] | None = None
+    cast: list[CharacterId] | None = None
+    references: list[Annotated[str, Field(min_length=1)]] | None = None
+
+
+class Character(_Strict):
+    """A recurring character or place, described once for every scene that names it."""
+
+    id: CharacterId
+    # How prompts name it ("Mira"); the id matches too, `_` read as a space.
+    name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    description: Annotated[str, Field(min_length=1)]
+    # Reference images (paths relative to the storyboard file).
+    references: list[Annotated[str, Field(min_length=1)]] = []
+
+
+class DirectSpec(_Strict):
+    """Settings of the story writer (`reelfarm direct`); rendering ignores them."""
+
+    # Opt-in: rewrite each scene prompt Wan-style (subject, motion, camera, lighting).
+    extend_prompts: bool = False
+    logline: str | None = None
+    style: str | None = None
 
 
 class Storyboard(_Strict):
@@ -63,6 +92,8 @@ class Storyboard(_Strict):
     window: Annotated[int, Field(ge=1)] | None = None
     overlap: Annotated[int, Field(ge=1)] | None = None
     scenes: Annotated[list[SceneSpec], Field(min_length=1)]
+    characters: list[Character] = []
+    direct: DirectSpec | None = None
 
 
 def load_storyboard(path: str | Path) -> Storyboard:
@@ -92,7 +123,7 @@ def parse_storyboard(data: Any) -> Storyboard:
         board = Storyboard.model_validate(data)
     except ValidationError as exc:
         raise SpecError([_from_pydantic(e) for e in exc.errors()]) from None
-    errors = _check_scene_ids(board)
+    errors = _check_scene_ids(board) + _check_cast(board)
     if errors:
         raise SpecError(errors)
     return board
@@ -125,4 +156,20 @@ def _check_scene_ids(board: Storyboard) -> list[FieldError]:
             errors.append(FieldError(f"scenes[{i}].id",
                                      f"duplicate scene id {scene.id!r} (also scenes[{seen[scene.id]}])"))
         seen.setdefault(scene.id, i)
+    return errors
+
+
+def _check_cast(board: Storyboard) -> list[FieldError]:
+    known: dict[str, int] = {}
+    errors = []
+    for i, ch in enumerate(board.characters):
+        if ch.id in known:
+            errors.append(FieldError(f"characters[{i}].id",
+                                     f"duplicate character id {ch.id!r} (also characters[{known[ch.id]}])"))
+        known.setdefault(ch.id, i)
+    for i, scene in enumerate(board.scenes):
+        for j, cid in enumerate(scene.cast or ()):
+            if cid not in known:
+                errors.append(FieldError(f"scenes[{i}].cast[{j}]", (
+                    f"{cid!r} is not in `characters`; known: {', '.join(sorted(known)) or 'none'}")))
     return errors
