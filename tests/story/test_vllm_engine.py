@@ -43,8 +43,9 @@ BIBLE = f"""\
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-llm")
-    subprocess.run([str(VLLM_PYTHON), str(Path(__file__).with_name("tiny_llm.py")), str(out)],
-                   check=True, capture_output=True, timeout=300)
+    res = subprocess.run([str(VLLM_PYTHON), str(Path(__file__).with_name("tiny_llm.py")),
+                          str(out)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
     return out
 
 
@@ -73,17 +74,18 @@ def test_a_logline_on_a_random_model_makes_a_valid_storyboard(tiny_llm, tmp_path
     assert [s.id for s in film.scenes] == ["s010", "s020", "s030"]
     assert (film.fps, film.width, film.height, film.model) == (16, 64, 64, "tiny")
     assert all(s.num_frames in range(5, 82, 4) for s in film.scenes)
-    for scene in board.scenes:
-        assert scene.original_prompt and scene.original_prompt not in ("", scene.prompt)
+    for scene, answer in zip(board.scenes, film.scenes, strict=True):
+        assert answer.prompt == scene.prompt  # what renders
+        assert scene.original_prompt and scene.original_prompt != scene.prompt
         assert "Camera: " in scene.prompt and "Lighting: " in scene.prompt  # extended
+        # The LLM's own text: the extension, before the bible's sentences and the style.
+        text = scene.prompt.split(f" Mira: {MIRA}")[0].split(f" harbor: {HARBOR}")[0]
+        texts = (scene.original_prompt, text)
         cast = scene.cast or []
-        mira = "mira" in cast or names(scene.original_prompt, "Mira")
-        harbor = "harbor" in cast or names(scene.original_prompt, "harbor")
-        assert (MIRA in scene.prompt) == mira or names(scene.prompt, "Mira")
-        if mira:
-            assert MIRA in scene.prompt and scene.references == ["mira.png"]
-        if harbor:
-            assert HARBOR in scene.prompt
+        mira = "mira" in cast or any(names(t, "mira") for t in texts)
+        harbor = "harbor" in cast or any(names(t, "harbor") for t in texts)
+        assert (MIRA in scene.prompt) == mira and (HARBOR in scene.prompt) == harbor
+        assert scene.references == (["mira.png"] if mira else None)
         assert scene.prompt.endswith("Style: 35mm film.")
 
 
