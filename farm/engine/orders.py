@@ -55,6 +55,37 @@ class ImageOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class GangRank:
+    """Where a denoise order runs inside its segment's gang, and where the gang meets.
+
+    A segment's phase may run on `cfg x sp` workers: CFG parallel (cfg = 2: the
+    conditional and the unconditional forward on two workers) times Ulysses sequence
+    parallel (sp workers split the tokens). Rank = cfg_rank * sp + sp_rank.
+    """
+
+    cfg: int
+    sp: int
+    rank: int
+    # Rendezvous: a TCP key-value store ("host:port") and this gang's key prefix in it.
+    store: str
+    prefix: str
+    # Seconds to wait for the other ranks (rendezvous and every collective).
+    timeout_s: float = 300.0
+
+    @property
+    def size(self) -> int:
+        return self.cfg * self.sp
+
+    @property
+    def cfg_rank(self) -> int:
+        return self.rank // self.sp
+
+    @property
+    def sp_rank(self) -> int:
+        return self.rank % self.sp
+
+
+@dataclass(frozen=True, slots=True)
 class DenoiseOrder:
     """One member (segment) of a phase."""
 
@@ -75,6 +106,8 @@ class DenoiseOrder:
     member: int
     # Whether a conditioning input (chain: previous segment's last frame) is given.
     conditioned: bool
+    # None: this order runs on one worker (the default); else its rank in the gang.
+    gang_rank: GangRank | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ blocking exchange (`run_phase`):
     for each step i in [start, stop):
         1. model input        latents (1, C, F, h, w) -> expert dtype (+ conditioning)
         2. guided prediction  uncond + g * (cond - uncond)          (two forwards)
+                              gang (farm.model.gang): CFG rank 0 runs cond, rank 1
+                              uncond, all-gathered; Ulysses ranks split the tokens
         3. halo blend         windows: sum_k w_k p_k / sum_k w_k on shared frames
         4. solver step        latents <- scheduler.step(pred, t_i, latents)
 """
@@ -23,8 +25,10 @@ import torch
 from farm.engine.exchange import Exchange
 from farm.engine.orders import DenoiseOrder
 from farm.model.condition import Condition, first_frame_mask
+from farm.model.gang import Gang
 from farm.model.solver import Handoff, export_state, import_state
 from farm.model.text import PromptEmbeds
+from farm.model.ulysses import sequence_parallel
 from farm.plan.segments import Window, blend_weights, neighbours
 
 Halos = dict[int, torch.Tensor]
@@ -52,13 +56,15 @@ def drive(steps: Generator[tuple[int, Halos], Halos, Handoff], member: int,
 def phase_steps(transformer, scheduler, order: DenoiseOrder, embeds: PromptEmbeds,
                 latents: torch.Tensor | None, handoff: Handoff | None, *,
                 expand_timesteps: bool = False, condition: Condition | None = None,
-                ) -> Generator[tuple[int, Halos], Halos, Handoff]:
+                gang: Gang | None = None) -> Generator[tuple[int, Halos], Halos, Handoff]:
     """Run the order's steps with `transformer`; `latents` is used when handoff is None.
+    With a `gang`, this is one rank of the segment's gang (every rank returns the same).
 
     Grad mode is thread-local and a generator's `with` block would leak across its
     yields, so every compute block below is a @no_grad function of its own.
     """
     run = _Run(transformer, scheduler, order, embeds, latents, handoff, expand_timesteps, condition)
+    run.gang = gang
     for i in range(order.start_step, order.stop_step):
         pred = run.predict(i)  # steps 1-2
         if run.halo is not None:  # step 3
@@ -99,6 +105,7 @@ class _Run:
         self.mask = (first_frame_mask(self.latents) if condition is not None and condition.kind == "first_frame"
                      else torch.ones(self.latents.shape, dtype=torch.float32, device=device))
         self.expand = expand_timesteps
+        self.gang: Gang | None = None  # set by phase_steps for a rank of a gang
 
     @torch.no_grad()
     def predict(self, i: int) -> torch.Tensor:
@@ -111,6 +118,8 @@ class _Run:
         else:
             x = ((1 - self.mask) * self.cond + self.mask * self.latents).to(self.dtype)
         timestep = _timestep(t, self.latents, self.mask if self.expand else None)
+        if self.gang is not None:
+            return self._predict_gang(x, timestep)
         # 2. guided prediction
         pred = self.model(hidden_states=x, timestep=timestep, encoder_hidden_states=self.prompt,
                           return_dict=False)[0]
@@ -122,6 +131,33 @@ class _Run:
                                 encoder_hidden_states=self.negative, return_dict=False)[0]
             pred = uncond + g * (pred - uncond)
         return pred
+
+    def _guidance(self) -> float:
+        g = self.order.guidance
+        if g > 1.0 and self.negative is None:
+            raise ValueError(f"{self.order.segment_id}: guidance {g} needs negative embeddings")
+        return g
+
+    @torch.no_grad()
+    def _predict_gang(self, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        gang, g = self.gang, self._guidance()
+        assert gang is not None
+
+        def forward(embeds: torch.Tensor) -> torch.Tensor:  # (1, C, F, h, w), SP inside
+            with sequence_parallel(self.model, gang.seq):
+                return self.model(hidden_states=x, timestep=timestep, encoder_hidden_states=embeds,
+                                  return_dict=False)[0]
+        # 2a. CFG parallel: rank 0 the conditional forward, rank 1 the unconditional one;
+        #     all-gathered, so every rank holds both
+        if gang.spec.cfg == 2:
+            cond, uncond = gang.cfg_gather(forward(self.negative if gang.runs_uncond else self.prompt))
+        else:
+            cond = forward(self.prompt)
+            if g <= 1.0:
+                return cond
+            uncond = forward(self.negative)
+        # 2b. the same guided prediction on every rank (bit-identical solver states)
+        return uncond + g * (cond - uncond)
 
     @torch.no_grad()
     def blend(self, pred: torch.Tensor, got: Halos) -> torch.Tensor:

@@ -13,10 +13,18 @@ import torch
 
 from farm.engine.exchange import Exchange
 from farm.engine.executor import Emit
-from farm.engine.orders import DecodeOrder, DenoiseOrder, ImageOrder, ModelRef, PromptOrder
+from farm.engine.orders import (
+    DecodeOrder,
+    DenoiseOrder,
+    GangRank,
+    ImageOrder,
+    ModelRef,
+    PromptOrder,
+)
 from farm.media.images import load_image
 from farm.model.condition import Condition, image_tensor, make_condition
 from farm.model.decode import StreamingDecoder, to_uint8
+from farm.model.gang import Gang, check_gang
 from farm.model.loader import ModelLoader, ModelSource
 from farm.model.noise import initial_noise
 from farm.model.phase import Halos, drive, phase_steps
@@ -50,7 +58,10 @@ class TorchWorker:
 
     def denoise_steps(self, order: DenoiseOrder, prompt: PromptEmbeds, state: Handoff | None,
                       condition: Condition | None) -> Generator[tuple[int, Halos], Halos, Handoff]:
-        """The phase as a generator that yields its halos each step (see model.phase)."""
+        """The phase as a generator that yields its halos each step (see model.phase).
+
+        An order with a gang rank joins its gang's process groups when first stepped, so
+        it must run in a thread (or process) of its own, concurrently with its peers."""
         self._check(order.model)
         latents = None
         if state is None:
@@ -58,10 +69,19 @@ class TorchWorker:
             latents = initial_noise(order.seed, order.scene_id, order.window.size, p.latent_channels,
                                     order.model.height // p.vae_spatial,
                                     order.model.width // p.vae_spatial, first_frame=order.window.start)
-        return phase_steps(self.loader.expert(order.expert),
-                           self.loader.scheduler(order.model.solver, order.model.shift), order,
-                           prompt, latents, state, expand_timesteps=self.profile.expand_timesteps,
-                           condition=condition)
+        model = self.loader.expert(order.expert)
+        rank = order.gang_rank
+        if rank is not None:
+            check_gang(model, rank, order.guidance)
+
+        def steps(gang: Gang | None):
+            return phase_steps(model, self.loader.scheduler(order.model.solver, order.model.shift),
+                               order, prompt, latents, state,
+                               expand_timesteps=self.profile.expand_timesteps,
+                               condition=condition, gang=gang)
+        if rank is None or rank.size == 1:
+            return steps(None)
+        return _ganged(steps, rank, self.loader.device)
 
     def denoise(self, order: DenoiseOrder, prompt: PromptEmbeds, state: Handoff | None,
                 condition: Condition | None, exchange: Exchange) -> Handoff:
@@ -83,3 +103,15 @@ class TorchWorker:
         # Chain: the next segment starts from this segment's last frame.
         return make_condition(self.loader.vae(), image_tensor(last), order.condition_frames,
                               self.profile.expand_timesteps)
+
+
+def _ganged(steps, rank: GangRank, device: torch.device):
+    """Join the gang, run the phase as one of its ranks, leave (abort on any failure)."""
+    gang = Gang(rank, device)
+    try:
+        result = yield from steps(gang)
+    except BaseException:
+        gang.abort()
+        raise
+    gang.close()
+    return result

@@ -1,0 +1,117 @@
+"""A gang inside a segment: torch.distributed process groups for CFG and Ulysses parallel.
+
+    a segment's gang: cfg x sp ranks, rank = cfg_rank * sp + sp_rank
+      SP group   (ranks with my cfg_rank)   Ulysses all-to-alls around self-attention
+      CFG group  (ranks with my sp_rank)    all-gather of the (cond, uncond) predictions
+
+Ranks meet at a TCP key-value store hosted by the runtime (`StoreServer`: the in-process
+executor's owner on loopback, the Ray director on its node), each gang under its own key
+prefix. Backend: NCCL on CUDA devices, Gloo otherwise. Groups are c10d ProcessGroup
+objects of their own (no global `init_process_group`), so one process can hold ranks of
+several gangs at once (threads of the in-process runtime, slots of a pool replica).
+
+A rank that fails aborts its groups, so its peers' pending collectives fail at once
+("connection closed by peer") rather than at the timeout: the whole gang fails and the
+scheduler retries the unit.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from farm.engine.orders import GangRank
+from farm.model.ulysses import SeqGroup, valid_degrees
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class StoreServer:
+    """The rendezvous store of a runtime: a TCPStore master on `host`, port from the OS."""
+
+    def __init__(self, host: str = "127.0.0.1", timeout_s: float = 300.0):
+        self.host = host
+        self._store = dist.TCPStore(host, 0, is_master=True, wait_for_workers=False,
+                                    timeout=timedelta(seconds=timeout_s))
+
+    def address(self) -> str:
+        return f"{self.host}:{self._store.port}"
+
+
+def check_gang(model, rank: GangRank, guidance: float) -> None:
+    """Reject a layout the model cannot run, before anyone waits for anyone."""
+    heads = model.config.num_attention_heads
+    if rank.sp < 1 or heads % rank.sp:
+        raise ValueError(f"Ulysses degree {rank.sp} must divide the {heads} attention heads of "
+                         f"this model; valid degrees: {valid_degrees(heads)}")
+    if rank.cfg not in (1, 2):
+        raise ValueError(f"CFG parallel degree must be 1 or 2, got {rank.cfg}")
+    if rank.cfg == 2 and guidance <= 1.0:
+        raise ValueError(f"CFG parallel needs guidance > 1 (two forwards per step), got {guidance}")
+    if not 0 <= rank.rank < rank.size:
+        raise ValueError(f"rank {rank.rank} outside a gang of {rank.size}")
+
+
+class Gang:
+    """This rank's process groups for one phase; `close()` (or `abort()`) when done."""
+
+    def __init__(self, rank: GangRank, device: torch.device):
+        self.spec = rank
+        timeout = timedelta(seconds=rank.timeout_s)
+        host, port = rank.store.rsplit(":", 1)
+        # 1. the store (a client of the runtime's server)
+        store = dist.TCPStore(host, int(port), is_master=False, timeout=timeout)
+        self._groups: list = []
+        # 2. SP group first, then CFG group: every rank creates them in the same order
+        self.seq = None
+        if rank.sp > 1:
+            pg = self._group(store, f"{rank.prefix}/sp{rank.cfg_rank}", rank.sp_rank, rank.sp,
+                             device, host, timeout)
+            self.seq = SeqGroup(pg, rank.sp_rank, rank.sp)
+        self._cfg = None
+        if rank.cfg > 1:
+            self._cfg = self._group(store, f"{rank.prefix}/cfg{rank.sp_rank}", rank.cfg_rank,
+                                    rank.cfg, device, host, timeout)
+
+    def _group(self, store, prefix: str, rank: int, size: int, device: torch.device, host: str,
+               timeout: timedelta):
+        store = dist.PrefixStore(prefix, store)
+        if device.type == "cuda":
+            pg = dist.ProcessGroupNCCL(store, rank, size)
+        else:
+            opts = dist.ProcessGroupGloo._Options()
+            opts._timeout = timeout
+            # Loopback rendezvous: keep gloo's sockets on loopback too.
+            opts._devices = [dist.ProcessGroupGloo.create_device(hostname=host) if host in LOOPBACK
+                             else dist.ProcessGroupGloo.create_default_device()]
+            pg = dist.ProcessGroupGloo(store, rank, size, opts)
+        self._groups.append(pg)
+        return pg
+
+    @property
+    def runs_uncond(self) -> bool:
+        """Whether this rank's forward is the unconditional one (CFG rank 1)."""
+        return self.spec.cfg == 2 and self.spec.cfg_rank == 1
+
+    def cfg_gather(self, mine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cond, uncond) on every rank, from CFG rank 0's and rank 1's predictions."""
+        assert self._cfg is not None
+        parts = [torch.empty_like(mine) for _ in range(2)]
+        self._cfg.allgather([parts], [mine.contiguous()]).wait()
+        return parts[0], parts[1]
+
+    def close(self) -> None:
+        for pg in self._groups:
+            pg.shutdown()
+        self._groups.clear()
+
+    def abort(self) -> None:
+        """Fail the peers' pending collectives now (this rank is failing)."""
+        for pg in self._groups:
+            try:
+                pg.abort()
+            except Exception:  # noqa: BLE001 - already broken; nothing more to do
+                pass
+        self._groups.clear()
