@@ -166,6 +166,10 @@ def _write_from_logline(args: argparse.Namespace, out: Path):
     settings = _settings(args, model, profile)
     if args.scenes < 1:
         raise SpecError([FieldError("--scenes", "must be at least 1")])
+    if profile.requires_image:
+        raise SpecError([FieldError("--model", (
+            f"{profile.family} needs a first-frame image per scene, which a logline does not "
+            "give: write the film for a text-to-video family, add `image:`s, then render"))])
     characters = load_bible(args.characters, out.parent) if args.characters else ()
     brief = Brief(logline=args.logline, scenes=args.scenes, style=args.style,
                   extend_prompts=args.extend_prompts, characters=characters,

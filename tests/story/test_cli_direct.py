@@ -63,6 +63,7 @@ def test_a_film_without_extension_needs_no_llm(tmp_path, capsys):
     (["--seconds-per-scene", "1"], "--seconds-per-scene"),   # 16 frames at 16 fps
     (["--model", "no-such-model"], "--model"),
     (["--scenes", "0"], "--scenes"),
+    (["--model", "tiny-i2v-a14b"], "--model"),   # image-to-video: no first frames from a logline
 ])
 def test_bad_film_flags_fail_before_any_llm_call(tmp_path, capsys, flags, field):
     out = tmp_path / "f.yaml"
