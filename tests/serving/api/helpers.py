@@ -1,6 +1,8 @@
-"""Tokens and storyboards shared by the API tests (no fixtures here)."""
+"""Tokens, storyboards and waiting, shared by the API tests (no fixtures here)."""
 
 from __future__ import annotations
+
+import time
 
 TOKENS = {"alice-token-0123456789abcdef": "alice", "bob-token-0123456789abcdef01": "bob",
           "quota-token-0123456789abcdef": "quota"}
@@ -20,3 +22,16 @@ def tiny_board(scenes: int = 2, frames: int = 9, **film: object) -> dict:
                                     "frames": frames, "seed": i + 1} for i in range(scenes)]}
     data.update(film)
     return data
+
+
+def wait_final(handle, timeout: float = 180.0):
+    """The film once it has finished, polling GetFilm: unlike FilmHandle.wait(), a film
+    that never finishes fails the test instead of hanging it."""
+    from farm.client.common import is_final
+
+    deadline = time.monotonic() + timeout
+    while not is_final(film := handle.get()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{handle.name} still {film.state} after {timeout} s: {film}")
+        time.sleep(0.2)
+    return film

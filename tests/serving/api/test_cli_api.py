@@ -4,9 +4,7 @@ films list / get / cancel / fetch."""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,9 @@ import yaml
 from farm.cli import main
 from farm.media.writers import probe_video
 from tests.serving.api.helpers import tiny_board
+from tests.serving.api.serve_proc import REELFARM, start_server, stop_server
 
 pytestmark = [pytest.mark.grpc, pytest.mark.model]
-REELFARM = str(Path(sys.executable).parent / "reelfarm")
 # The served farm's quota of frames not yet delivered per tenant.
 QUEUED_FRAMES = 200
 
@@ -26,23 +24,14 @@ QUEUED_FRAMES = 200
 def served(tmp_path_factory):
     """An open (no tokens) local server in its own process; its address."""
     art = tmp_path_factory.mktemp("served")
-    proc = subprocess.Popen([REELFARM, "serve", "--local", "--port", "0", "--artifacts", str(art),
-                             "--db", f"sqlite:///{art / 'reelfarm.db'}",
-                             "--max-queued-frames-per-tenant", str(QUEUED_FRAMES)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = art / "serve.log"
+    proc, address = start_server(["--artifacts", str(art), "--db", f"sqlite:///{art / 'reelfarm.db'}",
+                                  "--max-queued-frames-per-tenant", str(QUEUED_FRAMES)], log)
     try:
-        banner = [proc.stdout.readline() for _ in range(2)]
-        address = re.search(r"on (127\.0\.0\.1:\d+)", banner[0])
-        assert address, banner
-        assert "auth: OPEN" in banner[1]  # says so at start-up
-        yield address.group(1)
+        assert "auth: OPEN" in log.read_text()  # says so at start-up
+        yield address
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_server(proc)
 
 
 def storyboard(tmp_path: Path, **film: object) -> str:

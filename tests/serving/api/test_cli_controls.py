@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from farm.cli import main
-from tests.serving.api.helpers import LIVE, TOKEN
+from tests.serving.api.helpers import LIVE, TOKEN, wait_final
 from tests.serving.api.test_cli_api import storyboard
 from tests.serving.api.test_controls import failing_phases  # noqa: F401 - a fixture
 
@@ -62,7 +62,7 @@ def test_pause_priority_resume_and_the_log(cli, connect, tmp_path):
 
 def test_rerender_takes_1_based_frame_ranges(cli, connect, tmp_path):
     name = submit(cli, tmp_path, scenes=2)
-    assert connect("alice").film(name).wait().frames_done == 18
+    assert wait_final(connect("alice").film(name)).frames_done == 18
     status, out, _ = cli("films", "rerender", name, "--scene", "s1", "--frames", "4-6", "--wait")
     assert status == 0 and out.split()[0] in LIVE and out.split()[1:] == ["SUCCEEDED"]
     # frames 4-6 as numbered in the PNG names are 3..5 from 0 in the API
@@ -71,7 +71,7 @@ def test_rerender_takes_1_based_frame_ranges(cli, connect, tmp_path):
                     if r["kind"] == "PHASE")
     assert units == {"s0/u0": 2, "s1/u0": 4}
     assert cli("films", "rerender", name, "--scene", "s0", "--frames", "9")[1].strip() in LIVE
-    connect("alice").film(name).wait()
+    wait_final(connect("alice").film(name))
     status, _, err = cli("films", "rerender", name, "--scene", "s0", "--frames", "8-10")
     assert status == 2 and "last_frame: must be in [first_frame, 8] for scene s0, got 9" in err
     for bad in ("0-3", "5-4", "x"):
@@ -83,7 +83,7 @@ def test_rerender_takes_1_based_frame_ranges(cli, connect, tmp_path):
 def test_retry_of_a_failed_film(cli, connect, tmp_path, failing_phases):  # noqa: F811
     name = submit(cli, tmp_path, scenes=2)
     failing_phases.add(name.split("/")[1])
-    assert connect("alice").film(name).wait().state_reason
+    assert wait_final(connect("alice").film(name)).state_reason
     assert cli("films", "get", name)[1].strip() == "FAILED"
     rows = log_rows(cli("films", "executions", name)[1])
     assert any(r["kind"] == "FAILURE" and r["ok"] == "no" and "injected fault" in r.get("message", "")

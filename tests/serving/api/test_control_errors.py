@@ -16,7 +16,7 @@ from farm.client import (
     PermissionDeniedError,
     ResourceExhaustedError,
 )
-from tests.serving.api.helpers import MAX_QUEUED_FRAMES, tiny_board
+from tests.serving.api.helpers import MAX_QUEUED_FRAMES, tiny_board, wait_final
 
 pytestmark = [pytest.mark.grpc, pytest.mark.model]
 
@@ -29,7 +29,7 @@ def finished(api_server):
 
     with Client(api_server.address, token=TOKEN["alice"]) as client:
         handle = client.submit(tiny_board())
-        assert convert.state_word(handle.wait().state) == "SUCCEEDED"
+        assert convert.state_word(wait_final(handle).state) == "SUCCEEDED"
         yield handle.name
 
 
@@ -56,7 +56,7 @@ def test_rerender_needs_a_finished_film_and_resume_a_paused_one(connect):
     handle.resume()
     with pytest.raises(FailedPreconditionError, match="not PAUSED"):
         handle.resume()  # RUNNING (or even SUCCEEDED) by now
-    assert convert.state_word(handle.wait().state) == "SUCCEEDED"
+    assert convert.state_word(wait_final(handle).state) == "SUCCEEDED"
 
 
 def test_update_mask_paths_other_than_priority_are_invalid(connect, finished):

@@ -15,7 +15,7 @@ from farm.api import convert
 from farm.api.protos import pb
 from farm.client import AsyncClient, InvalidArgumentError
 from farm.media.writers import probe_video
-from tests.serving.api.helpers import LIVE, TOKEN, tiny_board
+from tests.serving.api.helpers import LIVE, TOKEN, tiny_board, wait_final
 
 pytestmark = [pytest.mark.grpc, pytest.mark.model]
 
@@ -63,7 +63,7 @@ def test_pause_priority_and_resume_show_in_get_and_watch(connect):
 def test_rerender_recomputes_only_the_units_covering_the_range(api_farm, connect, tmp_path):
     _, director = api_farm
     handle = connect("alice").submit(tiny_board(scenes=3))
-    assert word(handle.wait()) == "SUCCEEDED"
+    assert word(wait_final(handle)) == "SUCCEEDED"
     before = [f.data for f in handle.frames()]
     handle.download(tmp_path / "before.mp4")
     mp4 = director.mp4_path(handle.name.split("/")[1], "alice")
@@ -72,7 +72,7 @@ def test_rerender_recomputes_only_the_units_covering_the_range(api_farm, connect
 
     film = handle.rerender("s1", 3, 5)  # frames 3..5 of s1, 0-based inclusive
     assert word(film) in LIVE
-    assert word(handle.wait()) == "SUCCEEDED"
+    assert word(wait_final(handle)) == "SUCCEEDED"
     assert phase_runs(handle) == {("s0/u0", 0): 1, ("s0/u0", 1): 1, ("s1/u0", 0): 2,
                                   ("s1/u0", 1): 2, ("s2/u0", 0): 1, ("s2/u0", 1): 1}
     assert decode_runs(handle) == {"s0": 1, "s1": 2, "s2": 1}
@@ -106,13 +106,13 @@ def failing_phases(api_farm, monkeypatch):
 def test_retry_runs_the_failed_work_again_and_keeps_the_rest(connect, failing_phases):
     handle = connect("alice").submit(tiny_board(scenes=3))
     failing_phases.add(handle.name.split("/")[1])
-    failed = handle.wait()
+    failed = wait_final(handle)
     assert word(failed) == "FAILED" and failed.frames_done == 9  # s0 delivered, s1 not
     failures = [e for e in handle.executions() if e.kind == pb.Execution.KIND_FAILURE]
     assert failures and all("injected fault" in e.message and not e.succeeded for e in failures)
     failing_phases.clear()  # the fault is fixed
     assert word(handle.retry()) in LIVE
-    done = handle.wait()
+    done = wait_final(handle)
     assert word(done) == "SUCCEEDED" and done.frames_done == 27
     runs = phase_runs(handle)
     # finished work kept: s0 and s1's first phase ran once; s1's failed phase once, now
@@ -124,7 +124,7 @@ def test_retry_runs_the_failed_work_again_and_keeps_the_rest(connect, failing_ph
 def test_list_executions_pages_through_the_render_log(connect):
     client = connect("alice")
     handle = client.submit(tiny_board(scenes=2, frames=5))
-    handle.wait()
+    wait_final(handle)
     log = list(handle.executions())
     assert [e.name for e in log] == [f"{handle.name}/executions/{i}" for i in range(1, 7)]
     assert [(convert.execution_kind_word(e.kind), e.unit_id) for e in log] == [
@@ -149,7 +149,7 @@ def test_list_executions_pages_through_the_render_log(connect):
         client.call("ListExecutions", pb.ListExecutionsRequest(
             parent=other.name, page_token=first.next_page_token))
     assert [f for f, _ in exc.value.violations] == ["page_token"]
-    other.wait()
+    wait_final(other)
 
 
 def test_the_async_client_has_the_controls_too(api_server):

@@ -4,9 +4,6 @@ film stays paused, and a film that was rendering resumes and completes."""
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,33 +14,26 @@ from farm.api import convert
 from farm.api.protos import pb
 from farm.client import Client
 from farm.media.writers import probe_video
-from tests.serving.api.helpers import LIVE, tiny_board
-from tests.serving.api.test_cli_api import REELFARM
+from tests.serving.api.helpers import LIVE, tiny_board, wait_final
+from tests.serving.api.serve_proc import start_server, stop_server
 
 pytestmark = [pytest.mark.grpc, pytest.mark.model]
 
 
 @contextmanager
 def serve(root: Path):
-    """`reelfarm serve --local` on a free port with the job store and artifacts under root;
-    stopped with SIGTERM (as an operator would) at the end. Yields a Client."""
-    proc = subprocess.Popen([REELFARM, "serve", "--local", "--port", "0", "--artifacts",
-                             str(root / "artifacts"), "--db", f"sqlite:///{root / 'reelfarm.db'}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """`reelfarm serve --local` with the job store and artifacts under root; stopped with
+    SIGTERM (as an operator would) at the end, which must be a clean exit. Yields a Client."""
+    root.mkdir(exist_ok=True)
+    starts = len(list(root.glob("serve-*.log")))
+    proc, address = start_server(["--artifacts", str(root / "artifacts"),
+                                  "--db", f"sqlite:///{root / 'reelfarm.db'}"],
+                                 root / f"serve-{starts + 1}.log")
     try:
-        banner = proc.stdout.readline()
-        address = re.search(r"on (127\.0\.0\.1:\d+)", banner)
-        assert address, banner + proc.stdout.read()
-        with Client(address.group(1)) as client:
+        with Client(address) as client:
             yield client
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(timeout=60) == 0  # a clean stop
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-            raise
+        assert stop_server(proc) == 0
 
 
 def word(film) -> str:
@@ -53,7 +43,7 @@ def word(film) -> str:
 def test_films_survive_a_restart_and_unfinished_ones_complete(tmp_path):
     with serve(tmp_path) as client:
         done = client.submit(tiny_board(scenes=2))
-        assert word(done.wait()) == "SUCCEEDED"
+        assert word(wait_final(done)) == "SUCCEEDED"
         done_frames = [f.data for f in done.frames()]
         paused = client.submit(tiny_board(scenes=2))
         paused.pause()
@@ -73,7 +63,7 @@ def test_films_survive_a_restart_and_unfinished_ones_complete(tmp_path):
         assert probe_video(tmp_path / "done.mp4")["frames"] == 18
 
         resumed = client.film(running.name)
-        assert word(resumed.wait()) == "SUCCEEDED"
+        assert word(wait_final(resumed)) == "SUCCEEDED"
         assert any("resumed after a director restart" in e.message for e in resumed.watch())
         assert len(list(resumed.frames())) == 99
         resumed.download(tmp_path / "resumed.mp4")
@@ -84,4 +74,4 @@ def test_films_survive_a_restart_and_unfinished_ones_complete(tmp_path):
 
         held = client.film(paused.name)
         assert word(held.resume()) in LIVE
-        assert word(held.wait()) == "SUCCEEDED" and held.get().frames_done == 18
+        assert word(wait_final(held)) == "SUCCEEDED" and held.get().frames_done == 18
