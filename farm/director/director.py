@@ -233,12 +233,15 @@ class Director:
                             film.height, {"title": film.title, "comment": "AI-generated with reelfarm"})
 
     def _loop(self) -> None:
+        idle = True
         while not self._stop.is_set():
-            busy = self.engine.scheduler.has_unfinished_films()
-            self._apply_commands(block=not busy)
+            # Nothing moved last time (only paused films, or waiting for workers): wait for
+            # a command instead of spinning; each wait is short, so new work starts soon.
+            self._apply_commands(block=idle)
             if not self.engine.scheduler.has_unfinished_films():
                 self._forget_finished()
                 self.sample_metrics()
+                idle = True
                 continue
             try:
                 events = self.engine.step()
@@ -248,6 +251,7 @@ class Director:
             self._record(events)
             self._on_events(events)
             self.sample_metrics()
+            idle = not events and self.engine.scheduler.num_running_tasks() == 0
 
     def sample_metrics(self, force: bool = False) -> None:
         """Gauges (pools, films by state) and the scheduler's cost, twice a second."""
