@@ -6,7 +6,10 @@
 
 `workers="split"` gives each expert its own worker (and the text encoder and VAE their
 own), exactly as the cluster does, still in one process; "single" is one worker that
-holds everything (the fastest way to render on one device).
+holds everything (the fastest way to render on one device); "devices" is one worker per
+device of a comma-separated `device` ("cuda:0,cuda:1,..."), each holding everything:
+with `config=SchedulerConfig(gangs=GangPolicy())` idle devices form gangs inside a
+segment (CFG / sequence parallel), meeting at a loopback rendezvous store.
 """
 
 from __future__ import annotations
@@ -67,8 +70,13 @@ class LocalFarm:
             from farm.store.artifacts import ArtifactStore
 
             store, codec = ArtifactStore(checkpoints), HandoffCodec()
+        rendezvous = None
+        if config is not None and config.gangs is not None:
+            from farm.model.gang import StoreServer
+
+            rendezvous = StoreServer("127.0.0.1")
         self.executor = InlineExecutor({wid: w for wid, (w, _) in pool.items()}, self.router,
-                                       checkpoints=store, codec=codec)
+                                       checkpoints=store, codec=codec, rendezvous=rendezvous)
         self.engine = EngineCore(Scheduler(config), self.executor)
         for wid, (_, holds) in pool.items():
             self.engine.add_worker(WorkerSpec(wid, holds, slots=1))
@@ -111,4 +119,8 @@ def _workers(source: ModelSource, mode: str, device: str,
         for e in experts:
             pool[f"expert-{e}"] = (TorchWorker(source, device, dtype), frozenset({e}))
         return pool
-    raise ValueError(f"workers must be 'single' or 'split', got {mode!r}")
+    if mode == "devices":
+        holds = frozenset({"text", "vae", *experts})
+        return {f"dev{i}-{d}": (TorchWorker(source, d, dtype), holds)
+                for i, d in enumerate(device.split(","))}
+    raise ValueError(f"workers must be 'single', 'split' or 'devices', got {mode!r}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from farm.engine.exchange import Exchange, NoExchange
+from farm.engine.gangrun import Rendezvous, run_ranks
 from farm.engine.orders import (
     DecodeOrder,
     DenoiseOrder,
@@ -114,10 +115,14 @@ class InlineExecutor:
     """Runs every task synchronously, in this process, in the order given."""
 
     def __init__(self, workers: Mapping[str, Worker], sink: FrameSink,
-                 checkpoints: Checkpoints | None = None, codec: StateCodec | None = None):
+                 checkpoints: Checkpoints | None = None, codec: StateCodec | None = None,
+                 rendezvous: Rendezvous | None = None, gang_timeout_s: float = 300.0):
         """With `checkpoints`, every phase output is also saved durably (and keys of the
-        form `ckpt:...` are loaded from there when not in memory, e.g. after a restart)."""
+        form `ckpt:...` are loaded from there when not in memory, e.g. after a restart).
+        `rendezvous`: where gangs inside a segment meet (farm.model.gang.StoreServer);
+        needed only when the scheduler hands out layouts larger than 1 x 1."""
         self.workers = dict(workers)
+        self.rendezvous, self.gang_timeout_s = rendezvous, gang_timeout_s
         self.sink = sink
         self.checkpoints, self.codec = checkpoints, codec
         self._saved: list[Any] = []
@@ -209,7 +214,12 @@ class InlineExecutor:
         orders = denoise_orders(self._plans[task.film_id], task)
         prompt, condition = self._get(task.prompt_key, task.condition_key)
         states = self._get(*(m.input_key for m in task.members))
-        if len(orders) == 1:
+        if task.layout.size > 1:
+            if self.rendezvous is None:
+                raise RuntimeError("a gang layout needs a rendezvous (InlineExecutor(rendezvous=...))")
+            results = run_ranks(self.workers, task, orders, prompt, states, condition,
+                                self.rendezvous.address(), self.gang_timeout_s)
+        elif len(orders) == 1:
             results = [self.workers[task.members[0].worker_id].denoise(
                 orders[0], prompt, states[0], condition, NoExchange())]
         else:

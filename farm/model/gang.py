@@ -105,7 +105,7 @@ class Gang:
     def close(self) -> None:
         for pg in self._groups:
             pg.shutdown()
-        self._groups.clear()
+        self._drop()
 
     def abort(self) -> None:
         """Fail the peers' pending collectives now (this rank is failing)."""
@@ -114,4 +114,10 @@ class Gang:
                 pg.abort()
             except Exception:  # noqa: BLE001 - already broken; nothing more to do
                 pass
+        self._drop()
+
+    def _drop(self) -> None:
+        # Gloo closes its sockets only when a group is destroyed (abort and shutdown do
+        # not), and a closed socket is what fails the peers at once: drop every reference.
+        self.seq = self._cfg = None
         self._groups.clear()

@@ -6,6 +6,8 @@ high-noise-pool worker never loads the low-noise expert, the VAE or the text enc
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Generator
 from typing import Any
 
@@ -110,7 +112,11 @@ def _ganged(steps, rank: GangRank, device: torch.device):
     gang = Gang(rank, device)
     try:
         result = yield from steps(gang)
-    except BaseException:
+    except BaseException as exc:
+        # Stamped before the abort, which is what fails the peers: the runtime blames the
+        # rank whose failure came first, not their echoes ("connection closed by peer").
+        with contextlib.suppress(AttributeError):
+            exc.gang_failed_at = time.monotonic()  # type: ignore[attr-defined]
         gang.abort()
         raise
     gang.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from farm.sched.gangs import GangPolicy
+
 
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
@@ -18,6 +20,9 @@ class SchedulerConfig:
     # Fair-share weight per tenant (default 1.0); a tenant with weight 2 gets twice the
     # work of a tenant with weight 1 when both have films waiting at the same priority.
     tenant_weights: tuple[tuple[str, float], ...] = field(default=())
+    # Gangs inside a segment (CFG / sequence parallel, farm.sched.gangs): None keeps every
+    # segment's phase on one worker. Executors must then run PhaseTask.layout.
+    gangs: GangPolicy | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

@@ -77,15 +77,36 @@ class ImageTask:
 
 
 @dataclass(frozen=True, slots=True)
+class Layout:
+    """How one segment's phase is split over a gang: cfg x sp ranks (CFG parallel x
+    Ulysses sequence parallel); 1 x 1 is one worker. Rank = cfg_rank * sp + sp_rank."""
+
+    cfg: int = 1
+    sp: int = 1
+
+    @property
+    def size(self) -> int:
+        return self.cfg * self.sp
+
+
+@dataclass(frozen=True, slots=True)
 class MemberTask:
-    """One segment of a phase, on one worker."""
+    """One segment of a phase, on one worker (or a gang of workers, see Layout)."""
 
     segment_id: str
+    # Rank 0 of the segment's gang: it keeps the output (every rank computes the same).
     worker_id: str
     # Latents + solver state after the previous phase; None = start from initial noise.
     input_key: str | None
     # Key for this phase's latents + solver state.
     output_key: str
+    # Workers of ranks 1 .. layout.size - 1 of the segment's gang (empty for 1 x 1).
+    helpers: tuple[str, ...] = ()
+
+    @property
+    def ranks(self) -> tuple[str, ...]:
+        """Worker of every rank of this member's gang, rank 0 first."""
+        return (self.worker_id, *self.helpers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +114,9 @@ class PhaseTask:
     """Run steps [start_step, stop_step) of one expert on every segment of a unit.
 
     A unit with several segments (windows) is a gang: its members step together and swap
-    their overlap predictions every step.
+    their overlap predictions every step. With a layout larger than 1 x 1 each member
+    also runs on a gang of its own (CFG / sequence parallel); rank r of every member
+    swaps halos with rank r of its neighbours ("lanes").
     """
 
     task_id: str
@@ -113,10 +136,13 @@ class PhaseTask:
     condition_key: str | None
     # 1 for the first try of this phase of this unit.
     attempt: int
+    # Every member's gang layout (farm.sched.gangs); 1 x 1: one worker per member.
+    layout: Layout = Layout()
 
     @property
     def worker_ids(self) -> tuple[str, ...]:
-        return tuple(m.worker_id for m in self.members)
+        """Every worker the task occupies: each member's ranks, members in order."""
+        return tuple(w for m in self.members for w in m.ranks)
 
 
 @dataclass(frozen=True, slots=True)

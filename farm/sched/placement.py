@@ -40,6 +40,8 @@ class Round:
         self.workers = [w for w in workers if w.alive]
         self.free = {w.spec.worker_id: w.free for w in self.workers}
         self.reserved: set[str] = set()
+        # Members (segments) of phases waiting at the start of the round, and placed since.
+        self._demand, self._placed = dict(demand), {need: 0 for need in demand}
         # Smallest member count that failed per pool: slots only shrink within a round,
         # so a pool that could not fit k members cannot fit k or more later.
         self._failed: dict[tuple[Need, frozenset[str]], int] = {}
@@ -58,20 +60,35 @@ class Round:
                                 and w.spec.worker_id not in excluded]
         return self._pools[key]
 
+    def waiting(self, need: Need) -> int:
+        """Segments still waiting for this need's workers in this round."""
+        return self._demand.get(need, 0) - self._placed.get(need, 0)
+
+    def idle(self, need: Need, excluded: frozenset[str]) -> int:
+        """Distinct workers serving `need` with a free, unreserved slot."""
+        return sum(1 for n in self._left(self.pool(need, excluded), False).values() if n > 0)
+
+    def placed(self, need: Need, segments: int) -> None:
+        self._placed[need] = self._placed.get(need, 0) + segments
+
     def place(self, need: Need, excluded: frozenset[str], num: int,
-              preferred: tuple[str | None, ...] = (), backfill: bool = False
-              ) -> tuple[str, ...] | None:
-        """A worker id per member, or None when the members do not fit now."""
+              preferred: tuple[str | None, ...] = (), backfill: bool = False,
+              distinct: bool = False) -> tuple[str, ...] | None:
+        """A worker id per member, or None when the members do not fit now. `distinct`:
+        every member on a different worker (the ranks of a gang)."""
         key = (need, excluded)
-        if num >= self._failed.get(key, num + 1):
+        if not distinct and num >= self._failed.get(key, num + 1):
             return None
         pool = self.pool(need, excluded)
-        if num > sum(w.spec.slots for w in pool):
+        if distinct:
+            ids = self._fit(pool, need, num, preferred, backfill, distinct=True)
+        elif num > sum(w.spec.slots for w in pool):
             ids = self._oversubscribe(pool, num)
         else:
             ids = self._fit(pool, need, num, preferred, backfill)
         if ids is None:
-            self._failed[key] = num
+            if not distinct:
+                self._failed[key] = num
             return None
         for wid in ids:
             self.free[wid] = max(0, self.free[wid] - 1)
@@ -89,8 +106,11 @@ class Round:
                 for w in pool}
 
     def _fit(self, pool: list[WorkerState], need: Need, num: int,
-             preferred: tuple[str | None, ...], backfill: bool) -> tuple[str, ...] | None:
+             preferred: tuple[str | None, ...], backfill: bool,
+             distinct: bool = False) -> tuple[str, ...] | None:
         left = self._left(pool, backfill)
+        if distinct:
+            left = {wid: min(n, 1) for wid, n in left.items()}
         if sum(left.values()) < num:
             return None
         cold = {w.spec.worker_id for w in pool

@@ -68,7 +68,7 @@ def apply_report(s: Scheduler, run: RunningTask, report: TaskReport) -> list[Eve
 def _on_phase_done(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
                    run: RunningTask, duration: float, output_bytes: int = 0) -> list[Event]:
     assert run.phase_index == u.phases_done, "a unit runs one phase at a time"
-    for seg, key, wid in zip(u.plan.segments, run.output_keys, run.worker_ids, strict=True):
+    for seg, key, wid in zip(u.plan.segments, run.output_keys, run.homes, strict=True):
         old = u.latest.get(seg.id)
         if old:
             free_key(s, old)

@@ -13,7 +13,9 @@ share between tenants and films, then admission order), one of its ready tasks i
 playback order (earlier frames first), then re-ranks it; so while segment k sits in the
 low-noise pool, segment k+1 runs in the high-noise pool, and the first frames of a film
 come out as early as its first unit allows. Placement (locality, balance between pools,
-gangs all-or-nothing) is in farm.sched.placement; failures in farm.sched.reports.
+gangs all-or-nothing) is in farm.sched.placement; how many GPUs one segment's phase gets
+(gangs inside a segment, CFG / sequence parallel) in farm.sched.gangs; failures in
+farm.sched.reports.
 
 Executors must report every task they were given exactly once, including tasks named in
 `cancelled_task_ids` (ok=False is fine): slots are freed by reports.
@@ -24,7 +26,7 @@ from __future__ import annotations
 import heapq
 
 from farm.plan.film import FilmPlan
-from farm.sched import reports, resumed, tasks
+from farm.sched import gangs, reports, resumed, tasks
 from farm.sched.config import SchedulerConfig
 from farm.sched.fairness import FairShare
 from farm.sched.output import (
@@ -273,12 +275,19 @@ class Scheduler:
         excluded = frozenset(f.excluded)
         for i, (cand, (need, num, preferred)) in enumerate(zip(cands, reqs, strict=True)):
             is_phase = cand[0] == "phase"
-            ids = rnd.place(need, excluded, num, preferred, backfill=not is_phase)
+            layout = None
+            if is_phase:
+                placed = gangs.place_phase(rnd, self.config.gangs, need, excluded, preferred,
+                                           height=f.plan.film.height,
+                                           guidance=tasks.phase_guidance(f, cand))
+                ids, layout = placed if placed is not None else (None, None)
+            else:
+                ids = rnd.place(need, excluded, num, preferred, backfill=True)
             if ids is None:
                 if is_phase and num > 1:
                     rnd.reserve(need, excluded)
                 continue
-            started.append(tasks.start(self, f, cand, ids))
+            started.append(tasks.start(self, f, cand, ids, layout))
             if is_phase:
                 for wid in ids:
                     self._workers[wid].warm = need

@@ -148,3 +148,11 @@ class RunningTask:
     input_keys: tuple[str, ...]
     # The unit's epoch when the task started (phase and decode).
     epoch: int = 0
+    # Phases on gangs: the worker that keeps each member's output (rank 0), members in
+    # order; empty when worker_ids are exactly that.
+    leads: tuple[str, ...] = ()
+
+    @property
+    def homes(self) -> tuple[str, ...]:
+        """Where each output of the task will live."""
+        return self.leads or self.worker_ids

@@ -21,6 +21,7 @@ from farm.sched.output import (
     DecodeSlice,
     DecodeTask,
     ImageTask,
+    Layout,
     MemberTask,
     PhaseTask,
     PrepareTask,
@@ -82,12 +83,21 @@ def requirements(f: FilmRecord, cand: Candidate) -> tuple[Need, int, tuple[str |
         u.location.get(seg.id) for seg in u.plan.segments)
 
 
+def phase_guidance(f: FilmRecord, cand: Candidate) -> float:
+    """Guidance of the unit's next phase (CFG parallel needs > 1)."""
+    _, sc, u = cand
+    assert u is not None
+    return f.plan.film.scene(sc.scene_id).guidance[f.plan.phases[u.phases_done].expert]
+
+
 def phase_work(f: FilmRecord, u: UnitState) -> float:
     """Fair-share charge of the unit's next phase: steps x tokens."""
     return f.plan.phases[u.phases_done].num_steps * unit_tokens(f.plan, u.plan)
 
 
-def start(s: Scheduler, f: FilmRecord, cand: Candidate, ids: tuple[str, ...]) -> Task:
+def start(s: Scheduler, f: FilmRecord, cand: Candidate, ids: tuple[str, ...],
+          layout: Layout | None = None) -> Task:
+    """Start a candidate on `ids` (a phase: each member's ranks, members in order)."""
     kind, sc, u = cand
     for wid in ids:
         s._workers[wid].busy += 1
@@ -107,7 +117,9 @@ def start(s: Scheduler, f: FilmRecord, cand: Candidate, ids: tuple[str, ...]) ->
         s._running[tid] = RunningTask("image", f.film_id, sc.index, -1, -1, ids, (key,), ())
         return ImageTask(tid, f.film_id, sc.scene_id, ids[0], key)
     assert u is not None
-    return (_start_phase if kind == "phase" else _start_decode)(s, f, sc, u, ids)
+    if kind == "phase":
+        return _start_phase(s, f, sc, u, ids, layout or Layout())
+    return _start_decode(s, f, sc, u, ids)
 
 
 def _next_try(t: Tries) -> int:
@@ -116,14 +128,16 @@ def _next_try(t: Tries) -> int:
 
 
 def _start_phase(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
-                 ids: tuple[str, ...]) -> PhaseTask:
+                 ids: tuple[str, ...], layout: Layout) -> PhaseTask:
     p = u.phases_done
     phase = f.plan.phases[p]
     attempt = _next_try(u.slot("phase", p))
     tid = f"{f.film_id}/{u.plan.id}/p{p}/a{attempt}"
+    k = layout.size
     members = tuple(
-        MemberTask(seg.id, wid, u.latest.get(seg.id), f"{f.film_id}:{seg.id}:p{p}:a{attempt}")
-        for seg, wid in zip(u.plan.segments, ids, strict=True))
+        MemberTask(seg.id, ids[i * k], u.latest.get(seg.id), f"{f.film_id}:{seg.id}:p{p}:a{attempt}",
+                   ids[i * k + 1:(i + 1) * k])
+        for i, seg in enumerate(u.plan.segments))
     cond = sc.units[u.plan.index - 1].condition_key if u.plan.after else sc.image_key
     assert sc.prompt_key is not None
     inputs = tuple(m.input_key for m in members if m.input_key) + (sc.prompt_key,)
@@ -131,9 +145,10 @@ def _start_phase(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
     u.running = tid
     s._fair.charge(f, phase_work(f, u))
     s._running[tid] = RunningTask("phase", f.film_id, sc.index, u.plan.index, p, ids,
-                                  tuple(m.output_key for m in members), inputs, u.epoch)
+                                  tuple(m.output_key for m in members), inputs, u.epoch,
+                                  tuple(m.worker_id for m in members) if k > 1 else ())
     return PhaseTask(tid, f.film_id, sc.scene_id, u.plan.id, p, phase.expert, phase.start,
-                     phase.stop, members, sc.prompt_key, cond, attempt)
+                     phase.stop, members, sc.prompt_key, cond, attempt, layout)
 
 
 def _start_decode(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,

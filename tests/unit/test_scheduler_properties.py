@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from farm.plan.film import FilmPlan
 from farm.sched.config import SchedulerConfig
+from farm.sched.gangs import GangPolicy
 from farm.sched.output import (
     FilmState,
     FilmStateChanged,
@@ -25,9 +26,14 @@ from farm.sched.output import (
     WorkerSpec,
 )
 from farm.sched.scheduler import Scheduler
+from farm.sched.speedup import SpeedupTable
 from tests.helpers import make_plan, scene
 
 EXPERTS = {"t2v-a14b": ("high", "low"), "ti2v-5b": ("dense",)}
+# Gangs inside a segment for the 64x64 test films (4 heads: Ulysses 1, 2, 4; CFG 2).
+GANGS = GangPolicy(tables=tuple(
+    SpeedupTable(f, 64, 4, ((1, 104.0), (4, 30.0), (8, 17.0)), 3.0, 1.0, 1e6, 1e4) for f in EXPERTS),
+    min_efficiency=0.6)
 
 
 @st.composite
@@ -107,6 +113,9 @@ class FakeFarm:
             plan = self.plans[p.film_id]
             expert = plan.film.profile.experts[p.expert]
             assert all(expert in self.specs[w].holds for w in p.worker_ids)
+            if p.layout.size > 1:  # gangs: every rank of every member on its own worker
+                assert [len(m.ranks) for m in p.members] == [p.layout.size] * len(p.members)
+                assert len(set(p.worker_ids)) == len(p.worker_ids)
             unit = plan.unit(p.unit_id)
             assert [m.segment_id for m in p.members] == [seg.id for seg in unit.segments]
             phase = plan.phases[p.phase_index]
@@ -236,6 +245,8 @@ SETTINGS = settings(max_examples=120, deadline=None,
 
 def build(data, family: str, num_films: int, config: SchedulerConfig) -> FakeFarm:
     workers = data.draw(fleets(family))
+    if data.draw(st.booleans()):
+        config = replace(config, gangs=GANGS)
     s = Scheduler(config)
     for w in workers:
         s.add_worker(w)

@@ -1,0 +1,101 @@
+"""Gang size: how many GPUs one segment's phase gets (pure, a decision per phase).
+
+    many segments waiting, few idle GPUs  -> 1 (no communication, best throughput)
+    few segments, many idle GPUs          -> the fastest layout (CFG x Ulysses) that fits
+                                             the segment's fair share of the idle GPUs
+                                             and wastes little of them
+
+Rule, for a phase of a unit of m segments, when the scheduler places it:
+
+    waiting = segments (this unit's included) still waiting for the pool this round
+    idle    = distinct free workers of the pool (the film's exclusions applied)
+    share   = idle // waiting                          (equipartition of the idle GPUs)
+    layout  = the layout with the smallest time ratio among those with
+                size <= share, size <= max_size,
+                efficiency = 1 / (ratio x size) >= min_efficiency,
+                Ulysses degree dividing the model's heads, CFG only if guidance > 1
+              (ratios from the published table and the link: farm.sched.speedup)
+    no table for the film's model and resolution, or waiting >= idle: 1 x 1.
+
+The unit then needs m x layout.size workers. Equipartition adapts to load by itself:
+under a backlog few workers are idle and gangs stay at 1; a lone film on an idle farm
+gets wide gangs. `min_efficiency` bounds the GPU-seconds a gang may waste (0.8: at most
+25 % more than on one GPU each), so a burst arriving just after does not find the farm
+busy with inefficient gangs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from farm.sched.output import Layout
+from farm.sched.placement import Need, Round
+from farm.sched.speedup import SpeedupTable, published_tables
+
+SINGLE = Layout()
+
+
+@dataclass(frozen=True, slots=True)
+class GangPolicy:
+    tables: tuple[SpeedupTable, ...] = field(default_factory=published_tables)
+    # Between nodes (Ulysses beyond 8 GPUs, CFG all-gathers), bytes per second.
+    link_bytes_per_s: float = 50e9
+    # Smallest 1 / (ratio x size) a gang may have.
+    min_efficiency: float = 0.8
+    max_size: int = 80
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_efficiency <= 1:
+            raise ValueError(f"min_efficiency must be in (0, 1], got {self.min_efficiency}")
+        if self.max_size < 1:
+            raise ValueError(f"max_size must be >= 1, got {self.max_size}")
+
+    def table(self, family: str, height: int) -> SpeedupTable | None:
+        return next((t for t in self.tables if (t.family, t.height) == (family, height)), None)
+
+    def choose(self, family: str, height: int, guidance: float, waiting: int, idle: int) -> Layout:
+        """The layout of one segment's phase (see the module docstring)."""
+        table = self.table(family, height)
+        if table is None or waiting < 1 or waiting >= idle:
+            return SINGLE
+        share = min(idle // waiting, self.max_size)
+        best, best_ratio = SINGLE, 1.0
+        for layout in table.layouts(cfg=guidance > 1.0, max_size=share):
+            r = table.ratio(layout, self.link_bytes_per_s)
+            if 1.0 / (r * layout.size) >= self.min_efficiency and r < best_ratio:
+                best, best_ratio = layout, r
+        return best
+
+    def options(self, family: str, height: int, guidance: float) -> list[tuple[Layout, float]]:
+        """Every admissible layout and its ratio, fastest first (for displays and the
+        simulator's lower bound)."""
+        table = self.table(family, height)
+        if table is None:
+            return [(SINGLE, 1.0)]
+        out = [(lay, table.ratio(lay, self.link_bytes_per_s))
+               for lay in table.layouts(cfg=guidance > 1.0, max_size=self.max_size)]
+        return sorted(((lay, r) for lay, r in out if 1.0 / (r * lay.size) >= self.min_efficiency),
+                      key=lambda lr: lr[1])
+
+
+def place_phase(rnd: Round, policy: GangPolicy | None, need: Need, excluded: frozenset[str],
+                preferred: tuple[str | None, ...], *, height: int, guidance: float
+                ) -> tuple[tuple[str, ...], Layout] | None:
+    """Workers for a unit's phase (one member per segment, in order, each member's ranks
+    together, rank 0 where the member's data is) and its layout; None if it does not fit.
+    A gang that does not fit falls back to one worker per member."""
+    members = len(preferred)
+    layout = SINGLE
+    if policy is not None:
+        layout = policy.choose(need[1], height, guidance, rnd.waiting(need), rnd.idle(need, excluded))
+    if layout.size > 1:
+        ranks = tuple(w for p in preferred for w in (p, *[None] * (layout.size - 1)))
+        ids = rnd.place(need, excluded, members * layout.size, ranks, distinct=True)
+        if ids is not None:
+            rnd.placed(need, members)
+            return ids, layout
+    ids = rnd.place(need, excluded, members, preferred)
+    if ids is None:
+        return None
+    rnd.placed(need, members)
+    return ids, SINGLE

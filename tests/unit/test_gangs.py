@@ -1,0 +1,145 @@
+"""Gang size decisions (farm.sched.gangs, farm.sched.speedup) and the scheduler's gang
+output: the rule by examples, the published table, and PhaseTask layouts."""
+
+from __future__ import annotations
+
+import pytest
+
+from farm.sched.config import SchedulerConfig
+from farm.sched.gangs import GangPolicy
+from farm.sched.output import Layout, PhaseFinished, TaskReport, TaskRetried, WorkerSpec
+from farm.sched.scheduler import Scheduler
+from farm.sched.speedup import SpeedupTable, published_tables
+from tests.helpers import make_plan, scene
+
+T2V = "t2v-a14b"
+POLICY = GangPolicy()
+T720 = POLICY.table(T2V, 720)
+# A table for the 64x64 test films: 4 heads, so Ulysses degrees 1, 2, 4.
+TINY = SpeedupTable(T2V, 64, 4, ((1, 104.0), (4, 30.0), (8, 17.0)), fixed_s=3.0, swap_s=1.0,
+                    a2a_bytes_at_8=1e6, pred_bytes=1e4)
+TEST_POLICY = GangPolicy(tables=(TINY,), min_efficiency=0.7)
+
+
+def test_published_points_give_the_phase_ratios():
+    assert T720 is not None and T720.ratio(Layout(), 50e9) == 1.0
+    one = 1041.5 - 16 - 6  # the single-GPU time less offload, text and decode
+    assert T720.ratio(Layout(1, 4), 50e9) == pytest.approx((288.7 - 6) / one)
+    assert T720.ratio(Layout(1, 8), 50e9) == pytest.approx((155.1 - 6) / one)
+    # CFG parallel halves a step, plus one all-gather of a prediction per step
+    cfg = T720.ratio(Layout(2, 4), 50e9)
+    assert T720.ratio(Layout(1, 4), 50e9) / 2 < cfg < T720.ratio(Layout(1, 4), 50e9) / 2 * 1.001
+    ratios = [T720.ratio(Layout(1, g), 50e9) for g in (1, 2, 4, 5, 8, 10, 20, 40)]
+    assert ratios == sorted(ratios, reverse=True)
+    # beyond one node, a slower link makes Ulysses slower
+    assert T720.ratio(Layout(1, 20), 5e9) > T720.ratio(Layout(1, 20), 50e9)
+    with pytest.raises(ValueError, match="must divide the 40 heads"):
+        T720.clip_s(3, 50e9)
+
+
+def test_many_segments_get_one_gpu_each():
+    assert POLICY.choose(T2V, 720, 4.0, waiting=12, idle=8) == Layout()
+    assert POLICY.choose(T2V, 720, 4.0, waiting=8, idle=8) == Layout()
+
+
+def test_few_segments_and_idle_gpus_get_the_fastest_efficient_gang():
+    # one segment, 8 idle GPUs: CFG 2 x Ulysses 4 beats Ulysses 8 (90 % vs 85 % efficient)
+    assert POLICY.choose(T2V, 720, 4.0, waiting=1, idle=8) == Layout(2, 4)
+    # a fair share of 5 GPUs: Ulysses 5 (4 + CFG would be slower)
+    assert POLICY.choose(T2V, 720, 4.0, waiting=2, idle=11) == Layout(1, 5)
+    # 64 idle GPUs: the efficiency floor (0.8) stops at 16 GPUs (CFG 2 x Ulysses 8)
+    assert POLICY.choose(T2V, 720, 4.0, waiting=1, idle=64) == Layout(2, 8)
+    # a lower floor allows wider, less efficient gangs
+    wide = GangPolicy(min_efficiency=0.5).choose(T2V, 720, 4.0, waiting=1, idle=64)
+    assert wide.size > 16
+
+
+def test_no_cfg_without_guidance_and_no_gang_without_a_table():
+    assert POLICY.choose(T2V, 720, 1.0, waiting=1, idle=8) == Layout(1, 8)
+    assert POLICY.choose(T2V, 1080, 4.0, waiting=1, idle=8) == Layout()
+    assert POLICY.choose("ti2v-5b", 720, 4.0, waiting=1, idle=8) == Layout()
+    assert GangPolicy(min_efficiency=1.0).choose(T2V, 720, 4.0, waiting=1, idle=8) == Layout()
+
+
+def test_policy_options_are_fastest_first_and_efficient():
+    opts = POLICY.options(T2V, 480, 4.0)
+    assert opts[0][1] == min(r for _, r in opts) and (Layout(), 1.0) in opts
+    assert all(1 / (r * lay.size) >= 0.8 for lay, r in opts)
+    with pytest.raises(ValueError, match="min_efficiency"):
+        GangPolicy(min_efficiency=0.0)
+    assert len(published_tables()) == 4
+
+
+def fleet(n: int, policy: GangPolicy | None = TEST_POLICY) -> Scheduler:
+    s = Scheduler(SchedulerConfig(gangs=policy))
+    for i in range(n):
+        s.add_worker(WorkerSpec(f"w{i}", frozenset({"high", "low", "text", "vae"})))
+    return s
+
+
+def first_phase(s: Scheduler):
+    out = s.schedule(0.0)
+    s.update_from_output(out, [TaskReport(t.task_id, True) for t in out.prepares])
+    out = s.schedule(1.0)
+    assert len(out.phases) >= 1
+    return out
+
+
+def test_a_lone_segment_on_an_idle_farm_runs_on_a_gang():
+    s = fleet(4)
+    s.add_film("f", make_plan([scene("s1", 17)]))
+    p = first_phase(s).phases[0]
+    assert p.layout.size == 4 and len(set(p.worker_ids)) == 4
+    assert p.members[0].helpers == p.worker_ids[1:]
+    assert all(w.busy == 1 for w in s.workers())  # every rank holds a slot
+    # the output lives with rank 0: the next phase prefers it (locality)
+    events = s.update_from_output(None, [TaskReport(p.task_id, True)])  # type: ignore[arg-type]
+    assert [e.worker_ids for e in events if isinstance(e, PhaseFinished)] == [p.worker_ids]
+    nxt = s.schedule(2.0).phases[0]
+    assert nxt.members[0].worker_id == p.members[0].worker_id
+
+
+def test_a_backlog_keeps_every_segment_on_its_own_worker():
+    s = fleet(4)
+    s.add_film("f", make_plan([scene(f"s{i}", 17) for i in range(6)]))
+    out = first_phase(s)
+    assert len(out.phases) == 4 and all(p.layout == Layout() for p in out.phases)
+
+
+def test_windows_members_each_get_a_gang_on_distinct_workers():
+    s = fleet(8)
+    s.add_film("f", make_plan([scene("s1", 33, continuity="windows", window=5, overlap=2)]))
+    p = first_phase(s).phases[0]
+    members = len(p.members)
+    assert members >= 2 and p.layout.size == 8 // members
+    assert len(set(p.worker_ids)) == members * p.layout.size
+    assert [len(m.ranks) for m in p.members] == [p.layout.size] * members
+
+
+def test_without_a_policy_nothing_changes():
+    s = fleet(4, policy=None)
+    s.add_film("f", make_plan([scene("s1", 17)]))
+    p = first_phase(s).phases[0]
+    assert p.layout == Layout() and len(p.worker_ids) == 1
+
+
+def test_a_lost_helper_fails_the_gang_and_the_phase_is_retried():
+    s = fleet(4)
+    s.add_film("f", make_plan([scene("s1", 17)]))
+    p = first_phase(s).phases[0]
+    helper = p.members[0].helpers[0]
+    events = s.remove_worker(helper)
+    assert any(isinstance(e, TaskRetried) for e in events)
+    retry = s.schedule(2.0).phases[0]
+    assert retry.attempt == 2 and helper not in retry.worker_ids
+    assert retry.layout.size <= 3 and retry.members[0].input_key == p.members[0].input_key
+
+
+def test_a_failing_rank_is_blamed_and_the_unit_retried():
+    s = fleet(4)
+    s.add_film("f", make_plan([scene("s1", 17)]))
+    p = first_phase(s).phases[0]
+    bad = p.members[0].helpers[-1]
+    events = s.update_from_output(None, [TaskReport(p.task_id, False, "boom", worker_id=bad)])  # type: ignore[arg-type]
+    assert [e.worker_id for e in events if isinstance(e, TaskRetried)] == [bad]
+    assert s.schedule(2.0).phases[0].attempt == 2
