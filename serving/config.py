@@ -40,6 +40,8 @@ class DirectorSettings(_Frozen):
     liveness_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     num_cpus: NonNegative = 0.5
     max_attempts: Annotated[int, Field(ge=1)] = 3
+    # Memory of the expert workers (GB): films whose windows would not fit are refused.
+    worker_memory_gb: Annotated[float, Field(gt=0)] = 80.0
 
 
 class ServingConfig(_Frozen):

@@ -18,13 +18,16 @@ from farm.director.director import Director, DirectorConfig
 from farm.director.errors import FailedPrecondition
 from farm.director.records import FilmEvent, FilmInfo
 from farm.engine.core import EngineCore
+from farm.model.footprint import edge_checks
 from farm.model.loader import resolve_model
 from farm.observe.instruments import FarmMetrics
 from farm.observe.metrics import RaySink
 from farm.sched.config import SchedulerConfig
 from farm.sched.output import FilmState, WorkerSpec
 from farm.sched.scheduler import Scheduler
+from farm.spec.errors import SpecError
 from farm.spec.film import Film, resolve_film
+from farm.spec.limits import Limits
 from farm.spec.profiles import profile_for
 from farm.spec.storyboard import parse_storyboard
 from farm.stitch.stream import FrameRouter
@@ -58,7 +61,10 @@ class DirectorServer:
                                  config=DirectorConfig(
             Path(cfg.artifacts), cfg.director.max_unfinished_films,
             cfg.director.max_unfinished_per_tenant)).start()
-        self.rpc = ServeRpc(FilmApi(self.director, {cfg.model: self.profile.family}),
+        source = resolve_model(cfg.model)
+        self.limits = Limits(worker_memory_gb=cfg.director.worker_memory_gb)
+        self.rpc = ServeRpc(FilmApi(self.director, {cfg.model: self.profile.family},
+                                    checks=lambda film: edge_checks(film, source, self.limits)),
                             _authenticator(cfg.tokens_file))
 
     def __del__(self) -> None:
@@ -159,7 +165,11 @@ class DirectorServer:
         if "model" in board.model_fields_set and board.model != self.model:
             raise FailedPrecondition(f"this farm serves model {self.model!r}; the film asks "
                                      f"for {board.model!r}")
-        return resolve_film(board, self.profile, model=self.model)
+        film = resolve_film(board, self.profile, model=self.model)
+        errors = edge_checks(film, resolve_model(self.model), self.limits)
+        if errors:
+            raise SpecError(errors)
+        return film
 
     async def create_film(self, storyboard: dict, tenant: str = "default", request_id: str = "",
                           priority: int = 50) -> FilmInfo:

@@ -177,6 +177,15 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+def _edge_checks(source, limits):
+    """The farm's limits for films of `source` (farm.spec.limits.Limits; defaults if None)."""
+    from farm.model.footprint import edge_checks
+    from farm.spec.limits import Limits
+
+    limits = limits or Limits()
+    return lambda film: edge_checks(film, source, limits)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -188,7 +197,7 @@ def is_loopback(host: str) -> bool:
 
 def local_server(model: str, artifacts: str | Path, auth: Authenticator,
                  config: ServerConfig = ServerConfig(), *, db: str | None = None,
-                 metrics=None, **limits: int):
+                 metrics=None, edge_limits=None, **limits: int):
     """The embedded runtime behind the API: a local Director serving one model.
 
     `db`: SQLAlchemy URL of the job store; with one, films (and their render log) survive
@@ -205,7 +214,8 @@ def local_server(model: str, artifacts: str | Path, auth: Authenticator,
     source = resolve_model(model)
     director = local_director(model, artifacts, db=db, metrics=metrics, **limits)
     try:
-        server = ApiServer(FilmApi(director, {model: source.family}), auth, config)
+        server = ApiServer(FilmApi(director, {model: source.family},
+                                   checks=_edge_checks(source, edge_limits)), auth, config)
     except BaseException:
         director.stop()
         raise

@@ -45,12 +45,15 @@ def _always() -> bool:
 
 
 class FilmApi:
-    def __init__(self, director: Director, models: Mapping[str, str], *, poll_seconds: float = 1.0):
+    def __init__(self, director: Director, models: Mapping[str, str], *, poll_seconds: float = 1.0,
+                 checks: Callable[[Film], list[FieldError]] | None = None):
         """`models`: the served model names (as films name them) -> model family; the
-        first one is the default for films that name none."""
+        first one is the default for films that name none. `checks`: the farm's limits
+        (farm.model.footprint.edge_checks), applied to every film before it is queued."""
         if not models:
             raise ValueError("a server must serve at least one model")
         self.director, self.models, self.poll_seconds = director, dict(models), poll_seconds
+        self.checks = checks or (lambda film: [])
         self.default_model = next(iter(self.models))
 
     # ---- unary ----------------------------------------------------------------------------
@@ -86,6 +89,8 @@ class FilmApi:
         if board is not None:
             try:  # the model's rules; reported together with the request's other problems
                 film = resolve_film(board, profile_for(self.models[model]), model=model)
+                violations += [FieldError(convert.request_path(e.path, spec), e.message)
+                               for e in self.checks(film)]
             except SpecError as exc:
                 violations += self._violations(exc, spec)
         if violations or film is None:

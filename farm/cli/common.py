@@ -83,8 +83,12 @@ def load_source(path: str | Path, *, model: str | None = None, steps: int | None
         film = resolve_film(board, profile_for(source.family), model=ref, base_dir=Path(path).parent)
     except SpecError as exc:
         raise SpecError(rename(exc.errors)) from None
+    from farm.model.footprint import edge_checks
+    from farm.spec.limits import Limits
+
     errors = [FieldError(f"scenes[{s.index}].image", msg) for s in film.scenes
               if s.image and (msg := check_image(s.image))]
+    errors += edge_checks(film, source, Limits())
     if errors:
         raise SpecError(rename(errors))
     cut = cut or cut_of_scenes([(s.id, s.num_frames) for s in film.scenes])

@@ -13,13 +13,12 @@ field and the nearest valid values.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from farm.spec.document import parse_document
 from farm.spec.errors import FieldError, SpecError, format_path
 
 SceneId = Annotated[str, Field(pattern=r"^[a-z0-9_-]+$", min_length=1, max_length=64)]
@@ -104,14 +103,6 @@ def load_storyboard(path: str | Path) -> Storyboard:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([FieldError("", f"cannot read {path}: {exc}")]) from None
     return parse_storyboard(parse_document(text, path.suffix.lower()))
-
-
-def parse_document(text: str, suffix: str = ".yaml") -> Any:
-    """YAML (a superset of JSON) or strict JSON for `.json` files."""
-    try:
-        return json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise SpecError([FieldError("", f"not valid {suffix.lstrip('.') or 'YAML'}: {exc}")]) from None
 
 
 def parse_storyboard(data: Any) -> Storyboard:

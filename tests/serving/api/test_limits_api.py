@@ -1,0 +1,25 @@
+"""The farm's limits at the API edge: a film over them is INVALID_ARGUMENT with a field
+violation naming the request field, before anything is queued."""
+
+from __future__ import annotations
+
+import pytest
+
+from farm.api.protos import pb
+from farm.client.errors import InvalidArgumentError
+
+pytestmark = [pytest.mark.grpc, pytest.mark.model]
+
+
+def test_over_limit_films_are_refused_with_field_violations(connect):
+    client = connect("alice")
+    before = len(list(client.list()))
+    film = pb.Film(title="huge", fps=16, width=4096, height=64, steps=500,
+                   scenes=[pb.Scene(id="a", prompt="a\x00b", frames=9)])
+    with pytest.raises(InvalidArgumentError) as info:
+        client.call("CreateFilm", pb.CreateFilmRequest(film=film, request_id="limits-1"))
+    fields = dict(info.value.violations)
+    assert fields["film.width"] == "4096 pixels; t2v-a14b renders at most 1920"
+    assert fields["film.steps"] == "500; the limit is 200"
+    assert "control characters" in fields["film.scenes[0].prompt"]
+    assert len(list(client.list())) == before  # nothing was queued
