@@ -35,6 +35,7 @@ from farm.api.auth import Authenticator
 from farm.api.protos import pb, pb_grpc
 from farm.api.service import FilmApi
 from farm.api.status import internal_status, to_status
+from farm.api.tls import ServerTls
 
 log = logging.getLogger("farm.api")
 
@@ -52,6 +53,8 @@ class ServerConfig:
     max_concurrent_rpcs: int = 32
     # Seconds that in-flight calls get to finish when the server stops.
     grace_seconds: float = 3.0
+    # TLS (farm.api.tls.ServerTls); None serves plaintext (fine on loopback).
+    tls: ServerTls | None = None
 
     def options(self) -> list[tuple[str, int]]:
         return [
@@ -151,7 +154,9 @@ class ApiServer:
         reflection.enable_server_reflection(
             [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME], self.server)
-        self.port = self.server.add_insecure_port(f"{_host(config.host)}:{config.port}")
+        address = f"{_host(config.host)}:{config.port}"
+        self.port = (self.server.add_secure_port(address, config.tls.credentials()) if config.tls
+                     else self.server.add_insecure_port(address))
         if self.port == 0:
             raise OSError(f"cannot listen on {config.host}:{config.port}")
 

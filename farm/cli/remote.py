@@ -15,12 +15,20 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
                    help=f"reelfarm API address (default {DEFAULT_SERVER})")
     p.add_argument("--token", help=f"bearer token of your tenant (default: ${TOKEN_ENV})")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots)")
+    p.add_argument("--tls-ca", help="CA certificate of the server (implies --tls)")
+    p.add_argument("--tls-cert", help="client certificate, for servers that require one")
+    p.add_argument("--tls-key", help="key of the client certificate")
 
 
 def connect(args: argparse.Namespace):
+    from farm.api.tls import ClientTls
     from farm.client import Client
 
-    return Client(args.server, token=args.token or os.environ.get(TOKEN_ENV) or None)
+    tls = None
+    if args.tls or args.tls_ca or args.tls_cert:
+        tls = ClientTls(args.tls_ca, args.tls_cert, args.tls_key)
+    return Client(args.server, token=args.token or os.environ.get(TOKEN_ENV) or None, tls=tls)
 
 
 def print_api_error(exc) -> int:

@@ -32,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "postgresql+psycopg://... for a server). Films survive a restart on the "
                         "same --db and --artifacts.")
     p.add_argument("--tokens", help="file of `<tenant> <token>` lines; without it the API is open")
+    p.add_argument("--tls-cert", help="serve TLS with this certificate (PEM) ...")
+    p.add_argument("--tls-key", help="... and its key (PEM)")
+    p.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mTLS)")
     p.add_argument("--max-films", type=int, default=100, help="unfinished films at once")
     p.add_argument("--max-films-per-tenant", type=int, default=20,
                    help="unfinished films per tenant")
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         metrics = FarmMetrics(sink)
     try:
         server, director = local_server(
-            args.model, args.artifacts, auth, ServerConfig(host=args.host, port=args.port),
+            args.model, args.artifacts, auth,
+            ServerConfig(host=args.host, port=args.port, tls=_tls(args)),
             db=args.db, metrics=metrics, max_unfinished_films=args.max_films,
             max_unfinished_per_tenant=args.max_films_per_tenant,
             max_queued_frames_per_tenant=args.max_queued_frames_per_tenant)
@@ -103,6 +107,16 @@ def run(args: argparse.Namespace) -> int:
     server.stop()
     director.stop()
     return 0
+
+
+def _tls(args: argparse.Namespace):
+    if not (args.tls_cert or args.tls_key or args.tls_client_ca):
+        return None
+    if not (args.tls_cert and args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    from farm.api.tls import ServerTls
+
+    return ServerTls(args.tls_cert, args.tls_key, args.tls_client_ca)
 
 
 def _safe_url(url: str) -> str:

@@ -16,16 +16,20 @@ import grpc
 
 from farm.api.convert import Frame, FrameAssembler
 from farm.api.protos import pb, pb_grpc
+from farm.api.tls import ClientTls
 from farm.client import common
 from farm.client.errors import from_rpc_error
 
 
 class AsyncClient:
     def __init__(self, target: str, token: str | None = None, *,
-                 timeout: float = common.UNARY_TIMEOUT, options: list | None = None):
+                 timeout: float = common.UNARY_TIMEOUT, options: list | None = None,
+                 tls: ClientTls | None = None):
         self.target, self.timeout = target, timeout
         self._metadata = common.metadata(token)
-        self._channel = grpc.aio.insecure_channel(target, options=common.CHANNEL_OPTIONS + (options or []))
+        opts = common.CHANNEL_OPTIONS + (options or [])
+        self._channel = (grpc.aio.secure_channel(target, tls.credentials(), options=opts) if tls else
+                         grpc.aio.insecure_channel(target, options=opts))
         self.stub = pb_grpc.FilmServiceStub(self._channel)
 
     async def __aenter__(self) -> AsyncClient:

@@ -23,17 +23,21 @@ import grpc
 
 from farm.api.convert import Frame, FrameAssembler
 from farm.api.protos import pb, pb_grpc
+from farm.api.tls import ClientTls
 from farm.client import common
 from farm.client.errors import from_rpc_error
 
 
 class Client:
     def __init__(self, target: str, token: str | None = None, *,
-                 timeout: float = common.UNARY_TIMEOUT, options: list | None = None):
+                 timeout: float = common.UNARY_TIMEOUT, options: list | None = None,
+                 tls: ClientTls | None = None):
         """`target`: HOST:PORT of a reelfarm server; `token`: the tenant's bearer token."""
         self.target, self.timeout = target, timeout
         self._metadata = common.metadata(token)
-        self._channel = grpc.insecure_channel(target, options=common.CHANNEL_OPTIONS + (options or []))
+        opts = common.CHANNEL_OPTIONS + (options or [])
+        self._channel = (grpc.secure_channel(target, tls.credentials(), options=opts) if tls else
+                         grpc.insecure_channel(target, options=opts))
         self.stub = pb_grpc.FilmServiceStub(self._channel)
 
     def __enter__(self) -> Client:
