@@ -202,7 +202,8 @@ def is_loopback(host: str) -> bool:
 
 def local_server(model: str, artifacts: str | Path, auth: Authenticator,
                  config: ServerConfig = ServerConfig(), *, db: str | None = None,
-                 metrics=None, edge_limits=None, **limits: int):
+                 metrics=None, edge_limits=None, max_streams_per_tenant: int = 32,
+                 **limits: int):
     """The embedded runtime behind the API: a local Director serving one model.
 
     `db`: SQLAlchemy URL of the job store; with one, films (and their render log) survive
@@ -220,7 +221,8 @@ def local_server(model: str, artifacts: str | Path, auth: Authenticator,
     director = local_director(model, artifacts, db=db, metrics=metrics, **limits)
     try:
         server = ApiServer(FilmApi(director, {model: source.family},
-                                   checks=_edge_checks(source, edge_limits)), auth, config)
+                                   checks=_edge_checks(source, edge_limits),
+                                   max_streams_per_tenant=max_streams_per_tenant), auth, config)
     except BaseException:
         director.stop()
         raise

@@ -11,9 +11,13 @@ every `poll_seconds` while waiting for the film, so a dropped client frees its t
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import re
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 from google.api import field_behavior_pb2
 
@@ -21,7 +25,7 @@ from farm.api import convert
 from farm.api.errors import InvalidArgument, ModelNotServed
 from farm.api.protos import pb
 from farm.director.director import Director
-from farm.director.errors import FailedPrecondition
+from farm.director.errors import FailedPrecondition, ResourceExhausted
 from farm.director.records import FilmInfo
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.film import Film, resolve_film
@@ -44,17 +48,45 @@ def _always() -> bool:
     return True
 
 
+def _limited(method):
+    """A streaming RPC that holds one of the tenant's stream slots while it runs."""
+    @functools.wraps(method)
+    def stream(self, request, tenant, *args, **kwargs):
+        with self._stream_slot(tenant):
+            yield from method(self, request, tenant, *args, **kwargs)
+    return stream
+
+
 class FilmApi:
     def __init__(self, director: Director, models: Mapping[str, str], *, poll_seconds: float = 1.0,
-                 checks: Callable[[Film], list[FieldError]] | None = None):
+                 checks: Callable[[Film], list[FieldError]] | None = None,
+                 max_streams_per_tenant: int = 32):
         """`models`: the served model names (as films name them) -> model family; the
         first one is the default for films that name none. `checks`: the farm's limits
         (farm.model.footprint.edge_checks), applied to every film before it is queued."""
         if not models:
             raise ValueError("a server must serve at least one model")
         self.director, self.models, self.poll_seconds = director, dict(models), poll_seconds
-        self.checks = checks or (lambda film: [])
         self.default_model = next(iter(self.models))
+        self.checks = checks or (lambda film: [])
+        # Open WatchFilm/StreamFrames/GetArtifact calls per tenant: one tenant cannot take
+        # every server thread with streams.
+        self.max_streams_per_tenant = max_streams_per_tenant
+        self._streams: Counter[str] = Counter()
+        self._streams_lock = threading.Lock()
+
+    @contextmanager
+    def _stream_slot(self, tenant: str):
+        with self._streams_lock:
+            if self._streams[tenant] >= self.max_streams_per_tenant:
+                raise ResourceExhausted(f"tenant {tenant!r} has {self._streams[tenant]} streams "
+                                        f"open, its limit; close one first")
+            self._streams[tenant] += 1
+        try:
+            yield
+        finally:
+            with self._streams_lock:
+                self._streams[tenant] -= 1
 
     # ---- unary ----------------------------------------------------------------------------
 
@@ -168,6 +200,7 @@ class FilmApi:
 
     # ---- streaming ------------------------------------------------------------------------
 
+    @_limited
     def watch_film(self, request: pb.WatchFilmRequest, tenant: str,
                    alive: Callable[[], bool] = _always) -> Iterator[pb.WatchFilmResponse]:
         film_id = _film_id(request.name)
@@ -184,6 +217,7 @@ class FilmApi:
             except TimeoutError:
                 continue  # nothing new: check the caller is still there, then wait again
 
+    @_limited
     def stream_frames(self, request: pb.StreamFramesRequest, tenant: str,
                       alive: Callable[[], bool] = _always) -> Iterator[pb.StreamFramesResponse]:
         film_id = _film_id(request.name)
@@ -201,6 +235,7 @@ class FilmApi:
             except StreamClosed as exc:
                 raise FailedPrecondition(f"films/{film_id} delivers no more frames: {exc}") from None
 
+    @_limited
     def get_artifact(self, request: pb.GetArtifactRequest,
                      tenant: str) -> Iterator[pb.GetArtifactResponse]:
         film_id = _film_id(request.name)

@@ -40,8 +40,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="unfinished films per tenant")
     p.add_argument("--max-queued-frames-per-tenant", type=int, default=100_000,
                    help="frames not yet delivered, summed over a tenant's unfinished films")
+    p.add_argument("--max-concurrent-rpcs", type=int, default=32,
+                   help="calls served at once (each open stream holds one); beyond it "
+                        "RESOURCE_EXHAUSTED")
+    p.add_argument("--max-streams-per-tenant", type=int, default=32,
+                   help="open WatchFilm/StreamFrames/GetArtifact calls per tenant")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (same --host)")
+    p.add_argument("--web-port", type=int, metavar="PORT",
+                   help="serve the web monitor at http://HOST:PORT/ (same --host and tokens); "
+                        "with --config: the Serve HTTP port it is served on (default the config's)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="json: one object per line with film/scene/unit/phase ids")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -52,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         from serving.cli import serve_config
 
-        return serve_config(args.config, args.address)
+        return serve_config(args.config, args.address, args.web_port)
     from sqlalchemy.exc import SQLAlchemyError
 
     from farm.api.auth import Authenticator
@@ -78,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         server, director = local_server(
             args.model, args.artifacts, auth,
-            ServerConfig(host=args.host, port=args.port, tls=_tls(args)),
+            ServerConfig(host=args.host, port=args.port, tls=_tls(args),
+                         max_workers=args.max_concurrent_rpcs,
+                         max_concurrent_rpcs=args.max_concurrent_rpcs),
+            max_streams_per_tenant=args.max_streams_per_tenant,
             db=args.db, metrics=metrics, max_unfinished_films=args.max_films,
             max_unfinished_per_tenant=args.max_films_per_tenant,
             max_queued_frames_per_tenant=args.max_queued_frames_per_tenant)
@@ -95,6 +106,18 @@ def run(args: argparse.Namespace) -> int:
 
         http = serve_metrics(sink, args.metrics_port, args.host)
         print(f"metrics on http://{args.host}:{http.server_port}/metrics", flush=True)
+    web = None
+    if args.web_port is not None:
+        from farm.web.server import serve_web
+
+        try:
+            web = serve_web(server.api, auth, args.host, args.web_port)
+        except OSError as exc:
+            print(f"error: --web-port: {exc}", file=sys.stderr)
+            server.stop()
+            director.stop()
+            return 2
+        print(f"web monitor on {web.url}", flush=True)
     if auth.is_open:
         print("auth: OPEN - no --tokens given; every caller is tenant 'default'", flush=True)
     else:
@@ -104,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     print("stopping", flush=True)
+    if web is not None:
+        web.stop()
     server.stop()
     director.stop()
     return 0

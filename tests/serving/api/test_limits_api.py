@@ -23,3 +23,34 @@ def test_over_limit_films_are_refused_with_field_violations(connect):
     assert fields["film.steps"] == "500; the limit is 200"
     assert "control characters" in fields["film.scenes[0].prompt"]
     assert len(list(client.list())) == before  # nothing was queued
+
+
+def test_open_streams_per_tenant_are_limited(tmp_path):
+    import grpc
+
+    from farm.api.auth import Authenticator
+    from farm.api.server import ServerConfig, local_server
+    from farm.client import Client
+    from farm.client.errors import ApiError
+    from tests.serving.api.helpers import tiny_board
+
+    server, director = local_server("tiny", tmp_path / "art", Authenticator(),
+                                    ServerConfig(port=0), max_streams_per_tenant=2)
+    try:
+        with Client(server.address) as client:
+            film = client.submit(tiny_board(scenes=1, frames=9))
+            film.pause()  # nothing moves: its watch streams stay open
+            streams = [client.stub.WatchFilm(pb.WatchFilmRequest(name=film.name),
+                                             metadata=(("application", "reelfarm"),))
+                       for _ in range(2)]
+            for s in streams:
+                next(s)  # both are open and serving
+            with pytest.raises(ApiError) as info:
+                list(zip(range(1), film.watch()))
+            assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "streams open" in info.value.message
+            for s in streams:
+                s.cancel()
+    finally:
+        server.stop(grace=0.5)
+        director.stop()
