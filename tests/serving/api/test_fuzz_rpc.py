@@ -68,7 +68,7 @@ def call(stub, method: str, request, token: str | None = TOKEN) -> grpc.StatusCo
     try:
         result = getattr(stub, method)(request, metadata=metadata, timeout=10)
         if method in ("WatchFilm", "StreamFrames", "GetArtifact"):
-            for _ in zip(range(3), result):  # a few messages are enough; then cancel
+            for _ in zip(range(3), result, strict=False):  # a few messages; then cancel
                 pass
             result.cancel()
         return grpc.StatusCode.OK
@@ -98,7 +98,7 @@ def test_undecodable_bytes_never_crash_the_server(fuzz_server, data, method):
         try:
             result = rpc(data, metadata=(("authorization", f"Bearer {TOKEN}"),), timeout=10)
             if method == "StreamFrames":
-                list(zip(range(2), result))
+                list(zip(range(2), result, strict=False))
         except grpc.RpcError as err:
             assert err.code() in OK_CODES | {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 

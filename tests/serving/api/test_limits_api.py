@@ -46,7 +46,7 @@ def test_open_streams_per_tenant_are_limited(tmp_path):
             for s in streams:
                 next(s)  # both are open and serving
             with pytest.raises(ApiError) as info:
-                list(zip(range(1), film.watch()))
+                list(zip(range(1), film.watch(), strict=False))
             assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "streams open" in info.value.message
             for s in streams:
