@@ -20,6 +20,7 @@ import pytest
 from farm.api.protos import pb
 from farm.client.sync import Client
 from tests.helpers import board, scene
+from tests.serving.test_ray_runtime import inline_frames
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 BOARD = board([scene(f"s{i}", 17, seed=i) for i in range(4)], steps=6, width=32, height=32)
@@ -47,23 +48,6 @@ def start(port: int, tmp: Path) -> subprocess.Popen:
     raise RuntimeError("serve --local did not start")
 
 
-def reference() -> np.ndarray:
-    import threading
-
-    from farm.local import LocalFarm
-    from farm.spec.film import resolve_film
-    from farm.spec.profiles import T2V_A14B
-    from farm.spec.storyboard import parse_storyboard
-
-    farm = LocalFarm("tiny")
-    _, stream = farm.submit(resolve_film(parse_storyboard(BOARD), T2V_A14B, model="tiny"))
-    t = threading.Thread(target=farm.run)
-    t.start()
-    frames = np.stack([f.frame for f in stream])
-    t.join()
-    return frames
-
-
 def test_killed_server_resumes_the_film_identically(tmp_path):
     port = free_port()
     target = f"127.0.0.1:{port}"
@@ -83,7 +67,7 @@ def test_killed_server_resumes_the_film_identically(tmp_path):
             done = again.wait()
             assert pb.Film.State.Name(done.state) == "STATE_SUCCEEDED", done.state_reason
             frames = np.stack([f.to_array() for f in again.frames()])
-            assert np.array_equal(frames, reference())
+            assert np.array_equal(frames, inline_frames(BOARD))
             runs = Counter((e.unit_id, e.phase_index) for e in again.executions()
                            if e.kind == pb.Execution.KIND_PHASE and e.succeeded)
             assert len(runs) == 8 and set(runs.values()) == {1}, runs
