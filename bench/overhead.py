@@ -35,26 +35,46 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray executor")
     args = ap.parse_args()
 
-    import numpy as np
     import torch
-    from diffusers import WanPipeline
 
     from farm.cli.quiet import quiet_libraries
-    from farm.local import LocalFarm
-    from farm.model.noise import initial_noise
     from farm.model.tiny import init_tiny
-    from tests.helpers import board, make_film, scene
+    from tests.helpers import board, scene
 
     quiet_libraries()
     folder = str(init_tiny(tempfile.mkdtemp(prefix="reelfarm-bench-"), "t2v-a14b"))
     scenes = [scene("s1", args.frames, seed=1, negative_prompt="blurry")]
     shape = dict(steps=args.steps, width=args.size, height=args.size)
+    run_pipe, run_inline = _local_systems(folder, scenes, shape, args.frames)
+    systems = {"diffusers": run_pipe, "farm inline": run_inline}
+    cluster = None
+    if not args.no_ray:
+        cluster, director = _start_ray(folder, torch.get_num_threads())
+        storyboard = board(scenes, model=folder, **shape)
+        systems["farm ray"] = lambda: _run_ray(director, storyboard)
+    try:
+        times = _measure(systems, args.runs, args.frames)
+        _print(args, times, cluster)
+    finally:
+        if cluster is not None:
+            cluster.__exit__(None, None, None)
+
+
+def _local_systems(folder: str, scenes: list, shape: dict, frames: int):
+    """(plain WanPipeline call, inline farm render) of the same film, weights loaded."""
+    import numpy as np
+    from diffusers import WanPipeline
+
+    from farm.local import LocalFarm
+    from farm.model.noise import initial_noise
+    from tests.helpers import make_film
+
     film = make_film(scenes, model=folder, **shape)
     farm = LocalFarm(folder)
     pipe = WanPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
-    latent = args.size // 8
-    noise = initial_noise(1, "s1", (args.frames - 1) // 4 + 1, 16, latent, latent)
+    size = shape["width"]
+    noise = initial_noise(1, "s1", (frames - 1) // 4 + 1, 16, size // 8, size // 8)
 
     def run_inline() -> int:
         # The engine (all torch work) runs on this thread, like the pipeline; a reader
@@ -69,23 +89,12 @@ def main() -> None:
         return count[0]
 
     def run_pipe() -> int:
-        out = pipe(prompt=film.scenes[0].prompt, negative_prompt="blurry", height=args.size,
-                   width=args.size, num_frames=args.frames, num_inference_steps=args.steps,
+        out = pipe(prompt=film.scenes[0].prompt, negative_prompt="blurry", height=size,
+                   width=size, num_frames=frames, num_inference_steps=shape["steps"],
                    guidance_scale=4.0, guidance_scale_2=3.0, latents=noise, output_type="np")
         return int(np.asarray(out.frames[0]).shape[0])
 
-    systems = {"diffusers": run_pipe, "farm inline": run_inline}
-    cluster = None
-    if not args.no_ray:
-        cluster, director = _start_ray(folder, torch.get_num_threads())
-        storyboard = board(scenes, model=folder, **shape)
-        systems["farm ray"] = lambda: _run_ray(director, storyboard)
-    try:
-        times = _measure(systems, args.runs, args.frames)
-        _print(args, times, cluster)
-    finally:
-        if cluster is not None:
-            cluster.__exit__(None, None, None)
+    return run_pipe, run_inline
 
 
 def _start_ray(folder: str, threads: int):
