@@ -5,6 +5,12 @@ calibrated on the published Wan2.2 H100 table. Workloads:
   (a) single-film: one 60 s 720p T2V film, 6 scenes of 161 frames, each a windows gang
   (b) queue-50:    50 mixed films (T2V/I2V, 480p/720p, 1-6 scenes), Poisson arrivals at
                    80 % offered load
+  (c) backlog-50:  the same 50 films, all queued at t = 0 (throughput: films per hour)
+
+reelfarm runs its gang rule (phases on CFG x Ulysses gangs sized from the backlog and the
+idle GPUs, farm.sched.gangs) on the speedup table the official baseline uses; for each
+row the best of its configurations (expert pools or generalists; phases whole or in
+chunks of <= 7 steps) is shown, as the official baseline's best group size G is.
 
 Columns: makespan / lower bound (the system's own bound: max(GPU work / GPUs, critical
 path, arrivals); how well the work was scheduled), makespan / best system in the group
@@ -20,11 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from farm.sim import targets  # noqa: E402
 from farm.sim.compare import at_load, compare, reelfarm  # noqa: E402
 from farm.sim.costs import CostModel  # noqa: E402
 from farm.sim.workload import film_queue, trailer  # noqa: E402
@@ -32,15 +41,34 @@ from farm.sim.workload import film_queue, trailer  # noqa: E402
 LOAD = 0.8
 
 
-def rows(gpus_list: list[int], failures: float, seed: int) -> list[dict]:
+WORKLOADS = ("single-film", "queue-50", "backlog-50")
+
+
+def rows(gpus_list: list[int], failures: float, seed: int,
+         workloads: tuple[str, ...] = WORKLOADS) -> list[dict]:
     costs = CostModel()
     queue = film_queue(50, seed=seed)
     out = []
+    backlog = replace(queue.at_rate(0.0), name="backlog-50")
     for gpus in gpus_list:
-        out += compare(trailer(), gpus, costs, failures_per_gpu_hour=failures, seed=seed)
-        out += compare(at_load(queue, gpus, LOAD, costs), gpus, costs,
-                       failures_per_gpu_hour=failures, seed=seed)
+        for workload in (trailer(), at_load(queue, gpus, LOAD, costs), backlog):
+            if workload.name in workloads:
+                out += compare(workload, gpus, costs, failures_per_gpu_hour=failures, seed=seed)
+    for r in out:
+        r["throughput_films_per_h"] = round(r["films_ok"] * 3600 / r["makespan_s"], 3)
     return out
+
+
+def ceilings(rs: list[dict], seed: int) -> dict[int, float]:
+    """Per fleet size: the backlog throughput ratio reelfarm could reach at best."""
+    costs, backlog = CostModel(), film_queue(50, seed=seed).at_rate(0.0)
+    return {r["gpus"]: targets.throughput_ceiling(backlog, costs, int(r["config"].removeprefix("G=")))
+            for r in rs if r["workload"] == "backlog-50" and r["system"] == "official"}
+
+
+def last_arrivals(gpus_list: list[int], seed: int) -> dict[tuple[int, str], float]:
+    costs, queue = CostModel(), film_queue(50, seed=seed)
+    return {(g, queue.name): at_load(queue, g, LOAD, costs).arrivals[-1].time for g in gpus_list}
 
 
 def _util(r: dict) -> str:
@@ -51,14 +79,14 @@ def _util(r: dict) -> str:
 
 def table(rs: list[dict]) -> str:
     head = (f"{'GPUs':>4} {'workload':<11} {'system':<8} {'config':<50} {'makespan':>9} "
-            f"{'/LB':>6} {'/best':>6} {'TTFF s':>7} {'/seg':>5} {'p50 s':>7} {'p95 s':>7}  "
-            "utilisation (per pool)")
+            f"{'/LB':>6} {'/best':>6} {'films/h':>8} {'TTFF s':>7} {'/seg':>5} {'p50 s':>7} "
+            f"{'p95 s':>7}  utilisation (per pool)")
     lines = [head, "-" * len(head)]
     for r in rs:
         lines.append(
             f"{r['gpus']:>4} {r['workload']:<11} {r['system']:<8} {r['config']:<50} "
             f"{r['makespan_s']:>9.1f} {r['makespan_over_lower_bound']:>6.3f} "
-            f"{r['makespan_over_best']:>6.2f} {r['ttff_s']:>7.1f} "
+            f"{r['makespan_over_best']:>6.2f} {r['throughput_films_per_h']:>8.2f} {r['ttff_s']:>7.1f} "
             f"{r['ttff_over_segment_latency']:>5.2f} {r['p50_latency_s']:>7.1f} "
             f"{r['p95_latency_s']:>7.1f}  {_util(r)}")
     return "\n".join(lines)
@@ -103,6 +131,14 @@ def main() -> None:
     print("\n/LB: makespan over the system's own lower bound (how well it was scheduled); "
           "/best: over the fastest system of the group (who wins). TTFF and /seg: median over "
           "films; /seg divides by the published 1-GPU time of one 81-frame clip.")
+    print("\ntargets (issue 17):")
+    for line in targets.check(rs, ceilings(rs, args.seed)):
+        print(f"  {line}")
+    notes = targets.losses(rs, CostModel(), last_arrivals(args.gpus, args.seed), LOAD)
+    print("\nwhere reelfarm still loses, and why:" if notes else "\nreelfarm loses no row.")
+    for line in notes:
+        print(textwrap.fill(line, 118, initial_indent="  - ", subsequent_indent="    "))
+    print()
     print(calibration())
     print(resilience(64, 0.2, args.seed))
     print(f"\n(simulated in {time.perf_counter() - started:.1f} s; H100 costs from the "

@@ -95,13 +95,16 @@ class FilmPlan:
         raise KeyError(unit_id)
 
 
-def plan_film(film: Film) -> FilmPlan:
+def plan_film(film: Film, *, max_phase_steps: int | None = None) -> FilmPlan:
+    """`max_phase_steps`: split each expert's steps into phases of at most that many
+    (exact handoffs between them; more decision points for the scheduler's gangs)."""
     steps = timesteps(film.solver, film.num_steps, film.shift)
     scenes, offset = [], 0
     for scene in film.scenes:
         scenes.append(plan_scene(scene, offset))
         offset += scene.num_frames
-    return FilmPlan(film=film, timesteps=steps, phases=phases(steps, film.profile.boundaries),
+    return FilmPlan(film=film, timesteps=steps,
+                    phases=phases(steps, film.profile.boundaries, max_phase_steps),
                     scenes=tuple(scenes))
 
 

@@ -57,8 +57,13 @@ def expert_of_timestep(t: float, boundaries: tuple[float, ...]) -> int:
     return sum(1 for b in boundaries if t < b * NUM_TRAIN_TIMESTEPS)
 
 
-def phases(steps: tuple[float, ...], boundaries: tuple[float, ...]) -> tuple[Phase, ...]:
-    """Group consecutive steps by expert. Experts without steps get no phase."""
+def phases(steps: tuple[float, ...], boundaries: tuple[float, ...],
+           max_steps: int | None = None) -> tuple[Phase, ...]:
+    """Group consecutive steps by expert. Experts without steps get no phase.
+
+    `max_steps`: split each expert's run into near-equal phases of at most that many
+    steps. The solver state is handed over exactly at any step, so the result is the
+    same; the scheduler gets a decision point (where, on how many GPUs) every chunk."""
     out: list[Phase] = []
     for i, t in enumerate(steps):
         e = expert_of_timestep(t, boundaries)
@@ -66,4 +71,14 @@ def phases(steps: tuple[float, ...], boundaries: tuple[float, ...]) -> tuple[Pha
             out[-1] = Phase(e, out[-1].start, i + 1)
         else:
             out.append(Phase(e, i, i + 1))
-    return tuple(out)
+    if max_steps is None:
+        return tuple(out)
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    return tuple(chunk for p in out for chunk in _chunks(p, max_steps))
+
+
+def _chunks(p: Phase, max_steps: int) -> list[Phase]:
+    n = -(-p.num_steps // max_steps)  # ceil
+    bounds = [p.start + round(k * p.num_steps / n) for k in range(n + 1)]
+    return [Phase(p.expert, a, b) for a, b in zip(bounds, bounds[1:], strict=False)]

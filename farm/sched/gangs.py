@@ -87,13 +87,19 @@ def place_phase(rnd: Round, policy: GangPolicy | None, need: Need, excluded: fro
     members = len(preferred)
     layout = SINGLE
     if policy is not None:
-        layout = policy.choose(need[1], height, guidance, rnd.waiting(need), rnd.idle(need, excluded))
+        idle = rnd.idle(need, excluded, soon=True)
+        layout = policy.choose(need[1], height, guidance, rnd.waiting(need), idle)
     if layout.size > 1:
         ranks = tuple(w for p in preferred for w in (p, *[None] * (layout.size - 1)))
         ids = rnd.place(need, excluded, members * layout.size, ranks, distinct=True)
         if ids is not None:
             rnd.placed(need, members)
             return ids, layout
+        # Some of its workers are busy with short tasks (seconds): wait for them, holding
+        # the free ones, rather than run for minutes on a narrower gang.
+        rnd.reserve(need, excluded)
+        rnd.placed(need, members)
+        return None
     ids = rnd.place(need, excluded, members, preferred)
     if ids is None:
         return None

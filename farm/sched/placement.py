@@ -36,9 +36,13 @@ Need = tuple[str, str]
 class Round:
     """Free slots, reservations and demand during one schedule() call."""
 
-    def __init__(self, workers: Iterable[WorkerState], demand: dict[Need, int]):
+    def __init__(self, workers: Iterable[WorkerState], demand: dict[Need, int],
+                 soon: frozenset[str] = frozenset()):
+        """`soon`: workers busy only with short tasks (prompt, image, decode: seconds, where
+        a phase takes minutes); a gang may wait for them rather than start narrower."""
         self.workers = [w for w in workers if w.alive]
         self.free = {w.spec.worker_id: w.free for w in self.workers}
+        self.soon = set(soon)
         self.reserved: set[str] = set()
         # Members (segments) of phases waiting at the start of the round, and placed since.
         self._demand, self._placed = dict(demand), {need: 0 for need in demand}
@@ -64,9 +68,12 @@ class Round:
         """Segments still waiting for this need's workers in this round."""
         return self._demand.get(need, 0) - self._placed.get(need, 0)
 
-    def idle(self, need: Need, excluded: frozenset[str]) -> int:
-        """Distinct workers serving `need` with a free, unreserved slot."""
-        return sum(1 for n in self._left(self.pool(need, excluded), False).values() if n > 0)
+    def idle(self, need: Need, excluded: frozenset[str], soon: bool = False) -> int:
+        """Distinct workers serving `need` with a free, unreserved slot (with `soon`, also
+        those that will have one when their short tasks end)."""
+        left = self._left(self.pool(need, excluded), False)
+        return sum(1 for wid, n in left.items()
+                   if n > 0 or (soon and wid in self.soon and wid not in self.reserved))
 
     def placed(self, need: Need, segments: int) -> None:
         self._placed[need] = self._placed.get(need, 0) + segments
@@ -92,6 +99,8 @@ class Round:
             return None
         for wid in ids:
             self.free[wid] = max(0, self.free[wid] - 1)
+            if backfill:  # short tasks (the only backfill) leave their workers soon
+                self.soon.add(wid)
         return ids
 
     def reserve(self, need: Need, excluded: frozenset[str]) -> None:

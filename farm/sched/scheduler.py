@@ -225,7 +225,7 @@ class Scheduler:
         for rs in reqs.values():
             for need, num, _ in rs:
                 demand[need] = demand.get(need, 0) + num
-        rnd = Round(self._workers.values(), demand)
+        rnd = Round(self._workers.values(), demand, self._short_busy())
         self._fail_starved(cands, reqs, rnd)
         started: list[tasks.Task] = []
         heap = [(self._fair.rank(self._films[fid]), fid) for fid, c in cands.items() if c]
@@ -256,6 +256,12 @@ class Scheduler:
 
     def _active(self) -> list[FilmRecord]:
         return [f for f in self._films.values() if f.schedulable]
+
+    def _short_busy(self) -> frozenset[str]:
+        """Workers whose running tasks are all short (prompt, image, decode)."""
+        short = {w for r in self._running.values() if r.kind != "phase" for w in r.worker_ids}
+        long = {w for r in self._running.values() if r.kind == "phase" for w in r.worker_ids}
+        return frozenset(short - long)
 
     def _fail_starved(self, cands: dict[str, list], reqs: dict[str, list], rnd: Round) -> None:
         """Fail films whose work no usable worker serves, before anything is placed: a

@@ -23,18 +23,26 @@ Bytes. Latents are fp32 [C, L, H/8, W/8]; a phase hands over latents + UniPC his
 embeddings (cond + uncond) 8.4 MB; I2V conditioning (20 channels, bf16). A transfer
 costs latency + bytes / bandwidth of the link (default 12.5 GB/s, 100 Gb/s).
 
-Sequence parallel (official baseline). Published totals at 1, 4 and 8 GPUs are used as
-they are. Other group sizes (a divisor of the 40 heads) use t(G) = s + p / G fitted
-through 4 and 8 GPUs, plus, beyond one 8-GPU node, the Ulysses all-to-all over
+Sequence parallel (official baseline) and reelfarm's gangs use the same table
+(farm.sched.speedup, which the scheduler's gang rule reads too): published totals at 1,
+4 and 8 GPUs as they are; other group sizes (a divisor of the 40 heads) t(G) = s + p / G
+fitted through 4 and 8 GPUs, plus, beyond one 8-GPU node, the Ulysses all-to-all over
 InfiniBand (13.5 GB per GPU per forward at 720p and P = 8, scaled by 8/P, 80 forwards,
-50 GB/s). Those points are extrapolations [inferred], not measurements.
+50 GB/s). Those points are extrapolations [inferred], not measurements. A reelfarm phase
+on a gang of cfg x sp GPUs takes `SpeedupTable.ratio` times its one-GPU time: the
+table's time at sp GPUs less the parts reelfarm runs apart (text, image, decode; the
+single-GPU offload), halved by CFG parallel, plus one all-gather per step.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from farm.plan.film import FilmPlan, Unit
+from farm.sched.gangs import GangPolicy
+from farm.sched.output import Layout
+from farm.sched.speedup import SpeedupTable, published_tables
 
 # (family, height) -> published seconds by GPU count (H100, 40 steps, CFG, 81 frames)
 PUBLISHED: dict[tuple[str, int], dict[int, float]] = {
@@ -47,6 +55,15 @@ PUBLISHED: dict[tuple[str, int], dict[int, float]] = {
 SP_SIZES = (1, 2, 4, 5, 8, 10, 20, 40)
 REF_FRAMES, REF_STEPS = 81, 40
 ATTN_TOKENS = 29100.0
+
+
+@functools.lru_cache(maxsize=64)
+def _tables(text_s: float, swap_s: float, decode_s: tuple[tuple[int, float], ...],
+            image_s: tuple[tuple[int, float], ...]) -> tuple[SpeedupTable, ...]:
+    decode, image = dict(decode_s), dict(image_s)
+    return published_tables(text_s=text_s, swap_s=swap_s,
+                            decode_s=(decode[720], decode.get(480, decode[720])),
+                            image_s=(image[720], image.get(480, image[720])))
 
 
 def _flops(tokens: float) -> float:
@@ -72,6 +89,8 @@ class CostModel:
     link_latency_s: float = 1e-3
     # Inter-node bandwidth for sequence parallel beyond one node (official baseline).
     ib_bytes_per_s: float = 50e9
+    # Forming a gang's process groups for one phase (NCCL communicator init) [assumed].
+    gang_setup_s: float = 1.0
     # Optional override: (family, height, expert) -> seconds per step at 81 frames.
     step_s_override: tuple[tuple[tuple[str, int, str], float], ...] = field(default=())
 
@@ -161,17 +180,34 @@ class CostModel:
 
     # ---- official sequence-parallel clips --------------------------------------------------
 
+    def speedup_tables(self) -> tuple[SpeedupTable, ...]:
+        """The published tables, with this model's fixed parts (text, image, decode, swap)."""
+        return _tables(self.text_s, self.swap_s, self.decode_s, self.image_s)
+
+    def speedup(self, family: str, height: int) -> SpeedupTable:
+        self._published(family, height)  # a clear error for an uncalibrated model
+        return next(t for t in self.speedup_tables() if (t.family, t.height) == (family, height))
+
+    def gang_policy(self, min_efficiency: float = 0.8) -> GangPolicy:
+        """The scheduler's gang rule on this model's tables and inter-node link."""
+        return GangPolicy(tables=self.speedup_tables(), link_bytes_per_s=self.ib_bytes_per_s,
+                          min_efficiency=min_efficiency)
+
     def clip_s(self, family: str, height: int, gpus: int) -> float:
         """Official script: one 81-frame clip on `gpus` GPUs, end to end."""
-        if gpus not in SP_SIZES:
-            raise ValueError(f"sequence parallel size must be one of {SP_SIZES}, got {gpus}")
-        table = self._published(family, height)
-        if gpus in table:
-            return table[gpus]
-        p = 8 * (table[4] - table[8])
-        s = table[8] - p / 8
-        comm = 0.0
-        if gpus > 8:
-            per_gpu = 13.5e9 * (8 / gpus) * (1.0 if height == 720 else 5.9 / 13.5)
-            comm = 2 * REF_STEPS * per_gpu / self.ib_bytes_per_s
-        return s + p / gpus + comm
+        return self.speedup(family, height).clip_s(gpus, self.ib_bytes_per_s)
+
+    def gang_phase_s(self, plan: FilmPlan, unit: Unit, phase_index: int, layout: Layout) -> float:
+        """A unit's phase on gangs of `layout`: the one-GPU time x ratio, plus forming them."""
+        one = self.unit_phase_s(plan, unit, phase_index)
+        if layout.size == 1:
+            return one
+        return one * self.gang_ratio(plan, layout) + self.gang_setup_s
+
+    def gang_ratio(self, plan: FilmPlan, layout: Layout) -> float:
+        """A phase's time on a gang of `layout` over its time on one GPU."""
+        if layout.size == 1:
+            return 1.0
+        height = 720 if plan.film.height >= 600 else 480
+        return self.speedup(plan.film.profile.family, height).ratio(
+            layout, self.ib_bytes_per_s, self.link_latency_s)

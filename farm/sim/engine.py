@@ -166,7 +166,8 @@ class Simulation:
     def _phase(self, task: PhaseTask) -> tuple[float, float, list]:
         plan = self.plans[task.film_id]
         unit = plan.unit(task.unit_id)
-        compute = self.costs.unit_phase_s(plan, unit, task.phase_index)
+        # A gang (cfg x sp per member) runs the phase in `gang_ratio` of the one-GPU time.
+        compute = self.costs.gang_phase_s(plan, unit, task.phase_index, task.layout)
         per_worker = max(task.worker_ids.count(w) for w in task.worker_ids)  # oversubscribed
         compute = compute * per_worker + self.costs.exchange_s(plan, unit, task.phase_index)
         expert = plan.film.profile.experts[task.expert]
@@ -174,8 +175,9 @@ class Simulation:
         writes = []
         for m, seg in zip(task.members, unit.segments, strict=True):
             keys = [m.input_key, task.prompt_key, task.condition_key]
-            transfers.append(sum(self._fetch_s(k, m.worker_id) for k in keys if k)
-                             + self._swap_s(m.worker_id, f"{plan.film.profile.family}/{expert}"))
+            for wid in m.ranks:  # every rank reads the inputs and holds the expert
+                transfers.append(sum(self._fetch_s(k, wid) for k in keys if k)
+                                 + self._swap_s(wid, f"{plan.film.profile.family}/{expert}"))
             writes.append((m.output_key, m.worker_id,
                            self.costs.handoff_bytes(plan, seg.window.size)))
         steps = task.stop_step - task.start_step

@@ -12,9 +12,15 @@ backs up (farm.sched.placement).
 
 NOTE(flex): static pools cannot follow bursts (a run of I2V chains saturates the I2V
 pools while T2V GPUs idle) nor whole gangs at small sizes. Measured in this simulator
-(bench/scale.py workloads): flex 0 -> 0.25 takes the single film on 8 GPUs from 2356 s
-to 2084 s and the queue's p95 latency on 64 GPUs from 2234 s to 2083 s; at 256 GPUs
-nothing changes. Swaps cost ~1 % of a 720p phase, so the flexibility is cheap.
+(bench/scale.py workloads, before gangs inside a segment): flex 0 -> 0.25 takes the single
+film on 8 GPUs from 2356 s to 2084 s and the queue's p95 latency on 64 GPUs from 2234 s to
+2083 s; at 256 GPUs nothing changes. Swaps cost ~1 % of a 720p phase, so the flexibility
+is cheap.
+
+NOTE(gangs): with gangs inside a segment (farm.sched.gangs) a lone film wants every GPU
+on its current phase, high-noise first and low-noise after, which expert pools cannot
+give: `generalists()` is the fleet where every GPU holds every expert (and pays SWAP_S to
+switch). farm.sim.compare runs both fleets and reports the better one per workload.
 
 NOTE(decode): decoding and prompt encoding are co-located: every worker also holds the
 text encoder and the VAE ("text", "vae"). A 720p decode is ~0.5 % of a segment's GPU
@@ -86,10 +92,12 @@ def split(gpus: int, work: dict[str, float], gangs: dict[str, int] | None = None
 
 
 FLEX = 0.25
+# A generalist switching its resident expert (half the measured 16 s per clip).
+SWAP_S = 8.0
 
 
 def expert_pools(gpus: int, workload: Workload, costs: CostModel, *, flex: float = FLEX,
-                 swap_s: float = 8.0) -> list[SimWorker]:
+                 swap_s: float = SWAP_S) -> list[SimWorker]:
     work = pool_work(workload, costs)
     dedicated, general = split(gpus, work, gang_sizes(workload), flex)
     fleet = []
@@ -102,3 +110,13 @@ def expert_pools(gpus: int, workload: Workload, costs: CostModel, *, flex: float
             spec = WorkerSpec(f"{family}/any#{i}", experts | {"text", "vae"})
             fleet.append(SimWorker(spec, f"{family}/any", swap_s=swap_s))
     return fleet
+
+
+def generalists(gpus: int, workload: Workload, costs: CostModel, *,
+                swap_s: float = SWAP_S) -> list[SimWorker]:
+    """Every GPU holds every expert of every model in the workload (in host memory) and
+    switches the resident one for `swap_s`: the fleet that can put all its GPUs on one
+    film, as the official script's groups do (which the baseline lets switch models free)."""
+    experts = frozenset(pool_work(workload, costs))
+    return [SimWorker(WorkerSpec(f"any#{i}", experts | {"text", "vae"}), "any", swap_s=swap_s)
+            for i in range(gpus)]

@@ -13,13 +13,18 @@ a scene's critical path = prompt (and image) + for each unit in order (phases + 
 scenes in parallel (units of a chain are sequential; a windows gang is one unit).
 Clip baselines: work = G x clip time per clip; critical path = the longest chain of
 clips of a scene. Transfers are left out of both (a lower bound may be optimistic).
+reelfarm with gangs: a film's path shrinks with wider gangs at the price of more GPU
+work; the critical-path term is replaced by farm.sim.gangbound (deadline feasibility
+over the lower convex envelope of the gang layouts' time and work).
 """
 
 from __future__ import annotations
 
 from farm.plan.film import FilmPlan
+from farm.sched.gangs import GangPolicy
 from farm.sim.baselines import clips
 from farm.sim.costs import CostModel
+from farm.sim.gangbound import gang_lower_bound
 from farm.sim.result import SimResult
 from farm.sim.workload import Workload
 
@@ -48,21 +53,26 @@ def film_work_and_path(plan: FilmPlan, costs: CostModel) -> tuple[float, float]:
 
 
 def lower_bound(workload: Workload, gpus: int, costs: CostModel,
-                group: int | None = None) -> float:
-    """LB of reelfarm (group None) or of the clip baseline with groups of `group`."""
+                group: int | None = None, gangs: GangPolicy | None = None) -> float:
+    """LB of reelfarm (group None; with `gangs`, phases may run on gangs, so the one-GPU
+    critical path is replaced by farm.sim.gangbound) or of the clip baseline with
+    groups of `group`."""
     if group is None:
         per_film = [film_work_and_path(a.plan, costs) for a in workload.arrivals]
     else:
-        per_film = _clip_work_and_path(workload, costs, group)
+        per_film = clip_work_and_path(workload, costs, group)
     bound = sum(w for w, _ in per_film) / gpus
     for i, a in enumerate(workload.arrivals):
-        bound = max(bound, a.time + per_film[i][1],
+        path = per_film[i][1] if gangs is None else 0.0
+        bound = max(bound, a.time + path,
                     a.time + sum(w for (w, _), b in zip(per_film, workload.arrivals, strict=True)
                                  if b.time >= a.time) / gpus)
+    if gangs is not None:
+        bound = max(bound, gang_lower_bound(workload, gpus, costs, gangs))
     return bound
 
 
-def _clip_work_and_path(workload: Workload, costs: CostModel,
+def clip_work_and_path(workload: Workload, costs: CostModel,
                         group: int) -> list[tuple[float, float]]:
     items = clips(workload, costs, group)
     out = []

@@ -37,6 +37,12 @@ class Workload:
     name: str
     arrivals: tuple[Arrival, ...]
 
+    def with_phase_steps(self, max_phase_steps: int) -> Workload:
+        """The same films planned with phases of at most `max_phase_steps` steps."""
+        return replace(self, arrivals=tuple(
+            replace(a, plan=plan_film(a.plan.film, max_phase_steps=max_phase_steps))
+            for a in self.arrivals))
+
     def at_rate(self, mean_gap_s: float) -> Workload:
         """The same films, arrival times scaled so the mean gap is `mean_gap_s`."""
         return replace(self, arrivals=tuple(replace(a, time=a.time * mean_gap_s)
@@ -44,7 +50,7 @@ class Workload:
 
 
 def make_film(family: str, height: int, scene_frames: list[int], title: str = "sim",
-              seed: int = 0) -> FilmPlan:
+              seed: int = 0, max_phase_steps: int | None = None) -> FilmPlan:
     """A planned film; 161-frame scenes become windows (T2V) or chains (I2V)."""
     profile = profile_for(family)
     width, h = SIZES[height]
@@ -60,22 +66,23 @@ def make_film(family: str, height: int, scene_frames: list[int], title: str = "s
     film = Film(title=title, fps=profile.fps, width=width, height=h, model="sim",
                 profile=profile, num_steps=profile.steps, shift=profile.shift,
                 solver=profile.solver, scenes=tuple(scenes))
-    return plan_film(film)
+    return plan_film(film, max_phase_steps=max_phase_steps)
 
 
-def trailer() -> Workload:
-    plan = make_film("t2v-a14b", 720, [161] * 6, title="trailer")
+def trailer(max_phase_steps: int | None = None) -> Workload:
+    plan = make_film("t2v-a14b", 720, [161] * 6, title="trailer", max_phase_steps=max_phase_steps)
     return Workload("single-film", (Arrival("trailer", plan, 0.0),))
 
 
-def film_queue(num_films: int = 50, seed: int = 0) -> Workload:
+def film_queue(num_films: int = 50, seed: int = 0, max_phase_steps: int | None = None) -> Workload:
     rng = random.Random(seed)
     arrivals, t = [], 0.0
     for i in range(num_films):
         family = rng.choice(["t2v-a14b", "i2v-a14b"])
         height = rng.choice([480, 720])
         frames = [161 if rng.random() < 1 / 3 else 81 for _ in range(rng.randint(1, 6))]
-        plan = make_film(family, height, frames, title=f"film{i}", seed=seed * 1000 + i)
+        plan = make_film(family, height, frames, title=f"film{i}", seed=seed * 1000 + i,
+                         max_phase_steps=max_phase_steps)
         arrivals.append(Arrival(f"film{i:02d}", plan, t, tenant="default"))
         t += rng.expovariate(1.0)
     return Workload(f"queue-{num_films}", tuple(arrivals))

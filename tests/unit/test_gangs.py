@@ -143,3 +143,25 @@ def test_a_failing_rank_is_blamed_and_the_unit_retried():
     events = s.update_from_output(None, [TaskReport(p.task_id, False, "boom", worker_id=bad)])  # type: ignore[arg-type]
     assert [e.worker_id for e in events if isinstance(e, TaskRetried)] == [bad]
     assert s.schedule(2.0).phases[0].attempt == 2
+
+
+def test_a_gang_waits_for_workers_busy_only_with_short_tasks():
+    from farm.sched.gangs import place_phase
+    from farm.sched.placement import Round
+    from farm.sched.state import WorkerState
+
+    workers = [WorkerState(WorkerSpec(f"w{i}", frozenset({"high", "vae"}))) for i in range(4)]
+    need = ("high", T2V)
+    workers[3].busy = 1  # decoding: seconds
+    rnd = Round(workers, {need: 1}, soon=frozenset({"w3"}))
+    assert place_phase(rnd, TEST_POLICY, need, frozenset(), (None,), height=64, guidance=4.0) is None
+    assert rnd.reserved == {"w0", "w1", "w2"}  # held for the gang; a decode may backfill
+    workers[3].busy = 0
+    ids, layout = place_phase(Round(workers, {need: 1}), TEST_POLICY, need, frozenset(), (None,),
+                              height=64, guidance=4.0)
+    assert layout.size == 4 and sorted(ids) == ["w0", "w1", "w2", "w3"]
+    # a worker busy with a phase (minutes) is not waited for: the gang is narrower now
+    workers[3].busy = 1
+    ids, layout = place_phase(Round(workers, {need: 1}), TEST_POLICY, need, frozenset(), (None,),
+                              height=64, guidance=4.0)
+    assert layout.size == 2 and len(ids) == 2
