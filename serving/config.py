@@ -33,6 +33,49 @@ class PoolConfig(_Frozen):
     torch_threads: Annotated[int, Field(ge=0)] = 0
 
 
+class SpeedupTableSettings(_Frozen):
+    """A measured speedup table (farm.sched.speedup.SpeedupTable) besides the published
+    H100 ones: seconds of one clip (all steps, CFG) by GPU count on Ulysses."""
+
+    family: str
+    height: Annotated[int, Field(ge=1)]
+    heads: Annotated[int, Field(ge=1)]
+    seconds: dict[int, Annotated[float, Field(gt=0)]]
+    fixed_s: NonNegative = 0.0
+    swap_s: NonNegative = 0.0
+    a2a_bytes_at_8: NonNegative = 0.0
+    pred_bytes: NonNegative = 0.0
+
+    @model_validator(mode="after")
+    def _points(self) -> SpeedupTableSettings:
+        need = {1} if self.heads == 1 else {1, 4, 8}
+        if not need <= set(self.seconds):
+            raise ValueError(f"seconds needs the times at {sorted(need)} GPUs, got {sorted(self.seconds)}")
+        return self
+
+
+class GangSettings(_Frozen):
+    """Gangs inside a segment (farm.sched.gangs): a phase on a CFG x Ulysses gang of a
+    pool's replicas when replicas are idle and few segments wait."""
+
+    min_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.8
+    max_size: Annotated[int, Field(ge=1)] = 80
+    # Between nodes, bytes per second (Ulysses beyond 8 GPUs, CFG all-gathers).
+    link_bytes_per_s: Annotated[float, Field(gt=0)] = 50e9
+    # Tables besides the published H100 ones (other GPUs, resolutions or models).
+    tables: list[SpeedupTableSettings] = []
+
+    def policy(self):
+        from farm.sched.gangs import GangPolicy
+        from farm.sched.speedup import SpeedupTable, published_tables
+
+        extra = tuple(SpeedupTable(t.family, t.height, t.heads, tuple(sorted(t.seconds.items())),
+                                   t.fixed_s, t.swap_s, t.a2a_bytes_at_8, t.pred_bytes)
+                      for t in self.tables)
+        return GangPolicy(tables=extra + published_tables(), link_bytes_per_s=self.link_bytes_per_s,
+                          min_efficiency=self.min_efficiency, max_size=self.max_size)
+
+
 class DirectorSettings(_Frozen):
     max_unfinished_films: Annotated[int, Field(ge=1)] = 100
     max_unfinished_per_tenant: Annotated[int, Field(ge=1)] = 20
@@ -40,6 +83,8 @@ class DirectorSettings(_Frozen):
     liveness_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     num_cpus: NonNegative = 0.5
     max_attempts: Annotated[int, Field(ge=1)] = 3
+    # None: every segment's phase on one replica; else gangs inside a segment.
+    gangs: GangSettings | None = None
     # Memory of the expert workers (GB): films whose windows would not fit are refused.
     worker_memory_gb: Annotated[float, Field(gt=0)] = 80.0
 

@@ -55,7 +55,9 @@ class DirectorServer:
         # The edge of the serving process: the only place that reads the environment.
         db = cfg.database_url or os.environ.get("REELFARM_DATABASE_URL")
         store = JobStore(db).migrate() if db else None
-        engine = EngineCore(Scheduler(SchedulerConfig(max_attempts=cfg.director.max_attempts)),
+        gangs = cfg.director.gangs.policy() if cfg.director.gangs is not None else None
+        engine = EngineCore(Scheduler(SchedulerConfig(max_attempts=cfg.director.max_attempts,
+                                                      gangs=gangs)),
                             self.executor, wait_for_workers=True)
         self.director = Director(engine, router, store=store, metrics=FarmMetrics(RaySink()),
                                  config=DirectorConfig(

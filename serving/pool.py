@@ -136,7 +136,8 @@ class PoolWorker:
                                 lost_keys=tuple(k for k in (*item.input_keys, *item.state_keys)
                                                 if k))
         except Exception as exc:  # noqa: BLE001 - every failure is reported
-            report = WorkReport(self.worker_id, item.task_id, False, f"{type(exc).__name__}: {exc}")
+            report = WorkReport(self.worker_id, item.task_id, False, f"{type(exc).__name__}: {exc}",
+                                echo=bool(getattr(exc, "gang_echo", False)))
         self.director.report.remote(report).result()
 
     # ---- execution --------------------------------------------------------------------
@@ -171,6 +172,8 @@ class PoolWorker:
 
     def _checkpoint(self, item: WorkItem, results: list[Any]) -> tuple[Any, ...]:
         """Phase outputs to the artifact store, so a restarted director can resume."""
+        if not item.output_keys:
+            return ()  # a gang rank other than 0: rank 0 keeps the output
         return tuple(self.artifacts.save_checkpoint(o.film_id, o.segment_id, item.phase_index,
                                                     r.to_bytes())
                      for o, r in zip(item.orders, results, strict=True))
@@ -178,6 +181,13 @@ class PoolWorker:
     def _phase(self, item: WorkItem) -> list[Any]:
         prompt, condition = self._get(item, item.input_keys[0]), self._get(item, item.input_keys[1])
         states = [self._get(item, k) for k in item.state_keys]
+        rank = item.orders[0].gang_rank
+        if rank is not None and rank.size > 1:
+            # One rank of a gang inside a segment (the director put each rank on its own
+            # replica): join its process groups, swap halos along its lane if windows.
+            exchange = MailboxExchange(item.mailbox) if item.mailbox else NoExchange()
+            result = self.worker.denoise(item.orders[0], prompt, states[0], condition, exchange)
+            return [result] if item.output_keys else []
         if item.mailbox is None:
             if len(item.orders) == 1:
                 return [self.worker.denoise(item.orders[0], prompt, states[0], condition, NoExchange())]

@@ -47,4 +47,7 @@ class WorkReport:
     duration: float = 0.0
     # Checkpoints written for the outputs (farm.store.artifacts.Checkpoint).
     checkpoints: tuple[Any, ...] = ()
+    # A gang rank that failed because another rank did (a broken collective): the
+    # director waits for the report of the rank it echoes, which is the one to blame.
+    echo: bool = False
     output_bytes: int = 0

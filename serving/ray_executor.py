@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from farm.engine.executor import FleetChange, FrameSink
+from farm.engine.gangrun import Rendezvous, gang_orders
 from farm.engine.orders import decode_order, denoise_orders, image_order, prompt_order
 from farm.plan.film import FilmPlan
 from farm.sched.output import (
@@ -36,10 +37,12 @@ from serving.protocol import WorkItem, WorkReport
 class _Task:
     """A submitted task: which workers hold parts of it, which have reported."""
 
-    def __init__(self, kind: str, expert: str, worker_ids: set[str], mailbox: Any | None):
+    def __init__(self, kind: str, expert: str, worker_ids: set[str], mailboxes: list[Any]):
         self.kind, self.expert = kind, expert
         self.waiting = set(worker_ids)
-        self.mailbox = mailbox
+        self.mailboxes = mailboxes
+        # A gang rank's failure that echoes another rank's (held until that one reports).
+        self.echo: WorkReport | None = None
         self.duration = 0.0
         self.outputs: dict[str, Any] = {}
         self.checkpoints: list[Any] = []
@@ -51,10 +54,14 @@ class RayExecutor:
                  mailbox_factory: Callable[[str], Any] | None = None,
                  notify: Callable[[str], None] | None = None,
                  checkpoints: Any | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 rendezvous: Rendezvous | None = None, gang_timeout_s: float = 300.0):
         """`notify(worker_id)` is called (from the engine thread) when work is queued for a
-        worker, so its pending long poll returns at once instead of polling."""
+        worker, so its pending long poll returns at once instead of polling.
+        `rendezvous`: where the ranks of gangs inside a segment meet (default: a TCP store
+        in this process on this node's address, created with the first gang)."""
         self.sink = sink
+        self._rendezvous, self.gang_timeout_s = rendezvous, gang_timeout_s
         self._notify = notify or (lambda worker_id: None)
         # Where workers checkpoint phase outputs (the director cleans a finished film's).
         self.checkpoints = checkpoints
@@ -153,8 +160,12 @@ class RayExecutor:
                 return  # already failed, cancelled, or the worker was declared lost
             self.work_log.setdefault(r.worker_id, []).append((task.kind, task.expert, r.task_id))
             if not r.ok:
-                self._finish(r.task_id, TaskReport(r.task_id, False, r.error, r.worker_id,
-                                                   r.lost_keys, r.duration))
+                if r.echo and self._hold_echo(task, r):
+                    return
+                first = task.echo if r.echo and task.echo is not None else r
+                self._finish(r.task_id, TaskReport(r.task_id, False, first.error,
+                                                   None if first.echo else r.worker_id,
+                                                   first.lost_keys, first.duration))
                 return
             task.waiting.discard(r.worker_id)
             task.outputs.update(r.outputs)
@@ -190,38 +201,58 @@ class RayExecutor:
                 # The scheduler fails this task when it removes the worker; stop its parts.
                 self._abort(task_id, f"worker {worker_id} lost")
 
+    def _hold_echo(self, task: _Task, r: WorkReport) -> bool:
+        """A gang rank failed because another did: wait for that rank's own report (it
+        is the one to blame) while any rank has not reported."""
+        task.waiting.discard(r.worker_id)
+        task.echo = task.echo or r
+        return bool(task.waiting)
+
     def _finish(self, task_id: str, report: TaskReport) -> None:
         task = self._tasks.pop(task_id)
-        if task.mailbox is not None and not report.ok:
-            task.mailbox.abort.remote(report.error or "task failed")
+        if not report.ok:
+            for mailbox in task.mailboxes:
+                mailbox.abort.remote(report.error or "task failed")
         self._reports.put(report)
 
     def _abort(self, task_id: str, reason: str) -> None:
         task = self._tasks.pop(task_id, None)
-        if task is not None and task.mailbox is not None:
-            task.mailbox.abort.remote(reason)
+        for mailbox in task.mailboxes if task is not None else ():
+            mailbox.abort.remote(reason)
+
+    def _gang_store(self) -> str:
+        if self._rendezvous is None:
+            import ray
+
+            from farm.model.gang import StoreServer
+
+            self._rendezvous = StoreServer(ray.util.get_node_ip_address(), self.gang_timeout_s)
+        return self._rendezvous.address()
 
     def _enqueue(self, task: Any) -> None:
         items = self._items(task)
-        mailbox = None
-        if isinstance(task, PhaseTask) and len(items) > 1 and self._mailbox_factory is not None:
-            mailbox = self._mailbox_factory(f"halo:{task.task_id}")
+        names: dict[str, str] = {}
+        if isinstance(task, PhaseTask) and self._mailbox_factory is not None:
+            names = _mailbox_names(task, set(items))
+        mailboxes = [self._mailbox_factory(n) for n in dict.fromkeys(names.values())] if names else []
         kind = next(iter(items.values())).kind
         expert = ""
         if isinstance(task, PhaseTask):
             expert = self._plans[task.film_id].film.profile.experts[task.expert]
-        self._tasks[task.task_id] = _Task(kind, expert, set(items), mailbox)
+        self._tasks[task.task_id] = _Task(kind, expert, set(items), mailboxes)
         for wid, item in items.items():
             if wid not in self._queues:  # lost before it could take the work
                 self._finish(task.task_id, TaskReport(task.task_id, False, f"worker {wid} lost", wid))
                 return
-            if mailbox is not None:
-                item = _with_mailbox(item, f"halo:{task.task_id}")
+            if wid in names:
+                item = _with_mailbox(item, names[wid])
             self._queues[wid].append(item)
             self._notify(wid)
 
     def _items(self, task: Any) -> dict[str, WorkItem]:
         plan = self._plans[task.film_id]
+        if isinstance(task, PhaseTask) and task.layout.size > 1:
+            return _gang_items(plan, task, self.store, self._gang_store(), self.gang_timeout_s)
         if isinstance(task, PhaseTask):
             return _phase_items(plan, task, self.store)
         if isinstance(task, DecodeTask):
@@ -253,6 +284,31 @@ def _phase_items(plan: FilmPlan, task: PhaseTask, store: dict[str, Any]) -> dict
                               _refs(store, keys), tuple(task.members[i].output_key for i in idx),
                               state_keys=states, phase_index=task.phase_index)
     return items
+
+
+def _gang_items(plan: FilmPlan, task: PhaseTask, store: dict[str, Any], address: str,
+                timeout_s: float) -> dict[str, WorkItem]:
+    """One item per rank (every rank on its own worker): the member's order with its
+    GangRank; rank 0 writes the member's output, the other ranks compute and drop it."""
+    ranked = gang_orders(task, denoise_orders(plan, task), address, timeout_s)
+    items = {}
+    for i, m in enumerate(task.members):
+        keys = (task.prompt_key, task.condition_key, m.input_key)
+        for r, wid in enumerate(m.ranks):
+            items[wid] = WorkItem(task.task_id, "phase", (ranked[i][r],), keys, _refs(store, keys),
+                                  (m.output_key,) if r == 0 else (), state_keys=(m.input_key,),
+                                  phase_index=task.phase_index)
+    return items
+
+
+def _mailbox_names(task: PhaseTask, workers: set[str]) -> dict[str, str]:
+    """Worker -> halo mailbox: one per task for windows spread over replicas, one per
+    lane (rank r of every window) when the windows are gangs themselves."""
+    if task.layout.size == 1:
+        return {w: f"halo:{task.task_id}" for w in workers} if len(workers) > 1 else {}
+    if len(task.members) == 1:
+        return {}
+    return {w: f"halo:{task.task_id}:{r}" for m in task.members for r, w in enumerate(m.ranks)}
 
 
 def _with_mailbox(item: WorkItem, name: str) -> WorkItem:

@@ -21,6 +21,9 @@ class Exchange(Protocol):
 class ExchangeAborted(RuntimeError):
     """Another member of the gang failed; this member stops too."""
 
+    # An echo of another member's failure (farm.engine.gangrun blames the original).
+    gang_echo = True
+
 
 class NoExchange:
     """A gang of one has no neighbours."""

@@ -11,8 +11,8 @@ is the member's output. Ranks block in collectives, so each needs a thread of it
 on one CPU that only tests the mechanics; with one worker per GPU it is real speed.
 
 A failing rank aborts its process groups and the lanes' exchanges, so the others stop
-at once; the task fails naming the worker of the FIRST failure (later ones are only
-its echo: "connection closed by peer", "gang aborted").
+at once; the task fails naming the worker of the first failure that is not an echo of
+another's (farm.model.ulysses.PeerFailed, ExchangeAborted), the earliest if several.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ class Rendezvous(Protocol):
     """Where the ranks of gangs meet: a TCP key-value store ("host:port")."""
 
     def address(self) -> str: ...
+
+
+def is_echo(exc: BaseException) -> bool:
+    """A rank failing because another did (a broken collective, an aborted exchange)."""
+    return bool(getattr(exc, "gang_echo", False))
 
 
 class GangFailed(RuntimeError):
@@ -77,7 +82,7 @@ def run_ranks(workers: Mapping[str, Any], task: PhaseTask, orders: tuple[Denoise
         t.start()
     for t in threads:
         t.join()
-    if failures:
-        _, wid, exc = min(failures, key=lambda f: f[0])
+    if failures:  # the first failure that is not an echo of another rank's
+        _, wid, exc = min(failures, key=lambda f: (is_echo(f[2]), f[0]))
         raise GangFailed(wid, exc) from exc
     return [results[i][0] for i in range(members)]

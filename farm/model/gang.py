@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from farm.engine.orders import GangRank
-from farm.model.ulysses import SeqGroup, valid_degrees
+from farm.model.ulysses import PeerFailed, SeqGroup, valid_degrees, wait
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -59,18 +59,25 @@ class Gang:
 
     def __init__(self, rank: GangRank, device: torch.device):
         self.spec = rank
+        self._groups: list = []
+        self.seq: SeqGroup | None = None
+        self._cfg = None
+        try:
+            self._join(rank, device)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _join(self, rank: GangRank, device: torch.device) -> None:
         timeout = timedelta(seconds=rank.timeout_s)
         host, port = rank.store.rsplit(":", 1)
         # 1. the store (a client of the runtime's server)
         store = dist.TCPStore(host, int(port), is_master=False, timeout=timeout)
-        self._groups: list = []
         # 2. SP group first, then CFG group: every rank creates them in the same order
-        self.seq = None
         if rank.sp > 1:
             pg = self._group(store, f"{rank.prefix}/sp{rank.cfg_rank}", rank.sp_rank, rank.sp,
                              device, host, timeout)
             self.seq = SeqGroup(pg, rank.sp_rank, rank.sp)
-        self._cfg = None
         if rank.cfg > 1:
             self._cfg = self._group(store, f"{rank.prefix}/cfg{rank.sp_rank}", rank.cfg_rank,
                                     rank.cfg, device, host, timeout)
@@ -78,6 +85,13 @@ class Gang:
     def _group(self, store, prefix: str, rank: int, size: int, device: torch.device, host: str,
                timeout: timedelta):
         store = dist.PrefixStore(prefix, store)
+        try:
+            return self._connect(store, rank, size, device, host, timeout)
+        except RuntimeError as exc:  # a peer never came, or left while connecting
+            raise PeerFailed(f"gang rendezvous {prefix} failed: {exc}") from exc
+
+    def _connect(self, store, rank: int, size: int, device: torch.device, host: str,
+                 timeout: timedelta):
         if device.type == "cuda":
             pg = dist.ProcessGroupNCCL(store, rank, size)
         else:
@@ -99,7 +113,7 @@ class Gang:
         """(cond, uncond) on every rank, from CFG rank 0's and rank 1's predictions."""
         assert self._cfg is not None
         parts = [torch.empty_like(mine) for _ in range(2)]
-        self._cfg.allgather([parts], [mine.contiguous()]).wait()
+        wait(self._cfg.allgather([parts], [mine.contiguous()]))
         return parts[0], parts[1]
 
     def close(self) -> None:

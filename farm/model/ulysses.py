@@ -32,6 +32,21 @@ _ACTIVE: ContextVar[SeqGroup | None] = ContextVar("reelfarm_ulysses", default=No
 _INSTALL_LOCK = threading.Lock()
 
 
+class PeerFailed(RuntimeError):
+    """A collective failed: another rank of the gang failed (or its link). Runtimes blame
+    the rank whose own failure came first, not its echoes."""
+
+    gang_echo = True
+
+
+def wait(work) -> None:
+    """Wait for a c10d work item; a broken peer raises PeerFailed."""
+    try:
+        work.wait()
+    except RuntimeError as exc:
+        raise PeerFailed(f"a peer of the gang failed: {exc}") from exc
+
+
 class SeqGroup:
     """The SP ranks of a gang and the collectives Ulysses needs (any c10d backend)."""
 
@@ -53,7 +68,7 @@ class SeqGroup:
         part = x.movedim(dim, 0)  # (S_r, ...)
         out = part.new_empty((total, *part.shape[1:]))
         send = torch.cat([part] * self.size).contiguous()  # an all-gather as an all-to-all
-        self.pg.alltoall_base(out, send, sizes, [part.shape[0]] * self.size).wait()
+        wait(self.pg.alltoall_base(out, send, sizes, [part.shape[0]] * self.size))
         return out.movedim(0, dim)
 
     def heads_to_sequence(self, x: torch.Tensor, total: int) -> torch.Tensor:
@@ -62,7 +77,7 @@ class SeqGroup:
         send = x.reshape(b, s_r, self.size, h // self.size, d).permute(2, 1, 0, 3, 4)
         send = send.reshape(self.size * s_r, b, h // self.size, d).contiguous()
         out = x.new_empty((total, b, h // self.size, d))
-        self.pg.alltoall_base(out, send, self.sizes(total, self.size), [s_r] * self.size).wait()
+        wait(self.pg.alltoall_base(out, send, self.sizes(total, self.size), [s_r] * self.size))
         return out.permute(1, 0, 2, 3)  # (B, S, H/sp, D)
 
     def sequence_to_heads(self, x: torch.Tensor, local: int) -> torch.Tensor:
@@ -70,7 +85,7 @@ class SeqGroup:
         b, s, hp, d = x.shape
         send = x.permute(1, 0, 2, 3).contiguous()  # (S, B, H/sp, D), chunk j goes to rank j
         out = x.new_empty((self.size * local, b, hp, d))
-        self.pg.alltoall_base(out, send, [local] * self.size, self.sizes(s, self.size)).wait()
+        wait(self.pg.alltoall_base(out, send, [local] * self.size, self.sizes(s, self.size)))
         out = out.reshape(self.size, local, b, hp, d).permute(2, 1, 0, 3, 4)
         return out.reshape(b, local, self.size * hp, d)
 

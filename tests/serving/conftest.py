@@ -26,7 +26,13 @@ def ray_app(tmp_path_factory):
     from ray import serve
 
     from serving.app import build_app
-    from serving.config import DirectorSettings, PoolConfig, ServingConfig
+    from serving.config import (
+        DirectorSettings,
+        GangSettings,
+        PoolConfig,
+        ServingConfig,
+        SpeedupTableSettings,
+    )
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"MKL_CBWR": "COMPATIBLE", "HF_HUB_OFFLINE": "1"}})
@@ -39,8 +45,15 @@ def ray_app(tmp_path_factory):
     pools = [PoolConfig(name="High", holds=["high"], replicas=2, num_cpus=0.25, torch_threads=threads),
              PoolConfig(name="Low", holds=["low"], replicas=2, num_cpus=0.25, torch_threads=threads),
              PoolConfig(name="Decode", holds=["vae", "text"], num_cpus=0.25, torch_threads=threads)]
+    # Gangs inside a segment for 48x48 films only: CFG parallel (a table with 1 head allows
+    # no Ulysses degree), exact, so frames still equal the inline render's. The other
+    # tests' 32x32 films have no table: their phases stay on one replica.
+    gangs = GangSettings(tables=[SpeedupTableSettings(family="t2v-a14b", height=48, heads=1,
+                                                      seconds={1: 100.0}, pred_bytes=1e4)],
+                         min_efficiency=0.5)
     cfg = ServingConfig(model="tiny", artifacts=str(tmp_path_factory.mktemp("ray-artifacts")),
-                        pools=pools, director=DirectorSettings(liveness_timeout_s=3.0, num_cpus=0.25))
+                        pools=pools, director=DirectorSettings(liveness_timeout_s=3.0, num_cpus=0.25,
+                                                               gangs=gangs))
     from ray.serve.config import gRPCOptions
 
     serve.start(http_options={"host": "127.0.0.1", "port": _free_port()},

@@ -74,6 +74,23 @@ def test_gang_spanning_replicas_equals_inline(ray_app):
     assert len([w for w in gang if w.startswith("high")]) == 2  # the gang used both replicas
 
 
+# 48x48: the director's gang table (conftest) puts each phase on a CFG gang of 2 replicas.
+CFG_GANG = {**storyboard([{"id": "c", "prompt": "a lighthouse", "frames": 9, "seed": 4}]),
+            "width": 48, "height": 48}
+
+
+def test_cfg_gangs_across_replicas_equal_inline(ray_app):
+    info = ray_app.create_film.remote(CFG_GANG).result()
+    done = wait_final(ray_app, info.film_id)
+    assert done.state.value == "SUCCEEDED", done.reason
+    assert np.array_equal(served_frames(ray_app, info.film_id), inline_frames(CFG_GANG))
+    log = ray_app.work_log.remote().result()
+    for pool in ("high", "low"):  # both replicas of the pool ran the same phase task
+        tasks = [{t for k, _, t in entries if k == "phase" and t.startswith(info.film_id)}
+                 for w, entries in log.items() if w.startswith(pool)]
+        assert len(tasks) == 2 and tasks[0] & tasks[1], (pool, tasks)
+
+
 def test_each_expert_replica_ran_only_its_expert(ray_app):
     info = ray_app.create_film.remote(TWO_SCENES).result()
     wait_final(ray_app, info.film_id)
