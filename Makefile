@@ -9,9 +9,11 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 # The Node.js test client and the buf CLI (both from npm) live here.
 NODE   := clients/node
+# playwright-core (npm; drives Debian's chromium, downloads no browser) for tests/web.
+WEBTESTS := clients/web-tests
 PROTOS := $(wildcard protos/reelfarm/*/*.proto)
 
-.PHONY: demo test lint lint-protos node chart bench clean vllm
+.PHONY: demo test lint lint-protos node webtests chart bench clean vllm
 
 # Reinstalling regenerates the API code from protos/ (setup.py), hence the protos here.
 # The `kernels` extra is triton (it installs next to CPU torch without changing it), so
@@ -48,6 +50,12 @@ $(NODE)/node_modules/.installed: $(NODE)/package.json $(NODE)/package-lock.json
 
 node: $(NODE)/node_modules/.installed
 
+$(WEBTESTS)/node_modules/.installed: $(WEBTESTS)/package.json $(WEBTESTS)/package-lock.json
+	cd $(WEBTESTS) && npm ci --no-audit --no-fund
+	touch $@
+
+webtests: $(WEBTESTS)/node_modules/.installed
+
 # buf lint, STANDARD rules (exceptions documented in buf.yaml)
 lint-protos: node
 	$(NODE)/node_modules/.bin/buf lint
@@ -61,5 +69,5 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/overhead.py
 
 clean:
-	rm -rf $(VENV) .venv-vllm out .pytest_cache $(NODE)/node_modules
+	rm -rf $(VENV) .venv-vllm out .pytest_cache $(NODE)/node_modules $(WEBTESTS)/node_modules
 	rm -f protos/reelfarm/_generated.txt protos/reelfarm/*/*_pb2*.py*

@@ -14,6 +14,9 @@
            the director; gangs of windows on several replicas swap halos through a
            per-phase HaloMailbox actor.
 
+HTTP: the web monitor (farm.web) at http://<proxy>:<http port>/<route prefix>/, served by
+the DirectorServer replica as its ASGI ingress, behind the API's tokens.
+
 Serve config:  import_path: serving.app:build_app   args: <ServingConfig fields>
                grpc_options.grpc_servicer_functions:
                  [reelfarm.v1.film_service_pb2_grpc.add_FilmServiceServicer_to_server,
@@ -48,7 +51,9 @@ def build_app(args: dict) -> serve.Application:
             logging_config={"enable_access_log": False},
             ray_actor_options=options).bind(p.model_dump(), cfg.model, cfg.device, cfg.dtype,
                                             cfg.artifacts))
-    return serve.deployment(DirectorServer).options(
+    # The director is also the HTTP ingress: its replica owns the films, so the web
+    # monitor (farm.web, built by DirectorServer.__serve_build_asgi_app__) runs there.
+    return serve.deployment(serve.ingress()(DirectorServer)).options(
         name="DirectorServer", num_replicas=1, max_ongoing_requests=10_000,
         ray_actor_options={"num_cpus": cfg.director.num_cpus},
         logging_config={"enable_access_log": False}).bind(raw, *pools)

@@ -11,8 +11,9 @@ from pathlib import Path
 import yaml
 
 
-def serve_config(path: str, address: str | None) -> int:
-    """Start (or join) Ray, start Serve with the config's gRPC/HTTP options, run the app."""
+def serve_config(path: str, address: str | None, web_port: int | None = None) -> int:
+    """Start (or join) Ray, start Serve with the config's gRPC/HTTP options, run the app.
+    `web_port`: the Serve HTTP port (the web monitor's), instead of the config's."""
     try:
         config = yaml.safe_load(Path(path).read_text())
         app = _reelfarm_app(config)
@@ -29,12 +30,18 @@ def serve_config(path: str, address: str | None) -> int:
 
     ray.init(address=address, include_dashboard=False)
     grpc = config.get("grpc_options") or {}
-    serve.start(http_options=config.get("http_options") or {"host": "127.0.0.1"},
+    http = dict(config.get("http_options") or {"host": "127.0.0.1"})
+    if web_port is not None:
+        http["port"] = web_port
+    serve.start(http_options=http,
                 grpc_options=gRPCOptions(**grpc) if grpc else None)
+    prefix = app.get("route_prefix", "/reelfarm")
     serve.run(build_app(app.get("args") or {}), name=app.get("name", "reelfarm"),
-              route_prefix=app.get("route_prefix", "/reelfarm"))
+              route_prefix=prefix)
     print(f"reelfarm app {app.get('name', 'reelfarm')!r} running; gRPC on port "
           f"{grpc.get('port', 'disabled')}", flush=True)
+    print(f"web monitor on http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}"
+          f"{prefix.rstrip('/')}/", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -72,6 +72,13 @@ class DirectorServer:
     def __del__(self) -> None:
         self.director.stop(timeout=1.0)
 
+    def __serve_build_asgi_app__(self):  # noqa: N807 - Ray Serve's hook for serve.ingress()
+        """The web monitor over this replica's FilmApi and tokens (HTTP ingress)."""
+        from farm.web.app import create_app
+        from farm.web.monitor import Monitor
+
+        return create_app(Monitor(self.rpc.api, self.rpc.auth))
+
     # ---- pool protocol ----------------------------------------------------------------
 
     async def register(self, spec: WorkerSpec) -> None:

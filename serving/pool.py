@@ -100,7 +100,9 @@ class PoolWorker:
         # <pool>-<Serve replica id>-<registration>: operators can find the replica by it.
         self.registrations += 1
         self.worker_id = f"{self.pool.name.lower()}-{self.replica}-{self.registrations}"
-        spec = WorkerSpec(self.worker_id, frozenset(self.pool.holds), self.pool.slots)
+        # pool: the Serve pool name, the `pool` label of the per-pool metrics and pages.
+        spec = WorkerSpec(self.worker_id, frozenset(self.pool.holds), self.pool.slots,
+                          pool=self.pool.name)
         self.director.register.remote(spec).result()
         beat = threading.Thread(target=self._heartbeat, args=(self.worker_id,), daemon=True)
         beat.start()

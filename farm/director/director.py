@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from farm.director import commands, controls
+from farm.director import commands, controls, fleet
 from farm.director.archive import ArchivedFrame, FrameArchive
 from farm.director.entry import Entry
 from farm.director.errors import (
@@ -69,6 +69,10 @@ class Director:
         self._recorder = Recorder(store) if store is not None else None
         self.metrics = metrics
         self._sampled = 0.0
+        # Workers and pools as the engine thread last saw them (for monitors): twice a
+        # second, and whenever work is handed out (before an in-process executor runs it).
+        self.fleet = fleet.Fleet(clock())
+        engine.on_dispatch = lambda output: self._snapshot_fleet()
         # Where phase handoffs are checkpointed (cleaned once a film succeeds).
         self.checkpoints = getattr(engine.executor, "checkpoints", None)
         self._lock = threading.RLock()
@@ -254,16 +258,25 @@ class Director:
             idle = not events and self.engine.scheduler.num_running_tasks() == 0
 
     def sample_metrics(self, force: bool = False) -> None:
-        """Gauges (pools, films by state) and the scheduler's cost, twice a second."""
+        """Gauges (pools, films by state) and the scheduler's cost, twice a second; also
+        the fleet snapshot monitors read (engine thread only: it reads the scheduler)."""
         now = time.monotonic()
-        if self.metrics is None or (now - self._sampled < 0.5 and not force):
+        if now - self._sampled < 0.5 and not force:
             return
         self._sampled = now
-        self.metrics.pools(self.engine.scheduler.pool_stats())
+        self._snapshot_fleet()
+        if self.metrics is None:
+            return
         with self._lock:
             states = [e.state for e in self._films.values()]
+        self.metrics.pools(self.fleet.pools)
         self.metrics.films_by_state(states)
         self.metrics.decision(self.engine.last_decision_seconds)
+
+    def _snapshot_fleet(self) -> None:
+        with self._lock:
+            plans = [e.plan for e in self._films.values() if not e.state.is_final]
+        self.fleet = fleet.snapshot(self.engine.scheduler, plans, self.clock())
 
     def _record(self, events: list[Event]) -> None:
         """Durable before anyone hears of it: a step's render log and checkpoints."""

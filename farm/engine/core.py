@@ -29,6 +29,9 @@ class EngineCore:
         self.clock = clock
         self.poll_interval = poll_interval
         self._last = SchedulerOutput()
+        # Called with every non-empty schedule before the executor gets it (monitors look
+        # at the fleet then: an in-process executor computes inside submit()).
+        self.on_dispatch: Callable[[SchedulerOutput], None] | None = None
 
     def add_worker(self, spec: WorkerSpec) -> None:
         self.scheduler.add_worker(spec)
@@ -44,6 +47,8 @@ class EngineCore:
         output = self.scheduler.schedule(started)
         self.last_decision_seconds = self.clock() - started
         if not output.is_empty:
+            if self.on_dispatch is not None:
+                self.on_dispatch(output)
             self.executor.submit(output)
         self._last = output
         busy = self.scheduler.num_running_tasks() > 0
