@@ -31,8 +31,12 @@ def _engine(args: argparse.Namespace):
     from vllm import LLM
     from vllm.platforms import current_platform
 
+    cpu = current_platform.is_cpu()
+    if cpu:  # engine and model in this process: no engine-core and worker processes to start
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     return LLM(model=args.model, dtype=args.dtype, max_model_len=args.max_model_len,
-               seed=args.seed, enforce_eager=current_platform.is_cpu(),
+               seed=args.seed, enforce_eager=cpu,
+               distributed_executor_backend="uni" if cpu else None,
                structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True})
 
 
