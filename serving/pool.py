@@ -217,7 +217,8 @@ class PoolWorker:
 
     def _decode(self, item: WorkItem) -> list[Any]:
         order = item.orders[0]
-        latents = [self._get(item, k) for k in item.input_keys]
+        data = [self._get(item, k) for k in item.input_keys]
+        latents, scene = data[:len(order.slices)], data[len(order.slices):]
         batch: list[tuple[str, int, Any]] = []
         sent: list[Any] = []
 
@@ -233,7 +234,8 @@ class PoolWorker:
             if len(batch) >= FRAME_BATCH:
                 flush()
 
-        condition = self.worker.decode(order, latents, emit)
+        condition = (self.worker.decode(order, latents, emit, scene[0]) if scene
+                     else self.worker.decode(order, latents, emit))
         flush()
         for response in sent:  # every frame delivered before the task reports success
             response.result()

@@ -256,7 +256,8 @@ class RayExecutor:
         if isinstance(task, PhaseTask):
             return _phase_items(plan, task, self.store)
         if isinstance(task, DecodeTask):
-            keys = tuple(s.key for s in task.slices)
+            # the slices' latents, then (chain, scenes with inputs) the scene's inputs
+            keys = tuple(s.key for s in task.slices) + ((task.scene_key,) if task.scene_key else ())
             order = decode_order(plan, task)
             return {task.worker_id: WorkItem(task.task_id, "decode", (order,), keys, _refs(self.store, keys),
                                              (task.condition_key,) if task.condition_key else ())}

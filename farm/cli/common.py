@@ -14,18 +14,6 @@ from farm.spec.storyboard import Storyboard, load_storyboard, parse_storyboard
 from farm.spec.timeline import Cut, cut_of_scenes, is_timeline, load_timeline
 
 
-def check_image(path: str) -> str:
-    """'' if Pillow can decode the file, else what is wrong with it."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-    except (OSError, UnidentifiedImageError) as exc:
-        return f"cannot decode image {path}: {exc}"
-    return ""
-
-
 @dataclass(frozen=True, slots=True)
 class LoadedFilm:
     """A film as the CLI loaded it: the resolved film, the storyboard it came from (flags
@@ -83,11 +71,11 @@ def load_source(path: str | Path, *, model: str | None = None, steps: int | None
         film = resolve_film(board, profile_for(source.family), model=ref, base_dir=Path(path).parent)
     except SpecError as exc:
         raise SpecError(rename(exc.errors)) from None
+    from farm.media.probe import check_media
     from farm.model.footprint import edge_checks
     from farm.spec.limits import Limits
 
-    errors = [FieldError(f"scenes[{s.index}].image", msg) for s in film.scenes
-              if s.image and (msg := check_image(s.image))]
+    errors = check_media(film)  # every input decoded: nothing corrupt reaches a worker
     errors += edge_checks(film, source, Limits())
     if errors:
         raise SpecError(rename(errors))

@@ -99,10 +99,12 @@ class ProvenanceRecorder:
 
 def finish(args: argparse.Namespace, loaded: LoadedFilm, written: Any,
            recorder: ProvenanceRecorder, first_frame_s: float | None) -> list[Path]:
-    """Manifests for every deliverable, then the timeline export (with its own manifest)."""
+    """Scene audio into the movie, manifests for every deliverable, then the timeline
+    export (with its own manifest)."""
     from farm.media.deliverables import write_manifests
     from farm.media.provenance import DIGITAL_SOURCE_TYPE, LABEL, Provenance
 
+    add_audio(Path(args.output), loaded)
     provenance = Provenance(recorder.record(first_frame_s))
     out = write_manifests(written, provenance)
     if args.otio_out:
@@ -113,6 +115,20 @@ def finish(args: argparse.Namespace, loaded: LoadedFilm, written: Any,
         path = export_timeline(args.otio_out, loaded.film, loaded.cut, frames_dir(args), render)
         out.append(provenance.write_file(path, "otio"))
     return out
+
+
+def add_audio(mp4: Path, loaded: LoadedFilm) -> bool:
+    """Mux the scenes' audio (aligned to their frames, silence elsewhere) into the movie."""
+    from farm.media.audio import add_track, film_track
+
+    audio = {s.id: s.inputs.audio for s in loaded.film.scenes}
+    slots = [(slot.frames, audio.get(slot.scene_id) if slot.kind == "scene" else None)
+             for slot in loaded.cut.slots]
+    track = film_track(slots, loaded.film.fps)
+    if track is None:
+        return False
+    add_track(mp4, track)
+    return True
 
 
 def _previous_scene(cut: Any, i: int) -> str | None:

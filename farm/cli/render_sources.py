@@ -115,6 +115,9 @@ def cluster_storyboard(board: Storyboard, film: Film) -> dict:
     data = board.model_dump(exclude_unset=True, exclude_none=True)
     data.update(model=film.model, steps=film.num_steps)
     for spec, scene in zip(data["scenes"], film.scenes, strict=True):
-        if scene.image:
-            spec["image"] = scene.image
+        for name, location in scene.inputs.items():
+            if name.startswith("references["):
+                spec["references"] = list(scene.inputs.references)
+            else:
+                spec[name] = location
     return data

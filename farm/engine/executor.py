@@ -61,7 +61,11 @@ class Worker(Protocol):
         """The same phase as a generator: yields (step, halos out), is sent halos in."""
         ...
 
-    def decode(self, order: DecodeOrder, latents: list[Any], emit: Emit) -> Any | None: ...
+    def decode(self, order: DecodeOrder, latents: list[Any], emit: Emit,
+               scene: Any | None = None) -> Any | None:
+        """Stream a unit's frames; `scene` (chain, scenes with inputs) is the scene's
+        encoded inputs, from which the next unit's conditioning is built."""
+        ...
 
 
 class Checkpoints(Protocol):
@@ -235,7 +239,11 @@ class InlineExecutor:
         order = decode_order(self._plans[task.film_id], task)
         latents = self._get(*(s.key for s in task.slices))
         emit: Emit = lambda scene, i, frame: self.sink.frame(task.film_id, scene, i, frame)  # noqa: E731
-        condition = self.workers[task.worker_id].decode(order, latents, emit)
+        worker = self.workers[task.worker_id]
+        if task.scene_key is not None:
+            condition = worker.decode(order, latents, emit, self._get(task.scene_key)[0])
+        else:
+            condition = worker.decode(order, latents, emit)
         if task.condition_key is not None:
             self.store[task.condition_key] = condition
 

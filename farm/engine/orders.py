@@ -13,6 +13,7 @@ from farm.plan.film import FilmPlan
 from farm.plan.segments import Window
 from farm.sched.output import DecodeTask, ImageTask, PhaseTask, PrepareTask
 from farm.spec.frames import pixel_frames
+from farm.spec.inputs import SceneInputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +44,34 @@ class PromptOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class ClipInputs:
+    """What a VAE worker needs to build one clip's conditioning from the scene's media."""
+
+    inputs: SceneInputs
+    fps: int
+    # Pixel frames [frame_start, frame_start + num_frames) of the scene.
+    frame_start: int
+    num_frames: int
+    # The scene's first clip (its `image` applies; no previous frames) and last clip
+    # (its `last_image` applies).
+    first: bool
+    last: bool
+    # Frames a clip takes from the end of the previous one (the scene's carry).
+    carry: int
+
+
+@dataclass(frozen=True, slots=True)
 class ImageOrder:
-    """Encode a scene's first-frame image into conditioning for a clip of num_frames."""
+    """Encode a scene's inputs: features every clip reuses (references, the character)
+    and the conditioning of its first clip."""
 
     film_id: str
     scene_id: str
     model: ModelRef
-    # Absolute path of the image file (checked at submission).
+    # Absolute path of the first-frame image ("" if none; checked at submission).
     path: str
     num_frames: int
+    clip: ClipInputs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +142,8 @@ class DecodeOrder:
     drop_frames: int
     # Chain: pixel frames of the next segment (its conditioning), 0 for none.
     condition_frames: int
+    # Chain: the next clip, whose conditioning this decode builds from its last frames.
+    next_clip: ClipInputs | None = None
 
 
 def model_ref(plan: FilmPlan) -> ModelRef:
@@ -136,12 +158,18 @@ def prompt_order(plan: FilmPlan, task: PrepareTask) -> PromptOrder:
                        scene.negative_prompt, needs_negative=any(g > 1.0 for g in scene.guidance))
 
 
+def clip_inputs(plan: FilmPlan, scene_id: str, unit_index: int) -> ClipInputs:
+    sp = plan.scene_plan(scene_id)
+    w = sp.units[unit_index].segments[0].window
+    return ClipInputs(sp.scene.inputs, plan.film.fps, 4 * w.start, pixel_frames(w.size),
+                      unit_index == 0, unit_index == len(sp.units) - 1, sp.scene.carry)
+
+
 def image_order(plan: FilmPlan, task: ImageTask) -> ImageOrder:
     scene_plan = plan.scene_plan(task.scene_id)
-    assert scene_plan.scene.image is not None
     first = scene_plan.units[0].segments[0].window
-    return ImageOrder(task.film_id, task.scene_id, model_ref(plan), scene_plan.scene.image,
-                      pixel_frames(first.size))
+    return ImageOrder(task.film_id, task.scene_id, model_ref(plan), scene_plan.scene.image or "",
+                      pixel_frames(first.size), clip_inputs(plan, task.scene_id, 0))
 
 
 def denoise_orders(plan: FilmPlan, task: PhaseTask) -> tuple[DenoiseOrder, ...]:
@@ -159,6 +187,9 @@ def denoise_orders(plan: FilmPlan, task: PhaseTask) -> tuple[DenoiseOrder, ...]:
 
 
 def decode_order(plan: FilmPlan, task: DecodeTask) -> DecodeOrder:
+    nxt = None
+    if task.condition_frames:
+        nxt = clip_inputs(plan, task.scene_id, plan.unit(task.unit_id).index + 1)
     return DecodeOrder(task.film_id, task.task_id, task.scene_id, model_ref(plan),
                        tuple((s.segment_id, s.latent_start, s.latent_stop) for s in task.slices),
-                       task.frame_start, task.drop_frames, task.condition_frames)
+                       task.frame_start, task.drop_frames, task.condition_frames, nxt)

@@ -18,6 +18,9 @@ from farm.model import tiny
 from farm.spec.profiles import PROFILES
 
 EXPERT_SUBFOLDER = {"high": "transformer", "low": "transformer_2", "dense": "transformer"}
+# diffusers class of a family's experts (others: WanTransformer3DModel).
+TRANSFORMER_CLASS = {"animate-14b": "WanAnimateTransformer3DModel",
+                     "vace-a14b": "WanVACETransformer3DModel"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +45,9 @@ def resolve_model(ref: str) -> ModelSource:
         return ModelSource(ref, kind, None)
     path = Path(ref).expanduser()
     if not (path / "model_index.json").is_file():
-        raise ValueError(f"{ref!r} is neither a built-in model (tiny, tiny-t2v-a14b, tiny-i2v-a14b, "
-                         "tiny-ti2v-5b) nor a diffusers-format model folder (no model_index.json)")
+        builtin = ", ".join(["tiny"] + [f"tiny-{k}" for k in tiny.TINY_KINDS])
+        raise ValueError(f"{ref!r} is neither a built-in model ({builtin}) nor a diffusers-format "
+                         "model folder (no model_index.json)")
     return ModelSource(ref, detect_family(path), path.resolve())
 
 
@@ -59,6 +63,14 @@ def detect_family(path: Path) -> str:
     index = _read_json(path / "model_index.json")
     transformer = _read_json(path / "transformer" / "config.json")
     vae = _read_json(path / "vae" / "config.json")
+    pipeline = index.get("_class_name")
+    if pipeline == "WanAnimatePipeline" or "motion_encoder_size" in transformer:
+        return "animate-14b"
+    if pipeline == "WanVACEPipeline" or "vace_layers" in transformer:
+        if index.get("boundary_ratio") is None:
+            raise ValueError(f"{path}: a VACE model with one transformer (Wan2.1-VACE) is not "
+                             "supported; Wan2.2-VACE-Fun-A14B (two experts) is")
+        return "vace-a14b"
     if index.get("expand_timesteps") or vae.get("z_dim") == 48:
         return "ti2v-5b"
     if index.get("_class_name") == "WanImageToVideoPipeline" or transformer.get("in_channels") == 36:
@@ -124,15 +136,39 @@ class ModelLoader:
 
     def expert(self, name: str):
         def build():
-            from diffusers import WanTransformer3DModel
+            import diffusers
 
             sub = EXPERT_SUBFOLDER[name]
             if self.source.path is None:
                 model = tiny.build_transformer(self.source.family, sub, self.source.seed)
             else:
-                model = _aligned(WanTransformer3DModel.from_pretrained(self.source.path, subfolder=sub))
+                cls = getattr(diffusers, TRANSFORMER_CLASS.get(self.source.family, "WanTransformer3DModel"))
+                model = _aligned(cls.from_pretrained(self.source.path, subfolder=sub))
             return cast(model, self.device, self.dtype)
         return self._once(f"expert:{name}", build)
+
+    def transformer_config(self) -> dict:
+        """The experts' config (sizes a VAE worker needs: VACE layers, Animate's face
+        size), without loading weights."""
+        def build() -> dict:
+            if self.source.path is None:
+                return dict(tiny.build_transformer(self.source.family, "transformer", self.source.seed).config)
+            return _read_json(self.source.path / EXPERT_SUBFOLDER[PROFILES[self.source.family].experts[0]]
+                              / "config.json")
+        return self._once("transformer_config", build)
+
+    def image_encoder(self):
+        """(processor, CLIP vision model): Animate's character-image encoder (VAE workers)."""
+        def build():
+            from transformers import CLIPImageProcessor, CLIPVisionModel
+
+            if self.source.path is None:
+                processor, encoder = tiny.build_image_encoder(self.source.seed)
+            else:
+                processor = CLIPImageProcessor.from_pretrained(self.source.path / "image_processor")
+                encoder = _aligned(CLIPVisionModel.from_pretrained(self.source.path / "image_encoder"))
+            return processor, cast(encoder, self.device, torch.float32)  # pixel values are fp32
+        return self._once("image_encoder", build)
 
     def vae(self):
         def build():

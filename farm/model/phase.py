@@ -100,7 +100,12 @@ class _Run:
         self.negative = embeds.negative.to(device, self.dtype) if embeds.negative is not None else None
         self.halo = _Halo(order, device) if len(order.gang) > 1 else None
         self.condition = condition
-        self.cond = condition.latents.to(device) if condition is not None else None
+        self.cond = (condition.latents.to(device)
+                     if condition is not None and condition.latents is not None else None)
+        # Extra transformer inputs (VACE control, Animate pose / face / image embedding).
+        self.kw = condition.model_kwargs(device, self.dtype) if condition is not None else {}
+        self.kw_uncond = (condition.model_kwargs(device, self.dtype, uncond=True)
+                          if condition is not None else {})
         # TI2V: latent 0 is the given image, at timestep 0 (mask 0); elsewhere noise (mask 1).
         self.mask = (first_frame_mask(self.latents) if condition is not None and condition.kind == "first_frame"
                      else torch.ones(self.latents.shape, dtype=torch.float32, device=device))
@@ -122,13 +127,14 @@ class _Run:
             return self._predict_gang(x, timestep)
         # 2. guided prediction
         pred = self.model(hidden_states=x, timestep=timestep, encoder_hidden_states=self.prompt,
-                          return_dict=False)[0]
+                          return_dict=False, **self.kw)[0]
         g = self.order.guidance
         if g > 1.0:
             if self.negative is None:
                 raise ValueError(f"{self.order.segment_id}: guidance {g} needs negative embeddings")
             uncond = self.model(hidden_states=x, timestep=timestep,
-                                encoder_hidden_states=self.negative, return_dict=False)[0]
+                                encoder_hidden_states=self.negative, return_dict=False,
+                                **self.kw_uncond)[0]
             pred = uncond + g * (pred - uncond)
         return pred
 
@@ -144,9 +150,10 @@ class _Run:
         assert gang is not None
 
         def forward(embeds: torch.Tensor) -> torch.Tensor:  # (1, C, F, h, w), SP inside
+            kw = self.kw_uncond if embeds is self.negative else self.kw
             with sequence_parallel(self.model, gang.seq):
                 return self.model(hidden_states=x, timestep=timestep, encoder_hidden_states=embeds,
-                                  return_dict=False)[0]
+                                  return_dict=False, **kw)[0]
         # 2a. CFG parallel: rank 0 the conditional forward, rank 1 the unconditional one;
         #     all-gathered, so every rank holds both
         if gang.spec.cfg == 2:
@@ -176,6 +183,9 @@ class _Run:
                 and self.order.stop_step == self.order.model.num_steps):
             # the clean first frame, as diffusers does after its loop
             self.latents = (1 - self.mask) * self.cond + self.mask * self.latents
+        if self.condition is not None and self.condition.prefix and self.order.stop_step == self.order.model.num_steps:
+            # the clip's own frames: the reference frames in front are not decoded
+            self.latents = self.latents[:, :, self.condition.prefix:]
         return Handoff(self.latents, export_state(self.scheduler))
 
 

@@ -17,7 +17,7 @@ import torch
 
 from farm.spec.profiles import ModelProfile, profile_for
 
-TINY_KINDS = ("t2v-a14b", "i2v-a14b", "ti2v-5b")
+TINY_KINDS = ("t2v-a14b", "i2v-a14b", "ti2v-5b", "animate-14b", "vace-a14b")
 TEXT_DIM = 32
 
 # A few hundred words of video vocabulary; the byte-level BPE encodes any string anyway.
@@ -43,7 +43,7 @@ def _seeded(seed: int):
 
 
 def component_seed(seed: int, component: str) -> int:
-    order = ("text_encoder", "transformer", "transformer_2", "vae")
+    order = ("text_encoder", "transformer", "transformer_2", "vae", "image_encoder")
     return seed * 16 + order.index(component)
 
 
@@ -75,16 +75,45 @@ def build_text_encoder(vocab_size: int, seed: int = 0):
         return UMT5EncoderModel(cfg).eval()
 
 
-def build_transformer(kind: str, component: str = "transformer", seed: int = 0):
-    from diffusers import WanTransformer3DModel
+# Animate: the face video is cropped to this square size (512 in the real model).
+TINY_FACE_SIZE = 16
 
-    in_ch, out_ch = {"t2v-a14b": (16, 16), "i2v-a14b": (36, 16), "ti2v-5b": (48, 48)}[kind]
+
+def build_transformer(kind: str, component: str = "transformer", seed: int = 0):
+    from diffusers import (
+        WanAnimateTransformer3DModel,
+        WanTransformer3DModel,
+        WanVACETransformer3DModel,
+    )
+
+    common = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+                  text_dim=TEXT_DIM, freq_dim=256, ffn_dim=32, cross_attn_norm=True,
+                  qk_norm="rms_norm_across_heads", rope_max_seq_len=1024)
     with _seeded(component_seed(seed, component)):
-        return WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
-            in_channels=in_ch, out_channels=out_ch, text_dim=TEXT_DIM, freq_dim=256, ffn_dim=32,
-            num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-            rope_max_seq_len=1024).eval()
+        if kind == "animate-14b":  # diffusers' tests/pipelines/wan/test_wan_animate.py sizes
+            return WanAnimateTransformer3DModel(
+                in_channels=36, latent_channels=16, out_channels=16, num_layers=2, image_dim=4,
+                motion_encoder_channel_sizes={"4": 16, "8": 16, "16": 16},
+                motion_encoder_size=TINY_FACE_SIZE, motion_style_dim=8, motion_dim=4,
+                motion_encoder_dim=16, face_encoder_hidden_dim=16, face_encoder_num_heads=2,
+                inject_face_latents_blocks=2, **common).eval()
+        if kind == "vace-a14b":  # control blocks after layers 0 and 2 (96 = 16 + 16 + 64)
+            return WanVACETransformer3DModel(in_channels=16, out_channels=16, num_layers=3,
+                                             vace_layers=[0, 2], vace_in_channels=96, **common).eval()
+        in_ch, out_ch = {"t2v-a14b": (16, 16), "i2v-a14b": (36, 16), "ti2v-5b": (48, 48)}[kind]
+        return WanTransformer3DModel(in_channels=in_ch, out_channels=out_ch, num_layers=2,
+                                     **common).eval()
+
+
+def build_image_encoder(seed: int = 0):
+    """Animate's CLIP vision tower and its processor (diffusers' test sizes: 4x4 images)."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    cfg = CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=4, intermediate_size=16, patch_size=1)
+    with _seeded(component_seed(seed, "image_encoder")):
+        encoder = CLIPVisionModel(cfg).eval()
+    return CLIPImageProcessor(crop_size=4, size=4), encoder
 
 
 def build_vae(kind: str, seed: int = 0):
@@ -110,7 +139,7 @@ def build_scheduler(profile: ModelProfile):
 
 def build_pipeline(kind: str, seed: int = 0):
     """The whole tiny model as a diffusers pipeline (what `init-tiny` saves)."""
-    from diffusers import WanImageToVideoPipeline, WanPipeline
+    from diffusers import WanAnimatePipeline, WanImageToVideoPipeline, WanPipeline, WanVACEPipeline
 
     if kind not in TINY_KINDS:
         raise ValueError(f"unknown tiny model kind {kind!r}; allowed: {', '.join(TINY_KINDS)}")
@@ -124,6 +153,11 @@ def build_pipeline(kind: str, seed: int = 0):
         parts["boundary_ratio"] = profile.boundaries[0]
     if kind == "i2v-a14b":
         return WanImageToVideoPipeline(image_processor=None, image_encoder=None, **parts)
+    if kind == "animate-14b":
+        processor, encoder = build_image_encoder(seed)
+        return WanAnimatePipeline(image_processor=processor, image_encoder=encoder, **parts)
+    if kind == "vace-a14b":
+        return WanVACEPipeline(**parts)
     return WanPipeline(expand_timesteps=profile.expand_timesteps, **parts)
 
 

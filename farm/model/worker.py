@@ -27,6 +27,7 @@ from farm.media.images import load_image
 from farm.model.condition import Condition, image_tensor, make_condition
 from farm.model.decode import StreamingDecoder, to_uint8
 from farm.model.gang import Gang, check_gang
+from farm.model.inputs import Carried, InputEncoder, SceneConditioning
 from farm.model.loader import ModelLoader, ModelSource
 from farm.model.noise import initial_noise
 from farm.model.phase import Halos, drive, phase_steps
@@ -52,8 +53,11 @@ class TorchWorker:
         return encode_prompts(tokenizer, encoder, order.prompt, order.negative_prompt,
                               order.model.text_len, order.needs_negative)
 
-    def encode_image(self, order: ImageOrder) -> Condition:
+    def encode_image(self, order: ImageOrder) -> Condition | SceneConditioning:
+        """The scene's inputs (farm.model.inputs), or (older orders) its first frame."""
         self._check(order.model)
+        if order.clip is not None:
+            return InputEncoder(self.loader, self.profile).scene(order.model, order.clip)
         frame = load_image(order.path, order.model.width, order.model.height)
         return make_condition(self.loader.vae(), image_tensor(frame), order.num_frames,
                               self.profile.expand_timesteps)
@@ -65,12 +69,11 @@ class TorchWorker:
         An order with a gang rank joins its gang's process groups when first stepped, so
         it must run in a thread (or process) of its own, concurrently with its peers."""
         self._check(order.model)
+        if isinstance(condition, SceneConditioning):  # the scene's first clip
+            condition = condition.first
         latents = None
         if state is None:
-            p = self.profile
-            latents = initial_noise(order.seed, order.scene_id, order.window.size, p.latent_channels,
-                                    order.model.height // p.vae_spatial,
-                                    order.model.width // p.vae_spatial, first_frame=order.window.start)
+            latents = clip_noise(order, self.profile, condition.prefix if condition else 0)
         model = self.loader.expert(order.expert)
         rank = order.gang_rank
         if rank is not None:
@@ -89,22 +92,47 @@ class TorchWorker:
                 condition: Condition | None, exchange: Exchange) -> Handoff:
         return drive(self.denoise_steps(order, prompt, state, condition), order.member, exchange)
 
-    def decode(self, order: DecodeOrder, latents: list[Handoff], emit: Emit) -> Any | None:
+    def decode(self, order: DecodeOrder, latents: list[Handoff], emit: Emit,
+               scene: SceneConditioning | None = None) -> Any | None:
+        """Stream the unit's frames out; in a chain, return the next clip's conditioning
+        (built from this clip's last frames and the scene's features)."""
         self._check(order.model)
         z = torch.cat([h.latents[:, :, a:b] for h, (_, a, b) in zip(latents, order.slices, strict=True)],
                       dim=2)  # (1, C, L, h, w)
         decoder = StreamingDecoder(self.loader.vae())
         produced, last = 0, None
+        keep = order.next_clip.carry if order.next_clip is not None else 0
+        tail: list[torch.Tensor] = []  # the last `keep` decoded frames (1, 3, 1, H, W)
         for chunk in decoder.decode(z):
-            for frame in to_uint8(chunk):
+            for k, frame in enumerate(to_uint8(chunk)):
                 if produced >= order.drop_frames:
                     emit(order.scene_id, order.frame_start + produced - order.drop_frames, frame)
                 produced, last = produced + 1, frame
+                if keep:
+                    tail = (tail + [chunk[:, :, k:k + 1].float().cpu()])[-keep:]
         if not order.condition_frames:
             return None
+        if order.next_clip is not None:
+            frames = torch.cat(tail, dim=2)
+            carried = Carried(frames, list(to_uint8(frames)))
+            return InputEncoder(self.loader, self.profile).clip(
+                order.model, scene.features if scene is not None else {}, order.next_clip, carried)
         # Chain: the next segment starts from this segment's last frame.
         return make_condition(self.loader.vae(), image_tensor(last), order.condition_frames,
                               self.profile.expand_timesteps)
+
+
+def clip_noise(order: DenoiseOrder, profile, prefix: int) -> torch.Tensor:
+    """Initial noise of a segment (keyed per latent frame of the scene), with `prefix`
+    latent frames in front for reference frames (keyed per segment)."""
+    h, w = order.model.height // profile.vae_spatial, order.model.width // profile.vae_spatial
+    noise = initial_noise(order.seed, order.scene_id, order.window.size, profile.latent_channels,
+                          h, w, first_frame=order.window.start)
+    if not prefix:
+        return noise
+    front = initial_noise(order.seed, f"{order.scene_id}/prefix@{order.window.start}", prefix,
+                          profile.latent_channels, h, w)
+    return torch.cat([front, noise], dim=2)  # (1, C, prefix + F, h, w)
 
 
 def _ganged(steps, rank: GangRank, device: torch.device):

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from farm.plan.segments import Window, neighbours, owner_slices, plan_chain, plan_windows
+from farm.plan.segments import (
+    Window,
+    neighbours,
+    owner_slices,
+    plan_chain,
+    plan_windows,
+    shared_latents,
+)
 from farm.plan.timesteps import Phase, phases, timesteps
 from farm.spec.film import Film, Scene
 from farm.spec.frames import pixel_frames
@@ -43,7 +50,7 @@ class Unit:
     scene_id: str
     index: int
     segments: tuple[Segment, ...]
-    # Chain mode: the unit whose decoded last frame conditions this one.
+    # Chain mode: the unit whose decoded last frame(s) condition this one.
     after: str | None
     # Pixel frames of the scene this unit's decode produces: [frame_start, frame_stop).
     frame_start: int
@@ -111,7 +118,7 @@ def plan_film(film: Film, *, max_phase_steps: int | None = None) -> FilmPlan:
 def plan_scene(scene: Scene, film_frame_start: int = 0) -> ScenePlan:
     n = scene.num_latent_frames
     if scene.continuity == "chain":
-        units = _chain_units(scene, plan_chain(n, scene.window))
+        units = _chain_units(scene, plan_chain(n, scene.window, shared_latents(scene.carry)))
         return ScenePlan(scene, units, film_frame_start, continuous_decode=False)
     if scene.continuity == "windows":
         windows = plan_windows(n, scene.window, scene.overlap)
@@ -130,7 +137,7 @@ def _chain_units(scene: Scene, windows: tuple[Window, ...]) -> tuple[Unit, ...]:
     units, frame = [], 0
     for k, w in enumerate(windows):
         seg = Segment(f"{scene.id}/{k}", scene.id, k, w, ())
-        drop = 1 if k > 0 else 0
+        drop = scene.carry if k > 0 else 0
         stop = frame + pixel_frames(w.size) - drop
         units.append(Unit(f"{scene.id}/u{k}", scene.id, k, (seg,),
                           f"{scene.id}/u{k - 1}" if k > 0 else None, frame, stop,

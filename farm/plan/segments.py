@@ -14,13 +14,15 @@ Windows (parallel; every step, neighbours swap predictions on the shared frames)
         left window   O/(O+1) ... 1/(O+1)
         right window  1/(O+1) ... O/(O+1)
 
-Chain (sequential; segment k+1 starts from the last decoded frame of segment k):
+Chain (sequential; segment k+1 starts from the last decoded frame(s) of segment k):
 
     latent frame   0                    10                   20
     segment 0      [====================]                              latents 0..10
     segment 1                           [====================]         latents 10..20
                    the shared latent position is the shared pixel frame; it is
                    dropped from segment 1's output, so the scene keeps its length.
+                   Carrying 5 frames (Animate, VACE), segments share 2 latents
+                   (pixel frames 4s .. 4s+4) and segment k+1 drops 5 frames.
 """
 
 from __future__ import annotations
@@ -59,21 +61,28 @@ def plan_windows(num_latent: int, window: int, overlap: int) -> tuple[Window, ..
     return tuple(Window(s, s + size) for s in starts)
 
 
-def plan_chain(num_latent: int, window: int) -> tuple[Window, ...]:
-    """Sequential segments of at most `window` latents, consecutive ones sharing one."""
+def plan_chain(num_latent: int, window: int, shared: int = 1) -> tuple[Window, ...]:
+    """Sequential segments of at most `window` latents, consecutive ones sharing `shared`
+    (1: one carried frame; 2: five carried frames, Animate's and VACE's other choice)."""
     _check(num_latent, window)
-    if window < 2 and num_latent > 1:
-        raise ValueError("a chain needs windows of at least 2 latent frames")
+    if window <= shared and num_latent > 1:
+        raise ValueError(f"a chain sharing {shared} latent frame(s) needs longer windows than {window}")
     if num_latent <= window:
         return (Window(0, num_latent),)
-    new = num_latent - 1  # latent frames after the first, spread over the segments
-    n = -(-new // (window - 1))
+    new = num_latent - shared  # latent frames after the first clip's shared ones
+    n = -(-new // (window - shared))
     sizes = [new // n + (1 if k < new % n else 0) for k in range(n)]
     out, start = [], 0
     for size in sizes:
-        out.append(Window(start, start + size + 1))
+        out.append(Window(start, start + size + shared))
         start += size
     return tuple(out)
+
+
+def shared_latents(carry: int) -> int:
+    """Latent frames two chain segments share when the second carries `carry` pixel
+    frames of the first: frame 0 alone, then 4 per latent (1 -> 1, 5 -> 2)."""
+    return (carry - 1) // 4 + 1
 
 
 def blend_weights(window: Window) -> tuple[float, ...]:

@@ -67,7 +67,8 @@ class PrepareTask:
 
 @dataclass(frozen=True, slots=True)
 class ImageTask:
-    """Encode a scene's first-frame image into conditioning for its first unit (VAE)."""
+    """Encode a scene's inputs (VAE): the first unit's conditioning (first frame, control
+    video, ...) and what every unit reuses (reference images, the character)."""
 
     task_id: str
     film_id: str
@@ -176,6 +177,9 @@ class DecodeTask:
     condition_key: str | None
     condition_frames: int
     attempt: int
+    # Chain mode, scenes with inputs: the scene's encoded inputs (the ImageTask's output:
+    # references, the character), which the next unit's conditioning reuses.
+    scene_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,8 +87,10 @@ def _on_phase_done(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
 
 
 def _free_inputs_of_done_unit(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState) -> None:
-    """Conditioning and prompt are needed until the last phase that reads them."""
-    if u.plan.index == 0 and sc.image_key:
+    """Conditioning and prompt are needed until the last phase that reads them (the
+    scene's inputs also by the chain decodes before it)."""
+    done = all(x.phases_done == len(f.plan.phases) for x in sc.units)
+    if done and sc.image_key:
         free_key(s, sc.image_key)
         sc.image_key = None
     if u.plan.after:
@@ -96,7 +98,7 @@ def _free_inputs_of_done_unit(s: Scheduler, f: FilmRecord, sc: SceneState, u: Un
         if prev.condition_key:
             free_key(s, prev.condition_key)
             prev.condition_key = None
-    if all(x.phases_done == len(f.plan.phases) for x in sc.units) and sc.prompt_key:
+    if done and sc.prompt_key:
         free_key(s, sc.prompt_key)
         sc.prompt_key = None
 

@@ -109,7 +109,7 @@ class Scheduler:
         if not weight > 0:
             raise ValueError(f"weight must be > 0, got {weight}")
         scenes = [SceneState(sp.scene.id, i, [UnitState(u) for u in sp.units],
-                             has_image=sp.scene.image is not None)
+                             has_image=sp.scene.has_inputs)
                   for i, sp in enumerate(plan.scenes)]
         self._seq += 1
         f = FilmRecord(film_id, plan, tenant, priority, weight, self._seq, scenes)

@@ -47,7 +47,7 @@ def candidates(f: FilmRecord) -> list[Candidate]:
         if sc.prompt_key is None and sc.prompt_running is None and needs_prompt:
             out.append(("prepare", sc, None))
         if (sc.has_image and sc.image_key is None and sc.image_running is None
-                and sc.units[0].phases_done < num_phases):
+                and needs_prompt):  # chain decodes reuse the inputs until the last phase
             out.append(("image", sc, None))
         earlier_decoded = True
         for k, u in enumerate(sc.units):
@@ -55,7 +55,7 @@ def candidates(f: FilmRecord) -> list[Candidate]:
                 if u.phases_done < num_phases:
                     if sc.prompt_key is not None and _chain_ready(sc, k):
                         out.append(("phase", sc, u))
-                elif not u.decoded and earlier_decoded:
+                elif not u.decoded and earlier_decoded and _decode_ready(sc, k):
                     out.append(("decode", sc, u))
             earlier_decoded = earlier_decoded and u.decoded
     return out
@@ -66,6 +66,12 @@ def _chain_ready(sc: SceneState, k: int) -> bool:
         return not sc.has_image or sc.image_key is not None
     prev = sc.units[k - 1]
     return prev.decoded and prev.condition_key is not None
+
+
+def _decode_ready(sc: SceneState, k: int) -> bool:
+    """A chain decode that builds the next unit's conditioning needs the scene's inputs."""
+    nxt = sc.units[k + 1] if k + 1 < len(sc.units) else None
+    return not (sc.has_image and nxt is not None and nxt.plan.after) or sc.image_key is not None
 
 
 def requirements(f: FilmRecord, cand: Candidate) -> tuple[Need, int, tuple[str | None, ...]]:
@@ -163,12 +169,15 @@ def _start_decode(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
     if nxt is not None and nxt.plan.after == u.plan.id:
         cond_key = f"{f.film_id}:{u.plan.id}:cond:a{attempt}"
         cond_frames = pixel_frames(nxt.plan.segments[0].window.size)
+    scene_key = sc.image_key if cond_key and sc.has_image else None
     u.running = tid
     s._running[tid] = RunningTask("decode", f.film_id, sc.index, u.plan.index, -1, ids,
-                                  (cond_key,) if cond_key else (), tuple(x.key for x in slices),
+                                  (cond_key,) if cond_key else (),
+                                  tuple(x.key for x in slices) + ((scene_key,) if scene_key else ()),
                                   u.epoch)
     return DecodeTask(tid, f.film_id, sc.scene_id, u.plan.id, ids[0], slices, u.plan.frame_start,
-                      u.plan.frame_stop, u.plan.drop_frames, cond_key, cond_frames, attempt)
+                      u.plan.frame_stop, u.plan.drop_frames, cond_key, cond_frames, attempt,
+                      scene_key)
 
 
 def _seg_start(u: UnitState, seg_id: str) -> int:

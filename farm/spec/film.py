@@ -17,6 +17,7 @@ from farm.spec.frames import (
     nearest_multiples,
     or_list,
 )
+from farm.spec.inputs import SceneInputs, resolve_inputs
 from farm.spec.profiles import PROFILES, ModelProfile
 from farm.spec.storyboard import SceneSpec, Storyboard
 
@@ -39,12 +40,23 @@ class Scene:
     # Latent frames per window / segment, and overlap between parallel windows.
     window: int
     overlap: int
-    # Absolute path of the first-frame image, if any.
+    # Absolute path (or URL) of the first-frame image, if any (= inputs.image).
     image: str | None = None
+    # Every media input (farm.spec.inputs), and chain mode's frames carried per clip.
+    inputs: SceneInputs = SceneInputs()
+    carry: int = 1
+    # Whether conditioning is encoded for the scene (a VAE task before denoising): it
+    # has inputs for the model, or its family always takes conditioning (VACE).
+    conditioned: bool = False
 
     @property
     def num_latent_frames(self) -> int:
         return latent_frames(self.num_frames)
+
+    @property
+    def has_inputs(self) -> bool:
+        """Whether conditioning must be encoded before the scene's first phase."""
+        return self.image is not None or self.conditioned
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +140,10 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelPro
                    base_dir: Path) -> tuple[Scene | None, list[FieldError]]:
     at = f"scenes[{i}]."
     num_frames, errors = _scene_frames(at, spec, board.fps)
-    image, i_errors = _scene_image(at, spec, profile, base_dir)
+    inputs, i_errors = resolve_inputs(at, spec, board, profile, base_dir)
     errors += i_errors
+    carry, c_errors = _scene_carry(at, spec, profile)
+    errors += c_errors
     guidance, g_errors = _scene_guidance(at, spec, profile)
     errors += g_errors
     errors += _check_window_settings(at, spec.window, spec.overlap, profile)
@@ -142,15 +156,23 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelPro
     if continuity == "chain" and not profile.supports_chain:
         chainable = sorted(p.family for p in PROFILES.values() if p.supports_chain)
         errors.append(FieldError(at + "continuity", (
-            f"'chain' needs a model that takes a first frame; {profile.family} does not. "
+            f"'chain' needs a model that takes frames of the previous clip; {profile.family} does not. "
             f"Families that support it: {', '.join(chainable)}")))
     if errors or num_frames is None:
         return None, errors
+    conditioned = inputs.conditions or profile.always_conditioned
     if continuity is None:
-        continuity = "single" if latent_frames(num_frames) <= window else "windows"
-    if continuity == "windows" and image is not None:
+        continuity = ("single" if latent_frames(num_frames) <= window
+                      else "chain" if conditioned and profile.supports_chain else "windows")
+    if continuity == "windows" and conditioned:
+        given = ", ".join(n for n, _ in inputs.items() if n != "audio") or "its conditioning"
         return None, [FieldError(at + "continuity", (
-            "a first-frame image conditions one clip; use 'chain' (or 'single') with `image`"))]
+            f"parallel windows cannot share clip conditioning ({given} with {profile.family}); "
+            "use 'chain' (or 'single')"))]
+    if continuity == "chain" and window <= (carry - 1) // 4 + 1:
+        return None, [FieldError(at + "window", (
+            f"a chain carrying {carry} frame(s) needs windows of more than {(carry - 1) // 4 + 1} "
+            f"latent frames; got {window}"))]
     if continuity == "single" and latent_frames(num_frames) > window:
         return None, [FieldError(at + "continuity", (
             f"'single' renders the scene as one window, but {num_frames} frames are "
@@ -160,26 +182,23 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelPro
         id=spec.id, index=i, prompt=spec.prompt,
         negative_prompt=spec.negative_prompt if spec.negative_prompt is not None else board.negative_prompt,
         num_frames=num_frames, seed=spec.seed, guidance=guidance, continuity=continuity,
-        window=window, overlap=overlap, image=image,
+        window=window, overlap=overlap, image=inputs.image, inputs=inputs, carry=carry,
+        conditioned=conditioned,
     ), []
 
 
-def _scene_image(at: str, spec: SceneSpec, profile: ModelProfile,
-                 base_dir: Path) -> tuple[str | None, list[FieldError]]:
-    if spec.image is None:
-        if profile.requires_image:
-            return None, [FieldError(at + "image", (
-                f"{profile.family} is an image-to-video model: every scene needs `image` "
-                "(its first frame)"))]
-        return None, []
-    if "image" not in profile.conditioning:
-        able = sorted(p.family for p in PROFILES.values() if "image" in p.conditioning)
-        return None, [FieldError(at + "image", (
-            f"{profile.family} cannot use a first-frame image; families that can: {', '.join(able)}"))]
-    path = (base_dir / spec.image).resolve()
-    if not path.is_file():
-        return None, [FieldError(at + "image", f"no such file: {path}")]
-    return str(path), []
+def _scene_carry(at: str, spec: SceneSpec, profile: ModelProfile) -> tuple[int, list[FieldError]]:
+    if not profile.carry:
+        if spec.carry_frames is not None:
+            return 1, [FieldError(at + "carry_frames", f"{profile.family} has no chain mode")]
+        return 1, []
+    if spec.carry_frames is None:
+        return profile.carry[0], []
+    if spec.carry_frames not in profile.carry:
+        return 1, [FieldError(at + "carry_frames", (
+            f"{profile.family} continues a clip from {or_list(profile.carry)} frame(s) of the "
+            f"previous one; got {spec.carry_frames}"))]
+    return spec.carry_frames, []
 
 
 def _scene_frames(at: str, spec: SceneSpec, fps: int) -> tuple[int | None, list[FieldError]]:

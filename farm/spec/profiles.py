@@ -40,10 +40,23 @@ class ModelProfile:
     patch: int = 2
     # Whether the transformer takes per-token timesteps (Wan2.2 TI2V-5B).
     expand_timesteps: bool = False
-    # Conditioning inputs the family can use, e.g. {"image", "last_image"}.
+    # Media inputs a scene may give this family (farm.spec.film.MEDIA_FIELDS), e.g.
+    # {"image", "last_image"}; `audio` is accepted by every family (muxed, not modelled).
     conditioning: frozenset[str] = field(default_factory=frozenset)
-    # Image-to-video only: every scene needs a first frame.
-    requires_image: bool = False
+    # Inputs every scene must give (I2V: its first frame; Animate: character and pose).
+    requires: frozenset[str] = field(default_factory=frozenset)
+    # Chain mode: pixel frames a clip may take from the end of the previous clip (the
+    # first value is the default); () for families that cannot continue a clip.
+    carry: tuple[int, ...] = ()
+    # Reference images a scene may give (Animate: exactly its one character image).
+    max_references: int = 0
+    min_references: int = 0
+    # Latent frames in front of a clip's own (the encoded references / character image):
+    # "refs" = one per reference image (VACE), "one" = always one (Animate), "" = none.
+    prefix: str = ""
+    # The transformer always takes a conditioning stream, even for a text-only scene
+    # (VACE: an empty control video and an all-white mask).
+    always_conditioned: bool = False
     # Text encoder sequence length (UMT5-XXL: 512 tokens).
     text_len: int = 512
     # Default solver: "unipc" (Wan's default) or "euler".
@@ -63,8 +76,17 @@ class ModelProfile:
 
     @property
     def supports_chain(self) -> bool:
-        """Chained continuation needs a model that takes a first frame."""
-        return "image" in self.conditioning
+        """Chained continuation needs a model that takes frames of the previous clip."""
+        return bool(self.carry)
+
+    @property
+    def requires_image(self) -> bool:
+        """Every scene needs media (a first frame, a character): no text-only films."""
+        return bool(self.requires)
+
+    def prefix_frames(self, num_references: int) -> int:
+        """Latent frames in front of a clip's own for a scene with these references."""
+        return {"refs": num_references, "one": 1}.get(self.prefix, 0)
 
     def guidance_for(self, expert: str) -> float:
         return self.guidance[self.experts.index(expert)]
@@ -77,15 +99,36 @@ T2V_A14B = ModelProfile(
 I2V_A14B = ModelProfile(
     family="i2v-a14b", experts=("high", "low"), boundaries=(0.9,), steps=40, shift=5.0,
     guidance=(3.5, 3.5), fps=16, frames=81, vae_spatial=8, vae_temporal=4, latent_channels=16,
-    conditioning=frozenset({"image", "last_image"}), requires_image=True,
+    conditioning=frozenset({"image", "last_image"}), requires=frozenset({"image"}), carry=(1,),
 )
 TI2V_5B = ModelProfile(
     family="ti2v-5b", experts=("dense",), boundaries=(), steps=50, shift=5.0, guidance=(5.0,),
     fps=24, frames=121, vae_spatial=16, vae_temporal=4, latent_channels=48,
-    expand_timesteps=True, conditioning=frozenset({"image"}),
+    expand_timesteps=True, conditioning=frozenset({"image"}), carry=(1,),
+)
+# Wan2.2-Animate-14B (WanAnimatePipeline): one dense expert; a character image, a pose
+# video (+ face video); long scenes are clips of 77 frames, each taking the last 1 or 5
+# frames of the previous one (`refert_num`). Official: wan/configs/wan_animate_14B.py.
+ANIMATE_14B = ModelProfile(
+    family="animate-14b", experts=("dense",), boundaries=(), steps=20, shift=5.0,
+    guidance=(1.0,), fps=30, frames=77, vae_spatial=8, vae_temporal=4, latent_channels=16,
+    conditioning=frozenset({"references", "pose_video", "face_video"}),
+    requires=frozenset({"references", "pose_video"}), carry=(1, 5), max_references=1,
+    min_references=1, prefix="one",
+)
+# Wan2.2-VACE-Fun-A14B (WanVACEPipeline): the T2V-A14B experts with VACE control blocks;
+# reference images, a control video, masks, first / last frames and clip extension.
+# Official (alibaba-pai VideoX-Fun examples/wan2.2_vace_fun): 50 steps, guidance 5.0,
+# shift 12, boundary 0.875, 81 frames at 16 fps.
+VACE_A14B = ModelProfile(
+    family="vace-a14b", experts=("high", "low"), boundaries=(0.875,), steps=50, shift=12.0,
+    guidance=(5.0, 5.0), fps=16, frames=81, vae_spatial=8, vae_temporal=4, latent_channels=16,
+    conditioning=frozenset({"image", "last_image", "references", "control_video", "mask"}),
+    carry=(1, 5), max_references=4, prefix="refs", always_conditioned=True,
 )
 
-PROFILES: dict[str, ModelProfile] = {p.family: p for p in (T2V_A14B, I2V_A14B, TI2V_5B)}
+PROFILES: dict[str, ModelProfile] = {
+    p.family: p for p in (T2V_A14B, I2V_A14B, TI2V_5B, ANIMATE_14B, VACE_A14B)}
 
 
 def profile_for(family: str) -> ModelProfile:

@@ -25,6 +25,9 @@ SceneId = Annotated[str, Field(pattern=r"^[a-z0-9_-]+$", min_length=1, max_lengt
 # A character (or place) of the film's bible: a word scenes can name it by.
 CharacterId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", min_length=1, max_length=32)]
 Continuity = Literal["single", "windows", "chain"]
+# A media input: a path relative to the storyboard file, or a URL (fsspec: s3://, gs://,
+# http(s)://, file://, ...).
+Media = Annotated[str, Field(min_length=1)]
 Solver = Literal["unipc", "euler"]
 
 
@@ -45,15 +48,26 @@ class SceneSpec(_Strict):
     continuity: Continuity | None = None
     window: Annotated[int, Field(ge=1)] | None = None
     overlap: Annotated[int, Field(ge=1)] | None = None
-    # First frame (image-to-video families); a path relative to the storyboard file.
-    image: Annotated[str, Field(min_length=1)] | None = None
-    # Written by `reelfarm direct` (farm.story); rendering reads only `prompt`:
-    # the prompt before extension and bible injection, the bible ids the scene names
-    # (injected into `prompt`), and those characters' reference images (for the
-    # conditioning inputs; paths relative to the storyboard file).
+    # Media inputs (farm.spec.film.MEDIA_FIELDS says which family takes which):
+    # first and last frame; driving pose / face video (Animate); control video and its
+    # mask (VACE: white = generate, black = keep); audio (muxed into the deliverable).
+    image: Media | None = None
+    last_image: Media | None = None
+    pose_video: Media | None = None
+    face_video: Media | None = None
+    control_video: Media | None = None
+    mask: Media | None = None
+    audio: Media | None = None
+    # Reference images (a character sheet): ids of the film's `references` or
+    # `characters` (all of that character's images), or paths / URLs.
+    references: list[Media] | None = None
+    # Chain mode: frames each clip takes from the end of the previous one (1 or 5 for
+    # Animate and VACE; default the family's first).
+    carry_frames: Annotated[int, Field(ge=1)] | None = None
+    # Written by `reelfarm direct` (farm.story); rendering reads only `prompt`: the
+    # prompt before extension and bible injection, and the bible ids the scene names.
     original_prompt: Annotated[str, Field(min_length=1)] | None = None
     cast: list[CharacterId] | None = None
-    references: list[Annotated[str, Field(min_length=1)]] | None = None
 
 
 class Character(_Strict):
@@ -65,6 +79,13 @@ class Character(_Strict):
     description: Annotated[str, Field(min_length=1)]
     # Reference images (paths relative to the storyboard file).
     references: list[Annotated[str, Field(min_length=1)]] = []
+
+
+class Reference(_Strict):
+    """A reference image shared by id across scenes (e.g. a prop or a character sheet)."""
+
+    id: CharacterId
+    image: Media
 
 
 class DirectSpec(_Strict):
@@ -92,6 +113,7 @@ class Storyboard(_Strict):
     overlap: Annotated[int, Field(ge=1)] | None = None
     scenes: Annotated[list[SceneSpec], Field(min_length=1)]
     characters: list[Character] = []
+    references: list[Reference] = []
     direct: DirectSpec | None = None
 
 
@@ -105,6 +127,8 @@ def load_storyboard(path: str | Path) -> Storyboard:
     return parse_storyboard(parse_document(text, path.suffix.lower()))
 
 
+
+
 def parse_storyboard(data: Any) -> Storyboard:
     """Schema check of a parsed document; every problem is listed by field path."""
     if not isinstance(data, dict):
@@ -114,7 +138,7 @@ def parse_storyboard(data: Any) -> Storyboard:
         board = Storyboard.model_validate(data)
     except ValidationError as exc:
         raise SpecError([_from_pydantic(e) for e in exc.errors()]) from None
-    errors = _check_scene_ids(board) + _check_cast(board)
+    errors = _check_scene_ids(board) + _check_cast(board) + _check_reference_ids(board)
     if errors:
         raise SpecError(errors)
     return board
@@ -164,3 +188,29 @@ def _check_cast(board: Storyboard) -> list[FieldError]:
                 errors.append(FieldError(f"scenes[{i}].cast[{j}]", (
                     f"{cid!r} is not in `characters`; known: {', '.join(sorted(known)) or 'none'}")))
     return errors
+
+
+def _check_reference_ids(board: Storyboard) -> list[FieldError]:
+    """Reference ids are unique and distinct from character ids; a scene entry that looks
+    like an id (no '.', '/' or ':') must name one (else it is a path or URL)."""
+    characters = {ch.id for ch in board.characters}
+    known: dict[str, int] = {}
+    errors = []
+    for i, ref in enumerate(board.references):
+        if ref.id in known or ref.id in characters:
+            other = f"references[{known[ref.id]}]" if ref.id in known else "a character"
+            errors.append(FieldError(f"references[{i}].id", f"duplicate id {ref.id!r} (also {other})"))
+        known.setdefault(ref.id, i)
+    ids = sorted(set(known) | characters)
+    for i, scene in enumerate(board.scenes):
+        for j, entry in enumerate(scene.references or ()):
+            if is_reference_id(entry) and entry not in known and entry not in characters:
+                errors.append(FieldError(f"scenes[{i}].references[{j}]", (
+                    f"{entry!r} is not the id of a reference or character; known: "
+                    f"{', '.join(ids) or 'none'} (a file needs a suffix or a path, e.g. ./{entry})")))
+    return errors
+
+
+def is_reference_id(entry: str) -> bool:
+    """A scene `references` entry naming an id rather than a path or URL."""
+    return not any(c in entry for c in "./:\\")

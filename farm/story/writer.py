@@ -26,8 +26,15 @@ import yaml
 
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.film import resolve_film
+from farm.spec.inputs import MEDIA_FIELDS
 from farm.spec.profiles import ModelProfile
-from farm.spec.storyboard import Character, Storyboard, parse_document, parse_storyboard
+from farm.spec.storyboard import (
+    Character,
+    Storyboard,
+    is_reference_id,
+    parse_document,
+    parse_storyboard,
+)
 from farm.story import prompts, schema
 from farm.story.bible import compose, sentence, unique_ids
 
@@ -172,11 +179,13 @@ def finish(board: Storyboard, llm: Llm | None) -> dict[str, Any]:
         out = compose(text, list(board.characters), spec.cast or (), style, [original])
         scene.update(prompt=out.prompt, original_prompt=original)
         scene.pop("cast", None)
-        scene.pop("references", None)
+        # The named characters' images after the scene's own references (ids, files).
+        refs = list(scene.pop("references", None) or [])
+        refs += [r for r in out.references if r not in refs]
         if out.cast:
             scene["cast"] = list(out.cast)
-        if out.references:
-            scene["references"] = list(out.references)
+        if refs:
+            scene["references"] = refs
     return data
 
 
@@ -190,7 +199,19 @@ def write_storyboard(llm: Llm, brief: Brief, profile: ModelProfile,
 
 def to_yaml(data: dict[str, Any], profile: ModelProfile, out_dir: str | Path,
             header: str = "Written by `reelfarm direct`") -> str:
-    """The storyboard as YAML, checked as `reelfarm validate` would check the file."""
+    """The storyboard as YAML, checked as `reelfarm validate` would check the file.
+
+    Scenes name their characters' reference images only for families that take reference
+    images (VACE, Animate): giving a family an input it cannot use is a validation error,
+    and the bible keeps the images either way."""
+    missing = [FieldError(f"scenes[{i}].references", f"no such file: {ref}")
+               for i, s in enumerate(data["scenes"]) for ref in (s.get("references") or ())
+               if not is_reference_id(ref) and "://" not in ref and not Path(os.path.normpath(Path(out_dir) / ref)).is_file()]
+    if missing:
+        raise SpecError(missing)
+    if "references" not in profile.conditioning:
+        data = {**data, "scenes": [{k: v for k, v in s.items() if k != "references"}
+                                   for s in data["scenes"]]}
     text = f"# {header}\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     try:
         text.encode("utf-8")
@@ -198,17 +219,13 @@ def to_yaml(data: dict[str, Any], profile: ModelProfile, out_dir: str | Path,
         raise SpecError([FieldError("", f"not encodable as UTF-8: {exc}")]) from None
     board = parse_storyboard(parse_document(text, ".yaml"))
     resolve_film(board, profile, base_dir=out_dir)
-    missing = [FieldError(f"scenes[{i}].references", f"no such file: {ref}")
-               for i, s in enumerate(board.scenes) for ref in (s.references or ())
-               if not Path(os.path.normpath(Path(out_dir) / ref)).is_file()]
-    if missing:
-        raise SpecError(missing)
     return text
 
 
 def rebase(path: str, src_dir: str | Path, out_dir: str | Path) -> str:
-    """A path relative to `src_dir`, made relative to `out_dir` (absolute stays absolute)."""
-    if os.path.isabs(path):
+    """A path relative to `src_dir`, made relative to `out_dir` (absolute paths and URLs
+    stay as they are)."""
+    if os.path.isabs(path) or "://" in path:
         return path
     return os.path.relpath(Path(src_dir, path).resolve(), Path(out_dir).resolve())
 
@@ -218,10 +235,14 @@ def rebased(board: Storyboard, src_dir: str | Path, out_dir: str | Path) -> Stor
     `out_dir` instead of `src_dir` (where it was read)."""
     data = board.model_dump(exclude_unset=True)
     for scene in data["scenes"]:
-        if scene.get("image"):
-            scene["image"] = rebase(scene["image"], src_dir, out_dir)
+        for name in MEDIA_FIELDS:
+            if isinstance(scene.get(name), str):
+                scene[name] = rebase(scene[name], src_dir, out_dir)
         if scene.get("references"):
-            scene["references"] = [rebase(r, src_dir, out_dir) for r in scene["references"]]
+            scene["references"] = [r if is_reference_id(r) else rebase(r, src_dir, out_dir)
+                                   for r in scene["references"]]
+    for ref in data.get("references", []):
+        ref["image"] = rebase(ref["image"], src_dir, out_dir)
     for ch in data.get("characters", []):
         ch["references"] = [rebase(r, src_dir, out_dir) for r in ch.get("references", [])]
     return parse_storyboard(data)

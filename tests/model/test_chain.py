@@ -84,4 +84,5 @@ def test_t2v_chain_is_rejected_naming_the_families(tmp_path, capsys):
         "title": "t", "fps": 16, "width": 64, "height": 64,
         "scenes": [{"id": "a", "prompt": "p", "frames": 161, "continuity": "chain"}]}))
     assert main(["validate", str(tmp_path / "f.yaml")]) == 2
-    assert "Families that support it: i2v-a14b, ti2v-5b" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Families that support it: animate-14b, i2v-a14b, ti2v-5b, vace-a14b" in err

@@ -140,6 +140,9 @@ def test_rendering_reads_only_the_prompt_of_the_story_fields():
     from farm.spec.film import resolve_film
 
     data = finish(board(), None)
+    # Reference images are a rendering input of the families that take them (VACE,
+    # Animate); a text-to-video storyboard from `direct` names none (see to_yaml).
+    data["scenes"] = [{k: v for k, v in s.items() if k != "references"} for s in data["scenes"]]
     plain = {k: v for k, v in data.items() if k not in ("characters", "direct")}
     plain["scenes"] = [{k: v for k, v in s.items() if k not in ("original_prompt", "cast", "references")}
                        for s in data["scenes"]]

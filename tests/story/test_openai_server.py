@@ -124,8 +124,10 @@ def test_logline_with_a_bible_over_http(server, tmp_path, capsys):
     assert [mira in s.prompt for s in board.scenes] == [True, False, False, False]
     assert [harbor in s.prompt for s in board.scenes] == [False, True, True, False]  # s030: cast
     assert [s.cast for s in board.scenes] == [["mira"], ["harbor"], ["harbor"], None]
-    assert board.scenes[0].references == ["../refs/mira.png"]  # relative to the storyboard
-    assert board.scenes[1].references is None
+    # A text-to-video family takes no reference images: scenes name none, the bible keeps
+    # them (relative to the storyboard).
+    assert all(s.references is None for s in board.scenes)
+    assert {c.id: c.references for c in board.characters}["mira"] == ["../refs/mira.png"]
     assert all(s.prompt.endswith("Style: 35mm.") for s in board.scenes)
 
 

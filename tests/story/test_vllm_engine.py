@@ -85,7 +85,7 @@ def test_a_logline_on_a_random_model_makes_a_valid_storyboard(tiny_llm, tmp_path
         mira = "mira" in cast or any(names(t, "mira") for t in texts)
         harbor = "harbor" in cast or any(names(t, "harbor") for t in texts)
         assert (MIRA in scene.prompt) == mira and (HARBOR in scene.prompt) == harbor
-        assert scene.references == (["mira.png"] if mira else None)
+        assert scene.references is None  # t2v takes no reference images; the bible has them
         assert scene.prompt.endswith("Style: 35mm film.")
 
 
@@ -110,5 +110,6 @@ def test_a_storyboard_that_opts_in_is_extended_and_gets_the_bible(tiny_llm, tmp_
     assert all("Camera: " in s.prompt and s.prompt != s.original_prompt for s in board.scenes)
     assert [MIRA in s.prompt for s in board.scenes] == [True, False, False]
     assert [HARBOR in s.prompt for s in board.scenes] == [False, True, False]
-    assert board.scenes[0].references == ["../refs/mira.png"]
+    assert board.scenes[0].references is None  # t2v: the bible keeps the image
+    assert {c.id: c.references for c in board.characters}["mira"] == ["../refs/mira.png"]
     assert [s.cast for s in board.scenes] == [["mira"], ["harbor"], None]
