@@ -13,7 +13,7 @@ NODE   := clients/node
 WEBTESTS := clients/web-tests
 PROTOS := $(wildcard protos/reelfarm/*/*.proto)
 
-.PHONY: demo test lint lint-protos node webtests chart bench clean vllm
+.PHONY: demo test lint lint-protos node webtests chart bench clean vllm dali
 
 # Reinstalling regenerates the API code from protos/ (setup.py), hence the protos here.
 # The `kernels` extra is triton (it installs next to CPU torch without changing it), so
@@ -65,9 +65,14 @@ lint-protos: node
 vllm:
 	.ci/vllm-env
 
+# NVIDIA DALI in its own venv, .venv-dali (cached; see .ci/dali-env): the DALI media-decode
+# backend's tests run farm/media/dali_decode.py in it (CPU: images, VP8, VP9).
+dali:
+	.ci/dali-env
+
 bench: $(BIN)/.installed
 	$(BIN)/python bench/overhead.py
 
 clean:
-	rm -rf $(VENV) .venv-vllm out .pytest_cache $(NODE)/node_modules $(WEBTESTS)/node_modules
+	rm -rf $(VENV) .venv-vllm .venv-dali out .pytest_cache $(NODE)/node_modules $(WEBTESTS)/node_modules
 	rm -f protos/reelfarm/_generated.txt protos/reelfarm/*/*_pb2*.py*

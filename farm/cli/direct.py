@@ -168,8 +168,9 @@ def _write_from_logline(args: argparse.Namespace, out: Path):
         raise SpecError([FieldError("--scenes", "must be at least 1")])
     if profile.requires_image:
         raise SpecError([FieldError("--model", (
-            f"{profile.family} needs a first-frame image per scene, which a logline does not "
-            "give: write the film for a text-to-video family, add `image:`s, then render"))])
+            f"{profile.family} needs media in every scene ({', '.join(sorted(profile.requires))}), "
+            "which a logline does not give: write the film for a text-to-video family, add "
+            "them, then render"))])
     characters = load_bible(args.characters, out.parent) if args.characters else ()
     brief = Brief(logline=args.logline, scenes=args.scenes, style=args.style,
                   extend_prompts=args.extend_prompts, characters=characters,

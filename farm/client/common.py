@@ -26,6 +26,7 @@ from farm.api import convert
 from farm.api.protos import pb
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.film import resolve_film
+from farm.spec.inputs import MEDIA_FIELDS
 from farm.spec.profiles import PROFILES, profile_for
 from farm.spec.storyboard import Storyboard, load_storyboard, parse_storyboard
 
@@ -100,9 +101,9 @@ def check_storyboard(storyboard: str | Path | dict | Storyboard,
     else:
         board = parse_storyboard(storyboard)
     data = board.model_dump(exclude_unset=True)
-    images = [FieldError(f"scenes[{i}].image", "first-frame images are not supported over the "
-                         "API yet; render image-conditioned films with `reelfarm render`")
-              for i, s in enumerate(board.scenes) if s.image is not None]
+    images = [FieldError(f"scenes[{i}].{name}", "media inputs are not supported over the API "
+                         "yet; render films with media with `reelfarm render`")
+              for i, s in enumerate(board.scenes) for name in MEDIA_FIELDS if getattr(s, name)]
     if images:
         raise SpecError(images)
     family = builtin_family(data.get("model"))

@@ -8,7 +8,8 @@
 Rule, for a phase of a unit of m segments, when the scheduler places it:
 
     waiting = segments (this unit's included) still waiting for the pool this round
-    idle    = distinct free workers of the pool (the film's exclusions applied)
+    idle    = distinct free workers of the pool (the film's exclusions applied), and
+              those busy only with short tasks (prompt, image, decode: seconds)
     share   = idle // waiting                          (equipartition of the idle GPUs)
     layout  = the layout with the smallest time ratio among those with
                 size <= share, size <= max_size,
@@ -17,7 +18,9 @@ Rule, for a phase of a unit of m segments, when the scheduler places it:
               (ratios from the published table and the link: farm.sched.speedup)
     no table for the film's model and resolution, or waiting >= idle: 1 x 1.
 
-The unit then needs m x layout.size workers. Equipartition adapts to load by itself:
+The unit then needs m x layout.size workers, each rank on its own worker; when some are
+still busy with short tasks the phase waits for them (holding the free ones) rather than
+run for minutes on a narrower gang. Equipartition adapts to load by itself:
 under a backlog few workers are idle and gangs stay at 1; a lone film on an idle farm
 gets wide gangs. `min_efficiency` bounds the GPU-seconds a gang may waste (0.8: at most
 25 % more than on one GPU each), so a burst arriving just after does not find the farm

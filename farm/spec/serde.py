@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from farm.spec.film import Film, Scene
+from farm.spec.inputs import SceneInputs
 from farm.spec.profiles import profile_for
 
 VERSION = 1
@@ -27,6 +28,15 @@ def film_to_dict(film: Film) -> dict[str, Any]:
 def film_from_dict(data: dict[str, Any]) -> Film:
     if data.get("version") != VERSION:
         raise ValueError(f"unsupported film record version {data.get('version')!r}")
-    scenes = tuple(Scene(**{**s, "guidance": tuple(s["guidance"])}) for s in data["scenes"])
+    scenes = tuple(_scene(s) for s in data["scenes"])
     fields = {k: v for k, v in data.items() if k not in ("family", "scenes", "version")}
     return Film(profile=profile_for(data["family"]), scenes=scenes, **fields)
+
+
+def _scene(data: dict[str, Any]) -> Scene:
+    # Records written before media inputs existed have no "inputs": the scene had only
+    # its first-frame image.
+    inputs = dict(data.get("inputs") or {"image": data.get("image")})
+    inputs["references"] = tuple(inputs.get("references") or ())
+    return Scene(**{**data, "guidance": tuple(data["guidance"]),
+                    "inputs": SceneInputs(**inputs)})

@@ -22,10 +22,12 @@ import yaml
 from PIL import Image
 
 from farm.cli import main
+from farm.cli.common import load_film
 from farm.media.decode import decode_image, decode_video
 from farm.model.noise import initial_noise
 from farm.model.tiny import TINY_FACE_SIZE
 from farm.model.worker import TorchWorker
+from farm.plan.film import plan_film
 from farm.spec.profiles import profile_for
 from tests.media_files import write_image, write_video
 
@@ -111,6 +113,8 @@ def test_vace_clip_with_control_mask_references_and_end_frames_equals_diffusers(
              "negative_prompt": "", "control_video": "depth.webm", "mask": "mask.png",
              "references": ["a.png", "b.png"], "image": "s.png", "last_image": "e.png"}
     farm, clips = render(tmp_path, monkeypatch, folder, scene)
+    plan = plan_film(load_film(tmp_path / "film.yaml"))
+    assert [p.expert for p in plan.phases] == [0, 1]  # both experts, a handoff between
 
     video = list(decode_video(str(tmp_path / "depth.webm"), FPS, n, (W, H)))
     video[0], video[-1] = (decode_image(str(tmp_path / f), (W, H)) for f in ("s.png", "e.png"))

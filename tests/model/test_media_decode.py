@@ -3,9 +3,10 @@ its own environment (.venv-dali, run as a subprocess), and their agreement:
 
     at the file's own size      images identical; video within 1/255 (rounding of the
                                 same BT.601 conversion)
-    resized (Lanczos-3 both)    mean difference <= 0.5/255 and max <= 8/255 on smooth
-                                pictures (Pillow's and DALI's kernels differ in support
-                                and rounding, nothing else)
+    resized (Lanczos-3 both)    mean difference <= 0.3/255 and max <= 3/255 on smooth
+                                pictures (measured: 0.19 and 2); Pillow's and DALI's
+                                kernels differ in support and rounding, nothing else (on
+                                white noise, the worst case, max 17/255, mean 0.5/255)
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def test_dali_and_pyav_give_the_same_frames(tmp_path):
     assert diff(ours[0], theirs[0]).max() <= 1  # same colour conversion
     assert diff(ours[2], theirs[2]).max() == 0  # lossless image
     for resized in (diff(ours[1], theirs[1]), diff(ours[3], theirs[3])):
-        assert resized.mean() <= 0.5 and resized.max() <= 8
+        assert resized.mean() <= 0.3 and resized.max() <= 3
     assert diff(ours[4], theirs[4]).max() <= 2  # JPEG: libjpeg-turbo vs nvJPEG's CPU path
 
 

@@ -354,3 +354,26 @@ def test_specialised_worker_is_preferred_over_a_generalist():
     prepare(s)
     (high,) = s.schedule(1.0).phases
     assert high.worker_ids == ("h",)
+
+
+# ---- scene inputs (ImageTask) --------------------------------------------------------
+
+
+def test_chain_decodes_get_the_scene_inputs_which_live_until_the_last_phase():
+    """A chain scene's encoded inputs (references, a character) are computed once and
+    handed to every decode that builds the next clip's conditioning."""
+    s = split_fleet()
+    s.add_film("f", make_plan([scene("s1", 33, continuity="chain", window=3)], family="vace-a14b"))
+    images, decodes, freed_at = [], [], {}
+    for i in range(200):
+        if not s.has_unfinished_films():
+            break
+        out, _ = step(s, float(i))
+        images += [t.output_key for t in out.images]
+        decodes += [(t.unit_id, t.scene_key) for t in out.decodes]
+        for key in out.freed_keys:
+            freed_at.setdefault(key, len(decodes))
+    assert len(images) == 1  # encoded once for the scene's four clips
+    (key,) = images
+    assert decodes == [("s1/u0", key), ("s1/u1", key), ("s1/u2", key), ("s1/u3", None)]
+    assert freed_at[key] >= 3  # kept for every decode that builds a next clip

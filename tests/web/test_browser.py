@@ -85,19 +85,26 @@ def test_monitor_in_headless_chromium(web_farm, connect, tmp_path):
         print(f"screenshot of the {page} page: {shot}")
     assert report["errors"] == [], "uncaught errors in the page"
     assert report["whoami"].strip() == "tenant carol"
+    _check_films_page(report, running, paused)
+    _check_followed_film(report, paused)
+    _check_controls(report, server, paused)
+    _check_pools_page(report)
+    _check_accessibility(report)
 
-    # Films page: live without a reload; sorted by priority from the keyboard.
+
+def _check_films_page(report: dict, running, paused) -> None:
+    """Live without a reload; sorted by priority from the keyboard; a cancel from the page."""
     assert report["films_live"]["changed"], report["films_live"]
     ids = {"running": running.name.split("/")[1], "paused": paused.name.split("/")[1]}
     assert report["sorted"]["ascending"] == [ids["running"], ids["paused"]]  # 40, 60
     assert report["sorted"]["descending"] == [ids["paused"], ids["running"]]
-
-    # Cancelled from its page: the page shows it, and so does the API.
     assert report["cancel"]["before"] in ("QUEUED", "RUNNING")
     assert report["cancel"]["after"] == "CANCELLED"
-    assert running.get().state == pb.Film.STATE_CANCELLED
+    assert running.get().state == pb.Film.STATE_CANCELLED  # the API agrees
 
-    # Resumed from its page and followed to the end.
+
+def _check_followed_film(report: dict, paused) -> None:
+    """Resumed from its page and followed to the end: progress, bars, preview, download."""
     assert report["paused_state"] == "PAUSED"
     frames = _frames(report["progress"])
     assert frames == sorted(frames) and frames[-1] == 45, report["progress"]
@@ -113,7 +120,9 @@ def test_monitor_in_headless_chromium(web_farm, connect, tmp_path):
     assert set(report["worker_rows"]) == {"local", "decode"}
     assert report["download_label"].startswith("Download film.mp4")
 
-    # Controls: the API's own refusal, word for word; a re-render of frames 3..5 of s1.
+
+def _check_controls(report: dict, server, paused) -> None:
+    """The API's own refusal, word for word; a re-render of frames 3..5 of s1."""
     with pytest.raises(InvalidArgument) as refused:
         server.api.update_film(pb.UpdateFilmRequest(
             film=pb.Film(name=paused.name, priority=101), update_mask={"paths": ["priority"]}), "carol")
@@ -124,12 +133,15 @@ def test_monitor_in_headless_chromium(web_farm, connect, tmp_path):
     runs = [(e.unit_id, e.phase_index) for e in paused.executions() if e.kind == pb.Execution.KIND_PHASE]
     assert runs.count(("s1/u0", 0)) == 2 and runs.count(("s0/u0", 0)) == 1
 
-    # Pools page: the local worker holds everything; slots per expert 1 : 1.
+
+def _check_pools_page(report: dict) -> None:
+    """The local worker holds everything; slots per expert 1 : 1."""
     assert [w["id"] for w in report["workers"]] == ["local"]
     assert report["workers"][0]["cells"][2] == "high, low, text, vae"
     assert any("Pool slots" in row and "high 1 : low 1" in row for row in report["split"])
 
-    # Accessibility basics on every page.
+
+def _check_accessibility(report: dict) -> None:
     for page in ("films", "film", "pools"):
         a11y, tab = report["a11y"][page], report["tab"][page]
         assert a11y["checked"] > 3 and a11y["unnamed"] == [], (page, a11y)

@@ -41,7 +41,9 @@ export function filmPage(root, filmId, setStatus) {
     try {
       s.film = await call(path, init);
       showFilm();
-      setStatus(`${label}: the film is ${s.film.state}.`);
+      const said = `${label}: the film is ${s.film.state}.`;
+      setStatus(said);
+      setTimeout(() => { if (document.getElementById('status').textContent === said) setStatus(''); }, 5000);
     } catch (e) {
       alert.textContent = `${label} refused (${e.status}): ${e.message}`;
       setStatus('');
