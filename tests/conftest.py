@@ -14,6 +14,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
+from tests.pki import pki  # noqa: E402, F401 - a throwaway CA for the TLS tests
+
 
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory):

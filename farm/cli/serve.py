@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (same --host)")
     p.add_argument("--web-port", type=int, metavar="PORT",
-                   help="serve the web monitor at http://HOST:PORT/ (same --host and tokens); "
+                   help="serve the web monitor at http://HOST:PORT/ (same --host, tokens and "
+                        "TLS: https with --tls-cert); "
                         "with --config: the Serve HTTP port it is served on (default the config's)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="json: one object per line with film/scene/unit/phase ids")
@@ -61,44 +62,21 @@ def run(args: argparse.Namespace) -> int:
         from serving.cli import serve_config
 
         return serve_config(args.config, args.address, args.web_port)
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from farm.api.auth import Authenticator
-    from farm.api.server import ServerConfig, local_server
     from farm.cli.quiet import quiet_libraries
-
-    try:
-        auth = Authenticator.from_file(args.tokens) if args.tokens else Authenticator()
-    except (OSError, ValueError) as exc:
-        print(f"error: --tokens: {exc}", file=sys.stderr)
-        return 2
-    quiet_libraries()
     from farm.observe.logs import configure_logging
 
-    configure_logging(args.log_format, args.log_level)
-    metrics = sink = None
-    if args.metrics_port is not None:
-        from farm.observe.instruments import FarmMetrics
-        from farm.observe.metrics import PrometheusSink
-
-        sink = PrometheusSink()
-        metrics = FarmMetrics(sink)
     try:
-        server, director = local_server(
-            args.model, args.artifacts, auth,
-            ServerConfig(host=args.host, port=args.port, tls=_tls(args),
-                         max_workers=args.max_concurrent_rpcs,
-                         max_concurrent_rpcs=args.max_concurrent_rpcs),
-            max_streams_per_tenant=args.max_streams_per_tenant,
-            db=args.db, metrics=metrics, max_unfinished_films=args.max_films,
-            max_unfinished_per_tenant=args.max_films_per_tenant,
-            max_queued_frames_per_tenant=args.max_queued_frames_per_tenant)
-    except (OSError, ValueError, RuntimeError) as exc:
+        auth, tls = _auth(args), _tls(args)
+    except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except SQLAlchemyError as exc:  # the job store: a bad URL, a database not reachable
-        print(f"error: --db: {str(exc).replace(args.db, _safe_url(args.db))}", file=sys.stderr)
-        return 2
+    quiet_libraries()
+    configure_logging(args.log_format, args.log_level)
+    sink, metrics = _metrics(args)
+    started = _start_api(args, auth, tls, metrics)
+    if isinstance(started, int):
+        return started
+    server, director = started
     print(f"reelfarm API on {server.address} (model {args.model}, artifacts {args.artifacts}, "
           f"db {_safe_url(args.db)})", flush=True)
     if sink is not None:
@@ -111,27 +89,78 @@ def run(args: argparse.Namespace) -> int:
         from farm.web.server import serve_web
 
         try:
-            web = serve_web(server.api, auth, args.host, args.web_port)
+            web = serve_web(server.api, auth, args.host, args.web_port, tls)
         except OSError as exc:
             print(f"error: --web-port: {exc}", file=sys.stderr)
             server.stop()
             director.stop()
             return 2
         print(f"web monitor on {web.url}", flush=True)
+    _say_auth(auth)
+    _wait_for_signal()
+    print("stopping", flush=True)
+    for part in (web, server, director):
+        if part is not None:
+            part.stop()
+    return 0
+
+
+def _auth(args: argparse.Namespace):
+    from farm.api.auth import Authenticator
+
+    try:
+        return Authenticator.from_file(args.tokens) if args.tokens else Authenticator()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--tokens: {exc}") from None
+
+
+def _metrics(args: argparse.Namespace):
+    """(sink, FarmMetrics) with --metrics-port, else (None, None)."""
+    if args.metrics_port is None:
+        return None, None
+    from farm.observe.instruments import FarmMetrics
+    from farm.observe.metrics import PrometheusSink
+
+    sink = PrometheusSink()
+    return sink, FarmMetrics(sink)
+
+
+def _start_api(args: argparse.Namespace, auth, tls, metrics):
+    """(grpc server, director) started, or the exit code after printing why not."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from farm.api.server import ServerConfig, local_server
+
+    try:
+        return local_server(
+            args.model, args.artifacts, auth,
+            ServerConfig(host=args.host, port=args.port, tls=tls,
+                         max_workers=args.max_concurrent_rpcs,
+                         max_concurrent_rpcs=args.max_concurrent_rpcs),
+            max_streams_per_tenant=args.max_streams_per_tenant,
+            db=args.db, metrics=metrics, max_unfinished_films=args.max_films,
+            max_unfinished_per_tenant=args.max_films_per_tenant,
+            max_queued_frames_per_tenant=args.max_queued_frames_per_tenant)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:  # the job store: a bad URL, a database not reachable
+        print(f"error: --db: {str(exc).replace(args.db, _safe_url(args.db))}", file=sys.stderr)
+        return 2
+
+
+def _say_auth(auth) -> None:
     if auth.is_open:
         print("auth: OPEN - no --tokens given; every caller is tenant 'default'", flush=True)
     else:
         print(f"auth: bearer tokens for {len(auth.tenants)} tenant(s)", flush=True)
+
+
+def _wait_for_signal() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    print("stopping", flush=True)
-    if web is not None:
-        web.stop()
-    server.stop()
-    director.stop()
-    return 0
 
 
 def _tls(args: argparse.Namespace):
