@@ -20,8 +20,9 @@ import numpy as np
 
 from farm.media import stills
 from farm.media.contact import SceneStrip, burn_label, contact_sheet, thumbnail_indices
-from farm.media.movie import MovieWriter, timecode
+from farm.media.movie import timecode
 from farm.media.provenance import Provenance, label_tags
+from farm.media.writers import Mp4Writer
 from farm.spec.timeline import Cut
 
 
@@ -51,7 +52,7 @@ class Deliverables:
                  title: str):
         self.options, self.cut = options, cut
         self.width, self.height = width, height
-        self.movie = MovieWriter(options.mp4, fps, width, height,
+        self.movie = Mp4Writer(options.mp4, fps, width, height,
                                  metadata={"title": title, **label_tags("mp4")},
                                  start_timecode=timecode(cut.start_frame, fps))
         self._next_slot = 0

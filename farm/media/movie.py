@@ -1,9 +1,9 @@
-"""The film's movie deliverable: h264 / yuv420p mp4 with a start timecode and provenance
-tags, and muxing an audio track into a finished movie.
+"""The film's movie deliverable: the start timecode, and muxing an audio track into a
+finished movie (the picture itself is farm.media.writers.Mp4Writer, with a start
+timecode and provenance tags).
 
-Audio: scenes carry no audio yet. `mux_audio` is ready for when they do: it copies the
-video packets untouched (no re-encode, so the picture stays bit-identical) and encodes the
-given samples as AAC next to them.
+Audio: `mux_audio` copies the video packets untouched (no re-encode, so the picture stays
+bit-identical) and encodes the scenes' audio (farm.media.audio) as AAC next to them.
 """
 
 from __future__ import annotations
@@ -21,44 +21,6 @@ def timecode(frame: int, fps: int) -> str:
     minutes, ss = divmod(seconds, 60)
     hh, mm = divmod(minutes, 60)
     return f"{hh:02d}:{mm:02d}:{ss:02d}:{ff:02d}"
-
-
-class MovieWriter:
-    """h264, yuv420p, constant frame rate, written frame by frame as frames stream in.
-
-    `metadata` becomes container tags (movflags=use_metadata_tags keeps keys mp4 has no
-    atom for, such as the AI-generated label); `start_timecode` makes the muxer add a
-    tmcd track, which editors read as the clip's start timecode."""
-
-    def __init__(self, path: str | Path, fps: int, width: int, height: int, *,
-                 metadata: dict[str, str] | None = None, start_timecode: str | None = None,
-                 crf: int = 18, preset: str = "medium"):
-        if width % 2 or height % 2:
-            raise ValueError(f"yuv420p needs even sizes, got {width}x{height}")
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.path), mode="w", format="mp4",
-                                  options={"movflags": "use_metadata_tags"})
-        for key, value in (metadata or {}).items():
-            self._container.metadata[key] = value
-        if start_timecode is not None:
-            self._container.metadata["timecode"] = start_timecode
-        self._stream = self._container.add_stream("libx264", rate=Fraction(fps))
-        self._stream.width, self._stream.height = width, height
-        self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf), "preset": preset}
-        self.frames = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
-        self.frames += 1
-
-    def close(self) -> None:
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
 
 
 def sine_wave(frequency: float, seconds: float, sample_rate: int = 48000,

@@ -15,17 +15,26 @@ from PIL import Image
 
 
 class Mp4Writer:
-    """h264, yuv420p, constant frame rate; `crf` 0 is lossless-luma quality, 18 visually lossless."""
+    """h264, yuv420p, constant frame rate, written frame by frame as frames stream in;
+    `crf` 0 is lossless-luma quality, 18 visually lossless.
+
+    `metadata` becomes container tags (movflags=use_metadata_tags keeps keys mp4 has no
+    atom for, such as the AI-generated label); `start_timecode` makes the muxer add a
+    tmcd track, which editors read as the clip's start timecode."""
 
     def __init__(self, path: str | Path, fps: int, width: int, height: int, *, crf: int = 18,
-                 preset: str = "medium", metadata: dict[str, str] | None = None):
+                 preset: str = "medium", metadata: dict[str, str] | None = None,
+                 start_timecode: str | None = None):
         if width % 2 or height % 2:
             raise ValueError(f"yuv420p needs even sizes, got {width}x{height}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.path), mode="w", format="mp4")
+        self._container = av.open(str(self.path), mode="w", format="mp4",
+                                  options={"movflags": "use_metadata_tags"})
         for key, value in (metadata or {}).items():
             self._container.metadata[key] = value
+        if start_timecode is not None:
+            self._container.metadata["timecode"] = start_timecode
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps))
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv420p"

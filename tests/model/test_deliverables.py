@@ -12,9 +12,9 @@ import pytest
 from farm.media import stills
 from farm.media.contact import thumb_origin, thumbnail_indices
 from farm.media.deliverables import DeliverableOptions, Deliverables
-from farm.media.movie import MovieWriter, mux_audio, probe_audio, sine_wave, timecode
+from farm.media.movie import mux_audio, probe_audio, sine_wave, timecode
 from farm.media.provenance import LABEL, has_label, label_tags
-from farm.media.writers import probe_video
+from farm.media.writers import Mp4Writer, probe_video
 from farm.spec.timeline import Cut, Slot
 
 pytestmark = pytest.mark.model
@@ -124,7 +124,7 @@ def test_sequences_sheet_and_overlay(tmp_path):
 
 
 def test_audio_is_muxed_beside_the_untouched_picture(tmp_path):
-    movie = MovieWriter(tmp_path / "v.mp4", 16, W, H, metadata=label_tags("mp4"),
+    movie = Mp4Writer(tmp_path / "v.mp4", 16, W, H, metadata=label_tags("mp4"),
                         start_timecode=timecode(16 * 3600, 16))
     for f in frames(17, 3):
         movie.write(f)
