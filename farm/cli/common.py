@@ -40,6 +40,15 @@ def film_flags(args) -> dict:
     return {k: getattr(args, k, None) for k in ("model", "steps", "width", "height", "fps")}
 
 
+def load_from_args(args) -> LoadedFilm | None:
+    """`args.storyboard` with the film flags, or None after printing every problem."""
+    try:
+        return load_source(args.storyboard, **film_flags(args))
+    except SpecError as exc:
+        print_spec_error(exc, args.storyboard)
+        return None
+
+
 def load_film(path: str | Path, **flags) -> Film:
     """Storyboard or timeline file -> resolved Film; SpecError lists every problem (flags win)."""
     return load_source(path, **flags).film

@@ -13,9 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from farm.cli.common import add_film_flags, film_flags, load_source, print_spec_error
+from farm.cli.common import add_film_flags, load_from_args
 from farm.cli.outputs import add_output_flags, check_output_flags
-from farm.spec.errors import SpecError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,10 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_source(args.storyboard, **film_flags(args))
-    except SpecError as exc:
-        print_spec_error(exc, args.storyboard)
+    if (loaded := load_from_args(args)) is None:
         return 2
     if problem := check_output_flags(args):
         print(f"error: {problem}", file=sys.stderr)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from farm.cli.common import add_film_flags, film_flags, load_source, print_spec_error
-from farm.spec.errors import SpecError
+from farm.cli.common import add_film_flags, load_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,10 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_source(args.storyboard, **film_flags(args))
-    except SpecError as exc:
-        print_spec_error(exc, args.storyboard)
+    if (loaded := load_from_args(args)) is None:
         return 2
     film, gaps = loaded.film, loaded.cut.num_frames - loaded.film.num_frames
     extra = f" + {gaps} gap frames" if gaps else ""
