@@ -27,7 +27,7 @@ class LoadedFilm:
 
 def add_film_flags(p) -> None:
     """The film settings a command line may override (they win over the file)."""
-    p.add_argument("--model", help="tiny | tiny-<family> | a diffusers-format model folder "
+    p.add_argument("--model", help="tiny | tiny-<family> | toy | a diffusers-format model folder "
                                    "(overrides the storyboard's model)")
     p.add_argument("--steps", type=int, help="solver steps (overrides the storyboard)")
     p.add_argument("--width", type=int, help="frame width (overrides the storyboard / timeline)")

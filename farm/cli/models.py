@@ -1,4 +1,5 @@
-"""`reelfarm models init-tiny DIR`: write a tiny random-weight model folder."""
+"""`reelfarm models init-tiny DIR`: write a tiny random-weight model folder;
+`reelfarm models train-toy DIR`: train the toy model (farm.toy) and write its folder."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--kind", choices=TINY_KINDS, default="t2v-a14b")
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(run=run_init_tiny)
+    toy = msub.add_parser("train-toy", help="train the toy model on CPU (procedural clips; README "
+                          "'The toy model') and write it as a diffusers-format folder")
+    toy.add_argument("directory")
+    toy.add_argument("--minutes", type=float, default=40.0,
+                     help="wall-clock budget of the whole training (default 40)")
+    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--clips", type=int, default=4000, help="training clips cached as latents")
+    toy.add_argument("--vae-steps", type=int, default=None,
+                     help="fixed VAE steps instead of a share of --minutes (repeats a run exactly)")
+    toy.add_argument("--dit-steps", type=int, default=None,
+                     help="fixed expert steps instead of the rest of --minutes")
+    toy.set_defaults(run=run_train_toy)
 
 
 def run_init_tiny(args: argparse.Namespace) -> int:
@@ -26,4 +39,34 @@ def run_init_tiny(args: argparse.Namespace) -> int:
     quiet_libraries()
     path = init_tiny(args.directory, args.kind, args.seed)
     print(f"wrote tiny {args.kind} model (seed {args.seed}) to {path}")
+    return 0
+
+
+def _check_train_flags(args: argparse.Namespace) -> str | None:
+    if args.seed < 0:
+        return f"--seed must be >= 0, got {args.seed}"
+    if not args.minutes > 0:
+        return f"--minutes must be > 0, got {args.minutes}"
+    if args.clips < 1:
+        return f"--clips must be >= 1, got {args.clips}"
+    for flag, value in (("--vae-steps", args.vae_steps), ("--dit-steps", args.dit_steps)):
+        if value is not None and value < 1:
+            return f"{flag} must be >= 1, got {value}"
+    return None
+
+
+def run_train_toy(args: argparse.Namespace) -> int:
+    import time
+
+    if problem := _check_train_flags(args):
+        raise SystemExit(f"error: {problem}")
+    from farm.cli.quiet import quiet_libraries
+    from farm.toy.train import TrainConfig, train_toy
+
+    quiet_libraries()
+    cfg = TrainConfig(seed=args.seed, minutes=args.minutes, clips=args.clips,
+                      vae_steps=args.vae_steps, dit_steps=args.dit_steps)
+    record = train_toy(args.directory, cfg, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    print(f"wrote the toy model to {args.directory}: {record['vae_steps']} VAE steps, "
+          f"{record['dit_steps']} expert steps, {record['minutes']} min")
     return 0

@@ -114,7 +114,7 @@ def check_storyboard(storyboard: str | Path | dict | Storyboard,
 
 def builtin_family(model: str | None) -> str | None:
     """Family of a built-in model name (as farm.model.loader resolves it), else None."""
-    if model == "tiny":
+    if model in ("tiny", "toy"):
         return "t2v-a14b"
     if model and model.startswith("tiny-") and model[len("tiny-"):] in PROFILES:
         return model[len("tiny-"):]

@@ -66,7 +66,10 @@ def weight_hashes(model_ref: str, seed: int = 0) -> str | dict[str, str]:
     (their weights are made from the seed, so the seed identifies them)."""
     if model_ref == "tiny" or model_ref.startswith("tiny-"):
         return f"tiny:{seed}"
-    root = Path(model_ref).expanduser()
+    if model_ref == "toy":
+        from farm.toy import WEIGHTS as root
+    else:
+        root = Path(model_ref).expanduser()
     return {p.relative_to(root).as_posix(): sha256_file(p)
             for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in WEIGHT_SUFFIXES}
 

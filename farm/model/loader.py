@@ -16,6 +16,7 @@ import torch
 
 from farm.model import tiny
 from farm.spec.profiles import PROFILES
+from farm.toy import WEIGHTS as TOY_WEIGHTS  # the toy model's folder (`reelfarm models train-toy`)
 
 EXPERT_SUBFOLDER = {"high": "transformer", "low": "transformer_2", "dense": "transformer"}
 # diffusers class of a family's experts (others: WanTransformer3DModel).
@@ -25,7 +26,7 @@ TRANSFORMER_CLASS = {"animate-14b": "WanAnimateTransformer3DModel",
 
 @dataclass(frozen=True, slots=True)
 class ModelSource:
-    # The reference as given: "tiny", "tiny-<family>" or a folder.
+    # The reference as given: "tiny", "tiny-<family>", "toy" or a folder.
     ref: str
     family: str
     # None: build the tiny model in memory.
@@ -37,15 +38,17 @@ def resolve_model(ref: str) -> ModelSource:
     """Turn a model reference into a source; ValueError with a clear message if invalid."""
     if ref == "tiny":
         return ModelSource(ref, "t2v-a14b", None)
+    if ref == "toy":  # trained weights shipped in the package (farm/toy; README "The toy model")
+        return ModelSource(ref, "t2v-a14b", TOY_WEIGHTS)
     if ref.startswith("tiny-"):
         kind = ref[len("tiny-"):]
         if kind not in tiny.TINY_KINDS:
-            allowed = ", ".join(["tiny"] + [f"tiny-{k}" for k in tiny.TINY_KINDS])
+            allowed = ", ".join(["tiny", "toy"] + [f"tiny-{k}" for k in tiny.TINY_KINDS])
             raise ValueError(f"unknown tiny model {ref!r}; allowed: {allowed}, or a model folder")
         return ModelSource(ref, kind, None)
     path = Path(ref).expanduser()
     if not (path / "model_index.json").is_file():
-        builtin = ", ".join(["tiny"] + [f"tiny-{k}" for k in tiny.TINY_KINDS])
+        builtin = ", ".join(["tiny", "toy"] + [f"tiny-{k}" for k in tiny.TINY_KINDS])
         raise ValueError(f"{ref!r} is neither a built-in model ({builtin}) nor a diffusers-format "
                          "model folder (no model_index.json)")
     return ModelSource(ref, detect_family(path), path.resolve())
