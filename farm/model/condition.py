@@ -25,8 +25,8 @@ import torch
 
 @dataclass
 class Condition:
-    # "concat" (I2V-A14B, Animate), "first_frame" (TI2V-5B) or "control" (VACE: the
-    # latents go in alone, the conditioning through `kwargs`)
+    # "concat" (I2V-A14B, Animate), "first_frame" (TI2V-5B), "control" (VACE: the
+    # latents go in alone, the conditioning through `kwargs`) or "s2v" (likewise)
     kind: str
     # concat: (1, 4 + C, P + L, h, w); first_frame: (1, C, 1, h, w); control: None
     latents: torch.Tensor | None
@@ -36,12 +36,16 @@ class Condition:
     # Extra transformer inputs (VACE: control_hidden_states and its scale; Animate: the
     # CLIP image embedding, pose latents and face pixels).
     kwargs: dict[str, torch.Tensor] = field(default_factory=dict)
-    # Inputs the unconditional forward replaces by a constant (Animate: the face, -1).
+    # Inputs the unconditional forward replaces by a constant (Animate: the face, -1;
+    # S2V: the audio, 0).
     uncond_fill: dict[str, float] = field(default_factory=dict)
+    # Latent frames the decoder runs in front of the clip's own, whose frames it then
+    # drops (S2V: the reference latent, or the 19 motion latents of the history).
+    lead: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
-        tensors = [self.latents, *self.kwargs.values()]
+        tensors = [self.latents, self.lead, *self.kwargs.values()]
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
     def model_kwargs(self, device, dtype, uncond: bool = False) -> dict[str, torch.Tensor]:

@@ -14,6 +14,10 @@ TINY = Footprint(weight_bytes=0, dim=24, ffn_dim=32, act_bytes=4)
 def footprint(source: ModelSource, act_bytes: int = 2) -> Footprint:
     if source.path is None:
         return TINY
+    if source.family == "s2v-14b":  # the official folder: WanModel_S2V at the top
+        cfg = json.loads((source.path / "config.json").read_text())
+        weights = sum(f.stat().st_size for f in source.path.glob("diffusion_pytorch_model*.safetensors"))
+        return Footprint(weights, int(cfg["dim"]), int(cfg["ffn_dim"]), act_bytes)
     cfg = json.loads((source.path / "transformer" / "config.json").read_text())
     weights = sum(f.stat().st_size for f in (source.path / "transformer").glob("*.safetensors"))
     dim = int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])

@@ -3,6 +3,7 @@
     ImageTask (once per scene)      features every clip reuses + the first clip's Condition
         vace-a14b     reference latents          (farm.model.vace.reference_latents)
         animate-14b   character latents + CLIP   (farm.model.animate.character)
+        s2v-14b       reference latent + audio   (farm.model.s2v.condition.scene_features)
     DecodeTask of clip k (chain)    clip k+1's Condition from clip k's last decoded frames
                                     and the scene's features
 
@@ -22,6 +23,7 @@ from farm.engine.orders import ClipInputs, ModelRef
 from farm.media.decode import choose_backend, decode_image, decode_video
 from farm.model import animate, vace
 from farm.model.condition import Condition, image_tensor, make_condition
+from farm.model.s2v import condition as s2v
 from farm.spec.profiles import ModelProfile
 
 
@@ -70,6 +72,8 @@ class InputEncoder:
         refs = [self._image(loc, None) for loc in clip.inputs.references]
         if self.profile.family == "vace-a14b":
             return {"refs": vace.reference_latents(self.loader.vae(), refs, model.height, model.width)}
+        if self.profile.family == "s2v-14b":
+            return self._s2v_features(model, clip)
         if self.profile.family == "animate-14b":
             processor, encoder = self.loader.image_encoder()
             patch = tuple(self.loader.transformer_config()["patch_size"][-2:])
@@ -84,7 +88,22 @@ class InputEncoder:
             return self._vace(model, features, clip, prev)
         if self.profile.family == "animate-14b":
             return self._animate(model, features, clip, prev)
+        if self.profile.family == "s2v-14b":
+            return s2v.clip_condition(self.loader.vae(), features, clip.fps, clip.frame_start // 4,
+                                      (clip.num_frames - 1) // 4 + 1,
+                                      prev.frames if prev is not None else None)
         return self._first_frame(model, clip, prev)
+
+    def _s2v_features(self, model: ModelRef, clip: ClipInputs) -> dict[str, Any]:
+        """The reference photo (its own size) and the whole audio file (16 kHz mono)."""
+        from farm.media.audio import decode_audio
+        from farm.model.s2v.audio import SAMPLE_RATE
+
+        extractor, wav2vec = self.loader.audio_encoder()
+        samples = decode_audio(clip.inputs.audio, SAMPLE_RATE).mean(axis=0)
+        return s2v.scene_features(self.loader.vae(), extractor, wav2vec,
+                                  self._image(clip.inputs.image, None), samples, clip.fps,
+                                  model.height, model.width)
 
     def _first_frame(self, model: ModelRef, clip: ClipInputs, prev: Carried | None) -> Condition | None:
         size = (model.width, model.height)

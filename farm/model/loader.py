@@ -47,6 +47,10 @@ def resolve_model(ref: str) -> ModelSource:
             raise ValueError(f"unknown tiny model {ref!r}; allowed: {allowed}, or a model folder")
         return ModelSource(ref, kind, None)
     path = Path(ref).expanduser()
+    from farm.model.s2v.weights import is_official_folder
+
+    if is_official_folder(path):  # Wan2.2-S2V-14B's own layout (no model_index.json)
+        return ModelSource(ref, "s2v-14b", path.resolve())
     if not (path / "model_index.json").is_file():
         builtin = ", ".join(["tiny", "toy"] + [f"tiny-{k}" for k in tiny.TINY_KINDS])
         raise ValueError(f"{ref!r} is neither a built-in model ({builtin}) nor a diffusers-format "
@@ -142,6 +146,10 @@ class ModelLoader:
             import diffusers
 
             sub = EXPERT_SUBFOLDER[name]
+            if self.source.family == "s2v-14b" and self.source.path is not None:
+                from farm.model.s2v.weights import load_official
+
+                return cast(_aligned(load_official(self.source.path)), self.device, self.dtype)
             if self.source.path is None:
                 model = tiny.build_transformer(self.source.family, sub, self.source.seed)
             else:
@@ -173,6 +181,22 @@ class ModelLoader:
             return processor, cast(encoder, self.device, torch.float32)  # pixel values are fp32
         return self._once("image_encoder", build)
 
+    def audio_encoder(self):
+        """(feature extractor, wav2vec2): S2V's audio encoder (VAE workers), float32."""
+        def build():
+            from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+            if self.source.path is None:
+                extractor, model = tiny.build_audio_encoder(self.source.seed)
+            else:
+                from farm.model.s2v.weights import WAV2VEC_DIR
+
+                folder = self.source.path / WAV2VEC_DIR
+                extractor = Wav2Vec2FeatureExtractor.from_pretrained(folder)
+                model = _aligned(Wav2Vec2ForCTC.from_pretrained(folder))
+            return extractor, cast(model, self.device, torch.float32)
+        return self._once("audio_encoder", build)
+
     def vae(self):
         def build():
             from diffusers import AutoencoderKLWan
@@ -180,7 +204,8 @@ class ModelLoader:
             if self.source.path is None:
                 model = tiny.build_vae(self.source.family, self.source.seed)
             else:
-                model = _aligned(AutoencoderKLWan.from_pretrained(self.source.path, subfolder="vae"))
+                # the folder itself (`subfolder=` would pick up S2V's top-level weights)
+                model = _aligned(AutoencoderKLWan.from_pretrained(self.source.path / "vae"))
             return cast(model, self.device, self.vae_dtype)
         return self._once("vae", build)
 
@@ -196,6 +221,7 @@ class ModelLoader:
                                                    use_flow_sigmas=True)
 
     def _scheduler_config(self) -> dict:
-        if self.source.path is None:
+        if self.source.path is None or not (self.source.path / "scheduler").is_dir():
+            # the tiny models, and S2V's official folder (it has no scheduler config)
             return dict(tiny.build_scheduler(PROFILES[self.source.family]).config)
         return _read_json(self.source.path / "scheduler" / "scheduler_config.json")

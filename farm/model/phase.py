@@ -186,7 +186,9 @@ class _Run:
         if self.condition is not None and self.condition.prefix and self.order.stop_step == self.order.model.num_steps:
             # the clip's own frames: the reference frames in front are not decoded
             self.latents = self.latents[:, :, self.condition.prefix:]
-        return Handoff(self.latents, export_state(self.scheduler))
+        last = self.order.stop_step == self.order.model.num_steps
+        lead = self.condition.lead if self.condition is not None and last else None
+        return Handoff(self.latents, export_state(self.scheduler), lead)
 
 
 def _timestep(t: torch.Tensor, latents: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -46,6 +46,8 @@ class Handoff:
 
     latents: torch.Tensor
     state: SolverState
+    # After the last phase: latents the decoder runs in front (Condition.lead, S2V).
+    lead: torch.Tensor | None = None
 
     def to_bytes(self, codec: str = "exact") -> bytes:
         """Serialise; `codec` "bf16" or "fp8" trades exactness for 2x / 4x fewer bytes
@@ -56,6 +58,8 @@ class Handoff:
                 tensors[f"model_outputs.{i}"] = t.detach()
         if self.state.last_sample is not None:
             tensors["last_sample"] = self.state.last_sample.detach()
+        if self.lead is not None:
+            tensors["lead"] = self.lead.detach()
         if codec != "exact":
             from reelfarm_kernels.handoff_codec import encode_tensors
 
@@ -88,11 +92,11 @@ class Handoff:
                            for i in range(header["num_model_outputs"])],
             timestep_list=header["timestep_list"], last_sample=tensors.get("last_sample"),
             lower_order_nums=header["lower_order_nums"], this_order=header["this_order"])
-        return cls(tensors["latents"], state)
+        return cls(tensors["latents"], state, tensors.get("lead"))
 
     @property
     def nbytes(self) -> int:
-        ts = [self.latents, self.state.last_sample, *self.state.model_outputs]
+        ts = [self.latents, self.lead, self.state.last_sample, *self.state.model_outputs]
         return sum(t.numel() * t.element_size() for t in ts if t is not None)
 
 

@@ -17,7 +17,7 @@ import torch
 
 from farm.spec.profiles import ModelProfile, profile_for
 
-TINY_KINDS = ("t2v-a14b", "i2v-a14b", "ti2v-5b", "animate-14b", "vace-a14b")
+TINY_KINDS = ("t2v-a14b", "i2v-a14b", "ti2v-5b", "animate-14b", "vace-a14b", "s2v-14b")
 TEXT_DIM = 32
 
 # A few hundred words of video vocabulary; the byte-level BPE encodes any string anyway.
@@ -43,7 +43,7 @@ def _seeded(seed: int):
 
 
 def component_seed(seed: int, component: str) -> int:
-    order = ("text_encoder", "transformer", "transformer_2", "vae", "image_encoder")
+    order = ("text_encoder", "transformer", "transformer_2", "vae", "image_encoder", "audio_encoder")
     return seed * 16 + order.index(component)
 
 
@@ -90,6 +90,10 @@ def build_transformer(kind: str, component: str = "transformer", seed: int = 0):
                   text_dim=TEXT_DIM, freq_dim=256, ffn_dim=32, cross_attn_norm=True,
                   qk_norm="rms_norm_across_heads", rope_max_seq_len=1024)
     with _seeded(component_seed(seed, component)):
+        if kind == "s2v-14b":  # our adapter (farm.model.s2v), not a diffusers class
+            from farm.model.s2v import tiny as s2v_tiny
+
+            return s2v_tiny.build_transformer()
         if kind == "animate-14b":  # diffusers' tests/pipelines/wan/test_wan_animate.py sizes
             return WanAnimateTransformer3DModel(
                 in_channels=36, latent_channels=16, out_channels=16, num_layers=2, image_dim=4,
@@ -114,6 +118,14 @@ def build_image_encoder(seed: int = 0):
     with _seeded(component_seed(seed, "image_encoder")):
         encoder = CLIPVisionModel(cfg).eval()
     return CLIPImageProcessor(crop_size=4, size=4), encoder
+
+
+def build_audio_encoder(seed: int = 0):
+    """S2V's wav2vec2 (feature extractor, Wav2Vec2ForCTC) at tiny sizes."""
+    from farm.model.s2v import tiny as s2v_tiny
+
+    with _seeded(component_seed(seed, "audio_encoder")):
+        return s2v_tiny.build_audio_encoder()
 
 
 def build_vae(kind: str, seed: int = 0):
@@ -164,5 +176,13 @@ def build_pipeline(kind: str, seed: int = 0):
 def init_tiny(directory: str | Path, kind: str = "t2v-a14b", seed: int = 0) -> Path:
     """Write a tiny model as a diffusers-format folder, loadable offline."""
     path = Path(directory)
+    if kind == "s2v-14b":  # the official folder layout (farm.model.s2v.weights)
+        from farm.model.s2v import tiny as s2v_tiny
+
+        tokenizer = build_tokenizer()
+        return s2v_tiny.write_folder(path, {
+            "transformer": build_transformer(kind, "transformer", seed),
+            "audio_encoder": build_audio_encoder(seed), "vae": build_vae(kind, seed),
+            "text_encoder": build_text_encoder(len(tokenizer), seed), "tokenizer": tokenizer})
     build_pipeline(kind, seed).save_pretrained(path)
     return path

@@ -99,6 +99,8 @@ class TorchWorker:
         self._check(order.model)
         z = torch.cat([h.latents[:, :, a:b] for h, (_, a, b) in zip(latents, order.slices, strict=True)],
                       dim=2)  # (1, C, L, h, w)
+        if len(latents) == 1 and latents[0].lead is not None:  # S2V: the clip behind its
+            z = torch.cat([latents[0].lead.to(z), z], dim=2)   # reference / motion latents
         decoder = StreamingDecoder(self.loader.vae())
         produced, last = 0, None
         keep = order.next_clip.carry if order.next_clip is not None else 0
@@ -126,6 +128,10 @@ def clip_noise(order: DenoiseOrder, profile, prefix: int) -> torch.Tensor:
     """Initial noise of a segment (keyed per latent frame of the scene), with `prefix`
     latent frames in front for reference frames (keyed per segment)."""
     h, w = order.model.height // profile.vae_spatial, order.model.width // profile.vae_spatial
+    if profile.motion_frames:  # S2V: clip r draws randn(16, L, h, w) seeded seed + r, as
+        clip = int(order.segment_id.rsplit("/", 1)[1])  # the official loop (on the CPU)
+        g = torch.Generator("cpu").manual_seed(order.seed + clip)
+        return torch.randn((1, profile.latent_channels, order.window.size, h, w), generator=g)
     noise = initial_noise(order.seed, order.scene_id, order.window.size, profile.latent_channels,
                           h, w, first_frame=order.window.start)
     if not prefix:

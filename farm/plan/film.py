@@ -4,7 +4,9 @@
                       │        window of       expert 0 steps [0, k)
                       │        latent frames   expert 1 steps [k, N)
                       └ single: 1 segment; windows: a gang of segments that step
-                        together; chain: 1 segment, after the previous unit's decode.
+                        together; chain: 1 segment, after the previous unit's decode
+                        (S2V: clips that do not overlap, each after the previous
+                        one's decode: its motion history).
 
 The scheduler places units (all segments of a unit at once) and runs their phases in
 order; the decoder turns each scene's final latents into frames, in order.
@@ -117,6 +119,8 @@ def plan_film(film: Film, *, max_phase_steps: int | None = None) -> FilmPlan:
 
 def plan_scene(scene: Scene, film_frame_start: int = 0) -> ScenePlan:
     n = scene.num_latent_frames
+    if scene.continuity == "chain" and scene.history:
+        return ScenePlan(scene, _history_units(scene), film_frame_start, continuous_decode=False)
     if scene.continuity == "chain":
         units = _chain_units(scene, plan_chain(n, scene.window, shared_latents(scene.carry)))
         return ScenePlan(scene, units, film_frame_start, continuous_decode=False)
@@ -142,5 +146,30 @@ def _chain_units(scene: Scene, windows: tuple[Window, ...]) -> tuple[Unit, ...]:
         units.append(Unit(f"{scene.id}/u{k}", scene.id, k, (seg,),
                           f"{scene.id}/u{k - 1}" if k > 0 else None, frame, stop,
                           ((seg.id, w),), drop))
+        frame = stop
+    return tuple(units)
+
+
+# S2V decodes each clip behind its own prefix latents: the first behind the reference
+# latent (1 frame, then the official 3 dropped frames), later ones behind the 19 motion
+# latents (the 73 frames of history).
+FIRST_CLIP_DROP = 4
+
+
+def _history_units(scene: Scene) -> tuple[Unit, ...]:
+    """S2V chain: clips of `window` latents that do not overlap (the last one shorter);
+    clip k > 0 is conditioned on the `carry` frames before it, decoded behind them.
+
+        latents   [0 ........ 20)[20 ....... 40)[40 .. 47)
+        frames    [0 ...... 77)[77 ...... 157)[157 . 185)     first clip 4L - 3, then 4L
+    """
+    units, frame, n = [], 0, scene.num_latent_frames
+    for k, start in enumerate(range(0, n, scene.window)):
+        w = Window(start, min(n, start + scene.window))
+        seg = Segment(f"{scene.id}/{k}", scene.id, k, w, ())
+        stop = frame + 4 * w.size - (3 if k == 0 else 0)
+        units.append(Unit(f"{scene.id}/u{k}", scene.id, k, (seg,),
+                          f"{scene.id}/u{k - 1}" if k > 0 else None, frame, stop,
+                          ((seg.id, w),), FIRST_CLIP_DROP if k == 0 else scene.carry))
         frame = stop
     return tuple(units)

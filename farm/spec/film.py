@@ -45,6 +45,9 @@ class Scene:
     # Every media input (farm.spec.inputs), and chain mode's frames carried per clip.
     inputs: SceneInputs = SceneInputs()
     carry: int = 1
+    # Chain as motion history (S2V): the `carry` frames before a clip condition it and
+    # are not output again; clips do not overlap.
+    history: bool = False
     # Whether conditioning is encoded for the scene (a VAE task before denoising): it
     # has inputs for the model, or its family always takes conditioning (VACE).
     conditioned: bool = False
@@ -113,13 +116,14 @@ def resolve_film(board: Storyboard, profile: ModelProfile, model: str | None = N
 def _check_size(board: Storyboard, profile: ModelProfile) -> list[FieldError]:
     errors = []
     m = profile.size_multiple
+    why = (f"its motion tokens pool 8x8 latents, VAE x{profile.vae_spatial}" if profile.size_align
+           else f"VAE x{profile.vae_spatial} times patch {profile.patch}")
     for name in ("width", "height"):
         value = getattr(board, name)
         if value % m:
             errors.append(FieldError(name, (
-                f"{value} is not a multiple of {m} (required by {profile.family}: VAE x"
-                f"{profile.vae_spatial} times patch {profile.patch}); nearest valid: "
-                f"{or_list(nearest_multiples(value, m))}")))
+                f"{value} is not a multiple of {m} (required by {profile.family}: {why}); "
+                f"nearest valid: {or_list(nearest_multiples(value, m))}")))
     return errors
 
 
@@ -130,6 +134,10 @@ def _check_window_settings(prefix: str, window: int | None, overlap: int | None,
         errors.append(FieldError(f"{prefix}window", (
             f"{window} latent frames exceeds the {profile.family} limit of {profile.max_window} "
             f"({profile.frames} frames, the clip length the model was trained on)")))
+    if window is not None and profile.motion_frames and window != profile.max_window:
+        errors.append(FieldError(f"{prefix}window", (
+            f"{profile.family} clips are {profile.max_window} latent frames (80 frames, as the "
+            f"official code); allowed: {profile.max_window}")))
     if window is not None and overlap is not None and overlap >= window:
         errors.append(FieldError(f"{prefix}overlap",
                                  f"overlap {overlap} must be smaller than window {window}"))
@@ -169,7 +177,7 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelPro
         return None, [FieldError(at + "continuity", (
             f"parallel windows cannot share clip conditioning ({given} with {profile.family}); "
             "use 'chain' (or 'single')"))]
-    if continuity == "chain" and window <= (carry - 1) // 4 + 1:
+    if continuity == "chain" and not profile.motion_frames and window <= (carry - 1) // 4 + 1:
         return None, [FieldError(at + "window", (
             f"a chain carrying {carry} frame(s) needs windows of more than {(carry - 1) // 4 + 1} "
             f"latent frames; got {window}"))]
@@ -183,7 +191,7 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelPro
         negative_prompt=spec.negative_prompt if spec.negative_prompt is not None else board.negative_prompt,
         num_frames=num_frames, seed=spec.seed, guidance=guidance, continuity=continuity,
         window=window, overlap=overlap, image=inputs.image, inputs=inputs, carry=carry,
-        conditioned=conditioned,
+        history=bool(profile.motion_frames), conditioned=conditioned,
     ), []
 
 

@@ -2,13 +2,15 @@
 
     field          kind            families that use it
     image          image           i2v-a14b, ti2v-5b, vace-a14b   first frame of the scene
+                                   s2v-14b                         the character's reference photo
     last_image     image           i2v-a14b, vace-a14b            last frame (FLF2V)
     references     images          animate-14b (1), vace-a14b      character sheet, props
     pose_video     video           animate-14b                     driving motion
     face_video     video           animate-14b                     driving expression
     control_video  video           vace-a14b                       depth / pose / source
     mask           image or video  vace-a14b                       white: generate, black: keep
-    audio          audio           every family                    muxed into the deliverable
+    audio          audio           every family                    muxed into the deliverable;
+                                                                   s2v-14b: drives the scene
 
 Locations are URLs (anything with "://", read through fsspec) or paths relative to the
 storyboard file. Decoding is checked later (farm.media.probe, before any model work);
@@ -75,9 +77,10 @@ def resolve_inputs(at: str, spec: SceneSpec, board: Storyboard, profile: ModelPr
     errors: list[FieldError] = []
     given = {n for n in MEDIA_FIELDS if getattr(spec, n)}
     for name in sorted(given - profile.conditioning - ANY_FAMILY):
+        note = f". {profile.input_note}" if profile.input_note else ""
         errors.append(FieldError(at + name, (
             f"{profile.family} cannot use `{name}`; families that can: "
-            f"{', '.join(families_with(name)) or 'none'}")))
+            f"{', '.join(families_with(name)) or 'none'}{note}")))
     for name in sorted(profile.requires - given):
         errors.append(FieldError(at + name, f"{profile.family} needs `{name}` in every scene"))
     if spec.mask and not spec.control_video and "mask" in profile.conditioning:

@@ -63,11 +63,20 @@ class ModelProfile:
     solver: str = "unipc"
     # Default overlap between parallel windows, in latent frames.
     overlap: int = 4
+    # Chain as motion history (S2V): each clip is conditioned on the last `motion_frames`
+    # pixel frames before it (not output again); clips do not overlap. 0: clips overlap
+    # by `carry` frames (the other families).
+    motion_frames: int = 0
+    # Width / height multiple when stricter than VAE x patch (S2V: 64, its motion tokens
+    # pool 8x8 latents); 0 = vae_spatial * patch.
+    size_align: int = 0
+    # Appended to "cannot use `field`" errors (what the family's official code supports).
+    input_note: str = ""
 
     @property
     def size_multiple(self) -> int:
         """Width and height must be multiples of this (16 for the 2.1 VAE, 32 for 2.2)."""
-        return self.vae_spatial * self.patch
+        return self.size_align or self.vae_spatial * self.patch
 
     @property
     def max_window(self) -> int:
@@ -127,8 +136,24 @@ VACE_A14B = ModelProfile(
     carry=(1, 5), max_references=4, prefix="refs", always_conditioned=True,
 )
 
+# Wan2.2-S2V-14B (farm.model.s2v, our adapter: diffusers has no S2V pipeline): one dense
+# expert; a reference photo (`image`) and the speech / song (`audio`) drive every scene.
+# Official wan/configs/wan_s2v_14B.py + shared_config.py: sample_steps 40, sample_shift 3,
+# sample_guide_scale 4.5, sample_fps 16, frame_num 80 per clip, motion_frames 73,
+# drop_first_motion (the first clip outputs 77 frames: 20 latents decoded behind the
+# reference latent, 3 frames dropped); sizes padded to multiples of 64.
+S2V_14B = ModelProfile(
+    family="s2v-14b", experts=("dense",), boundaries=(), steps=40, shift=3.0, guidance=(4.5,),
+    fps=16, frames=77, vae_spatial=8, vae_temporal=4, latent_channels=16,
+    conditioning=frozenset({"image", "audio"}), requires=frozenset({"image", "audio"}),
+    carry=(73,), motion_frames=73, size_align=64,
+    input_note=("Wan2.2-S2V animates one character: `image` (its reference photo) and one "
+                "`audio` track; several characters (per-character audio, reference crops or "
+                "masks) and pose driving are not supported; allowed inputs: image, audio"),
+)
+
 PROFILES: dict[str, ModelProfile] = {
-    p.family: p for p in (T2V_A14B, I2V_A14B, TI2V_5B, ANIMATE_14B, VACE_A14B)}
+    p.family: p for p in (T2V_A14B, I2V_A14B, TI2V_5B, ANIMATE_14B, VACE_A14B, S2V_14B)}
 
 
 def profile_for(family: str) -> ModelProfile:

@@ -95,7 +95,7 @@ def test_chain_needs_an_image_conditioned_family():
     errs = errors_of(make_film, [scene(frames=161, continuity="chain")])
     assert errs == {"scenes[0].continuity": "'chain' needs a model that takes frames of the "
                     "previous clip; t2v-a14b does not. Families that support it: animate-14b, "
-                    "i2v-a14b, ti2v-5b, vace-a14b"}
+                    "i2v-a14b, s2v-14b, ti2v-5b, vace-a14b"}
 
 
 def test_single_continuity_must_fit_one_window():
