@@ -6,9 +6,9 @@
     film track = the cut's slots in order: each scene's aligned audio, silence for scenes
                  without audio and for gaps ──mux_audio──> AAC beside the picture
 
-Audio is kept for the speech-to-video family (Wan2.2-S2V, not in diffusers yet): no model
-here listens to it, but every family accepts it and the deliverable carries it. Decoding
-is PyAV's on every worker (DALI's audio decoder is CPU-only anyway).
+Every family accepts audio and the deliverable carries it; the speech-to-video family
+(s2v-14b, farm.model.s2v) also listens to it (decoded again at 16 kHz mono for wav2vec2).
+Decoding is PyAV's on every worker (DALI's audio decoder is CPU-only anyway).
 """
 
 from __future__ import annotations

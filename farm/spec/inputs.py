@@ -28,8 +28,8 @@ from farm.spec.storyboard import SceneSpec, Storyboard, is_reference_id
 
 MEDIA_FIELDS = ("image", "last_image", "references", "pose_video", "face_video",
                 "control_video", "mask", "audio")
-# Every family takes audio: it is decoded, aligned to the frames and muxed (no Wan model
-# in diffusers listens to it; Wan2.2-S2V exists only in the official repository).
+# Every family takes audio: it is decoded, aligned to the frames and muxed (s2v-14b, our
+# Wan2.2-S2V adapter, also generates from it).
 ANY_FAMILY = frozenset({"audio"})
 
 
