@@ -76,6 +76,33 @@ def test_weights_round_trip_through_the_official_layout(tiny_dirs):
         assert torch.equal(loaded(*args)[0], built(*args)[0])
 
 
+@pytest.mark.parametrize("first_clip", [True, False])
+def test_forward_equals_the_official_forward(first_clip):
+    """Our S2VTransformer against the official forward restated over the official key
+    names (tests/model/s2v_official.py), every weight random (nothing zero-initialised
+    to hide a mistake); the first clip without motion tokens (drop_first_motion)."""
+    from farm.model.s2v.tiny import TINY
+    from farm.model.s2v.weights import official_config, to_official
+    from farm.model.tiny import build_transformer
+    from tests.model.s2v_official import Official
+
+    ours = build_transformer("s2v-14b")
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    official = Official({to_official(k): v for k, v in ours.state_dict().items()}, official_config(TINY))
+    x, ctx = torch.randn(16, 5, 8, 8, generator=g), torch.randn(9, 32, generator=g)
+    ref, motion = torch.randn(16, 1, 8, 8, generator=g), torch.randn(16, 19, 8, 8, generator=g)
+    audio, t = torch.randn(1, 3, 8, 20, generator=g), torch.tensor([613.0])
+    with torch.no_grad():
+        want = official.forward(x, t, ctx, ref, motion, audio, drop_motion_frames=first_clip)
+        mine = motion[:, :0] if first_clip else motion
+        got = ours(x[None], t, ctx[None], ref[None], mine[None], audio)[0][0]
+    assert want.abs().mean() > 0.1
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
 def test_unsupported_official_options_are_refused():
     from farm.model.s2v.weights import config_from_official
 
