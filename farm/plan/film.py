@@ -119,7 +119,7 @@ def plan_film(film: Film, *, max_phase_steps: int | None = None) -> FilmPlan:
 
 def plan_scene(scene: Scene, film_frame_start: int = 0) -> ScenePlan:
     n = scene.num_latent_frames
-    if scene.continuity == "chain" and scene.history:
+    if scene.history:  # S2V, one clip or a chain: decoded behind reference / motion latents
         return ScenePlan(scene, _history_units(scene), film_frame_start, continuous_decode=False)
     if scene.continuity == "chain":
         units = _chain_units(scene, plan_chain(n, scene.window, shared_latents(scene.carry)))

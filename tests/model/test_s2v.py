@@ -126,6 +126,24 @@ def test_audio_buckets_follow_the_official_sampler():
     assert torch.equal(frame_buckets(feats, 16, 80, 80), got[..., 80:])
 
 
+def test_audio_features_follow_the_official_resampling():
+    """AudioEncoder.extract_audio_feat(return_all_layers=True) restated: every hidden state
+    of wav2vec2 stacked, linearly interpolated (ends aligned) from 50 Hz to 30 Hz."""
+    from farm.model.s2v.audio import wav2vec_features
+    from farm.model.tiny import build_audio_encoder
+
+    extractor, model = build_audio_encoder()
+    samples = (0.3 * np.sin(np.arange(32000) / 7.0)).astype(np.float32)  # 2 s at 16 kHz
+    got = wav2vec_features(extractor, model, samples)
+    values = extractor(samples, sampling_rate=16000, return_tensors="pt").input_values
+    with torch.no_grad():
+        feat = torch.cat(model(values, output_hidden_states=True).hidden_states).transpose(1, 2)
+    want = torch.nn.functional.interpolate(feat, size=int(feat.shape[2] / 50 * 30), mode="linear",
+                                           align_corners=True).transpose(1, 2)
+    assert got.shape == (3, 59, 8)
+    assert torch.equal(got, want)
+
+
 # ------------------------------------------------------------------ the 2-clip scene
 
 @pytest.fixture(scope="module")

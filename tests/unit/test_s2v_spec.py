@@ -87,6 +87,14 @@ def test_long_scene_is_clips_that_do_not_overlap(files):
     assert not plan.scenes[0].continuous_decode
 
 
+def test_one_clip_scene_is_decoded_behind_the_reference(files):
+    film = resolve(board(talk(77)), files)
+    assert film.scenes[0].continuity == "single"
+    (unit,) = plan_film(film).scenes[0].units
+    assert (unit.segments[0].window, unit.frame_start, unit.frame_stop, unit.drop_frames) == (
+        Window(0, 20), 0, 77, 4)
+
+
 def test_one_expert_family_one_phase_per_clip(files):
     plan = plan_film(resolve(board(talk(157)), files))
     assert [(p.expert, p.start, p.stop) for p in plan.phases] == [(0, 0, 40)]
