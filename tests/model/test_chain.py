@@ -85,4 +85,4 @@ def test_t2v_chain_is_rejected_naming_the_families(tmp_path, capsys):
         "scenes": [{"id": "a", "prompt": "p", "frames": 161, "continuity": "chain"}]}))
     assert main(["validate", str(tmp_path / "f.yaml")]) == 2
     err = capsys.readouterr().err
-    assert "Families that support it: animate-14b, i2v-a14b, ti2v-5b, vace-a14b" in err
+    assert "Families that support it: animate-14b, i2v-a14b, s2v-14b, ti2v-5b, vace-a14b" in err
