@@ -103,6 +103,16 @@ def test_forward_equals_the_official_forward(first_clip):
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+def test_handoff_carries_the_decode_lead_over_the_wire():
+    from farm.model.solver import Handoff, SolverState
+
+    lead = torch.randn(1, 16, 19, 8, 8)
+    h = Handoff(torch.randn(1, 16, 20, 8, 8), SolverState("euler", 40, 0), lead)
+    back = Handoff.from_bytes(h.to_bytes())
+    assert torch.equal(back.lead, lead) and torch.equal(back.latents, h.latents)
+    assert Handoff.from_bytes(Handoff(h.latents, h.state).to_bytes()).lead is None
+
+
 def test_unsupported_official_options_are_refused():
     from farm.model.s2v.weights import config_from_official
 
