@@ -188,7 +188,8 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelPro
             "use 'windows' or 'chain'"))]
     return Scene(
         id=spec.id, index=i, prompt=spec.prompt,
-        negative_prompt=spec.negative_prompt if spec.negative_prompt is not None else board.negative_prompt,
+        negative_prompt=(spec.negative_prompt if spec.negative_prompt is not None
+                         else board.negative_prompt) or profile.negative_prompt,
         num_frames=num_frames, seed=spec.seed, guidance=guidance, continuity=continuity,
         window=window, overlap=overlap, image=inputs.image, inputs=inputs, carry=carry,
         history=bool(profile.motion_frames), conditioned=conditioned,

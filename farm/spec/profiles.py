@@ -72,6 +72,8 @@ class ModelProfile:
     size_align: int = 0
     # Appended to "cannot use `field`" errors (what the family's official code supports).
     input_note: str = ""
+    # Negative prompt of a scene whose own is empty (the official code's default; S2V).
+    negative_prompt: str = ""
 
     @property
     def size_multiple(self) -> int:
@@ -142,11 +144,16 @@ VACE_A14B = ModelProfile(
 # sample_guide_scale 4.5, sample_fps 16, frame_num 80 per clip, motion_frames 73,
 # drop_first_motion (the first clip outputs 77 frames: 20 latents decoded behind the
 # reference latent, 3 frames dropped); sizes padded to multiples of 64.
+# The official sample_neg_prompt, used when a scene's negative prompt is empty (as the
+# official generate() does for n_prompt == "").
+S2V_NEGATIVE = ("画面模糊，最差质量，画面模糊，细节模糊不清，情绪激动剧烈，手快速抖动，字幕，丑陋的，残缺的，"
+                "多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+                "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
 S2V_14B = ModelProfile(
     family="s2v-14b", experts=("dense",), boundaries=(), steps=40, shift=3.0, guidance=(4.5,),
     fps=16, frames=77, vae_spatial=8, vae_temporal=4, latent_channels=16,
     conditioning=frozenset({"image", "audio"}), requires=frozenset({"image", "audio"}),
-    carry=(73,), motion_frames=73, size_align=64,
+    carry=(73,), motion_frames=73, size_align=64, negative_prompt=S2V_NEGATIVE,
     input_note=("Wan2.2-S2V animates one character: `image` (its reference photo) and one "
                 "`audio` track; several characters (per-character audio, reference crops or "
                 "masks) and pose driving are not supported; allowed inputs: image, audio"),

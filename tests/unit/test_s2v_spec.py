@@ -46,6 +46,12 @@ def test_official_defaults():
     assert (S2V.max_window, S2V.motion_frames, S2V.carry, S2V.size_multiple) == (20, 73, (73,), 64)
 
 
+def test_empty_negative_prompt_is_the_official_one(files):
+    scenes = resolve(board(talk(), {**talk(), "id": "t", "negative_prompt": "blurry"}), files).scenes
+    assert scenes[0].negative_prompt.startswith("画面模糊，最差质量") and scenes[0].negative_prompt.endswith("倒着走")
+    assert scenes[1].negative_prompt == "blurry"
+
+
 @pytest.mark.parametrize("missing", ["audio", "image"])
 def test_s2v_needs_audio_and_image_naming_the_field(files, missing):
     scene = talk()
