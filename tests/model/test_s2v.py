@@ -177,13 +177,14 @@ def rendered(tiny_dirs, tmp_path_factory):
         return real(vae, features, fps, first, n, history)
     mp = pytest.MonkeyPatch()
     mp.setattr(cond, "clip_condition", record)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # module scope: set up before the autouse fixture
     try:
-        n = torch.get_num_threads()
         assert main(["render", str(tmp / "film.yaml"), "-o", str(tmp / "out.mp4"),
                      "--frames-dir", str(tmp / "frames")]) == 0
-        torch.set_num_threads(n)
     finally:
         mp.undo()
+        torch.set_num_threads(n)
     paths = sorted((tmp / "frames" / "talk").glob("*.png"))
     frames = np.stack([np.asarray(Image.open(p)) for p in paths])
     return tmp, frames, histories
