@@ -170,13 +170,20 @@ def rendered(tiny_dirs, tmp_path_factory):
              "scenes": [{"id": "talk", "prompt": PROMPT, "frames": 157, "seed": SEED,
                          "image": "ref.png", "audio": "vo.flac"}]}
     (tmp / "film.yaml").write_text(yaml.safe_dump(story))
-    histories, real = [], cond.clip_condition
+    from farm.model.worker import TorchWorker
+
+    histories, phases, real, steps = [], [], cond.clip_condition, TorchWorker.denoise_steps
 
     def record(vae, features, fps, first, n, history):
         histories.append(None if history is None else history.clone())
         return real(vae, features, fps, first, n, history)
+
+    def record_phase(self, order, *args, **kw):
+        phases.append((order.segment_id, order.expert, order.start_step, order.stop_step, order.window))
+        return steps(self, order, *args, **kw)
     mp = pytest.MonkeyPatch()
     mp.setattr(cond, "clip_condition", record)
+    mp.setattr(TorchWorker, "denoise_steps", record_phase)
     n = torch.get_num_threads()
     torch.set_num_threads(1)  # module scope: set up before the autouse fixture
     try:
@@ -187,7 +194,7 @@ def rendered(tiny_dirs, tmp_path_factory):
         torch.set_num_threads(n)
     paths = sorted((tmp / "frames" / "talk").glob("*.png"))
     frames = np.stack([np.asarray(Image.open(p)) for p in paths])
-    return tmp, frames, histories
+    return tmp, frames, histories, phases
 
 
 def official_loop(folder: str, tmp: Path) -> np.ndarray:
@@ -243,11 +250,20 @@ def official_loop(folder: str, tmp: Path) -> np.ndarray:
 
 
 def test_two_clip_scene_equals_the_official_loop(rendered, tiny_dirs):
-    tmp, frames, _ = rendered
+    tmp, frames, _, _ = rendered
     assert frames.shape == (157, H, W, 3)
     ref = official_loop(tiny_dirs("s2v-14b"), tmp)
     assert ref.shape == frames.shape
     assert np.abs(frames.astype(np.int16) - ref.astype(np.int16)).max() <= 1
+
+
+def test_one_expert_family_one_phase_per_clip(rendered):
+    """The phase machinery runs S2V as a dense model: one phase of every step per clip."""
+    from farm.plan.segments import Window
+
+    *_, phases = rendered
+    assert phases == [("talk/0", "dense", 0, STEPS, Window(0, 20)),
+                      ("talk/1", "dense", 0, STEPS, Window(20, 40))]
 
 
 def test_clip_boundary_carries_exactly_the_last_73_frames(rendered):
@@ -255,7 +271,7 @@ def test_clip_boundary_carries_exactly_the_last_73_frames(rendered):
     as decoded (float); the first clip has none."""
     from farm.model.decode import to_uint8
 
-    _, frames, histories = rendered
+    _, frames, histories, _ = rendered
     assert histories[0] is None and len(histories) == 2
     history = histories[1]
     assert history.shape == (1, 3, 73, H, W)
@@ -265,7 +281,7 @@ def test_clip_boundary_carries_exactly_the_last_73_frames(rendered):
 def test_deliverable_audio_is_the_scene_audio_in_sync(rendered):
     """The mp4 carries the scene's audio from its first frame to its last: as long as
     the picture (157 frames at 16 fps), the tone from time 0."""
-    tmp, _, _ = rendered
+    tmp, _, _, _ = rendered
     with av.open(str(tmp / "out.mp4")) as c:
         video = c.streams.video[0]
         n_video = sum(1 for _ in c.decode(video))
