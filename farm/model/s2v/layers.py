@@ -44,9 +44,9 @@ def layer_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 def rope_table(head_dim: int, max_len: int = 1024, theta: float = 10000.0) -> torch.Tensor:
     """(max_len, head_dim / 2) complex128: frame, height and width parts side by side."""
-    def part(dim: int) -> torch.Tensor:
-        inv = 1.0 / torch.pow(theta, torch.arange(0, dim, 2, dtype=torch.float64).div(dim))
-        angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv)
+    def part(dim: int) -> torch.Tensor:  # on the CPU even under a meta-device context
+        inv = 1.0 / torch.pow(theta, torch.arange(0, dim, 2, dtype=torch.float64, device="cpu").div(dim))
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float64, device="cpu"), inv)
         return torch.polar(torch.ones_like(angles), angles)
     d = head_dim
     return torch.cat([part(d - 4 * (d // 6)), part(2 * (d // 6)), part(2 * (d // 6))], dim=1)

@@ -115,10 +115,12 @@ def is_official_folder(path: Path) -> bool:
 
 
 def load_official(path: Path) -> S2VTransformer:
-    """The DiT from an official folder, on the CPU in float32."""
+    """The DiT from an official folder, on the CPU in the checkpoint's dtype (built on the
+    meta device: a 14B model is never allocated twice)."""
     from safetensors.torch import load_file
 
-    model = S2VTransformer(config_from_official(json.loads((path / "config.json").read_text())))
+    with torch.device("meta"):
+        model = S2VTransformer(config_from_official(json.loads((path / "config.json").read_text())))
     files = sorted(path.glob("diffusion_pytorch_model*.safetensors"))
     if not files:
         raise ValueError(f"{path}: no diffusion_pytorch_model*.safetensors")
@@ -140,7 +142,7 @@ def load_official_state(model: S2VTransformer, theirs: dict[str, torch.Tensor]) 
     if unknown or missing:
         raise ValueError(f"checkpoint does not match WanModel_S2V: unknown keys {unknown[:5]}, "
                          f"missing {[to_official(k) for k in missing[:5]]}")
-    model.load_state_dict({k: v.float() for k, v in ours.items()})
+    model.load_state_dict(ours, assign=True)
 
 
 def save_official(model: S2VTransformer, path: Path) -> None:
