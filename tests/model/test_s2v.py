@@ -154,6 +154,30 @@ def test_audio_features_follow_the_official_resampling():
     assert torch.equal(got, want)
 
 
+def test_each_frame_is_generated_from_the_audio_at_its_own_time(monkeypatch):
+    """Sync: with wav2vec2 replaced by features that hold their own 30 Hz index, the audio
+    each clip gets for scene frame v (clip 0: frames 0..76, clip 1: 77..156) comes from
+    time v / 16 s of the scene's audio (within half a 30 Hz step); the first clip's 3
+    dropped frames get the silence in front (times < 0)."""
+    import farm.model.s2v.condition as cond
+    from farm.model.tiny import build_vae
+
+    def stamps(extractor, model, samples):  # (1 layer, T30, 1 channel): value = index
+        n = int(len(samples) / 16000 * 30)
+        return torch.arange(n, dtype=torch.float32).view(1, n, 1)
+    monkeypatch.setattr(cond, "wav2vec_features", stamps)
+    vae = build_vae("s2v-14b")
+    feats = cond.scene_features(vae, None, None, np.zeros((64, 64, 3), np.uint8),
+                                np.zeros(16000 * 12, np.float32), 16, 64, 64)
+    clips = [cond.clip_condition(vae, feats, 16, 0, 20, None),
+             cond.clip_condition(vae, feats, 16, 20, 20, torch.zeros(1, 3, 73, 64, 64))]
+    index = torch.cat([c.kwargs["audio"][0, 0, 0] for c in clips])  # 160 buckets
+    seconds = index.double().numpy() / 30 - 3 / 16  # time in the scene's audio
+    frames = np.arange(-3, 157)
+    assert np.abs(seconds - frames / 16).max() <= 1 / 60 + 1e-6
+    assert [c.lead.shape[2] for c in clips] == [1, 19]
+
+
 # ------------------------------------------------------------------ the 2-clip scene
 
 @pytest.fixture(scope="module")
