@@ -89,10 +89,20 @@ class InputEncoder:
         if self.profile.family == "animate-14b":
             return self._animate(model, features, clip, prev)
         if self.profile.family == "s2v-14b":
-            return s2v.clip_condition(self.loader.vae(), features, clip.fps, clip.frame_start // 4,
-                                      (clip.num_frames - 1) // 4 + 1,
-                                      prev.frames if prev is not None else None)
+            first, n = clip.frame_start // 4, (clip.num_frames - 1) // 4 + 1
+            pose = self._s2v_pose(model, clip, first, n) if clip.inputs.pose_video else None
+            return s2v.clip_condition(self.loader.vae(), features, clip.fps, first, n,
+                                      prev.frames if prev is not None else None, pose)
         return self._first_frame(model, clip, prev)
+
+    def _s2v_pose(self, model: ModelRef, clip: ClipInputs, first: int, n: int) -> torch.Tensor:
+        """The clip's pose frames (1, 3, 4n, H, W); before the scene: its first frame."""
+        start, stop = s2v.pose_span(first, n)
+        frames = decode_video(clip.inputs.pose_video, clip.fps, stop - max(0, start),
+                              (model.width, model.height), max(0, start), self.backend,
+                              str(self.loader.device))
+        frames = np.concatenate([np.repeat(frames[:1], max(0, -start), axis=0), frames])
+        return frames_tensor(frames)
 
     def _s2v_features(self, model: ModelRef, clip: ClipInputs) -> dict[str, Any]:
         """The reference photo (its own size) and the whole audio file (16 kHz mono)."""

@@ -5,7 +5,7 @@
                                    s2v-14b                         the character's reference photo
     last_image     image           i2v-a14b, vace-a14b            last frame (FLF2V)
     references     images          animate-14b (1), vace-a14b      character sheet, props
-    pose_video     video           animate-14b                     driving motion
+    pose_video     video           animate-14b, s2v-14b            driving motion
     face_video     video           animate-14b                     driving expression
     control_video  video           vace-a14b                       depth / pose / source
     mask           image or video  vace-a14b                       white: generate, black: keep

@@ -139,7 +139,8 @@ VACE_A14B = ModelProfile(
 )
 
 # Wan2.2-S2V-14B (farm.model.s2v, our adapter: diffusers has no S2V pipeline): one dense
-# expert; a reference photo (`image`) and the speech / song (`audio`) drive every scene.
+# expert; a reference photo (`image`) and the speech / song (`audio`) drive every scene,
+# a pose video (`pose_video`, optional) the body.
 # Official wan/configs/wan_s2v_14B.py + shared_config.py: sample_steps 40, sample_shift 3,
 # sample_guide_scale 4.5, sample_fps 16, frame_num 80 per clip, motion_frames 73,
 # drop_first_motion (the first clip outputs 77 frames: 20 latents decoded behind the
@@ -152,11 +153,12 @@ S2V_NEGATIVE = ("画面模糊，最差质量，画面模糊，细节模糊不清
 S2V_14B = ModelProfile(
     family="s2v-14b", experts=("dense",), boundaries=(), steps=40, shift=3.0, guidance=(4.5,),
     fps=16, frames=77, vae_spatial=8, vae_temporal=4, latent_channels=16,
-    conditioning=frozenset({"image", "audio"}), requires=frozenset({"image", "audio"}),
+    conditioning=frozenset({"image", "audio", "pose_video"}), requires=frozenset({"image", "audio"}),
     carry=(73,), motion_frames=73, size_align=64, negative_prompt=S2V_NEGATIVE,
-    input_note=("Wan2.2-S2V animates one character: `image` (its reference photo) and one "
-                "`audio` track; several characters (per-character audio, reference crops or "
-                "masks) and pose driving are not supported; allowed inputs: image, audio"),
+    input_note=("Wan2.2-S2V animates one character: `image` (its reference photo), one "
+                "`audio` track and optionally a `pose_video`; several characters (per-character "
+                "audio, reference crops or masks) are not supported; allowed inputs: image, "
+                "audio, pose_video"),
 )
 
 PROFILES: dict[str, ModelProfile] = {

@@ -131,15 +131,18 @@ class Official:
         return x
 
     # -------------------------------------------------------------- WanModel_S2V.forward
-    def forward(self, x, t, context, ref_latents, motion_latents, audio_input, drop_motion_frames):
+    def forward(self, x, t, context, ref_latents, motion_latents, audio_input, drop_motion_frames,
+                cond_states=None):
         """x (16, T, h, w), context (L, C), ref (16, 1, h, w), motion (16, 19, h, w),
-        audio_input (1, layers, C_a, 4T); returns (16, T, h, w)."""
+        audio_input (1, layers, C_a, 4T), cond_states (16, T, h, w) (None: the official
+        COND[0] * 0, zeros); returns (16, T, h, w)."""
         sd, dim = self.sd, self.dim
         audio_input = torch.cat([audio_input[..., 0:1].repeat(1, 1, 1, 73), audio_input], dim=-1)
         audio_global, audio_emb = self.audio_encoder(audio_input)
         audio_global, audio_emb = audio_global[:, 19:], audio_emb[:, 19:]
+        cond_states = torch.zeros_like(x) if cond_states is None else cond_states
         x = self.conv3d(x.unsqueeze(0), "patch_embedding")
-        x = x + self.conv3d(torch.zeros(1, 16, *x.shape[2:3], x.shape[3] * 2, x.shape[4] * 2), "cond_encoder")
+        x = x + self.conv3d(cond_states.unsqueeze(0), "cond_encoder")
         grid_sizes = torch.tensor([list(x.shape[2:])], dtype=torch.long)
         x = x.flatten(2).transpose(1, 2)
         seq_len = x.shape[1]

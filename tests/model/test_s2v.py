@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from farm.cli import main
-from tests.media_files import write_image, write_tone
+from tests.media_files import write_image, write_tone, write_video
 
 pytestmark = pytest.mark.model
 W, H, STEPS, SEED = 64, 64, 3, 7
@@ -76,8 +76,8 @@ def test_weights_round_trip_through_the_official_layout(tiny_dirs):
         assert torch.equal(loaded(*args)[0], built(*args)[0])
 
 
-@pytest.mark.parametrize("first_clip", [True, False])
-def test_forward_equals_the_official_forward(first_clip):
+@pytest.mark.parametrize("first_clip,pose", [(True, False), (False, False), (False, True)])
+def test_forward_equals_the_official_forward(first_clip, pose):
     """Our S2VTransformer against the official forward restated over the official key
     names (tests/model/s2v_official.py), every weight random (nothing zero-initialised
     to hide a mistake); the first clip without motion tokens (drop_first_motion)."""
@@ -95,10 +95,12 @@ def test_forward_equals_the_official_forward(first_clip):
     x, ctx = torch.randn(16, 5, 8, 8, generator=g), torch.randn(9, 32, generator=g)
     ref, motion = torch.randn(16, 1, 8, 8, generator=g), torch.randn(16, 19, 8, 8, generator=g)
     audio, t = torch.randn(1, 3, 8, 20, generator=g), torch.tensor([613.0])
+    cond = torch.randn(16, 5, 8, 8, generator=g) if pose else None
     with torch.no_grad():
-        want = official.forward(x, t, ctx, ref, motion, audio, drop_motion_frames=first_clip)
+        want = official.forward(x, t, ctx, ref, motion, audio, first_clip, cond)
         mine = motion[:, :0] if first_clip else motion
-        got = ours(x[None], t, ctx[None], ref[None], mine[None], audio)[0][0]
+        got = ours(x[None], t, ctx[None], ref[None], mine[None], audio,
+                   None if cond is None else cond[None])[0][0]
     assert want.abs().mean() > 0.1
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
@@ -180,27 +182,31 @@ def test_each_frame_is_generated_from_the_audio_at_its_own_time(monkeypatch):
 
 # ------------------------------------------------------------------ the 2-clip scene
 
-@pytest.fixture(scope="module")
-def rendered(tiny_dirs, tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["audio", "audio+pose"])
+def rendered(tiny_dirs, tmp_path_factory, request):
     """A 157-frame scene (clips of 77 + 80 frames) rendered by `reelfarm render`, with
-    the motion history each clip was given recorded."""
+    the motion history each clip was given recorded; with and without a pose video."""
     import farm.model.s2v.condition as cond
 
     tmp = tmp_path_factory.mktemp("s2v")
     write_image(tmp / "ref.png", 96, 80)
     write_tone(tmp / "vo.flac", 12.0, frequency=220.0)
+    scene = {"id": "talk", "prompt": PROMPT, "frames": 157, "seed": SEED, "image": "ref.png",
+             "audio": "vo.flac"}
+    if request.param:
+        write_video(tmp / "pose.mp4", 160, 16, W, H, seed=3)
+        scene["pose_video"] = "pose.mp4"
     story = {"title": "s2v", "fps": 16, "width": W, "height": H, "model": tiny_dirs("s2v-14b"),
              "steps": STEPS, "negative_prompt": NEG,
-             "scenes": [{"id": "talk", "prompt": PROMPT, "frames": 157, "seed": SEED,
-                         "image": "ref.png", "audio": "vo.flac"}]}
+             "scenes": [scene]}
     (tmp / "film.yaml").write_text(yaml.safe_dump(story))
     from farm.model.worker import TorchWorker
 
     histories, phases, real, steps = [], [], cond.clip_condition, TorchWorker.denoise_steps
 
-    def record(vae, features, fps, first, n, history):
+    def record(vae, features, fps, first, n, history, *rest):
         histories.append(None if history is None else history.clone())
-        return real(vae, features, fps, first, n, history)
+        return real(vae, features, fps, first, n, history, *rest)
 
     def record_phase(self, order, *args, **kw):
         phases.append((order.segment_id, order.expert, order.start_step, order.stop_step, order.window))
@@ -226,11 +232,13 @@ def official_loop(folder: str, tmp: Path) -> np.ndarray:
     per clip noise randn(16, 20, h, w) seeded seed + r, CFG with the audio zeroed for the
     unconditional pass, the first clip without motion tokens and decoded behind the
     reference latent (3 frames dropped), later clips decoded behind the motion latents;
-    the 73-frame history rolls over the decoded frames. Audio: 3 frames of silence in
-    front (our sync, see farm.model.s2v.condition)."""
+    the 73-frame history rolls over the decoded frames; pose as load_pose_cond (each clip's
+    80 frames, the first once more in front, its latent dropped). Audio: 3 frames of silence
+    in front, pose: the first frame 3 times (our sync, see farm.model.s2v.condition)."""
     from farm.media.audio import decode_audio
-    from farm.media.decode import decode_image
+    from farm.media.decode import decode_image, decode_video
     from farm.model.condition import encode_latents
+    from farm.model.inputs import frames_tensor
     from farm.model.loader import ModelLoader, resolve_model
     from farm.model.s2v.audio import frame_buckets
     from farm.model.s2v.condition import scene_features
@@ -246,6 +254,12 @@ def official_loop(folder: str, tmp: Path) -> np.ndarray:
     ref = feats["ref"]
     audio_emb = frame_buckets(feats["audio"], 16, 0, 160)
     history = torch.zeros(1, 3, 73, H, W)
+    poses = [None, None]
+    if (tmp / "pose.mp4").exists():
+        video = decode_video(str(tmp / "pose.mp4"), 16, 157, (W, H))
+        frames = frames_tensor(np.concatenate([video[:1]] * 3 + [video]))  # (1, 3, 160, H, W)
+        poses = [encode_latents(vae, torch.cat([c[:, :, :1], c], dim=2))[:, :, 1:]
+                 for c in frames.chunk(2, dim=2)]
     out = []
     for r in range(2):
         g = torch.Generator("cpu").manual_seed(SEED + r)
@@ -256,8 +270,8 @@ def official_loop(folder: str, tmp: Path) -> np.ndarray:
         audio = audio_emb[..., 80 * r:80 * r + 80]
         for t in sched.timesteps:
             with torch.no_grad():
-                c = model(latents, t[None], embeds.prompt, ref, motion, audio)[0]
-                u = model(latents, t[None], embeds.negative, ref, motion, 0 * audio)[0]
+                c = model(latents, t[None], embeds.prompt, ref, motion, audio, poses[r])[0]
+                u = model(latents, t[None], embeds.negative, ref, motion, 0 * audio, poses[r])[0]
             latents = sched.step(u + 4.5 * (c - u), t, latents, return_dict=False)[0]
         lead = ref if r == 0 else encode_latents(vae, history)
         with torch.no_grad():

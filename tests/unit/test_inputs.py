@@ -34,7 +34,7 @@ def test_an_input_a_family_cannot_use_names_the_families_that_can(files):
     got = errors(board({"id": "s", "prompt": "p", "frames": 9, "pose_video": "pose.mp4",
                         "control_video": "depth.webm", "last_image": "a.png"}), "ti2v-5b", files)
     assert got == {
-        "scenes[0].pose_video": "ti2v-5b cannot use `pose_video`; families that can: animate-14b",
+        "scenes[0].pose_video": "ti2v-5b cannot use `pose_video`; families that can: animate-14b, s2v-14b",
         "scenes[0].control_video": "ti2v-5b cannot use `control_video`; families that can: vace-a14b",
         "scenes[0].last_image": "ti2v-5b cannot use `last_image`; families that can: i2v-a14b, vace-a14b"}
 

@@ -61,11 +61,12 @@ def test_s2v_needs_audio_and_image_naming_the_field(files, missing):
 
 
 def test_several_characters_are_refused_naming_the_allowed_inputs(files):
-    got = errors(board(talk(references=["other.png"], pose_video="pose.mp4")), files)
-    assert set(got) == {"scenes[0].references", "scenes[0].pose_video"}
+    got = errors(board(talk(references=["other.png"], mask="other.png")), files)
+    assert set(got) == {"scenes[0].references", "scenes[0].mask"}
     for message in got.values():
         assert "several characters (per-character audio, reference crops or masks)" in message
-        assert message.endswith("allowed inputs: image, audio")
+        assert message.endswith("allowed inputs: image, audio, pose_video")
+    assert resolve(board(talk(pose_video="pose.mp4")), files).scenes[0].inputs.pose_video
 
 
 def test_sizes_and_clip_length(files):

@@ -6,6 +6,8 @@
                 audio    buckets [4s, 4e)           (1, layers, C, 4(e - s))
                 motion   k = 0: none (the official drop_first_motion)
                          k > 0: VAE(the 73 frames before the clip)   (1, 16, 19, h, w)
+                pose     optional: VAE(first frame, the clip's 4(e - s) pose frames), the
+                         first latent dropped (official load_pose_cond)  (1, 16, e - s, h, w)
                 lead     what the decoder runs in front: ref (k = 0) or motion (k > 0)
 
 Sync: the official first clip drops the first 3 of its 80 frames, so the official video
@@ -53,9 +55,11 @@ def scene_features(vae, extractor, wav2vec, rgb: np.ndarray, samples: np.ndarray
 
 @torch.no_grad()
 def clip_condition(vae, features: dict[str, torch.Tensor], fps: int, first_latent: int,
-                   num_latents: int, history: torch.Tensor | None) -> Condition:
+                   num_latents: int, history: torch.Tensor | None,
+                   pose: torch.Tensor | None = None) -> Condition:
     """Clip of latents [first_latent, first_latent + num_latents); `history` the 73
-    decoded frames before it (1, 3, 73, H, W) in [-1, 1], None for the scene's first."""
+    decoded frames before it (1, 3, 73, H, W) in [-1, 1], None for the scene's first;
+    `pose` its 4 * num_latents pose frames (1, 3, 4L, H, W) in [-1, 1] (`pose_frames`)."""
     ref = features["ref"]
     # 1. the clip's audio frames (frame v of the scene is bucket v + LEAD_IN)
     audio = frame_buckets(features["audio"], fps, 4 * first_latent, 4 * num_latents)
@@ -66,6 +70,16 @@ def clip_condition(vae, features: dict[str, torch.Tensor], fps: int, first_laten
     else:
         motion = encode_latents(vae, history)  # (1, 16, 19, h, w)
         lead = motion
-    return Condition("s2v", None, kwargs={"ref_latents": ref, "motion_latents": motion,
-                                          "audio": audio},
-                     uncond_fill={"audio": 0.0}, lead=lead)
+    kwargs = {"ref_latents": ref, "motion_latents": motion, "audio": audio}
+    if pose is not None:
+        # 3. pose latents: the first frame once more in front, its latent dropped
+        video = torch.cat([pose[:, :, :1], pose], dim=2)
+        kwargs["pose_latents"] = encode_latents(vae, video)[:, :, 1:]  # (1, 16, L, h, w)
+    return Condition("s2v", None, kwargs=kwargs, uncond_fill={"audio": 0.0}, lead=lead)
+
+
+def pose_span(first_latent: int, num_latents: int) -> tuple[int, int]:
+    """Scene frames [start, stop) of a clip's pose frames; the first clip's start at -3
+    (its dropped frames: the pose video's first frame stands in)."""
+    start = 4 * first_latent - LEAD_IN
+    return start, start + 4 * num_latents

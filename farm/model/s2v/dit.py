@@ -5,7 +5,8 @@ One forward, for a clip of L latent frames (h x w latents, 2x2 patches):
 
     1. audio        (1, layers, C, 4L) ──73 copies of frame 0 in front, AudioEncoder──>
                     global (1, L, 1, dim), local (1, L, 5, dim)   (the 19 history steps dropped)
-    2. noisy        patchify(latents) + patchify_pose(0)   (1, L*hw/4, dim)   RoPE frames 0..L-1
+    2. noisy        patchify(latents) + patchify_pose(pose latents, or 0)
+                                                          (1, L*hw/4, dim)   RoPE frames 0..L-1
     3. reference    patchify(ref latent)                  (1, hw/4, dim)     RoPE frame 30
     4. motion       FramePack(motion latents)             (1, N_m, dim)      RoPE frames < 0
                     (none for a scene's first clip: the official `drop_first_motion`)
@@ -87,10 +88,12 @@ class S2VTransformer(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor,
                 encoder_hidden_states: torch.Tensor, ref_latents: torch.Tensor,
-                motion_latents: torch.Tensor, audio: torch.Tensor, return_dict: bool = False):
+                motion_latents: torch.Tensor, audio: torch.Tensor,
+                pose_latents: torch.Tensor | None = None, return_dict: bool = False):
         """hidden_states (1, 16, L, h, w); timestep (1,); encoder_hidden_states (1, S, text_dim);
         ref_latents (1, 16, 1, h, w); motion_latents (1, 16, M, h, w), M = 0 for a scene's
-        first clip; audio (1, layers, C, 4L). Returns ((1, 16, L, h, w) float32,)."""
+        first clip; audio (1, layers, C, 4L); pose_latents (1, 16, L, h, w) or None (the
+        official zeros). Returns ((1, 16, L, h, w) float32,)."""
         c, dtype = self.config, self.dtype
         _, _, frames, h, w = hidden_states.shape
         table = self.table.to(hidden_states.device)
@@ -98,7 +101,9 @@ class S2VTransformer(nn.Module):
         glo, loc = self._audio(audio)
         # 2.-4. noisy, reference and motion tokens with their RoPE positions
         x = self.patch_in(hidden_states.to(dtype))
-        x = x + self.pose_in(torch.zeros(1, c.pose_dim, frames, h, w, dtype=dtype, device=x.device))
+        if pose_latents is None:
+            pose_latents = torch.zeros(1, c.pose_dim, frames, h, w, device=x.device)
+        x = x + self.pose_in(pose_latents.to(dtype))
         x = x.flatten(2).transpose(1, 2)                                      # (1, L hw/4, dim)
         rows, cols = spread(0, h // 2, h // 2), spread(0, w // 2, w // 2)
         parts = [x, self.patch_in(ref_latents.to(dtype)).flatten(2).transpose(1, 2)]
