@@ -117,6 +117,9 @@ class DirectorServer:
     async def assignments(self) -> dict[str, list[str]]:
         return self.executor.assignments()
 
+    async def live_workers(self, max_age_s: float = 3.0) -> list[str]:
+        return self.executor.live_workers(max_age_s)
+
     async def work_log(self) -> dict[str, list[tuple[str, str, str]]]:
         return {k: list(v) for k, v in self.executor.work_log.items()}
 

@@ -134,6 +134,13 @@ class RayExecutor:
             self._seen[spec.worker_id] = self.clock()
             self._added.append(spec)
 
+    def live_workers(self, max_age_s: float) -> list[str]:
+        """Workers heard from (heartbeat, poll) within `max_age_s`: a killed worker stays
+        registered until the liveness timeout, but stops beating at once."""
+        now = self.clock()
+        with self._lock:
+            return sorted(w for w, seen in self._seen.items() if now - seen <= max_age_s)
+
     def heartbeat(self, worker_id: str) -> bool:
         """False when the worker is unknown (lost earlier): it must register again."""
         with self._lock:

@@ -51,6 +51,21 @@ def wait_final(director, film_id: str, timeout: float = 240.0):
     raise TimeoutError(f"film {film_id} not finished after {timeout} s")
 
 
+def whole_fleet(director, timeout: float = 120.0) -> None:
+    """Wait until exactly the configured replicas (2 high, 2 low) are alive and no dead
+    one is still registered: replicas killed by earlier tests (test_chaos_ray.py) are
+    replaced and forgotten before a test that counts replicas submits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = director.live_workers.remote().result()
+        registered = director.live_workers.remote(float("inf")).result()  # dead ones too
+        if live == registered and [sum(w.startswith(p) for w in live)
+                                   for p in ("high", "low")] == [2, 2]:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the fleet is not whole after {timeout} s: {live}")
+
+
 def served_frames(director, film_id: str) -> np.ndarray:
     gen = director.options(stream=True).stream_frames.remote(film_id)
     return np.stack([np.asarray(Image.open(io.BytesIO(png))) for _, _, _, png in gen])
@@ -64,6 +79,7 @@ def test_film_through_serve_equals_inline(ray_app):
 
 
 def test_gang_spanning_replicas_equals_inline(ray_app):
+    whole_fleet(ray_app)
     info = ray_app.create_film.remote(WINDOWS).result()
     done = wait_final(ray_app, info.film_id)
     assert done.state.value == "SUCCEEDED", done.reason
@@ -80,6 +96,7 @@ CFG_GANG = {**storyboard([{"id": "c", "prompt": "a lighthouse", "frames": 9, "se
 
 
 def test_cfg_gangs_across_replicas_equal_inline(ray_app):
+    whole_fleet(ray_app)
     info = ray_app.create_film.remote(CFG_GANG).result()
     done = wait_final(ray_app, info.film_id)
     assert done.state.value == "SUCCEEDED", done.reason
