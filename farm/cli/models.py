@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--minutes", type=float, default=40.0,
                      help="wall-clock budget of the whole training (default 40)")
     toy.add_argument("--seed", type=int, default=0)
-    toy.add_argument("--clips", type=int, default=4000, help="training clips cached as latents")
+    toy.add_argument("--clips", type=int, default=3000, help="training clips cached as latents")
     toy.add_argument("--vae-steps", type=int, default=None,
                      help="fixed VAE steps instead of a share of --minutes (repeats a run exactly)")
     toy.add_argument("--dit-steps", type=int, default=None,

@@ -39,6 +39,10 @@ def resolve_model(ref: str) -> ModelSource:
     if ref == "tiny":
         return ModelSource(ref, "t2v-a14b", None)
     if ref == "toy":  # trained weights shipped in the package (farm/toy; README "The toy model")
+        if not (TOY_WEIGHTS / "model_index.json").is_file():
+            raise ValueError("model 'toy': its trained weights are not in this package yet "
+                             "(README \"The toy model\"); train one with `reelfarm models "
+                             "train-toy DIR` and pass DIR as the model")
         return ModelSource(ref, "t2v-a14b", TOY_WEIGHTS)
     if ref.startswith("tiny-"):
         kind = ref[len("tiny-"):]

@@ -1,0 +1,142 @@
+"""Prompt adherence and seam quality of the toy model, rendered through the farm.
+
+Quality: held-out prompts (farm.toy.data.held_out_scenes, never trained on), one
+single-window clip (17 frames) each: colour accuracy (the foreground's median colour is
+nearest the prompt's colour), direction accuracy (the foreground centroid moves with the
+stated sign along the stated axis; "axis" also needs that axis to dominate), jitter (mean
+|second difference| of the centroid, px/frame^2). Targets: >= 90 % colour and direction.
+
+Seams: a 41-frame scene (11 latent frames) in `windows` mode (windows of 5 latent frames,
+overlap 2: three windows) and, as a baseline, three independent 17-frame clips of the same
+prompt put end to end (no blending). seam ratio = mean |frame difference| across segment
+boundaries / mean elsewhere; jump = the largest centroid step across a boundary / the
+median step. Targets (windows): ratio <= 1.1, jump <= 2; the baseline must show seams.
+`chain` needs a family that continues a clip from frames (I2V, TI2V): the toy model is
+text-to-video (t2v-a14b), so chain mode is not measured. The data's own clips are rows too
+(what a perfect model would score).
+
+    python bench/quality.py [--model toy] [--prompts 24] [--seam-prompts 4] [--steps 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WINDOW, OVERLAP, SEAM_FRAMES = 5, 2, 41
+
+
+def render(model: str, scenes: list[dict], steps: int, shift: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """Render a film of `scenes` on the embedded farm; {scene id: (F, H, W, 3) uint8}."""
+    from farm.local import LocalFarm
+    from farm.spec.film import resolve_film
+    from farm.spec.profiles import profile_for
+    from farm.spec.storyboard import parse_storyboard
+    from farm.toy import data
+
+    farm = LocalFarm(model)
+    board = parse_storyboard({"title": "bench", "fps": 16, "width": data.SIZE, "height": data.SIZE,
+                              "steps": steps, "shift": shift, "scenes": scenes})
+    film = resolve_film(board, profile_for(farm.source.family), model=model)
+    _, stream = farm.submit(film)
+    farm.run()
+    frames: dict[str, list[np.ndarray]] = {}
+    for f in stream:
+        frames.setdefault(f.scene_id, []).append(np.asarray(f.frame))
+    return {sid: np.stack(fs) for sid, fs in frames.items()}
+
+
+def quality_rows(clips: dict[str, np.ndarray], scenes) -> dict[str, float]:
+    from farm.toy import metrics
+
+    colour = [metrics.colour(clips[k]) == s.colour for k, s in scenes.items()]
+    along = [metrics.moves_along(clips[k], s.direction) for k, s in scenes.items()]
+    axis = [metrics.direction(clips[k]) == s.direction for k, s in scenes.items()]
+    jit = [metrics.jitter(clips[k]) for k in scenes]
+    return {"colour": float(np.mean(colour)), "direction": float(np.mean(along)),
+            "axis": float(np.mean(axis)), "jitter": float(np.nanmean(jit))}
+
+
+def window_boundaries(num_latent: int) -> list[int]:
+    """Pixel frames where a window starts or ends (first pixel frame of latent l: 4l - 3)."""
+    from farm.plan.segments import plan_windows
+
+    ws = plan_windows(num_latent, WINDOW, OVERLAP)
+    edges = {w.start for w in ws[1:]} | {w.stop for w in ws[:-1]}
+    return sorted(4 * e - 3 for e in edges)
+
+
+def seam_rows(clips: dict[str, np.ndarray], prompts: int) -> dict[str, tuple[float, float]]:
+    from farm.toy import metrics
+
+    rows = {}
+    bounds = window_boundaries((SEAM_FRAMES - 1) // 4 + 1)
+    win = [metrics.seams(clips[f"w{i}"], bounds) for i in range(prompts)]
+    rows["windows"] = win
+    base = [metrics.seams(np.concatenate([clips[f"b{i}_{k}"] for k in range(3)]), [17, 34])
+            for i in range(prompts)]
+    rows["independent"] = base
+    truth = [metrics.seams(clips[f"t{i}"], bounds) for i in range(prompts)]
+    rows["data (truth)"] = truth
+    return {k: (float(np.mean([r for r, _ in v])), float(np.nanmax([j for _, j in v]))) for k, v in rows.items()}
+
+
+def seam_scenes(seed: int, prompts: int) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Windows and independent-segment scenes (+ the data's own 41-frame clips)."""
+    import dataclasses
+
+    from farm.toy import data
+
+    scenes, truth = [], {}
+    for i, s in enumerate(data.held_out_scenes(seed + 1, prompts, SEAM_FRAMES)):
+        s = data._place(dataclasses.replace(s, speed="slowly"), np.random.default_rng([seed, i]), SEAM_FRAMES)
+        truth[f"t{i}"] = data.render(s, SEAM_FRAMES)
+        scenes.append({"id": f"w{i}", "prompt": s.prompt, "frames": SEAM_FRAMES, "seed": 100 + i,
+                       "continuity": "windows", "window": WINDOW, "overlap": OVERLAP})
+        scenes += [{"id": f"b{i}_{k}", "prompt": s.prompt, "frames": 17, "seed": 100 + i + 1000 * k}
+                   for k in range(3)]
+    return scenes, truth
+
+
+def main() -> None:
+    from farm.cli.quiet import quiet_libraries
+    from farm.toy import data
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="toy")
+    ap.add_argument("--prompts", type=int, default=24, help="held-out prompts for colour / direction")
+    ap.add_argument("--seam-prompts", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--shift", type=float, default=3.0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    quiet_libraries()
+    held = {f"q{i:02d}": s for i, s in enumerate(data.held_out_scenes(args.seed, args.prompts))}
+    scenes = [{"id": k, "prompt": s.prompt, "frames": data.FRAMES, "seed": 7 + i}
+              for i, (k, s) in enumerate(held.items())]
+    seam, truth = seam_scenes(args.seed, args.seam_prompts)
+    t0 = time.monotonic()
+    clips = render(args.model, scenes + seam, args.steps, args.shift)
+    took = time.monotonic() - t0
+    q = quality_rows(clips, held)
+    qt = quality_rows({k: data.render(s) for k, s in held.items()}, held)
+    s = seam_rows({**clips, **truth}, args.seam_prompts)
+    print(f"model {args.model}: {len(held)} held-out prompts, {args.steps} steps, shift {args.shift:g}, "
+          f"rendered in {took:.0f} s")
+    print(f"{'clips':<14}{'colour acc':>12}{'direction':>12}{'axis':>8}{'jitter':>9}")
+    for name, r in (("model", q), ("data (truth)", qt)):
+        print(f"{name:<14}{r['colour']:>12.0%}{r['direction']:>12.0%}{r['axis']:>8.0%}{r['jitter']:>9.2f}")
+    print(f"\nseams ({args.seam_prompts} prompts, {SEAM_FRAMES} frames; windows {WINDOW} latent, overlap {OVERLAP})")
+    print(f"{'mode':<14}{'seam ratio':>12}{'max jump':>10}   (targets windows: <= 1.1, <= 2)")
+    for name, (ratio, jump) in s.items():
+        print(f"{name:<14}{ratio:>12.2f}{jump:>10.2f}")
+    print(f"{'chain':<14}{'n/a':>12}{'n/a':>10}   (t2v family: cannot continue a clip)")
+
+
+if __name__ == "__main__":
+    main()
