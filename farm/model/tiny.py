@@ -64,11 +64,13 @@ def build_tokenizer():
                                    unk_token="<unk>", model_max_length=512, padding_side="right")
 
 
-def build_text_encoder(vocab_size: int, seed: int = 0):
+def build_text_encoder(vocab_size: int, seed: int = 0, *, dim: int = TEXT_DIM, head_dim: int = 8,
+                       ffn_dim: int = 37, buckets: int = 8):
+    """A small UMT5 encoder (2 layers, 4 heads); the toy model (farm.toy) sets its sizes."""
     from transformers import UMT5Config, UMT5EncoderModel
 
-    cfg = UMT5Config(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=8, d_ff=37, num_layers=2,
-                     num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0,
+    cfg = UMT5Config(vocab_size=vocab_size, d_model=dim, d_kv=head_dim, d_ff=ffn_dim, num_layers=2,
+                     num_heads=4, relative_attention_num_buckets=buckets, dropout_rate=0.0,
                      feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1,
                      decoder_start_token_id=0)
     with _seeded(component_seed(seed, "text_encoder")):

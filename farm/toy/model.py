@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from farm.model import tiny
 from farm.model.tiny import _seeded, component_seed
 from farm.toy import data
 
@@ -42,14 +43,8 @@ def build_tokenizer():
 
 
 def build_text_encoder(vocab_size: int, seed: int = 0):
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    cfg = UMT5Config(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=16, d_ff=128, num_layers=2,
-                     num_heads=4, relative_attention_num_buckets=16, dropout_rate=0.0,
-                     feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1,
-                     decoder_start_token_id=0)
-    with _seeded(component_seed(seed, "text_encoder")):
-        return UMT5EncoderModel(cfg)
+    return tiny.build_text_encoder(vocab_size, seed, dim=TEXT_DIM, head_dim=16, ffn_dim=128,
+                                   buckets=16)
 
 
 def build_vae(seed: int = 0):
