@@ -163,25 +163,25 @@ def _is_union_tag(part: str) -> bool:
     return part in {"float", "int", "str"} or part.startswith(("dict[", "function-", "constrained-"))
 
 
-def _check_scene_ids(board: Storyboard) -> list[FieldError]:
-    seen: dict[str, int] = {}
+def _first_index(items, field: str, noun: str) -> tuple[dict[str, int], list[FieldError]]:
+    """Id -> index of its first item in `items` (the list at `field`), and an error for
+    every later item repeating an id."""
+    first: dict[str, int] = {}
     errors = []
-    for i, scene in enumerate(board.scenes):
-        if scene.id in seen:
-            errors.append(FieldError(f"scenes[{i}].id",
-                                     f"duplicate scene id {scene.id!r} (also scenes[{seen[scene.id]}])"))
-        seen.setdefault(scene.id, i)
-    return errors
+    for i, item in enumerate(items):
+        if item.id in first:
+            errors.append(FieldError(f"{field}[{i}].id",
+                                     f"duplicate {noun} id {item.id!r} (also {field}[{first[item.id]}])"))
+        first.setdefault(item.id, i)
+    return first, errors
+
+
+def _check_scene_ids(board: Storyboard) -> list[FieldError]:
+    return _first_index(board.scenes, "scenes", "scene")[1]
 
 
 def _check_cast(board: Storyboard) -> list[FieldError]:
-    known: dict[str, int] = {}
-    errors = []
-    for i, ch in enumerate(board.characters):
-        if ch.id in known:
-            errors.append(FieldError(f"characters[{i}].id",
-                                     f"duplicate character id {ch.id!r} (also characters[{known[ch.id]}])"))
-        known.setdefault(ch.id, i)
+    known, errors = _first_index(board.characters, "characters", "character")
     for i, scene in enumerate(board.scenes):
         for j, cid in enumerate(scene.cast or ()):
             if cid not in known:

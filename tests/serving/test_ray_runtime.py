@@ -78,15 +78,20 @@ def test_film_through_serve_equals_inline(ray_app):
     assert np.array_equal(served_frames(ray_app, info.film_id), inline_frames(TWO_SCENES))
 
 
-def test_gang_spanning_replicas_equals_inline(ray_app):
-    whole_fleet(ray_app)
-    info = ray_app.create_film.remote(WINDOWS).result()
-    done = wait_final(ray_app, info.film_id)
+def gang_film_equals_inline(director, board: dict) -> tuple[str, dict]:
+    """On a whole fleet: the film succeeds with the inline frames; (film id, work log)."""
+    whole_fleet(director)
+    info = director.create_film.remote(board).result()
+    done = wait_final(director, info.film_id)
     assert done.state.value == "SUCCEEDED", done.reason
-    assert np.array_equal(served_frames(ray_app, info.film_id), inline_frames(WINDOWS))
-    log = ray_app.work_log.remote().result()
+    assert np.array_equal(served_frames(director, info.film_id), inline_frames(board))
+    return info.film_id, director.work_log.remote().result()
+
+
+def test_gang_spanning_replicas_equals_inline(ray_app):
+    film_id, log = gang_film_equals_inline(ray_app, WINDOWS)
     gang = [w for w, entries in log.items()
-            if any(t.startswith(info.film_id) and k == "phase" for k, _, t in entries)]
+            if any(t.startswith(film_id) and k == "phase" for k, _, t in entries)]
     assert len([w for w in gang if w.startswith("high")]) == 2  # the gang used both replicas
 
 
@@ -96,15 +101,10 @@ CFG_GANG = {**storyboard([{"id": "c", "prompt": "a lighthouse", "frames": 9, "se
 
 
 def test_cfg_gangs_across_replicas_equal_inline(ray_app):
-    whole_fleet(ray_app)
-    info = ray_app.create_film.remote(CFG_GANG).result()
-    done = wait_final(ray_app, info.film_id)
-    assert done.state.value == "SUCCEEDED", done.reason
-    assert np.array_equal(served_frames(ray_app, info.film_id), inline_frames(CFG_GANG))
-    log = ray_app.work_log.remote().result()
+    film_id, log = gang_film_equals_inline(ray_app, CFG_GANG)
     for pool in ("high", "low"):  # both replicas of the pool ran the same phase task
         # (the log also names replicas earlier tests replaced: only this film's count)
-        tasks = [{t for k, _, t in entries if k == "phase" and t.startswith(info.film_id)}
+        tasks = [{t for k, _, t in entries if k == "phase" and t.startswith(film_id)}
                  for w, entries in log.items() if w.startswith(pool)]
         tasks = [t for t in tasks if t]
         assert len(tasks) == 2 and tasks[0] & tasks[1], (pool, tasks)
