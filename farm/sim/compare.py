@@ -2,7 +2,8 @@
 
     reelfarm  the real Scheduler, its gang rule on (farm.sched.gangs), on expert pools
               sized by the step split (farm.sim.fleet); the configuration of RF_CONFIGS
-              (share of generalist GPUs, phases split into chunks of <= 7 steps or not)
+              (share of generalist GPUs, phases split into chunks of <= 7 steps or not,
+              the least efficiency a gang may have)
               that gives the shortest makespan is reported, as for the official G
     official  clips on sequence-parallel groups; the group size G (2..40) that gives the
               shortest makespan on this workload is reported (the baseline's best case)
@@ -32,32 +33,37 @@ def at_load(workload: Workload, gpus: int, load: float, costs: CostModel) -> Wor
     return workload.at_rate(work / (len(workload.arrivals) * load * gpus))
 
 
-# (fleet, max steps per phase): expert pools with a quarter of generalists
-# (farm.sim.fleet.expert_pools), or generalists only (every GPU holds every expert,
-# switching costs SWAP_S); each expert's steps as one phase, or chunks of <= 7 steps (more
-# points where the scheduler re-decides gang sizes; exact handoffs between them).
-RF_CONFIGS: tuple[tuple[str, int | None], ...] = (
-    ("pools", None), ("pools", 7), ("generalists", None), ("generalists", 7))
+# (fleet, max steps per phase, the gang rule's min_efficiency): expert pools with a quarter
+# of generalists (farm.sim.fleet.expert_pools), or generalists only (every GPU holds every
+# expert); each expert's steps as one phase, or chunks of <= 7 steps (more points where the
+# scheduler re-decides gang sizes; exact handoffs between them); gangs wasting at most 25 %
+# of their GPU-seconds (0.8, the default: a burst arriving later finds few GPUs tied up in
+# wide gangs) or up to 43 % (0.7: a latency setting for a farm serving few films at a time).
+RF_CONFIGS: tuple[tuple[str, int | None, float], ...] = (
+    ("pools", None, 0.8), ("pools", 7, 0.8), ("generalists", None, 0.8), ("generalists", 7, 0.8),
+    ("generalists", None, 0.7))
 
 
 def reelfarm(workload: Workload, gpus: int, costs: CostModel, *, fleet: str = "pools",
              max_phase_steps: int | None = None, failures_per_gpu_hour: float = 0.0,
-             seed: int = 0, gangs: bool = True) -> SimResult:
+             seed: int = 0, gangs: bool = True, min_efficiency: float = 0.8) -> SimResult:
     """The real scheduler on expert pools (or generalists); with `gangs`, its gang rule on
     the cost model's speedup tables (farm.sched.gangs)."""
     if max_phase_steps is not None:
         workload = workload.with_phase_steps(max_phase_steps)
     workers = (generalists if fleet == "generalists" else expert_pools)(gpus, workload, costs)
-    config = SchedulerConfig(gangs=costs.gang_policy() if gangs else None)
+    config = SchedulerConfig(gangs=costs.gang_policy(min_efficiency) if gangs else None)
     result = Simulation(workload, workers, costs, failures_per_gpu_hour=failures_per_gpu_hour,
                         seed=seed, config=config).run()
     note = ("gangs" if gangs else "no gangs") + (f", phases<={max_phase_steps}" if max_phase_steps else "")
+    if gangs and min_efficiency != 0.8:
+        note += f", efficiency>={min_efficiency:g}"
     return replace(result, note=note)
 
 
 def best_reelfarm(workload: Workload, gpus: int, costs: CostModel, **kwargs: object) -> SimResult:
-    runs = [reelfarm(workload, gpus, costs, fleet=f, max_phase_steps=k, **kwargs)  # type: ignore[arg-type]
-            for f, k in RF_CONFIGS]
+    runs = [reelfarm(workload, gpus, costs, fleet=f, max_phase_steps=k, min_efficiency=e,  # type: ignore[arg-type]
+                     **kwargs) for f, k, e in RF_CONFIGS]
     return min(runs, key=lambda r: round(r.makespan, 6))
 
 

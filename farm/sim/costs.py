@@ -91,6 +91,18 @@ class CostModel:
     ib_bytes_per_s: float = 50e9
     # Forming a gang's process groups for one phase (NCCL communicator init) [assumed].
     gang_setup_s: float = 1.0
+    # Memory of one GPU (H100 80 GB) and what a generalist holds in it, to decide whether
+    # it keeps every expert of its model resident (no switch between phases) or only the
+    # one it runs (research/anchors_inference.md 5): an expert 28.5 GB bf16 [read: "both
+    # about 57 GB"], UMT5 9.4 GB [read], the VAE 0.2 GB [assumed], and the activations of
+    # one forward of an 81-frame 720p segment on one GPU, 21.9 GB [inferred: LightX2V's
+    # 78.9 GB peak with both experts resident, less 57 GB], scaled by tokens over the
+    # Ulysses degree. At 720p both experts fit from sp = 2 on, not on one GPU.
+    gpu_bytes: float = 80e9
+    expert_bytes: float = 28.5e9
+    text_bytes: float = 9.4e9
+    vae_bytes: float = 0.2e9
+    act_bytes_720: float = 21.9e9
     # Optional override: (family, height, expert) -> seconds per step at 81 frames.
     step_s_override: tuple[tuple[tuple[str, int, str], float], ...] = field(default=())
 
@@ -127,6 +139,16 @@ class CostModel:
         ref = self.ref_step_s(film.profile.family, height, expert)
         ref_tokens = _tokens(rw, rh, (REF_FRAMES - 1) // 4 + 1)
         return ref * _flops(_tokens(film.width, film.height, latent_frames)) / _flops(ref_tokens)
+
+    def experts_fit(self, plan: FilmPlan, layout: Layout, experts: int) -> bool:
+        """Whether `experts` experts, the text encoder, the VAE and the activations of the
+        film's largest segment on a rank of `layout` fit in one GPU."""
+        w, h = _ref_size(720)
+        ref = _tokens(w, h, (REF_FRAMES - 1) // 4 + 1)
+        frames = max(seg.window.size for u in plan.units for seg in u.segments)
+        act = self.act_bytes_720 * _tokens(plan.film.width, plan.film.height, frames) / ref
+        need = experts * self.expert_bytes + self.text_bytes + self.vae_bytes + act / layout.sp
+        return need <= self.gpu_bytes
 
     # ---- tasks -------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from farm.sched.output import (
     Event,
     FilmStateChanged,
     ImageTask,
+    Layout,
     PhaseTask,
     PrepareTask,
     SchedulerOutput,
@@ -79,7 +80,8 @@ class Simulation:
         self.active: dict[str, _Active] = {}
         self.store: dict[str, tuple[str, int]] = {}  # key -> (worker, bytes)
         self.busy: dict[str, float] = {wid: 0.0 for wid in self.fleet}
-        self.resident: dict[str, str] = {}  # worker -> expert in GPU memory (swapping workers)
+        # worker -> experts in GPU memory (workers that hold several; absent: just started)
+        self.resident: dict[str, frozenset[str]] = {}
         self.phase_gpu_s = 0.0
         self.first_frame: dict[str, float] = {}
         self.ended: dict[str, tuple[float, str]] = {}  # film -> (time, final state)
@@ -177,7 +179,8 @@ class Simulation:
             keys = [m.input_key, task.prompt_key, task.condition_key]
             for wid in m.ranks:  # every rank reads the inputs and holds the expert
                 transfers.append(sum(self._fetch_s(k, wid) for k in keys if k)
-                                 + self._swap_s(wid, f"{plan.film.profile.family}/{expert}"))
+                                 + self._swap_s(wid, plan, f"{plan.film.profile.family}/{expert}",
+                                                task.layout))
             writes.append((m.output_key, m.worker_id,
                            self.costs.handoff_bytes(plan, seg.window.size)))
         steps = task.stop_step - task.start_step
@@ -201,14 +204,20 @@ class Simulation:
             writes.append((task.condition_key, task.worker_id, size))
         return sum(fetch) + compute, compute, writes
 
-    def _swap_s(self, worker: str, expert: str) -> float:
-        """Switching the resident expert of a worker that holds several."""
+    def _swap_s(self, worker: str, plan: FilmPlan, expert: str, layout: Layout) -> float:
+        """Loading the phase's expert on a worker that holds several. A worker keeps every
+        expert of the model resident while they fit in memory beside this rank's
+        activations (costs.experts_fit; at start-up it loads them all), else only the one
+        it runs: then switching costs its `swap_s`."""
         cost = self.fleet[worker].swap_s
         if not cost:
             return 0.0
+        family = expert.split("/")[0] + "/"
+        every = frozenset(h for h in self.fleet[worker].spec.holds if h.startswith(family))
         before = self.resident.get(worker)
-        self.resident[worker] = expert
-        return 0.0 if before in (None, expert) else cost
+        keep = self.costs.experts_fit(plan, layout, len(every))
+        self.resident[worker] = (before or every) | {expert} if keep else frozenset({expert})
+        return 0.0 if before is None or expert in before else cost
 
     def _condition_bytes(self, film_id: str, scene_id: str, unit_index: int) -> int:
         plan = self.plans[film_id]
