@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from farm.engine.executor import FleetChange, FrameSink
-from farm.engine.gangrun import Rendezvous, gang_orders
+from farm.engine.gangrun import Rendezvous, band_orders, gang_orders
 from farm.engine.orders import decode_order, denoise_orders, image_order, prompt_order
 from farm.plan.film import FilmPlan
 from farm.sched.output import (
@@ -266,8 +266,16 @@ class RayExecutor:
             # the slices' latents, then (chain, scenes with inputs) the scene's inputs
             keys = tuple(s.key for s in task.slices) + ((task.scene_key,) if task.scene_key else ())
             order = decode_order(plan, task)
-            return {task.worker_id: WorkItem(task.task_id, "decode", (order,), keys, _refs(self.store, keys),
-                                             (task.condition_key,) if task.condition_key else ())}
+            outputs = (task.condition_key,) if task.condition_key else ()
+            if not task.band_workers:
+                return {task.worker_id: WorkItem(task.task_id, "decode", (order,), keys,
+                                                 _refs(self.store, keys), outputs)}
+            # A band-parallel decode: one item per rank; rank 0 streams and writes.
+            ranked = band_orders(task, order, self._gang_store(), self.gang_timeout_s)
+            return {wid: WorkItem(task.task_id, "decode", (o,), keys, _refs(self.store, keys),
+                                  outputs if r == 0 else ())
+                    for r, (wid, o) in enumerate(zip((task.worker_id, *task.band_workers), ranked,
+                                                     strict=True))}
         if isinstance(task, PrepareTask):
             kind, order = "prepare", prompt_order(plan, task)
         else:

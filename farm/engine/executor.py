@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from farm.engine.exchange import Exchange, NoExchange
-from farm.engine.gangrun import Rendezvous, run_ranks
+from farm.engine.gangrun import Rendezvous, run_band_ranks, run_ranks
 from farm.engine.orders import (
     DecodeOrder,
     DenoiseOrder,
@@ -239,11 +239,18 @@ class InlineExecutor:
         order = decode_order(self._plans[task.film_id], task)
         latents = self._get(*(s.key for s in task.slices))
         emit: Emit = lambda scene, i, frame: self.sink.frame(task.film_id, scene, i, frame)  # noqa: E731
-        worker = self.workers[task.worker_id]
-        if task.scene_key is not None:
-            condition = worker.decode(order, latents, emit, self._get(task.scene_key)[0])
+        scene = self._get(task.scene_key) if task.scene_key is not None else []
+
+        def decode(worker: Worker, o: DecodeOrder) -> Any:
+            return worker.decode(o, latents, emit, *scene)
+        if task.band_workers:
+            if self.rendezvous is None:
+                raise RuntimeError("a decode over several ranks needs a rendezvous "
+                                   "(InlineExecutor(rendezvous=...))")
+            condition = run_band_ranks(self.workers, task, order, decode,
+                                       self.rendezvous.address(), self.gang_timeout_s)
         else:
-            condition = worker.decode(order, latents, emit)
+            condition = decode(self.workers[task.worker_id], order)
         if task.condition_key is not None:
             self.store[task.condition_key] = condition
 

@@ -144,6 +144,10 @@ class DecodeOrder:
     condition_frames: int
     # Chain: the next clip, whose conditioning this decode builds from its last frames.
     next_clip: ClipInputs | None = None
+    # Band-parallel decode (farm.model.bands): the frame's vertical bands, and where this
+    # order runs among the decode's ranks (cfg 1 x sp ranks; None: one rank, every band).
+    bands: int = 1
+    band_rank: GangRank | None = None
 
 
 def model_ref(plan: FilmPlan) -> ModelRef:
@@ -192,4 +196,4 @@ def decode_order(plan: FilmPlan, task: DecodeTask) -> DecodeOrder:
         nxt = clip_inputs(plan, task.scene_id, plan.unit(task.unit_id).index + 1)
     return DecodeOrder(task.film_id, task.task_id, task.scene_id, model_ref(plan),
                        tuple((s.segment_id, s.latent_start, s.latent_stop) for s in task.slices),
-                       task.frame_start, task.drop_frames, task.condition_frames, nxt)
+                       task.frame_start, task.drop_frames, task.condition_frames, nxt, task.bands)

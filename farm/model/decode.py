@@ -37,12 +37,18 @@ class StreamingDecoder:
         z = z / inv_std + mean
         x = vae.post_quant_conv(z)
         for i in range(x.shape[2]):
-            out = vae.decoder(x[:, :, i:i + 1], feat_cache=self.cache, feat_idx=[0],
-                              first_chunk=self.first)
+            out = self._decode_one(x[:, :, i:i + 1])
             self.first = False
             if cfg.patch_size is not None:
                 out = unpatchify(out, patch_size=cfg.patch_size)
-            yield torch.clamp(out, min=-1.0, max=1.0)
+            yield self._finish(torch.clamp(out, min=-1.0, max=1.0))
+
+    def _decode_one(self, x: torch.Tensor) -> torch.Tensor:
+        """One latent frame (1, C, 1, h, w) through the decoder, with this cache."""
+        return self.vae.decoder(x, feat_cache=self.cache, feat_idx=[0], first_chunk=self.first)
+
+    def _finish(self, chunk: torch.Tensor) -> torch.Tensor:
+        return chunk
 
 
 def to_uint8(chunk: torch.Tensor) -> np.ndarray:

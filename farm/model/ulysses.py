@@ -62,9 +62,11 @@ class SeqGroup:
         """My chunk of x along dim (no communication)."""
         return torch.tensor_split(x, self.size, dim=dim)[self.rank].contiguous()
 
-    def gather(self, x: torch.Tensor, dim: int, total: int) -> torch.Tensor:
-        """Every rank's chunk along dim, concatenated: (.., S_r, ..) -> (.., S, ..)."""
-        sizes = self.sizes(total, self.size)
+    def gather(self, x: torch.Tensor, dim: int, total: int,
+               sizes: list[int] | None = None) -> torch.Tensor:
+        """Every rank's chunk along dim, concatenated: (.., S_r, ..) -> (.., S, ..); chunk
+        sizes are tensor_split's unless given."""
+        sizes = sizes or self.sizes(total, self.size)
         part = x.movedim(dim, 0)  # (S_r, ...)
         out = part.new_empty((total, *part.shape[1:]))
         send = torch.cat([part] * self.size).contiguous()  # an all-gather as an all-to-all

@@ -24,6 +24,7 @@ from farm.engine.orders import (
     PromptOrder,
 )
 from farm.media.images import load_image
+from farm.model.bands import band_frames
 from farm.model.condition import Condition, image_tensor, make_condition
 from farm.model.decode import StreamingDecoder, to_uint8
 from farm.model.gang import Gang, check_gang
@@ -101,18 +102,18 @@ class TorchWorker:
                       dim=2)  # (1, C, L, h, w)
         if len(latents) == 1 and latents[0].lead is not None:  # S2V: the clip behind its
             z = torch.cat([latents[0].lead.to(z), z], dim=2)   # reference / motion latents
-        decoder = StreamingDecoder(self.loader.vae())
+        lead = order.band_rank is None or order.band_rank.rank == 0  # streams the frames
         produced, last = 0, None
         keep = order.next_clip.carry if order.next_clip is not None else 0
         tail: list[torch.Tensor] = []  # the last `keep` decoded frames (1, 3, 1, H, W)
-        for chunk in decoder.decode(z):
+        for chunk in self._decoded(order, z):
             for k, frame in enumerate(to_uint8(chunk)):
-                if produced >= order.drop_frames:
+                if produced >= order.drop_frames and lead:
                     emit(order.scene_id, order.frame_start + produced - order.drop_frames, frame)
                 produced, last = produced + 1, frame
                 if keep:
                     tail = (tail + [chunk[:, :, k:k + 1].float().cpu()])[-keep:]
-        if not order.condition_frames:
+        if not order.condition_frames or not lead:
             return None
         if order.next_clip is not None:
             frames = torch.cat(tail, dim=2)
@@ -122,6 +123,22 @@ class TorchWorker:
         # Chain: the next segment starts from this segment's last frame.
         return make_condition(self.loader.vae(), image_tensor(last), order.condition_frames,
                               self.profile.expand_timesteps)
+
+
+    def _decoded(self, order: DecodeOrder, z: torch.Tensor):
+        """Decoded chunks of z: one pass, or the order's bands (this rank's, gathered)."""
+        vae = self.loader.vae()
+        if order.bands == 1:
+            return StreamingDecoder(vae).decode(z)
+        rank = order.band_rank
+        if rank is None or rank.size == 1:
+            return band_frames(vae, z, order.bands)
+
+        def bands(gang: Gang):
+            def gather(mine: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+                return gang.seq.gather(mine, dim=-1, total=sum(sizes), sizes=sizes)
+            return band_frames(vae, z, order.bands, rank.rank, rank.size, gather)
+        return _ganged(bands, rank, self.loader.device)
 
 
 def clip_noise(order: DenoiseOrder, profile, prefix: int) -> torch.Tensor:

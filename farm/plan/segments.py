@@ -121,3 +121,30 @@ def owner_slices(windows: tuple[Window, ...]) -> tuple[Window, ...]:
 def _check(num_latent: int, window: int) -> None:
     if num_latent < 1 or window < 1:
         raise ValueError(f"need num_latent >= 1 and window >= 1, got {num_latent}, {window}")
+
+
+# Band-parallel decode (farm.model.bands): a frame decodes as vertical bands of latent
+# columns, each on its own worker. The band count is part of the plan (a function of the
+# model and the width only), so every placement decodes the same bands and yields the same
+# bits. A band should be at least as wide as the halo each side recomputes (15 latent
+# columns for the Wan2.1 VAE decoder), or the halo costs more than the split saves.
+BAND_COLUMNS = 16
+MAX_DECODE_BANDS = 10
+# Latent columns each side a band recomputes (farm.model.bands.halo_columns of the Wan2.1
+# VAE decoder: 14.25, rounded up); for the simulator's cost of a band.
+DECODE_HALO = 15
+
+
+def decode_bands(vae_spatial: int, width: int) -> int:
+    """Bands of a decode: 1 for the Wan2.2 VAE (x16, patchified: not supported), else one
+    per BAND_COLUMNS latent columns, at most MAX_DECODE_BANDS (720p: 10, 480p: 6)."""
+    if vae_spatial != 8:
+        return 1
+    return max(1, min(MAX_DECODE_BANDS, width // vae_spatial // BAND_COLUMNS))
+
+
+def band_columns(width: int, bands: int, band: int) -> tuple[int, int]:
+    """Latent columns [c0, c1) of `band` of `bands` over `width` (tensor_split's chunks)."""
+    sizes = [width // bands + (1 if i < width % bands else 0) for i in range(bands)]
+    start = sum(sizes[:band])
+    return start, start + sizes[band]

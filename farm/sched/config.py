@@ -21,7 +21,8 @@ class SchedulerConfig:
     # work of a tenant with weight 1 when both have films waiting at the same priority.
     tenant_weights: tuple[tuple[str, float], ...] = field(default=())
     # Gangs inside a segment (CFG / sequence parallel, farm.sched.gangs): None keeps every
-    # segment's phase on one worker. Executors must then run PhaseTask.layout.
+    # segment's phase on one worker. Executors must then run PhaseTask.layout, and decodes
+    # whose bands are spread over idle workers (DecodeTask.band_workers).
     gangs: GangPolicy | None = None
 
     def __post_init__(self) -> None:

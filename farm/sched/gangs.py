@@ -108,3 +108,17 @@ def place_phase(rnd: Round, policy: GangPolicy | None, need: Need, excluded: fro
         return None
     rnd.placed(need, members)
     return ids, SINGLE
+
+
+def band_ranks(rnd: Round, need: Need, excluded: frozenset[str], extra: int) -> tuple[str, ...]:
+    """Workers for the other bands of a decode (farm.plan.segments.decode_bands): free ones
+    only, never a slot a gang holds, as many as there are up to `extra` (ranks share the
+    bands out, so any number gives the same frames). They count as busy only shortly."""
+    n = min(extra, rnd.idle(need, excluded))
+    while n > 0:
+        ids = rnd.place(need, excluded, n, (), distinct=True)
+        if ids is not None:
+            rnd.soon.update(ids)
+            return ids
+        n -= 1
+    return ()

@@ -180,6 +180,11 @@ class DecodeTask:
     # Chain mode, scenes with inputs: the scene's encoded inputs (the ImageTask's output:
     # references, the character), which the next unit's conditioning reuses.
     scene_key: str | None = None
+    # Band-parallel decode (farm.plan.segments.decode_bands): the frame's vertical bands,
+    # and the workers beside `worker_id` that decode some (rank r of k = 1 + len(...)
+    # decodes bands r, r + k, ...; rank 0 streams the frames). Same bits on any k.
+    bands: int = 1
+    band_workers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -289,6 +289,9 @@ class Scheduler:
                 ids, layout = placed if placed is not None else (None, None)
             else:
                 ids = rnd.place(need, excluded, num, preferred, backfill=True)
+                if ids is not None and cand[0] == "decode" and self.config.gangs is not None:
+                    ids += gangs.band_ranks(rnd, need, excluded | {ids[0]},
+                                            tasks.decode_bands_of(f) - 1)
             if ids is None:
                 if is_phase and num > 1:
                     rnd.reserve(need, excluded)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from farm.plan.segments import decode_bands
 from farm.sched.fairness import unit_tokens
 from farm.sched.output import (
     DecodeSlice,
@@ -177,7 +178,12 @@ def _start_decode(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
                                   u.epoch)
     return DecodeTask(tid, f.film_id, sc.scene_id, u.plan.id, ids[0], slices, u.plan.frame_start,
                       u.plan.frame_stop, u.plan.drop_frames, cond_key, cond_frames, attempt,
-                      scene_key)
+                      scene_key, decode_bands_of(f), ids[1:])
+
+
+def decode_bands_of(f: FilmRecord) -> int:
+    film = f.plan.film
+    return decode_bands(film.profile.vae_spatial, film.width)
 
 
 def _seg_start(u: UnitState, seg_id: str) -> int:

@@ -40,6 +40,7 @@ import functools
 from dataclasses import dataclass, field
 
 from farm.plan.film import FilmPlan, Unit
+from farm.plan.segments import DECODE_HALO, decode_bands
 from farm.sched.gangs import GangPolicy
 from farm.sched.output import Layout
 from farm.sched.speedup import SpeedupTable, published_tables
@@ -85,6 +86,10 @@ class CostModel:
     # Seconds per 81-frame clip by height (Wan2.1-VAE); other sizes scale by pixels.
     decode_s: tuple[tuple[int, float], ...] = ((720, 5.0), (480, 2.2))
     image_s: tuple[tuple[int, float], ...] = ((720, 3.2), (480, 1.4))
+    # Share of the VAE decoder every band of a band-parallel decode runs on the whole frame
+    # (conv_in, the first middle residual block, the attention: ~0.8 % of its FLOPs at
+    # 720p) [inferred from the decoder's layer sizes]; smaller tiles run as fast [assumed].
+    decode_whole_frame: float = 0.01
     link_bytes_per_s: float = 12.5e9
     link_latency_s: float = 1e-3
     # Inter-node bandwidth for sequence parallel beyond one node (official baseline).
@@ -162,6 +167,32 @@ class CostModel:
         """Decode time of one latent frame (the first yields 1 frame, later ones 4)."""
         ref_latents = (REF_FRAMES - 1) // 4 + 1
         return self._per_clip(self.decode_s, plan.film.width, plan.film.height) / ref_latents
+
+    def band_decode_per_latent(self, plan: FilmPlan, bands: int, ranks: int,
+                               transfers: bool = True) -> float:
+        """Decode time of one latent frame split in `bands` vertical bands over `ranks`
+        workers (farm.model.bands): each band recomputes DECODE_HALO latent columns on
+        each side and the first ~1 % of the decoder (up to its attention) on the whole
+        frame; a rank decodes bands r, r + ranks, ...; the ranks all-gather the frame."""
+        one = self.decode_per_latent(plan)
+        if bands == 1:
+            return one
+        w = plan.film.width // plan.film.profile.vae_spatial
+        shares = []
+        for b in range(bands):
+            c0, c1 = w * b // bands, w * (b + 1) // bands
+            cols = c1 - c0 + min(DECODE_HALO, c0) + min(DECODE_HALO, w - c1)
+            shares.append(self.decode_whole_frame + (1 - self.decode_whole_frame) * cols / w)
+        rank = max(sum(shares[r::ranks]) for r in range(ranks))
+        frame = 4 * 3 * plan.film.width * plan.film.height * 4  # 4 fp32 RGB frames
+        gather = self.transfer_s(frame * (ranks - 1) / ranks) if ranks > 1 and transfers else 0.0
+        return one * rank + gather
+
+    def fastest_decode_per_latent(self, plan: FilmPlan) -> float:
+        """A latent frame's decode with every band on its own worker, transfers left out
+        (for lower bounds; the GPU-seconds are never below decode_per_latent)."""
+        bands = decode_bands(plan.film.profile.vae_spatial, plan.film.width)
+        return self.band_decode_per_latent(plan, bands, bands, transfers=False)
 
     def unit_phase_s(self, plan: FilmPlan, unit: Unit, phase_index: int) -> float:
         """Compute time of one phase of a unit (members run in parallel)."""

@@ -161,7 +161,9 @@ class Simulation:
             size = (self.costs.prompt_bytes() if isinstance(task, PrepareTask)
                     else self._condition_bytes(task.film_id, task.scene_id, 0))
             duration, writes = compute, [(task.output_key, task.worker_id, size)]
-        workers = task.worker_ids if isinstance(task, PhaseTask) else (task.worker_id,)
+        workers = (task.worker_ids if isinstance(task, PhaseTask) else
+                   (task.worker_id, *task.band_workers) if isinstance(task, DecodeTask)
+                   else (task.worker_id,))
         self.active[task.task_id] = _Active(task, now, now + duration, workers, compute, writes)
         self._push(now + duration, "done", task.task_id)
 
@@ -190,19 +192,21 @@ class Simulation:
 
     def _decode(self, now: float, task: DecodeTask) -> tuple[float, float, list]:
         plan = self.plans[task.film_id]
-        per_latent = self.costs.decode_per_latent(plan)
-        fetch = [self._fetch_s(sl.key, task.worker_id, self.costs.latent_bytes(
-            plan, sl.latent_stop - sl.latent_start)) for sl in task.slices]
+        ranks = (task.worker_id, *task.band_workers)
+        # every rank reads every slice; the bands are shared out between the ranks
+        fetch = [[self._fetch_s(sl.key, wid, self.costs.latent_bytes(
+            plan, sl.latent_stop - sl.latent_start)) for sl in task.slices] for wid in ranks]
         latents = sum(sl.latent_stop - sl.latent_start for sl in task.slices)
+        per_latent = self.costs.band_decode_per_latent(plan, task.bands, len(ranks))
         compute = per_latent * latents
         if task.frame_start == 0 and plan.scene_plan(task.scene_id).scene.index == 0:
-            first = now + fetch[0] + per_latent
+            first = now + max(f[0] for f in fetch) + per_latent
             self.first_frame[task.film_id] = min(first, self.first_frame.get(task.film_id, first))
         writes = []
         if task.condition_key:
             size = self._condition_bytes(task.film_id, task.scene_id, 1)
             writes.append((task.condition_key, task.worker_id, size))
-        return sum(fetch) + compute, compute, writes
+        return max(sum(f) for f in fetch) + compute, compute, writes
 
     def _swap_s(self, worker: str, plan: FilmPlan, expert: str, layout: Layout) -> float:
         """Loading the phase's expert on a worker that holds several. A worker keeps every

@@ -59,18 +59,18 @@ def _scenes(plan: FilmPlan, arrival: float, costs: CostModel,
             policy: GangPolicy) -> tuple[list[Scene], float]:
     film = plan.film
     height = 720 if film.height >= 600 else 480
-    per_latent = costs.decode_per_latent(plan)
+    per_latent, fastest = costs.decode_per_latent(plan), costs.fastest_decode_per_latent(plan)
     out, fixed_work = [], 0.0
     for sp in plan.scenes:
         g = sp.scene.guidance
         env = hull([(1.0, 1.0)] + [(r, r * lay.size) for e in range(len(g))
                                    for lay, r in policy.options(film.profile.family, height, g[e])])
         start = costs.text() + (costs.image(plan) if sp.scene.image is not None else 0.0)
-        decodes = sum(per_latent * sum(w.size for _, w in u.decode_slices) for u in sp.units)
+        latents = sum(sum(w.size for _, w in u.decode_slices) for u in sp.units)
         denoise = sum(costs.unit_phase_s(plan, u, k) for u in sp.units for k in range(len(plan.phases)))
         members = min(len(u.segments) for u in sp.units)
-        fixed_work += start + decodes
-        out.append((arrival + start + decodes, denoise, members, env))
+        fixed_work += start + per_latent * latents  # decode GPU-s: at least one pass
+        out.append((arrival + start + fastest * latents, denoise, members, env))
     return out, fixed_work
 
 

@@ -32,7 +32,8 @@ from farm.sim.workload import Workload
 def film_work_and_path(plan: FilmPlan, costs: CostModel) -> tuple[float, float]:
     """(GPU-seconds, critical path seconds) of a film on reelfarm."""
     work, path = 0.0, 0.0
-    per_latent = costs.decode_per_latent(plan)
+    # the decode's GPU-seconds are at least one pass; its time at least every band apart
+    per_latent, fastest = costs.decode_per_latent(plan), costs.fastest_decode_per_latent(plan)
     for sp in plan.scenes:
         start = costs.text()
         work += costs.text()
@@ -45,9 +46,9 @@ def film_work_and_path(plan: FilmPlan, costs: CostModel) -> tuple[float, float]:
                 phase_s = costs.unit_phase_s(plan, unit, k)
                 work += phase_s * len(unit.segments)
                 t += phase_s
-            decode = per_latent * sum(w.size for _, w in unit.decode_slices)
-            work += decode
-            t += decode
+            latents = sum(w.size for _, w in unit.decode_slices)
+            work += per_latent * latents
+            t += fastest * latents
         path = max(path, t)
     return work, path
 

@@ -54,15 +54,15 @@ class Frames:
         self.frames[(scene_id, index)] = frame
 
 
-def render(scenes: list[dict], workers: dict[str, TorchWorker], policy: GangPolicy | None,
-           **config):
+def render(scenes: list[dict], workers: dict[str, TorchWorker], policy: GangPolicy | None, *,
+           width: int = SIZE, height: int = SIZE, **config):
     rec, sink = Recorder(), Frames()
     executor = InlineExecutor(workers, sink, checkpoints=rec, codec=rec,
                               rendezvous=StoreServer() if policy else None, gang_timeout_s=60.0)
     engine = EngineCore(Scheduler(SchedulerConfig(gangs=policy, **config)), executor)
     for wid in workers:
         engine.add_worker(WorkerSpec(wid, frozenset({"high", "low", "text", "vae"})))
-    events = engine.add_film("f", make_plan(scenes, steps=STEPS, width=SIZE, height=SIZE))
+    events = engine.add_film("f", make_plan(scenes, steps=STEPS, width=width, height=height))
     engine.run(events.extend)
     assert engine.scheduler.progress("f").state == FilmState.SUCCEEDED
     return rec.saved, sink.frames, events

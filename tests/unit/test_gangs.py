@@ -165,3 +165,38 @@ def test_a_gang_waits_for_workers_busy_only_with_short_tasks():
     ids, layout = place_phase(Round(workers, {need: 1}), TEST_POLICY, need, frozenset(), (None,),
                               height=64, guidance=4.0)
     assert layout.size == 2 and len(ids) == 2
+
+
+def _to_decode(s: Scheduler, plan_scenes: list[dict], hold: str = "-", **film):
+    """Run a film's phases until its first decode is handed out; phases of units whose id
+    starts with `hold` keep running (never reported)."""
+    s.add_film("f", make_plan(plan_scenes, **film))
+    out, t, held = s.schedule(0.0), 0.0, []
+    while not out.decodes:
+        t += 1.0
+        held += [p for p in out.phases if p.unit_id.startswith(hold)]
+        s.update_from_output(out, [TaskReport(x.task_id, True) for x in (*out.prepares, *out.phases)
+                                   if not getattr(x, "unit_id", "").startswith(hold)])
+        out = s.schedule(t)
+    return out, held
+
+
+def test_a_decode_spreads_its_bands_over_free_workers_only():
+    s = fleet(6, policy=GangPolicy(tables=()))  # gangs on, no phase gangs
+    d = _to_decode(s, [scene("s1", 9)], width=512, height=32)[0].decodes[0]  # 64 columns
+    assert d.bands == 4 and len(d.band_workers) == 3  # ranks for the other bands
+    assert len({d.worker_id, *d.band_workers}) == 4
+    assert sum(w.busy for w in s.workers()) == 4
+    # without gangs the executor may have no rendezvous: one worker decodes every band
+    s = fleet(6, policy=None)
+    d = _to_decode(s, [scene("s1", 9)], width=512, height=32)[0].decodes[0]
+    assert d.bands == 4 and d.band_workers == ()
+
+
+def test_a_decode_takes_no_worker_a_phase_holds():
+    s = fleet(4, policy=GangPolicy(tables=()))
+    out, held = _to_decode(s, [scene("s1", 9), scene("s2", 9)], hold="s2", width=512, height=32)
+    d = out.decodes[0]
+    busy = {w for p in held for w in p.worker_ids}
+    assert len(busy) == 1 and not busy & {d.worker_id, *d.band_workers}
+    assert len(d.band_workers) == 2  # the other free workers

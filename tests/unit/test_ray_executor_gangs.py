@@ -96,3 +96,28 @@ def test_only_echoes_blame_nobody():
         ex.report(WorkReport(wid, task.task_id, False, "PeerFailed: link down", echo=True))
     report, = ex.poll()
     assert not report.ok and report.worker_id is None and "link down" in report.error
+
+
+def test_a_band_decode_gets_an_item_per_rank_and_rank_zero_streams_and_writes():
+    from farm.sched.output import DecodeSlice, DecodeTask, SchedulerOutput
+
+    ex = RayExecutor(sink=None, rendezvous=Store())
+    for i in range(3):
+        ex.register(WorkerSpec(f"w{i}", frozenset({"high", "low", "text", "vae"})))
+    plan = make_plan([scene("s1", 9)], width=512, height=32)
+    ex.add_film("f", plan)
+    seg = plan.scenes[0].units[0].segments[0]
+    task = DecodeTask("f/u/decode/a1", "f", "s1", plan.scenes[0].units[0].id, "w1",
+                      (DecodeSlice(seg.id, "k", 0, 3),), 0, 9, 0, "cond", 0, 1,
+                      bands=4, band_workers=("w2", "w0"))
+    ex.submit(SchedulerOutput(decodes=(task,)))
+    items = {w: ex.take(w) for w in ("w1", "w2", "w0")}
+    ranks = [items[w][0].orders[0].band_rank for w in ("w1", "w2", "w0")]
+    assert [(r.cfg, r.sp, r.rank) for r in ranks] == [(1, 3, 0), (1, 3, 1), (1, 3, 2)]
+    assert {r.prefix for r in ranks} == {"f/u/decode/a1/bands"} and ranks[0].store == "10.0.0.1:29500"
+    assert all(items[w][0].orders[0].bands == 4 for w in items)
+    assert [items[w][0].output_keys for w in ("w1", "w2", "w0")] == [("cond",), (), ()]
+    # every rank reports; the task is done when the last does
+    for w in ("w2", "w0", "w1"):
+        ex.report(WorkReport(w, task.task_id, True, outputs={"cond": 1} if w == "w1" else {}))
+    assert [r.ok for r in ex.poll(0)] == [True]

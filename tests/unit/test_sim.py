@@ -79,10 +79,26 @@ def test_one_segment_through_two_pools_matches_a_hand_computed_makespan():
     r = Simulation(w, fleet, costs).run()
     latents = 16 * 21 * 90 * 160 * 4  # fp32 [16, 21, 720/8, 1280/8]
     handoff = (4 * latents + 8_400_000) / 1e9  # latents + solver state, and the prompt
-    # prompt 1 s on h; high 26 steps on h; move to l; low 14 steps; decode 21 frames on l
-    assert r.makespan == pytest.approx(1 + 260 + handoff + 140 + 21)
-    assert r.films[0].ttff == pytest.approx(1 + 260 + handoff + 140 + 1)
-    assert r.pool_busy_s == pytest.approx({"high": 1 + 260, "low": handoff + 140 + 21})
+    # prompt 1 s on h; high 26 steps on h; move to l; low 14 steps; decode 21 frames on l,
+    # in 10 bands of 16 latent columns, each widened by 15 on its inner sides, and 1 % of
+    # the decoder on the whole frame each (farm.model.bands)
+    decode = 21 * (10 * 0.01 + 0.99 * (160 + 9 * 2 * 15) / 160)
+    assert r.makespan == pytest.approx(1 + 260 + handoff + 140 + decode)
+    assert r.films[0].ttff == pytest.approx(1 + 260 + handoff + 140 + decode / 21)
+    assert r.pool_busy_s == pytest.approx({"high": 1 + 260, "low": handoff + 140 + decode})
+
+
+def test_a_band_decode_spread_over_workers_takes_its_widest_rank():
+    costs = CostModel(decode_s=((720, 21.0),), link_latency_s=0.0)
+    plan = make_film(T2V, 720, [81])
+    frame = 4 * 3 * 1280 * 720 * 4  # the 4 fp32 frames of a latent frame, all-gathered
+    one_band_each = 0.01 + 0.99 * (16 + 2 * 15) / 160
+    assert costs.band_decode_per_latent(plan, 10, 10) == pytest.approx(
+        one_band_each + frame * 0.9 / 12.5e9)
+    two_each = 2 * one_band_each  # the widest rank: two inner bands (e.g. 1 and 6)
+    assert costs.band_decode_per_latent(plan, 10, 5, transfers=False) == pytest.approx(two_each)
+    assert costs.band_decode_per_latent(plan, 1, 1) == 1.0
+    assert costs.fastest_decode_per_latent(plan) == pytest.approx(one_band_each)
 
 
 def test_official_baseline_waves_of_groups():
