@@ -2,7 +2,9 @@
 
     PhaseTask, layout cfg x sp            member i, rank r: a thread running
     members m0 .. mk, ranks 0 .. size-1 ─>  workers[ranks[r]].denoise(order + GangRank)
-                                           process groups: "<task id>/m<i>" at the store
+                                           process groups: "<gang key>/m<i>" at the store
+                                           (the phase that formed them: a unit's next
+                                           phase on the same ranks reuses them)
                                            halos: rank r of every member, one exchange
                                            per lane r (windows only)
 
@@ -51,9 +53,8 @@ class GangFailed(RuntimeError):
 def gang_orders(task: PhaseTask, orders: tuple[DenoiseOrder, ...], store: str,
                 timeout_s: float) -> list[list[DenoiseOrder]]:
     """orders[i] of every rank r of member i: the member's order with its GangRank."""
-    lay = task.layout
-    return [[replace(o, gang_rank=GangRank(lay.cfg, lay.sp, r, store, f"{task.task_id}/m{i}",
-                                           timeout_s))
+    lay, name = task.layout, task.gang_key or task.task_id  # reused gangs keep their name
+    return [[replace(o, gang_rank=GangRank(lay.cfg, lay.sp, r, store, f"{name}/m{i}", timeout_s))
              for r in range(lay.size)] for i, o in enumerate(orders)]
 
 

@@ -7,6 +7,7 @@ high-noise-pool worker never loads the low-noise expert, the VAE or the text enc
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Generator
 from typing import Any
@@ -42,6 +43,7 @@ class TorchWorker:
                  dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype = torch.float32):
         self.loader = ModelLoader(source, device, dtype, vae_dtype)
         self.profile = profile_for(source.family)
+        self.gangs = OpenGangs()
 
     def _check(self, model: ModelRef) -> None:
         if model.family != self.loader.source.family:
@@ -87,7 +89,7 @@ class TorchWorker:
                                condition=condition, gang=gang)
         if rank is None or rank.size == 1:
             return steps(None)
-        return _ganged(steps, rank, self.loader.device)
+        return _ganged(steps, rank, self.loader.device, self.gangs)
 
     def denoise(self, order: DenoiseOrder, prompt: PromptEmbeds, state: Handoff | None,
                 condition: Condition | None, exchange: Exchange) -> Handoff:
@@ -158,9 +160,38 @@ def clip_noise(order: DenoiseOrder, profile, prefix: int) -> torch.Tensor:
     return torch.cat([front, noise], dim=2)  # (1, C, prefix + F, h, w)
 
 
-def _ganged(steps, rank: GangRank, device: torch.device):
-    """Join the gang, run the phase as one of its ranks, leave (abort on any failure)."""
-    gang = Gang(rank, device)
+class OpenGangs:
+    """The process groups of this worker's last phase gangs, kept open after the phase
+    so that the unit's next phase on the same ranks (PhaseTask.gang_key) skips forming
+    them (an NCCL communicator takes about a second). The scheduler reuses only the last
+    gang started on a worker, so keeping the two started last is enough (a worker with
+    two slots may finish them out of order); older ones are closed."""
+
+    KEEP = 2
+
+    def __init__(self):
+        self._open: dict[tuple[str, int], Gang] = {}  # insertion order = start order
+        self._lock = threading.Lock()
+
+    def join(self, rank: GangRank, device: torch.device) -> Gang:
+        """The open gang of this name and rank (taken out while it runs), or a new one."""
+        with self._lock:
+            gang = self._open.pop((rank.prefix, rank.rank), None)
+        return gang if gang is not None else Gang(rank, device)
+
+    def keep(self, gang: Gang) -> None:
+        with self._lock:
+            self._open[(gang.spec.prefix, gang.spec.rank)] = gang
+            old = list(self._open)[:-self.KEEP]
+            closing = [self._open.pop(k) for k in old]
+        for g in closing:
+            g.close()
+
+
+def _ganged(steps, rank: GangRank, device: torch.device, keep: OpenGangs | None = None):
+    """Join the gang (or take it open from the last phase), run the phase as one of its
+    ranks, keep it open in `keep` (or leave it); abort it on any failure."""
+    gang = keep.join(rank, device) if keep is not None else Gang(rank, device)
     try:
         result = yield from steps(gang)
     except BaseException as exc:
@@ -170,5 +201,8 @@ def _ganged(steps, rank: GangRank, device: torch.device):
             exc.gang_failed_at = time.monotonic()  # type: ignore[attr-defined]
         gang.abort()
         raise
-    gang.close()
+    if keep is not None:
+        keep.keep(gang)
+    else:
+        gang.close()
     return result

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from farm.sched.output import Layout
 from farm.sched.placement import Need, Round
 from farm.sched.speedup import SpeedupTable, published_tables
+from farm.sched.state import GangMemo
 
 SINGLE = Layout()
 
@@ -82,22 +83,28 @@ class GangPolicy:
 
 
 def place_phase(rnd: Round, policy: GangPolicy | None, need: Need, excluded: frozenset[str],
-                preferred: tuple[str | None, ...], *, height: int, guidance: float
-                ) -> tuple[tuple[str, ...], Layout] | None:
+                preferred: tuple[str | None, ...], *, height: int, guidance: float,
+                previous: GangMemo | None = None) -> tuple[tuple[str, ...], Layout, str] | None:
     """Workers for a unit's phase (one member per segment, in order, each member's ranks
-    together, rank 0 where the member's data is) and its layout; None if it does not fit.
-    A gang that does not fit falls back to one worker per member."""
+    together, rank 0 where the member's data is), its layout and the name of its gangs
+    ("" = new); None if it does not fit. The `previous` phase's gangs are reused when the
+    rule picks their layout again and all their workers are free and last ran them. A
+    gang that does not fit falls back to one worker per member."""
     members = len(preferred)
     layout = SINGLE
     if policy is not None:
         idle = rnd.idle(need, excluded, soon=True)
         layout = policy.choose(need[1], height, guidance, rnd.waiting(need), idle)
+    if (previous is not None and previous.layout == layout
+            and rnd.take(need, excluded, previous.worker_ids, previous.key)):
+        rnd.placed(need, members)
+        return previous.worker_ids, layout, previous.key
     if layout.size > 1:
         ranks = tuple(w for p in preferred for w in (p, *[None] * (layout.size - 1)))
         ids = rnd.place(need, excluded, members * layout.size, ranks, distinct=True)
         if ids is not None:
             rnd.placed(need, members)
-            return ids, layout
+            return ids, layout, ""
         # Some of its workers are busy with short tasks (seconds): wait for them, holding
         # the free ones, rather than run for minutes on a narrower gang.
         rnd.reserve(need, excluded)
@@ -107,7 +114,7 @@ def place_phase(rnd: Round, policy: GangPolicy | None, need: Need, excluded: fro
     if ids is None:
         return None
     rnd.placed(need, members)
-    return ids, SINGLE
+    return ids, SINGLE, ""
 
 
 def band_ranks(rnd: Round, need: Need, excluded: frozenset[str], extra: int) -> tuple[str, ...]:

@@ -139,6 +139,15 @@ class PhaseTask:
     attempt: int
     # Every member's gang layout (farm.sched.gangs); 1 x 1: one worker per member.
     layout: Layout = Layout()
+    # The name the gangs meet under: this task's id when they form now, or that of the
+    # unit's previous phase, whose gangs (the same workers, ranks and layout, nothing
+    # else ganged on them since) the workers keep open and reuse (no new process groups).
+    gang_key: str = ""
+
+    @property
+    def forms_gang(self) -> bool:
+        """Whether this task's gangs form now (rather than reuse the previous phase's)."""
+        return self.layout.size > 1 and self.gang_key in ("", self.task_id)
 
     @property
     def worker_ids(self) -> tuple[str, ...]:

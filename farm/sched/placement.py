@@ -103,6 +103,19 @@ class Round:
                 self.soon.add(wid)
         return ids
 
+    def take(self, need: Need, excluded: frozenset[str], ids: tuple[str, ...],
+             gang: str) -> bool:
+        """These exact workers, each once, if every one serves `need`, has a free slot
+        nobody holds and last ran gang `gang` (its runtime keeps that gang open)."""
+        pool = {w.spec.worker_id: w for w in self.pool(need, excluded)}
+        ok = len(set(ids)) == len(ids) and all(
+            wid in pool and self.free[wid] > 0 and wid not in self.reserved
+            and pool[wid].gang == gang for wid in ids)
+        if ok:
+            for wid in ids:
+                self.free[wid] -= 1
+        return ok
+
     def reserve(self, need: Need, excluded: frozenset[str]) -> None:
         """A gang did not fit: hold its pool's free slots for it (phases only)."""
         for w in self.pool(need, excluded):

@@ -76,6 +76,7 @@ def _on_phase_done(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
         s._key_home[key] = wid
     u.phases_done += 1
     f.phases_done += 1
+    u.gang = run.gang  # its workers keep these gangs open for the unit's next phase
     phase = f.plan.phases[run.phase_index]
     events: list[Event] = [PhaseFinished(f.film_id, u.plan.id, run.phase_index, phase.expert,
                                          phase.num_steps * len(u.plan.segments), run.worker_ids,

@@ -281,12 +281,13 @@ class Scheduler:
         excluded = frozenset(f.excluded)
         for i, (cand, (need, num, preferred)) in enumerate(zip(cands, reqs, strict=True)):
             is_phase = cand[0] == "phase"
-            layout = None
+            layout, gang = None, ""
             if is_phase:
                 placed = gangs.place_phase(rnd, self.config.gangs, need, excluded, preferred,
                                            height=f.plan.film.height,
-                                           guidance=tasks.phase_guidance(f, cand))
-                ids, layout = placed if placed is not None else (None, None)
+                                           guidance=tasks.phase_guidance(f, cand),
+                                           previous=cand[2].gang if cand[2] else None)
+                ids, layout, gang = placed if placed is not None else (None, None, "")
             else:
                 ids = rnd.place(need, excluded, num, preferred, backfill=True)
                 if ids is not None and cand[0] == "decode" and self.config.gangs is not None:
@@ -296,10 +297,13 @@ class Scheduler:
                 if is_phase and num > 1:
                     rnd.reserve(need, excluded)
                 continue
-            started.append(tasks.start(self, f, cand, ids, layout))
+            task = tasks.start(self, f, cand, ids, layout, gang)
+            started.append(task)
             if is_phase:
                 for wid in ids:
                     self._workers[wid].warm = need
+                    if layout is not None and layout.size > 1:
+                        self._workers[wid].gang = task.gang_key
             del cands[i], reqs[i]
             if f.state == FilmState.QUEUED:
                 f.state = FilmState.RUNNING

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from farm.plan.film import FilmPlan, Unit
-from farm.sched.output import FilmState, WorkerSpec
+from farm.sched.output import FilmState, Layout, WorkerSpec
 
 
 @dataclass
@@ -24,6 +24,15 @@ class Tries:
     failed: int = 0
     # Tries that died with their worker: the max_worker_losses budget.
     lost: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GangMemo:
+    """A unit's gangs: their name, every rank (members in order) and their layout."""
+
+    key: str
+    worker_ids: tuple[str, ...]
+    layout: Layout
 
 
 @dataclass
@@ -44,6 +53,8 @@ class UnitState:
     # Bumped when the unit rolls back to initial noise (its data was lost). Reports of
     # tasks started in an older epoch are stale: their results and failures are ignored.
     epoch: int = 0
+    # The gangs of its last phase, when that phase succeeded on a layout > 1 x 1.
+    gang: GangMemo | None = None
 
     def slot(self, kind: str, phase: int = 0) -> Tries:
         return self.tries.setdefault((kind, phase), Tries())
@@ -121,6 +132,8 @@ class WorkerState:
     # (expert, family) of the last phase placed here: the expert whose weights are in GPU
     # memory on a worker that holds several (placement avoids needless swaps).
     warm: tuple[str, str] | None = None
+    # Name of the last gang a phase started here (the one its runtime keeps open).
+    gang: str | None = None
 
     @property
     def free(self) -> int:
@@ -151,6 +164,8 @@ class RunningTask:
     # Phases on gangs: the worker that keeps each member's output (rank 0), members in
     # order; empty when worker_ids are exactly that.
     leads: tuple[str, ...] = ()
+    # A phase on gangs: what the unit may reuse if it succeeds.
+    gang: GangMemo | None = None
 
     @property
     def homes(self) -> tuple[str, ...]:

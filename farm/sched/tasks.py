@@ -28,7 +28,7 @@ from farm.sched.output import (
     PrepareTask,
 )
 from farm.sched.placement import Need
-from farm.sched.state import FilmRecord, RunningTask, SceneState, Tries, UnitState
+from farm.sched.state import FilmRecord, GangMemo, RunningTask, SceneState, Tries, UnitState
 from farm.spec.frames import pixel_frames
 
 if TYPE_CHECKING:
@@ -103,8 +103,9 @@ def phase_work(f: FilmRecord, u: UnitState) -> float:
 
 
 def start(s: Scheduler, f: FilmRecord, cand: Candidate, ids: tuple[str, ...],
-          layout: Layout | None = None) -> Task:
-    """Start a candidate on `ids` (a phase: each member's ranks, members in order)."""
+          layout: Layout | None = None, gang: str = "") -> Task:
+    """Start a candidate on `ids` (a phase: each member's ranks, members in order; `gang`
+    names the gangs it reuses, "" for new ones)."""
     kind, sc, u = cand
     for wid in ids:
         s._workers[wid].busy += 1
@@ -125,7 +126,7 @@ def start(s: Scheduler, f: FilmRecord, cand: Candidate, ids: tuple[str, ...],
         return ImageTask(tid, f.film_id, sc.scene_id, ids[0], key)
     assert u is not None
     if kind == "phase":
-        return _start_phase(s, f, sc, u, ids, layout or Layout())
+        return _start_phase(s, f, sc, u, ids, layout or Layout(), gang)
     return _start_decode(s, f, sc, u, ids)
 
 
@@ -135,7 +136,7 @@ def _next_try(t: Tries) -> int:
 
 
 def _start_phase(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
-                 ids: tuple[str, ...], layout: Layout) -> PhaseTask:
+                 ids: tuple[str, ...], layout: Layout, gang: str = "") -> PhaseTask:
     p = u.phases_done
     phase = f.plan.phases[p]
     attempt = _next_try(u.slot("phase", p))
@@ -150,12 +151,16 @@ def _start_phase(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
     inputs = tuple(m.input_key for m in members if m.input_key) + (sc.prompt_key,)
     inputs += (cond,) if cond else ()
     u.running = tid
+    u.gang = None  # reusable again only once this phase succeeds (reports)
     s._fair.charge(f, phase_work(f, u))
+    gang = gang or tid
     s._running[tid] = RunningTask("phase", f.film_id, sc.index, u.plan.index, p, ids,
                                   tuple(m.output_key for m in members), inputs, u.epoch,
-                                  tuple(m.worker_id for m in members) if k > 1 else ())
+                                  tuple(m.worker_id for m in members) if k > 1 else (),
+                                  GangMemo(gang, ids, layout) if k > 1 else None)
     return PhaseTask(tid, f.film_id, sc.scene_id, u.plan.id, p, phase.expert, phase.start,
-                     phase.stop, members, sc.prompt_key, cond, attempt, layout)
+                     phase.stop, members, sc.prompt_key, cond, attempt, layout,
+                     gang if k > 1 else "")
 
 
 def _start_decode(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,

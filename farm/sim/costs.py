@@ -250,12 +250,14 @@ class CostModel:
         """Official script: one 81-frame clip on `gpus` GPUs, end to end."""
         return self.speedup(family, height).clip_s(gpus, self.ib_bytes_per_s)
 
-    def gang_phase_s(self, plan: FilmPlan, unit: Unit, phase_index: int, layout: Layout) -> float:
-        """A unit's phase on gangs of `layout`: the one-GPU time x ratio, plus forming them."""
+    def gang_phase_s(self, plan: FilmPlan, unit: Unit, phase_index: int, layout: Layout,
+                     forms: bool = True) -> float:
+        """A unit's phase on gangs of `layout`: the one-GPU time x ratio, plus forming them
+        unless it reuses the gangs of the unit's previous phase (`forms` False)."""
         one = self.unit_phase_s(plan, unit, phase_index)
         if layout.size == 1:
             return one
-        return one * self.gang_ratio(plan, layout) + self.gang_setup_s
+        return one * self.gang_ratio(plan, layout) + (self.gang_setup_s if forms else 0.0)
 
     def gang_ratio(self, plan: FilmPlan, layout: Layout) -> float:
         """A phase's time on a gang of `layout` over its time on one GPU."""

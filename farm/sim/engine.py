@@ -171,7 +171,8 @@ class Simulation:
         plan = self.plans[task.film_id]
         unit = plan.unit(task.unit_id)
         # A gang (cfg x sp per member) runs the phase in `gang_ratio` of the one-GPU time.
-        compute = self.costs.gang_phase_s(plan, unit, task.phase_index, task.layout)
+        compute = self.costs.gang_phase_s(plan, unit, task.phase_index, task.layout,
+                                          forms=task.forms_gang)
         per_worker = max(task.worker_ids.count(w) for w in task.worker_ids)  # oversubscribed
         compute = compute * per_worker + self.costs.exchange_s(plan, unit, task.phase_index)
         expert = plan.film.profile.experts[task.expert]

@@ -81,11 +81,22 @@ def compare(a: dict, b: dict) -> float:
     [scene("s1", 9, seed=5)],                                              # one segment
     [scene("s1", 17, seed=6, continuity="windows", window=3, overlap=1)],  # two windows, lanes
 ], ids=["segment", "windows"])
-def test_gangs_equal_the_run_without_gangs(scenes):
+def test_gangs_equal_the_run_without_gangs(scenes, monkeypatch):
+    import farm.model.worker as worker
+
+    formed: list[str] = []
+
+    class Counted(worker.Gang):
+        def __init__(self, rank, device):
+            formed.append(rank.prefix)
+            super().__init__(rank, device)
+    monkeypatch.setattr(worker, "Gang", Counted)
     ref, ref_frames, _ = render(scenes, fleet(1), None)
     got, frames, events = render(scenes, fleet(4), POLICY)
     phases = [e for e in events if isinstance(e, PhaseFinished)]
     assert all(len(e.worker_ids) == 4 for e in phases)  # every phase ran on a gang of 4
+    # the low-noise phase ran on the high-noise phase's gangs, kept open: formed once
+    assert len(phases) == 2 * len(formed) // 4 and len({p.rsplit("/m", 1)[0] for p in formed}) == 1
     diff = compare(got, ref)
     print(f"{len(phases)} gang phases: max abs diff of the latents {diff:.3g}")
     assert diff <= 1e-5

@@ -20,7 +20,7 @@ GRPC_PORT = _free_port()
 
 @pytest.fixture(scope="session")
 def ray_app(tmp_path_factory):
-    """The Serve app on a local cluster: 2 high-noise replicas, 2 low-noise, 1 decoder."""
+    """The Serve app on a local cluster: 2 high-noise replicas, 2 low-noise, 2 decoders."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray = pytest.importorskip("ray")
     from ray import serve
@@ -44,7 +44,8 @@ def ray_app(tmp_path_factory):
     threads = torch.get_num_threads()
     pools = [PoolConfig(name="High", holds=["high"], replicas=2, num_cpus=0.25, torch_threads=threads),
              PoolConfig(name="Low", holds=["low"], replicas=2, num_cpus=0.25, torch_threads=threads),
-             PoolConfig(name="Decode", holds=["vae", "text"], num_cpus=0.25, torch_threads=threads)]
+             PoolConfig(name="Decode", holds=["vae", "text"], replicas=2, num_cpus=0.25,
+                        torch_threads=threads)]
     # Gangs inside a segment for 48x48 films only: CFG parallel (a table with 1 head allows
     # no Ulysses degree), exact, so frames still equal the inline render's. The other
     # tests' 32x32 films have no table: their phases stay on one replica.

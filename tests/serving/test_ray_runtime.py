@@ -52,7 +52,7 @@ def wait_final(director, film_id: str, timeout: float = 240.0):
 
 
 def whole_fleet(director, timeout: float = 120.0) -> None:
-    """Wait until exactly the configured replicas (2 high, 2 low) are alive and no dead
+    """Wait until exactly the configured replicas (2 high, 2 low, 2 decode) are alive and no dead
     one is still registered: replicas killed by earlier tests (test_chaos_ray.py) are
     replaced and forgotten before a test that counts replicas submits."""
     deadline = time.monotonic() + timeout
@@ -60,7 +60,7 @@ def whole_fleet(director, timeout: float = 120.0) -> None:
         live = director.live_workers.remote().result()
         registered = director.live_workers.remote(float("inf")).result()  # dead ones too
         if live == registered and [sum(w.startswith(p) for w in live)
-                                   for p in ("high", "low")] == [2, 2]:
+                                   for p in ("high", "low", "decode")] == [2, 2, 2]:
             return
         time.sleep(0.5)
     raise TimeoutError(f"the fleet is not whole after {timeout} s: {live}")
@@ -108,6 +108,18 @@ def test_cfg_gangs_across_replicas_equal_inline(ray_app):
                  for w, entries in log.items() if w.startswith(pool)]
         tasks = [t for t in tasks if t]
         assert len(tasks) == 2 and tasks[0] & tasks[1], (pool, tasks)
+
+
+# 256 px wide: 32 latent columns, so the decode runs in 2 bands (farm.plan.segments); with
+# both decode replicas idle each decodes one, and they all-gather the columns.
+BANDS = {**storyboard([{"id": "d", "prompt": "a field", "frames": 9, "seed": 5}]), "width": 256}
+
+
+def test_band_decode_across_replicas_equals_inline(ray_app):
+    film_id, log = gang_film_equals_inline(ray_app, BANDS)
+    decoders = [w for w, entries in log.items()
+                if any(k == "decode" and t.startswith(film_id) for k, _, t in entries)]
+    assert len(decoders) == 2, decoders
 
 
 def test_each_expert_replica_ran_only_its_expert(ray_app):

@@ -157,13 +157,13 @@ def test_a_gang_waits_for_workers_busy_only_with_short_tasks():
     assert place_phase(rnd, TEST_POLICY, need, frozenset(), (None,), height=64, guidance=4.0) is None
     assert rnd.reserved == {"w0", "w1", "w2"}  # held for the gang; a decode may backfill
     workers[3].busy = 0
-    ids, layout = place_phase(Round(workers, {need: 1}), TEST_POLICY, need, frozenset(), (None,),
-                              height=64, guidance=4.0)
+    ids, layout, _ = place_phase(Round(workers, {need: 1}), TEST_POLICY, need, frozenset(),
+                                 (None,), height=64, guidance=4.0)
     assert layout.size == 4 and sorted(ids) == ["w0", "w1", "w2", "w3"]
     # a worker busy with a phase (minutes) is not waited for: the gang is narrower now
     workers[3].busy = 1
-    ids, layout = place_phase(Round(workers, {need: 1}), TEST_POLICY, need, frozenset(), (None,),
-                              height=64, guidance=4.0)
+    ids, layout, _ = place_phase(Round(workers, {need: 1}), TEST_POLICY, need, frozenset(),
+                                 (None,), height=64, guidance=4.0)
     assert layout.size == 2 and len(ids) == 2
 
 
@@ -200,3 +200,32 @@ def test_a_decode_takes_no_worker_a_phase_holds():
     busy = {w for p in held for w in p.worker_ids}
     assert len(busy) == 1 and not busy & {d.worker_id, *d.band_workers}
     assert len(d.band_workers) == 2  # the other free workers
+
+
+def test_the_next_phase_reuses_the_gang_and_a_retry_forms_a_new_one():
+    s = fleet(4)
+    s.add_film("f", make_plan([scene("s1", 17)]))  # high-noise, then low-noise phase
+    p0 = first_phase(s).phases[0]
+    assert p0.layout.size == 4 and p0.forms_gang and p0.gang_key == p0.task_id
+    s.update_from_output(None, [TaskReport(p0.task_id, True)])  # type: ignore[arg-type]
+    p1 = s.schedule(2.0).phases[0]
+    assert (p1.worker_ids, p1.layout, p1.gang_key) == (p0.worker_ids, p0.layout, p0.task_id)
+    assert not p1.forms_gang
+    # the reusing phase fails: its gangs are gone, the retry forms new ones
+    s.update_from_output(None, [TaskReport(p1.task_id, False, error="boom")])  # type: ignore[arg-type]
+    p1b = s.schedule(3.0).phases[0]
+    assert p1b.phase_index == p1.phase_index and p1b.forms_gang and p1b.gang_key == p1b.task_id
+
+
+def test_a_gang_is_reused_only_on_workers_that_last_ran_it():
+    from farm.sched.placement import Round
+    from farm.sched.state import WorkerState
+
+    workers = [WorkerState(WorkerSpec(f"w{i}", frozenset({"high"})), gang="g1") for i in range(3)]
+    need = ("high", T2V)
+    assert Round(workers, {need: 1}).take(need, frozenset(), ("w0", "w1"), "g1")
+    workers[1].gang = "g2"  # another gang ran on w1 since: its runtime closed g1's groups
+    assert not Round(workers, {need: 1}).take(need, frozenset(), ("w0", "w1"), "g1")
+    workers[1].gang, workers[0].busy = "g1", 1
+    assert not Round(workers, {need: 1}).take(need, frozenset(), ("w0", "w1"), "g1")  # busy
+    assert not Round(workers, {need: 1}).take(need, frozenset({"w2"}), ("w1", "w2"), "g1")

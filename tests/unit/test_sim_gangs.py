@@ -30,12 +30,13 @@ def test_a_gang_phase_takes_the_tables_ratio_of_the_one_gpu_time():
     step = costs.ref_step_s(T2V, 720, "high")
     ratio = costs.gang_ratio(plan, Layout(2, 4))
     assert ratio == pytest.approx(costs.speedup(T2V, 720).ratio(Layout(2, 4), costs.ib_bytes_per_s))
-    # prompt; 26 steps + forming the gang; 14 steps + forming the gang (both experts stay
-    # resident beside a quarter of the activations: no switch); decode 21 latent frames,
-    # its 10 bands over the 8 idle workers. Transfers add milliseconds.
+    # prompt; 26 steps + forming the gang; 14 steps on the same gang (kept open; both
+    # experts stay resident beside a quarter of the activations: no switch); decode 21
+    # latent frames, its 10 bands over the 8 idle workers. Transfers add milliseconds.
     decode = 21 * costs.band_decode_per_latent(plan, 10, 8)
     assert decode < 5.0 / 1.9  # two bands on the widest rank
-    expected = 1 + (26 * step * ratio + 1) + (14 * step * ratio + 1) + decode
+    assert phases[1].worker_ids == phases[0].worker_ids
+    expected = 1 + (26 * step * ratio + 1) + 14 * step * ratio + decode
     assert r.makespan == pytest.approx(expected, abs=0.05)
 
 
