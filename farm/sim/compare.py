@@ -83,7 +83,9 @@ def compare(workload: Workload, gpus: int, costs: CostModel, *,
                               ("naive", naive, 1)):
         row = {"gpus": gpus, "workload": workload.name, "system": system,
                "config": f"{_config(result)} ({result.note})" if g is None else f"G={g}"}
-        lb = lower_bound(workload, gpus, costs, g, costs.gang_policy() if g is None else None)
+        # reelfarm's bound admits the least efficient gangs any of its configurations may use
+        loosest = costs.gang_policy(min(e for _, _, e in RF_CONFIGS))
+        lb = lower_bound(workload, gpus, costs, g, loosest if g is None else None)
         row.update(summary(result, workload, lb, costs))
         rows.append(row)
     best = min(r["makespan_s"] for r in rows)
