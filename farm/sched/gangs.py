@@ -1,28 +1,32 @@
 """Gang size: how many GPUs one segment's phase gets (pure, a decision per phase).
 
     many segments waiting, few idle GPUs  -> 1 (no communication, best throughput)
-    few segments, many idle GPUs          -> the fastest layout (CFG x Ulysses) that fits
-                                             the segment's fair share of the idle GPUs
-                                             and wastes little of them
+    few segments, many idle GPUs          -> the layout (CFG x Ulysses) that finishes the
+                                             waiting segments soonest, in waves if need be,
+                                             and wastes little of the GPUs
 
 Rule, for a phase of a unit of m segments, when the scheduler places it:
 
     waiting = segments (this unit's included) still waiting for the pool this round
     idle    = distinct free workers of the pool (the film's exclusions applied), and
               those busy only with short tasks (prompt, image, decode: seconds)
-    share   = idle // waiting                          (equipartition of the idle GPUs)
-    layout  = the layout with the smallest time ratio among those with
-                size <= share, size <= max_size,
+    wave(L) = m x (idle // (m x size(L)))      segments that run at once on layout L
+    layout  = the layout with the smallest  ratio(L) x ceil(waiting / wave(L))  (the
+              waiting segments in waves of L; ties: the fewer GPUs) among those with
+                m x size <= idle, size <= max_size,
                 efficiency = 1 / (ratio x size) >= min_efficiency,
                 Ulysses degree dividing the model's heads, CFG only if guidance > 1
               (ratios from the published table and the link: farm.sched.speedup)
     no table for the film's model and resolution, or waiting >= idle: 1 x 1.
 
-The unit then needs m x layout.size workers, each rank on its own worker; when some are
-still busy with short tasks the phase waits for them (holding the free ones) rather than
-run for minutes on a narrower gang. Equipartition adapts to load by itself:
-under a backlog few workers are idle and gangs stay at 1; a lone film on an idle farm
-gets wide gangs. `min_efficiency` bounds the GPU-seconds a gang may waste (0.8: at most
+Equipartition (every waiting segment now, on idle // waiting GPUs) is the one-wave case;
+more waves win when the layouts that fit a share are poor: 12 segments on 64 GPUs get
+Ulysses 5 each (ratio 0.225, 4 GPUs idle) by equipartition, but CFG 2 x Ulysses 8 in 3
+waves of 4 is done in 3 x 0.073 = 0.220. The unit needs m x layout.size workers, each rank
+on its own worker; when some are still busy with short tasks the phase waits for them
+(holding the free ones) rather than run for minutes on a narrower gang. The rule adapts to
+load by itself: under a backlog few workers are idle and gangs stay at 1; a lone film on
+an idle farm gets wide gangs. `min_efficiency` bounds the GPU-seconds a gang may waste (0.8: at most
 25 % more than on one GPU each), so a burst arriving just after does not find the farm
 busy with inefficient gangs.
 """
@@ -57,17 +61,23 @@ class GangPolicy:
     def table(self, family: str, height: int) -> SpeedupTable | None:
         return next((t for t in self.tables if (t.family, t.height) == (family, height)), None)
 
-    def choose(self, family: str, height: int, guidance: float, waiting: int, idle: int) -> Layout:
-        """The layout of one segment's phase (see the module docstring)."""
+    def choose(self, family: str, height: int, guidance: float, waiting: int, idle: int,
+               members: int = 1) -> Layout:
+        """The layout of one segment's phase, for a unit of `members` segments (see the
+        module docstring)."""
         table = self.table(family, height)
         if table is None or waiting < 1 or waiting >= idle:
             return SINGLE
-        share = min(idle // waiting, self.max_size)
-        best, best_ratio = SINGLE, 1.0
-        for layout in table.layouts(cfg=guidance > 1.0, max_size=share):
+        best, best_time = SINGLE, float("inf")
+        fits = table.layouts(cfg=guidance > 1.0, max_size=min(idle // members, self.max_size))
+        for layout in sorted(fits, key=lambda lay: lay.size):  # 1 x 1 first; ties: fewer GPUs
             r = table.ratio(layout, self.link_bytes_per_s)
-            if 1.0 / (r * layout.size) >= self.min_efficiency and r < best_ratio:
-                best, best_ratio = layout, r
+            if 1.0 / (r * layout.size) < self.min_efficiency:
+                continue
+            wave = members * (idle // (members * layout.size))
+            t = r * -(-waiting // wave)  # ceil: the waiting segments in waves of this layout
+            if t < best_time * (1 - 1e-9):
+                best, best_time = layout, t
         return best
 
     def options(self, family: str, height: int, guidance: float) -> list[tuple[Layout, float]]:
@@ -94,7 +104,7 @@ def place_phase(rnd: Round, policy: GangPolicy | None, need: Need, excluded: fro
     layout = SINGLE
     if policy is not None:
         idle = rnd.idle(need, excluded, soon=True)
-        layout = policy.choose(need[1], height, guidance, rnd.waiting(need), idle)
+        layout = policy.choose(need[1], height, guidance, rnd.waiting(need), idle, members)
     if (previous is not None and previous.layout == layout
             and rnd.take(need, excluded, previous.worker_ids, previous.key)):
         rnd.placed(need, members)

@@ -54,6 +54,21 @@ def test_few_segments_and_idle_gpus_get_the_fastest_efficient_gang():
     assert wide.size > 16
 
 
+def test_waves_of_wide_gangs_beat_a_poor_equal_share():
+    one = 1041.5 - 16 - 6  # the single-GPU time less offload, text and decode
+    # Ulysses 5: fitted through 4 and 8 GPUs, 21.5 + 8 x (288.7 - 155.1) / 5 = 235.26 s
+    ratio = {5: (235.26 - 6) / one, 8: (155.1 - 6) / one}
+    # 12 windows segments (units of 2) on 64 GPUs: an equal share is 5 GPUs (Ulysses 5,
+    # 4 GPUs idle); CFG 2 x Ulysses 8 in 3 waves of 4 segments finishes all 12 sooner
+    assert 3 * ratio[8] / 2 < ratio[5]
+    assert POLICY.choose(T2V, 720, 4.0, waiting=12, idle=64, members=2) == Layout(2, 8)
+    # one wave is best when the share fits a good layout
+    assert POLICY.choose(T2V, 720, 4.0, waiting=8, idle=64, members=2) == Layout(2, 4)
+    # a unit's members all get the layout: never more GPUs than idle
+    lay = POLICY.choose(T2V, 720, 4.0, waiting=2, idle=9, members=2)
+    assert 2 * lay.size <= 9
+
+
 def test_no_cfg_without_guidance_and_no_gang_without_a_table():
     assert POLICY.choose(T2V, 720, 1.0, waiting=1, idle=8) == Layout(1, 8)
     assert POLICY.choose(T2V, 1080, 4.0, waiting=1, idle=8) == Layout()
