@@ -62,6 +62,25 @@ def quality_rows(clips: dict[str, np.ndarray], scenes) -> dict[str, float]:
             "axis": float(np.mean(axis)), "jitter": float(np.nanmean(jit))}
 
 
+def vae_clips(model: str, scenes, frames: int) -> dict[str, np.ndarray]:
+    """The model's VAE alone: each data clip encoded and decoded (what the VAE lets through
+    of a perfect latent: the ceiling of the model's own scores)."""
+    import torch
+
+    from farm.model.loader import ModelLoader, resolve_model
+    from farm.toy import data
+    from farm.toy.vae_train import to_pixels
+
+    vae = ModelLoader(resolve_model(model)).vae()
+    out = {}
+    with torch.no_grad():
+        for key, s in scenes.items():
+            x = to_pixels(data.render(s, frames)[None], torch.device("cpu"))
+            y = vae.decode(vae.encode(x).latent_dist.mode()).sample[0]       # (3, F, H, W)
+            out[key] = ((y.permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    return out
+
+
 def window_boundaries(num_latent: int) -> list[int]:
     """Pixel frames where a window starts or ends (first pixel frame of latent l: 4l - 3)."""
     from farm.plan.segments import plan_windows
@@ -125,11 +144,12 @@ def main() -> None:
     took = time.monotonic() - t0
     q = quality_rows(clips, held)
     qt = quality_rows({k: data.render(s) for k, s in held.items()}, held)
+    qv = quality_rows(vae_clips(args.model, held, data.FRAMES), held)
     s = seam_rows({**clips, **truth}, args.seam_prompts)
     print(f"model {args.model}: {len(held)} held-out prompts, {args.steps} steps, shift {args.shift:g}, "
           f"rendered in {took:.0f} s")
     print(f"{'clips':<14}{'colour acc':>12}{'direction':>12}{'axis':>8}{'jitter':>9}")
-    for name, r in (("model", q), ("data (truth)", qt)):
+    for name, r in (("model", q), ("vae of data", qv), ("data (truth)", qt)):
         print(f"{name:<14}{r['colour']:>12.0%}{r['direction']:>12.0%}{r['axis']:>8.0%}{r['jitter']:>9.2f}")
     print(f"\nseams ({args.seam_prompts} prompts, {SEAM_FRAMES} frames; windows {WINDOW} latent, overlap {OVERLAP})")
     print(f"{'mode':<14}{'seam ratio':>12}{'max jump':>10}   (targets windows: <= 1.1, <= 2)")

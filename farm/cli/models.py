@@ -19,10 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     toy = msub.add_parser("train-toy", help="train the toy model on CPU (procedural clips; README "
                           "'The toy model') and write it as a diffusers-format folder")
     toy.add_argument("directory")
-    toy.add_argument("--minutes", type=float, default=40.0,
-                     help="wall-clock budget of the whole training (default 40)")
+    toy.add_argument("--minutes", type=float, default=60.0,
+                     help="wall-clock budget of the whole training (default 60)")
     toy.add_argument("--seed", type=int, default=0)
     toy.add_argument("--clips", type=int, default=3000, help="training clips cached as latents")
+    toy.add_argument("--workers", type=int, default=1,
+                     help="data-parallel training processes, one thread each (2 on a 2-core machine)")
     toy.add_argument("--vae-steps", type=int, default=None,
                      help="fixed VAE steps instead of a share of --minutes (repeats a run exactly)")
     toy.add_argument("--dit-steps", type=int, default=None,
@@ -49,6 +51,8 @@ def _check_train_flags(args: argparse.Namespace) -> str | None:
         return f"--minutes must be > 0, got {args.minutes}"
     if args.clips < 1:
         return f"--clips must be >= 1, got {args.clips}"
+    if args.workers not in (1, 2, 4, 8):
+        return f"--workers must be one of 1, 2, 4, 8 (it divides the batches), got {args.workers}"
     for flag, value in (("--vae-steps", args.vae_steps), ("--dit-steps", args.dit_steps)):
         if value is not None and value < 1:
             return f"{flag} must be >= 1, got {value}"
@@ -56,17 +60,15 @@ def _check_train_flags(args: argparse.Namespace) -> str | None:
 
 
 def run_train_toy(args: argparse.Namespace) -> int:
-    import time
-
     if problem := _check_train_flags(args):
         raise SystemExit(f"error: {problem}")
     from farm.cli.quiet import quiet_libraries
-    from farm.toy.train import TrainConfig, train_toy
+    from farm.toy.train import TrainConfig, stamped, train_toy
 
     quiet_libraries()
-    cfg = TrainConfig(seed=args.seed, minutes=args.minutes, clips=args.clips,
+    cfg = TrainConfig(seed=args.seed, minutes=args.minutes, clips=args.clips, workers=args.workers,
                       vae_steps=args.vae_steps, dit_steps=args.dit_steps)
-    record = train_toy(args.directory, cfg, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    record = train_toy(args.directory, cfg, log=stamped, setup=quiet_libraries)
     print(f"wrote the toy model to {args.directory}: {record['vae_steps']} VAE steps, "
           f"{record['dit_steps']} expert steps, {record['minutes']} min")
     return 0

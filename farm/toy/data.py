@@ -43,7 +43,7 @@ DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up"
 SPEEDS: dict[str, float] = {"slowly": 0.75, "": 1.25, "quickly": 2.0}  # pixels per frame
 SIZE = 64          # frames are SIZE x SIZE
 FRAMES = 17        # pixel frames of a training clip (5 latent frames)
-RADIUS = (6.0, 8.5)  # half-size of a shape, pixels
+RADIUS = (9.0, 12.0)  # half-size of a shape, pixels (>= a latent pixel: the VAE keeps it)
 HELD_OUT = 10      # one prompt in HELD_OUT is never trained on
 
 

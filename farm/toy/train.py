@@ -1,6 +1,6 @@
 """Train the toy model on CPU: `reelfarm models train-toy DIR [--minutes N] [--seed N]`.
 
-    1. VAE: reconstruction (L1, foreground-weighted) on single frames, then short clips.
+    1. VAE: reconstruction on frames and long clips (farm.toy.vae_train).
     2. Cache: encode `clips` training clips (17 frames -> (16, 5, 8, 8) posterior means);
        per-channel mean / std become the VAE's latents_mean / latents_std.
     3. Experts + text encoder, flow matching (rectified flow, as Wan):
@@ -10,57 +10,68 @@
        MoE). Prompts are dropped (-> "") 10 % of the time, for classifier-free guidance.
     4. Save the EMA weights as a diffusers WanPipeline folder + toy_training.json.
 
-Everything is seeded and the data order is fixed, so (seed, vae_steps, dit_steps, clips)
-gives the same weights; with a time budget (`minutes`) the step counts reached are logged
-in toy_training.json and `--vae-steps/--dit-steps` repeat that run exactly.
+Everything is seeded and the data order is fixed, so (seed, vae_steps, dit_steps, clips,
+workers) gives the same weights; with a time budget (`minutes`) the step counts reached
+are logged in toy_training.json and `--vae-steps/--dit-steps` repeat that run exactly.
+`workers` processes train data-parallel (farm.toy.ranks), one thread each.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from farm.toy import data
 from farm.toy import model as toy
+from farm.toy import ranks as rk
+from farm.toy.ranks import Ranks
+from farm.toy.vae_train import cache_latents, train_vae
+
+RECORD = "toy_training.json"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    minutes: float = 40.0          # wall-clock budget (ignored for phases given steps)
+    minutes: float = 60.0          # wall-clock budget (ignored for phases given steps)
     vae_steps: int | None = None   # fixed step counts (reproducible runs, smoke tests)
     dit_steps: int | None = None
     clips: int = 3000              # cached training clips
-    vae_share: float = 0.25        # fraction of `minutes` for the VAE
-    vae_batch: int = 4
-    vae_frames: int = 5            # 2 latent frames: the causal cache is exercised
-    vae_lr: float = 3e-4
+    workers: int = 1               # data-parallel processes (one thread each)
+    vae_share: float = 0.45        # fraction of `minutes` for the VAE
+    vae_images: int = 32           # single frames per image step (every third step)
+    vae_batch: int = 8             # clips per clip step
+    vae_frames: int = 29           # 8 latent frames: the caches reach a long clip's state
+    vae_train_latents: int = 3     # latent frames with gradients per clip step
+    vae_crop: int = 32             # pixels (a multiple of 8): a quarter of a frame's cost
+    vae_lr: float = 1e-3
     dit_batch: int = 32
-    dit_lr: float = 3e-4
+    dit_lr: float = 5e-4
     drop_text: float = 0.1
     ema: float = 0.995
     save_every: float = 5.0        # minutes between intermediate saves (0: never)
 
+    def problems(self) -> list[str]:
+        """What is wrong with this configuration, one message per field."""
+        out = []
+        for name in ("vae_images", "vae_batch", "dit_batch"):
+            if getattr(self, name) % self.workers:
+                out.append(f"{name} ({getattr(self, name)}) must be divisible by workers ({self.workers})")
+        if self.vae_crop % 8 or not 8 <= self.vae_crop <= 64:
+            out.append(f"vae_crop must be a multiple of 8 in 8..64, got {self.vae_crop}")
+        if self.vae_frames % 4 != 1 or (self.vae_frames - 1) // 4 + 1 < self.vae_train_latents:
+            out.append(f"vae_frames must be 4k+1 with >= vae_train_latents latent frames, got {self.vae_frames}")
+        return out
 
-def to_pixels(clips: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(B, F, H, W, 3) uint8 -> (B, 3, F, H, W) float in [-1, 1]."""
-    x = torch.from_numpy(clips).to(device).permute(0, 4, 1, 2, 3).float()
-    return x / 127.5 - 1.0
 
-
-def _clips(seed: int, indices, frames: int) -> tuple[list[str], np.ndarray]:
-    scenes = [data.training_scene(seed, int(i)) for i in indices]
-    return [s.prompt for s in scenes], np.stack([data.render(s, frames) for s in scenes])
-
-
-class _Clock:
+class Clock:
     """Stops a phase at its step count or, without one, when its time is up."""
 
     def __init__(self, steps: int | None, seconds: float):
@@ -72,72 +83,6 @@ class _Clock:
         return time.monotonic() < self.deadline
 
 
-def decode_unclamped(vae, z: torch.Tensor) -> torch.Tensor:
-    """AutoencoderKLWan's causal decode, one latent frame at a time with its feature cache,
-    without the final clamp to [-1, 1] (which would stop the gradient of saturated pixels)."""
-    vae.clear_cache()
-    x = vae.post_quant_conv(z)
-    frames = []
-    for i in range(z.shape[2]):
-        vae._conv_idx = [0]
-        frames.append(vae.decoder(x[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
-                                  first_chunk=i == 0))
-    vae.clear_cache()
-    return torch.cat(frames, dim=2)
-
-
-def vae_loss(vae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, plain L1) of one batch (B, 3, F, 64, 64): a deterministic autoencoder on the
-    posterior mean (sampling the untrained posterior drowns the latent in noise), L1
-    weighted x5 on the shapes (~5 % of a frame: pixels far from their row's median), and
-    a small L2 on the latent to keep its scale bounded."""
-    z = vae.encode(x).latent_dist.mean                                    # (B, 16, F', 8, 8)
-    recon = decode_unclamped(vae, z)
-    fg = (x - x.median(dim=-1, keepdim=True).values).abs().amax(1, keepdim=True) > 0.1
-    err = (recon - x).abs()
-    return (err * (1.0 + 4.0 * fg)).mean() + 1e-4 * z.pow(2).mean(), err.mean()
-
-
-def train_vae(vae, cfg: TrainConfig, clock: _Clock, device, log: Callable[[str], None]) -> int:
-    """Step 1: reconstruction training; returns the steps done. Two steps in three are single
-    frames (batches of 4 x vae_batch: the causal VAE's first-frame path, cheap), every third
-    clips of vae_frames frames (the 4-frame chunks and the temporal cache)."""
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-    vae.train()
-    step = 0
-    while clock.more(step):
-        images = step % 3 != 2
-        batch, frames = (4 * cfg.vae_batch, 1) if images else (cfg.vae_batch, cfg.vae_frames)
-        first = (1 << 20) + step * 4 * cfg.vae_batch  # a stream apart from the cached clips
-        _, clips = _clips(cfg.seed, range(first, first + batch), frames)
-        loss, l1 = vae_loss(vae, to_pixels(clips, device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        if step % 25 == 0:
-            log(f"vae step {step} ({'images' if images else f'{frames}-frame clips'}): L1 {l1.item():.4f}")
-        step += 1
-    return step
-
-
-@torch.no_grad()
-def cache_latents(vae, cfg: TrainConfig, device, log) -> tuple[torch.Tensor, list[str]]:
-    """Step 2: (N, 16, 5, 8, 8) normalised latents and their prompts; sets the VAE's stats."""
-    vae.eval()
-    prompts, latents = [], []
-    for first in range(0, cfg.clips, 16):
-        p, clips = _clips(cfg.seed, range(first, min(first + 16, cfg.clips)), data.FRAMES)
-        latents.append(vae.encode(to_pixels(clips, device)).latent_dist.mode().cpu())
-        prompts += p
-    z = torch.cat(latents)                                                # (N, 16, 5, 8, 8)
-    mean = z.mean(dim=(0, 2, 3, 4))
-    std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
-    vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
-    log(f"cached {len(prompts)} clips; latent std {std.mean().item():.3f}")
-    return (z - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1), prompts
-
-
 def _sigma_range(shift: float, lo: float, hi: float, u: torch.Tensor) -> torch.Tensor:
     """Shifted sigmas for u uniform in [0, 1) mapped to the expert's sigma range [lo, hi)."""
     inv = lambda s: s / (shift - (shift - 1.0) * s)  # noqa: E731  (inverse of the shift)
@@ -145,9 +90,8 @@ def _sigma_range(shift: float, lo: float, hi: float, u: torch.Tensor) -> torch.T
     return shift * u / (1.0 + (shift - 1.0) * u)
 
 
-def flow_loss(expert, z0, emb, sigma, gen, device) -> torch.Tensor:
+def flow_loss(expert, z0, emb, sigma, eps) -> torch.Tensor:
     """Step 3 for one expert: MSE between the predicted and the true velocity eps - x_0."""
-    eps = torch.randn(z0.shape, generator=gen).to(device)
     s = sigma.view(-1, 1, 1, 1, 1)
     xt = (1.0 - s) * z0 + s * eps                                         # (B, 16, 5, 8, 8)
     pred = expert(xt, sigma * 1000.0, emb, return_dict=False)[0]
@@ -169,68 +113,111 @@ class Experts:
         self.live = torch.nn.ModuleDict({"text": text_encoder, "high": high, "low": low})
         self.ema = copy.deepcopy(self.live).eval().requires_grad_(False)
 
-    def step_loss(self, latents, prompts, cfg: TrainConfig, gen, device) -> dict[str, torch.Tensor]:
-        losses = {}
+    def step_loss(self, latents, prompts, cfg: TrainConfig, gen, ranks: Ranks, device) -> dict[str, torch.Tensor]:
+        """Both experts' losses on this rank's part of one global batch each (every draw
+        is of the global batch, so the ranks together compute the single-process step)."""
+        losses, part = {}, ranks.part(cfg.dit_batch)
         for name, (lo, hi) in {"high": (toy.BOUNDARY, 1.0), "low": (0.0, toy.BOUNDARY)}.items():
             idx = torch.randint(len(prompts), (cfg.dit_batch,), generator=gen)
             drop = torch.rand(cfg.dit_batch, generator=gen) < cfg.drop_text
+            sigma = _sigma_range(toy.SHIFT, lo, hi, torch.rand(cfg.dit_batch, generator=gen))
+            eps = torch.randn((cfg.dit_batch, *latents.shape[1:]), generator=gen)
             texts = ["" if d else prompts[i] for i, d in zip(idx.tolist(), drop.tolist(), strict=True)]
-            emb = toy.encode_prompts(self.tokenizer, self.live["text"], texts, device)
-            sigma = _sigma_range(toy.SHIFT, lo, hi, torch.rand(cfg.dit_batch, generator=gen)).to(device)
-            losses[name] = flow_loss(self.live[name], latents[idx].to(device), emb, sigma, gen, device)
+            emb = toy.encode_prompts(self.tokenizer, self.live["text"], texts[part], device)
+            losses[name] = flow_loss(self.live[name], latents[idx[part]].to(device), emb,
+                                     sigma[part].to(device), eps[part].to(device))
         return losses
 
 
-def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: _Clock, device,
-                  log, save: Callable[[], None]) -> int:
+def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: Clock, ranks: Ranks,
+                  device, log, save: Callable[[], None]) -> int:
     """Step 3: both experts (and the text encoder) on the cached latents; returns steps."""
     opt = torch.optim.AdamW(experts.live.parameters(), lr=cfg.dit_lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     experts.live.train()
     step, last_save, avg = 0, time.monotonic(), {}
-    while clock.more(step):
+    while ranks.agree(clock.more(step)):
         for group in opt.param_groups:  # linear warm-up over 100 steps, then constant
             group["lr"] = cfg.dit_lr * min(1.0, (step + 1) / 100)
-        losses = experts.step_loss(latents, prompts, cfg, gen, device)
+        losses = experts.step_loss(latents, prompts, cfg, gen, ranks, device)
         opt.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
+        ranks.average_grads(experts.live)
         torch.nn.utils.clip_grad_norm_(experts.live.parameters(), 1.0)
         opt.step()
         _ema_update(experts.ema, experts.live, step, cfg.ema)
-        avg = {k: 0.98 * avg.get(k, v.item()) + 0.02 * v.item() for k, v in losses.items()}
+        avg = {k: 0.98 * avg.get(k, v) + 0.02 * v for k, v in ranks.mean(losses).items()}
         if step % 25 == 0:
             log(f"dit step {step}: loss high {avg['high']:.4f} low {avg['low']:.4f}")
         step += 1
-        if cfg.save_every and time.monotonic() - last_save > cfg.save_every * 60:
+        if ranks.agree(bool(cfg.save_every) and time.monotonic() - last_save > cfg.save_every * 60):
             save()
             last_save = time.monotonic()
     return step
 
 
-def train_toy(directory: str | Path, cfg: TrainConfig = TrainConfig(), device: str = "cpu",
-              log: Callable[[str], None] = print) -> dict:
-    """Train every component and write the model folder; returns the training record."""
+def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Callable[[str], None]) -> None:
+    """Every step on one rank; rank 0 logs and writes the folder."""
     dev, t0 = torch.device(device), time.monotonic()
+    log = log if ranks.rank == 0 else (lambda _m: None)
     torch.manual_seed(cfg.seed)
     tokenizer = toy.build_tokenizer()
     vae = toy.build_vae(cfg.seed).to(dev)
-    vae_steps = train_vae(vae, cfg, _Clock(cfg.vae_steps, cfg.minutes * 60 * cfg.vae_share), dev, log)
-    latents, prompts = cache_latents(vae, cfg, dev, log)
-    vae.save_pretrained(Path(directory) / "vae")  # early, to check the reconstructions
+    vae_steps = train_vae(vae, cfg, Clock(cfg.vae_steps, cfg.minutes * 60 * cfg.vae_share), ranks, dev, log)
+    latents, prompts = cache_latents(vae, cfg, ranks, dev, log)
+    if ranks.rank == 0:
+        vae.save_pretrained(directory / "vae")  # early, to check the reconstructions
     experts = Experts(tokenizer, toy.build_text_encoder(len(tokenizer), cfg.seed).to(dev),
                       toy.build_expert("transformer", cfg.seed).to(dev),
                       toy.build_expert("transformer_2", cfg.seed).to(dev))
     record = {"config": asdict(cfg), "vae_steps": vae_steps}
 
     def save() -> None:
+        if ranks.rank != 0:
+            return
         ema = experts.ema
         toy.save_pipeline(directory, tokenizer, ema["text"], vae, ema["high"], ema["low"])
         record["minutes"] = round((time.monotonic() - t0) / 60, 2)
-        (Path(directory) / "toy_training.json").write_text(json.dumps(record, indent=1) + "\n")
+        (directory / RECORD).write_text(json.dumps(record, indent=1) + "\n")
         log(f"saved {directory} after {record['minutes']} min")
 
     remaining = max(0.0, cfg.minutes * 60 - (time.monotonic() - t0))
-    record["dit_steps"] = train_experts(experts, latents, prompts, cfg, _Clock(cfg.dit_steps, remaining),
-                                        dev, log, save)
+    record["dit_steps"] = train_experts(experts, latents, prompts, cfg, Clock(cfg.dit_steps, remaining),
+                                        ranks, dev, log, save)
     save()
-    return record
+
+
+def _worker(rank: int, directory: Path, cfg: TrainConfig, device: str, store: str,
+            log: Callable[[str], None], setup: Callable[[], None] | None, parent: int) -> None:
+    if cfg.workers > 1:
+        rk.exit_with(parent)
+    if setup is not None:  # a spawned process starts with the libraries' defaults
+        setup()
+    ranks = rk.init(rank, cfg.workers, store)
+    try:
+        _train(ranks, directory, cfg, device, log)
+    finally:
+        rk.close(ranks)
+
+
+def stamped(message: str) -> None:
+    """The CLI's log line: the time, then the message (a module function: workers pickle it)."""
+    print(time.strftime("%H:%M:%S"), message, flush=True)
+
+
+def train_toy(directory: str | Path, cfg: TrainConfig = TrainConfig(), device: str = "cpu",
+              log: Callable[[str], None] = print, setup: Callable[[], None] | None = None) -> dict:
+    """Train every component and write the model folder; returns the training record.
+    `log` and `setup` (run first in every process) must be module-level functions."""
+    if problems := cfg.problems():
+        raise ValueError("; ".join(problems))
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        store = str(Path(tmp) / "store")
+        if cfg.workers == 1:
+            _worker(0, out, cfg, device, store, log, None, os.getpid())
+        else:
+            torch.multiprocessing.spawn(_worker, args=(out, cfg, device, store, log, setup, os.getpid()),
+                                        nprocs=cfg.workers)
+    return json.loads((out / RECORD).read_text())

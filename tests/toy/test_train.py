@@ -1,0 +1,91 @@
+"""The toy training's parts: the VAE rollout is AutoencoderKLWan's own encode and decode,
+crops keep the shape, and data-parallel ranks together compute the single-process step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from farm.toy import data
+from farm.toy import model as toy
+from farm.toy.ranks import Ranks
+from farm.toy.train import Experts, TrainConfig
+from farm.toy.vae_train import _batch, crops, rollout, to_pixels
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def vae():
+    return toy.build_vae(0).eval()
+
+
+def test_rollout_is_the_vae_encode_then_decode(vae):
+    x = to_pixels(crops(0, range(2), 9, 32), torch.device("cpu"))            # (2, 3, 9, 32, 32)
+    with torch.no_grad():
+        frames, means = rollout(vae, x, 0)
+        posterior = vae.encode(x).latent_dist
+        decoded = vae.decode(posterior.mean).sample
+    assert means.shape == (2, 16, 3, 4, 4)
+    torch.testing.assert_close(means, posterior.mean, rtol=0, atol=1e-6)
+    torch.testing.assert_close(frames.clamp(-1, 1), decoded, rtol=0, atol=1e-6)
+
+
+def test_rollout_from_a_later_latent_returns_that_tail_and_trains_only_it(vae):
+    x = to_pixels(crops(0, range(1), 13, 32), torch.device("cpu"))           # 4 latent frames
+    with torch.no_grad():
+        whole, _ = rollout(vae, x, 0)
+    tail, means = rollout(vae, x, 2)
+    assert tail.shape[2] == 8 and means.shape[2] == 2                        # latents 2-3: frames 5-12
+    torch.testing.assert_close(tail.detach(), whole[:, :, 5:], rtol=0, atol=1e-6)
+    assert tail.requires_grad
+
+
+def test_crops_follow_the_shape():
+    idx = range(8)
+    cut = crops(0, idx, 17, 32)
+    assert cut.shape == (8, 17, 32, 32, 3)
+    for i, c in zip(idx, cut, strict=True):
+        s = data.training_scene(0, i, 17)
+        colour = np.array(data.SHAPE_COLOURS[s.colour])
+        mid = c[8].reshape(-1, 3).astype(int)  # frame 8: the mid-clip position the crop is cut at
+        assert (np.abs(mid - colour).sum(axis=1) < 30).sum() > 20, s.prompt
+
+
+def test_two_ranks_split_the_vae_batch_of_one():
+    cfg = TrainConfig(workers=2)
+    for step in (0, 2):  # an image step and a clip step
+        one, start, _ = _batch(cfg, Ranks(0, 1), step, np.random.default_rng(5))
+        parts = [_batch(cfg, Ranks(r, 2), step, np.random.default_rng(5)) for r in (0, 1)]
+        assert all(p[1] == start for p in parts)
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), one)
+
+
+def _grads(experts: Experts, latents, prompts, cfg: TrainConfig, ranks: Ranks) -> list[torch.Tensor]:
+    experts.live.zero_grad(set_to_none=True)
+    gen = torch.Generator().manual_seed(3)
+    sum(experts.step_loss(latents, prompts, cfg, gen, ranks, torch.device("cpu")).values()).backward()
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in experts.live.parameters()]
+
+
+def test_two_ranks_average_to_the_single_process_gradient():
+    """What `average_grads` averages over two ranks is the gradient one process computes
+    on the whole batch: the ranks draw the same global batch and take halves."""
+    tokenizer = toy.build_tokenizer()
+    experts = Experts(tokenizer, toy.build_text_encoder(len(tokenizer)), toy.build_expert("transformer"),
+                      toy.build_expert("transformer_2"))
+    latents = torch.randn(6, 16, 5, 8, 8, generator=torch.Generator().manual_seed(0))
+    prompts = [data.training_scene(0, i).prompt for i in range(6)]
+    cfg = TrainConfig(dit_batch=4, workers=2)
+    whole = _grads(experts, latents, prompts, cfg, Ranks(0, 1))
+    halves = [_grads(experts, latents, prompts, cfg, Ranks(r, 2)) for r in (0, 1)]
+    for g, a, b in zip(whole, *halves, strict=True):
+        torch.testing.assert_close((a + b) / 2, g, rtol=1e-4, atol=1e-7)
+
+
+def test_bad_configurations_name_the_field():
+    problems = TrainConfig(workers=3, vae_crop=20, vae_frames=10).problems()
+    assert any(p == "vae_images (32) must be divisible by workers (3)" for p in problems)
+    assert any(p.startswith("vae_crop must be a multiple of 8") for p in problems)
+    assert any(p.startswith("vae_frames must be 4k+1") for p in problems)
