@@ -108,12 +108,12 @@ def band_frames(vae, latents: torch.Tensor, bands: int, rank: int = 0, ranks: in
         raise ValueError("a band decode over several ranks needs their all-gather")
     order = [b for r in range(ranks) for b in range(r, bands, ranks)]  # gathered order
     decoders = [BandDecoder(vae, b, bands, halo) for b in mine]
+    cols = {b: band_columns(w, bands, b)[1] - band_columns(w, bands, b)[0] for b in range(bands)}
     for chunks in zip(*(d.decode(latents) for d in decoders), strict=True):
         local = torch.cat(chunks, dim=-1)
         if ranks == 1:
             yield local
             continue
-        cols = {b: band_columns(w, bands, b)[1] - band_columns(w, bands, b)[0] for b in range(bands)}
         scale = local.shape[-1] // sum(cols[b] for b in mine)
         widths = {b: scale * c for b, c in cols.items()}
         sizes = [sum(widths[b] for b in range(r, bands, ranks)) for r in range(ranks)]

@@ -33,8 +33,8 @@ def to_pixels(clips: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def clips(seed: int, indices, frames: int) -> tuple[list[str], np.ndarray]:
     """(prompts, (B, frames, 64, 64, 3) uint8) of training clips `indices`."""
-    scenes = [data.training_scene(seed, int(i), frames) for i in indices]
-    return [s.prompt for s in scenes], np.stack([data.render(s, frames) for s in scenes])
+    pairs = [data.clip(seed, int(i), frames) for i in indices]
+    return [p for p, _ in pairs], np.stack([c for _, c in pairs])
 
 
 def crops(seed: int, indices, frames: int, crop: int) -> np.ndarray:
