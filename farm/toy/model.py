@@ -85,14 +85,17 @@ def save_pipeline(directory: str | Path, tokenizer, text_encoder, vae, high, low
     return path
 
 
-def encode_prompts(tokenizer, encoder, prompts: list[str], device: torch.device) -> torch.Tensor:
+def encode_prompts(tokenizer, encoder, prompts: list[str], device: torch.device,
+                   short: bool = False) -> torch.Tensor:
     """(B, TEXT_LEN, TEXT_DIM) embeddings exactly as farm.model.text.encode_text makes them:
-    the real tokens' hidden states, then zeros (the farm pads with zeros, not pad tokens)."""
+    the real tokens' hidden states, then zeros (the farm pads with zeros, not pad tokens).
+    `short`: only one zero token after the longest prompt, for experts inside
+    farm.toy.short_text.padded_to(TEXT_LEN), which read it as the same 512 tokens."""
     from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
     tokens = tokenizer([prompt_clean(p) for p in prompts], padding="longest",
                        add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
     ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
     hidden = encoder(ids, mask).last_hidden_state * mask[..., None]  # (B, L, D), pads zeroed
-    pad = hidden.new_zeros(hidden.size(0), TEXT_LEN - hidden.size(1), hidden.size(2))
+    pad = hidden.new_zeros(hidden.size(0), 1 if short else TEXT_LEN - hidden.size(1), hidden.size(2))
     return torch.cat([hidden, pad], dim=1)

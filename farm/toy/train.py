@@ -32,6 +32,7 @@ import torch
 from farm.toy import model as toy
 from farm.toy import ranks as rk
 from farm.toy.ranks import Ranks
+from farm.toy.short_text import padded_to
 from farm.toy.vae_train import cache_latents, train_vae
 
 RECORD = "toy_training.json"
@@ -45,8 +46,8 @@ class TrainConfig:
     dit_steps: int | None = None
     clips: int = 3000              # cached training clips
     workers: int = 1               # data-parallel processes (one thread each)
-    vae_share: float = 0.45        # fraction of `minutes` for the VAE
-    vae_images: int = 32           # single frames per image step (every third step)
+    vae_share: float = 0.4         # fraction of `minutes` for the VAE
+    vae_images: int = 8            # whole single frames per image step (every third step)
     vae_batch: int = 8             # clips per clip step
     vae_frames: int = 29           # 8 latent frames: the caches reach a long clip's state
     vae_train_latents: int = 3     # latent frames with gradients per clip step
@@ -117,16 +118,22 @@ class Experts:
         """Both experts' losses on this rank's part of one global batch each (every draw
         is of the global batch, so the ranks together compute the single-process step)."""
         losses, part = {}, ranks.part(cfg.dit_batch)
-        for name, (lo, hi) in {"high": (toy.BOUNDARY, 1.0), "low": (0.0, toy.BOUNDARY)}.items():
-            idx = torch.randint(len(prompts), (cfg.dit_batch,), generator=gen)
-            drop = torch.rand(cfg.dit_batch, generator=gen) < cfg.drop_text
-            sigma = _sigma_range(toy.SHIFT, lo, hi, torch.rand(cfg.dit_batch, generator=gen))
-            eps = torch.randn((cfg.dit_batch, *latents.shape[1:]), generator=gen)
-            texts = ["" if d else prompts[i] for i, d in zip(idx.tolist(), drop.tolist(), strict=True)]
-            emb = toy.encode_prompts(self.tokenizer, self.live["text"], texts[part], device)
-            losses[name] = flow_loss(self.live[name], latents[idx[part]].to(device), emb,
-                                     sigma[part].to(device), eps[part].to(device))
+        with padded_to([self.live["high"], self.live["low"]], toy.TEXT_LEN):
+            for name, (lo, hi) in {"high": (toy.BOUNDARY, 1.0), "low": (0.0, toy.BOUNDARY)}.items():
+                losses[name] = self._loss(name, lo, hi, latents, prompts, cfg, gen, part, device)
         return losses
+
+    def _loss(self, name, lo, hi, latents, prompts, cfg: TrainConfig, gen, part, device) -> torch.Tensor:
+        """One expert's flow loss on this rank's `part` of a global batch drawn from `gen`;
+        the text is short (farm.toy.short_text), read as the farm's 512 zero-padded tokens."""
+        idx = torch.randint(len(prompts), (cfg.dit_batch,), generator=gen)
+        drop = torch.rand(cfg.dit_batch, generator=gen) < cfg.drop_text
+        sigma = _sigma_range(toy.SHIFT, lo, hi, torch.rand(cfg.dit_batch, generator=gen))
+        eps = torch.randn((cfg.dit_batch, *latents.shape[1:]), generator=gen)
+        texts = ["" if d else prompts[i] for i, d in zip(idx.tolist(), drop.tolist(), strict=True)]
+        emb = toy.encode_prompts(self.tokenizer, self.live["text"], texts[part], device, short=True)
+        return flow_loss(self.live[name], latents[idx[part]].to(device), emb,
+                         sigma[part].to(device), eps[part].to(device))
 
 
 def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: Clock, ranks: Ranks,

@@ -1,11 +1,12 @@
 """Steps 1-2 of the toy training: the VAE (AutoencoderKLWan) and the cached latents.
 
     1. Reconstruction: a deterministic autoencoder on the posterior mean, L1 weighted on
-       the shapes, on crops around the shape (a quarter of a frame's cost). One step in
-       three is single frames (the causal VAE's first-frame path); two in three are clips
-       run through both causal caches, with gradients on a few latent frames at a seeded
-       position (`rollout`), so the video path (its own temporal convolutions) is trained
-       at every position a long clip reaches.
+       the shapes. One step in three is whole single frames (the causal VAE's first-frame
+       path, and the backgrounds and frame borders as they are); two in three are clips
+       cut to crops around the shape (a quarter of a frame's cost) run through both
+       causal caches, with gradients on a few latent frames at a seeded position
+       (`rollout`), so the video path (its own temporal convolutions) is trained at every
+       position a long clip reaches.
     2. Cache: the training clips encoded once (posterior means); their per-channel mean and
        std become the VAE's latents_mean / latents_std, so the experts see unit latents.
 """
@@ -103,7 +104,7 @@ def _batch(cfg: TrainConfig, ranks: Ranks, step: int, rng: np.random.Generator):
     first = (1 << 20) + step * cfg.vae_images  # a stream apart from the cached clips
     if step % 3 == 0:
         idx = range(first, first + cfg.vae_images)[ranks.part(cfg.vae_images)]
-        return crops(cfg.seed, idx, 1, cfg.vae_crop), 0, "frames"
+        return crops(cfg.seed, idx, 1, data.SIZE), 0, "frames"
     latents = 1 + (cfg.vae_frames - 1) // 4
     start = int(rng.integers(0, latents - cfg.vae_train_latents + 1))
     idx = range(first, first + cfg.vae_batch)[ranks.part(cfg.vae_batch)]

@@ -86,6 +86,6 @@ def test_two_ranks_average_to_the_single_process_gradient():
 
 def test_bad_configurations_name_the_field():
     problems = TrainConfig(workers=3, vae_crop=20, vae_frames=10).problems()
-    assert any(p == "vae_images (32) must be divisible by workers (3)" for p in problems)
+    assert any(p == "vae_images (8) must be divisible by workers (3)" for p in problems)
     assert any(p.startswith("vae_crop must be a multiple of 8") for p in problems)
     assert any(p.startswith("vae_frames must be 4k+1") for p in problems)
