@@ -29,6 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="fixed VAE steps instead of a share of --minutes (repeats a run exactly)")
     toy.add_argument("--dit-steps", type=int, default=None,
                      help="fixed expert steps instead of the rest of --minutes")
+    toy.add_argument("--decoder-steps", type=int, default=None,
+                     help="fixed decoder fine-tune steps (step 4) instead of its share of --minutes; 0: none")
+    toy.add_argument("--resume", action="store_true",
+                     help="continue DIR, whose run ended after its expert phase: run step 4 only")
     toy.set_defaults(run=run_train_toy)
 
 
@@ -56,6 +60,8 @@ def _check_train_flags(args: argparse.Namespace) -> str | None:
     for flag, value in (("--vae-steps", args.vae_steps), ("--dit-steps", args.dit_steps)):
         if value is not None and value < 1:
             return f"{flag} must be >= 1, got {value}"
+    if args.decoder_steps is not None and args.decoder_steps < 0:
+        return f"--decoder-steps must be >= 0, got {args.decoder_steps}"
     return None
 
 
@@ -63,12 +69,16 @@ def run_train_toy(args: argparse.Namespace) -> int:
     if problem := _check_train_flags(args):
         raise SystemExit(f"error: {problem}")
     from farm.cli.quiet import quiet_libraries
-    from farm.toy.train import TrainConfig, stamped, train_toy
+    from farm.toy.train import SetupError, TrainConfig, stamped, train_toy
 
     quiet_libraries()
     cfg = TrainConfig(seed=args.seed, minutes=args.minutes, clips=args.clips, workers=args.workers,
-                      vae_steps=args.vae_steps, dit_steps=args.dit_steps)
-    record = train_toy(args.directory, cfg, log=stamped, setup=quiet_libraries)
+                      vae_steps=args.vae_steps, dit_steps=args.dit_steps, decoder_steps=args.decoder_steps)
+    try:
+        record = train_toy(args.directory, cfg, log=stamped, setup=quiet_libraries, resume=args.resume)
+    except SetupError as e:
+        raise SystemExit(f"error: {e}") from None
     print(f"wrote the toy model to {args.directory}: {record['vae_steps']} VAE steps, "
-          f"{record['dit_steps']} expert steps, {record['minutes']} min")
+          f"{record['dit_steps']} expert steps, {record['decoder_steps']} decoder steps, "
+          f"{record['minutes']} min")
     return 0

@@ -85,6 +85,18 @@ def save_pipeline(directory: str | Path, tokenizer, text_encoder, vae, high, low
     return path
 
 
+def load_pipeline(directory: str | Path):
+    """(text_encoder, vae, high, low) of a folder save_pipeline wrote (float32, eval mode)."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5EncoderModel
+
+    path = Path(directory)
+    return (UMT5EncoderModel.from_pretrained(path / "text_encoder").eval(),
+            AutoencoderKLWan.from_pretrained(path / "vae").eval(),
+            WanTransformer3DModel.from_pretrained(path / "transformer").eval(),
+            WanTransformer3DModel.from_pretrained(path / "transformer_2").eval())
+
+
 def encode_prompts(tokenizer, encoder, prompts: list[str], device: torch.device,
                    short: bool = False) -> torch.Tensor:
     """(B, TEXT_LEN, TEXT_DIM) embeddings exactly as farm.model.text.encode_text makes them:

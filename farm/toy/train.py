@@ -8,11 +8,15 @@
        t = 1000 sigma. The high-noise expert draws u so that sigma >= BOUNDARY, the low-noise
        one so that sigma < BOUNDARY: each expert learns only its own range (a timestep-routed
        MoE). Prompts are dropped (-> "") 10 % of the time, for classifier-free guidance.
-    4. Save the EMA weights as a diffusers WanPipeline folder + toy_training.json.
+    4. Decoder fine-tune on whole frames, the encoder frozen (farm.toy.vae_train): the
+       latents the experts learnt stay what the encoder makes.
+    Saved: the EMA weights as a diffusers WanPipeline folder + toy_training.json.
 
-Everything is seeded and the data order is fixed, so (seed, vae_steps, dit_steps, clips,
-workers) gives the same weights; with a time budget (`minutes`) the step counts reached
-are logged in toy_training.json and `--vae-steps/--dit-steps` repeat that run exactly.
+Everything is seeded and the data order is fixed, so (seed, vae_steps, dit_steps,
+decoder_steps, clips, workers) gives the same weights; with a time budget (`minutes`) the step
+counts reached are logged in toy_training.json and `--vae-steps/--dit-steps/
+--decoder-steps` repeat that run exactly. Step 4 draws from its own seeded streams, so a
+run resumed after step 3 (`resume`) ends with the weights of one that never stopped.
 `workers` processes train data-parallel (farm.toy.ranks), one thread each.
 """
 
@@ -33,9 +37,13 @@ from farm.toy import model as toy
 from farm.toy import ranks as rk
 from farm.toy.ranks import Ranks
 from farm.toy.short_text import padded_to
-from farm.toy.vae_train import cache_latents, train_vae
+from farm.toy.vae_train import cache_latents, ema_update, train_vae
 
 RECORD = "toy_training.json"
+
+
+class SetupError(ValueError):
+    """A configuration or folder the training refuses before it starts (names the field)."""
 
 
 @dataclass(frozen=True)
@@ -44,15 +52,20 @@ class TrainConfig:
     minutes: float = 60.0          # wall-clock budget (ignored for phases given steps)
     vae_steps: int | None = None   # fixed step counts (reproducible runs, smoke tests)
     dit_steps: int | None = None
+    decoder_steps: int | None = None
     clips: int = 3000              # cached training clips
     workers: int = 1               # data-parallel processes (one thread each)
     vae_share: float = 0.4         # fraction of `minutes` for the VAE
+    decoder_share: float = 0.2     # fraction of `minutes` for the decoder fine-tune (step 4)
     vae_images: int = 8            # whole single frames per image step (every third step)
     vae_batch: int = 8             # clips per clip step
     vae_frames: int = 29           # 8 latent frames: the caches reach a long clip's state
     vae_train_latents: int = 3     # latent frames with gradients per clip step
     vae_crop: int = 32             # pixels (a multiple of 8): a quarter of a frame's cost
     vae_lr: float = 1e-3
+    decoder_batch: int = 4         # whole-frame clips per clip step of the decoder fine-tune
+    decoder_lr: float = 5e-4
+    decoder_ema: float = 0.99
     dit_batch: int = 32
     dit_lr: float = 5e-4
     drop_text: float = 0.1
@@ -62,7 +75,7 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """What is wrong with this configuration, one message per field."""
         out = []
-        for name in ("vae_images", "vae_batch", "dit_batch"):
+        for name in ("vae_images", "vae_batch", "decoder_batch", "dit_batch"):
             if getattr(self, name) % self.workers:
                 out.append(f"{name} ({getattr(self, name)}) must be divisible by workers ({self.workers})")
         if self.vae_crop % 8 or not 8 <= self.vae_crop <= 64:
@@ -97,13 +110,6 @@ def flow_loss(expert, z0, emb, sigma, eps) -> torch.Tensor:
     xt = (1.0 - s) * z0 + s * eps                                         # (B, 16, 5, 8, 8)
     pred = expert(xt, sigma * 1000.0, emb, return_dict=False)[0]
     return (pred - (eps - z0)).pow(2).mean()
-
-
-def _ema_update(ema: torch.nn.Module, live: torch.nn.Module, step: int, decay: float) -> None:
-    d = min(decay, (1.0 + step) / (10.0 + step))
-    with torch.no_grad():
-        for e, p in zip(ema.parameters(), live.parameters(), strict=True):
-            e.lerp_(p, 1.0 - d)
 
 
 class Experts:
@@ -152,7 +158,7 @@ def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: C
         ranks.average_grads(experts.live)
         torch.nn.utils.clip_grad_norm_(experts.live.parameters(), 1.0)
         opt.step()
-        _ema_update(experts.ema, experts.live, step, cfg.ema)
+        ema_update(experts.ema, experts.live, step, cfg.ema)
         avg = {k: 0.98 * avg.get(k, v) + 0.02 * v for k, v in ranks.mean(losses).items()}
         if step % 25 == 0:
             log(f"dit step {step}: loss high {avg['high']:.4f} low {avg['low']:.4f}")
@@ -163,46 +169,75 @@ def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: C
     return step
 
 
-def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Callable[[str], None]) -> None:
-    """Every step on one rank; rank 0 logs and writes the folder."""
+def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Callable[[str], None],
+           resume: bool) -> None:
+    """Every step on one rank; rank 0 logs and writes the folder. `resume`: the phases
+    toy_training.json records are loaded from the folder instead of trained again."""
     dev, t0 = torch.device(device), time.monotonic()
     log = log if ranks.rank == 0 else (lambda _m: None)
+    record = recorded(directory, cfg) if resume else {"config": asdict(cfg)}
+    before = record.get("minutes", 0.0)
     torch.manual_seed(cfg.seed)
     tokenizer = toy.build_tokenizer()
-    vae = toy.build_vae(cfg.seed).to(dev)
-    vae_steps = train_vae(vae, cfg, Clock(cfg.vae_steps, cfg.minutes * 60 * cfg.vae_share), ranks, dev, log)
-    latents, prompts = cache_latents(vae, cfg, ranks, dev, log)
-    if ranks.rank == 0:
-        vae.save_pretrained(directory / "vae")  # early, to check the reconstructions
-    experts = Experts(tokenizer, toy.build_text_encoder(len(tokenizer), cfg.seed).to(dev),
-                      toy.build_expert("transformer", cfg.seed).to(dev),
-                      toy.build_expert("transformer_2", cfg.seed).to(dev))
-    record = {"config": asdict(cfg), "vae_steps": vae_steps}
 
     def save() -> None:
         if ranks.rank != 0:
             return
         ema = experts.ema
         toy.save_pipeline(directory, tokenizer, ema["text"], vae, ema["high"], ema["low"])
-        record["minutes"] = round((time.monotonic() - t0) / 60, 2)
+        record["minutes"] = round(before + (time.monotonic() - t0) / 60, 2)
         (directory / RECORD).write_text(json.dumps(record, indent=1) + "\n")
         log(f"saved {directory} after {record['minutes']} min")
 
-    remaining = max(0.0, cfg.minutes * 60 - (time.monotonic() - t0))
-    record["dit_steps"] = train_experts(experts, latents, prompts, cfg, Clock(cfg.dit_steps, remaining),
-                                        ranks, dev, log, save)
+    if "dit_steps" in record:  # steps 1-3 done: the folder holds their weights
+        text, vae, high, low = (m.to(dev) for m in toy.load_pipeline(directory))
+        experts = Experts(tokenizer, text, high, low)
+        log(f"resumed {directory}: {record['vae_steps']} VAE steps, {record['dit_steps']} expert steps done")
+    else:
+        vae = toy.build_vae(cfg.seed).to(dev)
+        record["vae_steps"] = train_vae(vae, cfg, Clock(cfg.vae_steps, cfg.minutes * 60 * cfg.vae_share),
+                                        ranks, dev, log)
+        latents, prompts = cache_latents(vae, cfg, ranks, dev, log)
+        if ranks.rank == 0:
+            vae.save_pretrained(directory / "vae")  # early, to check the reconstructions
+        experts = Experts(tokenizer, toy.build_text_encoder(len(tokenizer), cfg.seed).to(dev),
+                          toy.build_expert("transformer", cfg.seed).to(dev),
+                          toy.build_expert("transformer_2", cfg.seed).to(dev))
+        left = max(0.0, cfg.minutes * 60 * (1 - cfg.decoder_share) - (time.monotonic() - t0))
+        record["dit_steps"] = train_experts(experts, latents, prompts, cfg, Clock(cfg.dit_steps, left),
+                                            ranks, dev, log, save)
+        save()
+    left = max(0.0, cfg.minutes * 60 - (time.monotonic() - t0))
+    record["decoder_steps"] = train_vae(vae, cfg, Clock(cfg.decoder_steps, left), ranks, dev, log, decoder=True)
     save()
 
 
+def recorded(directory: Path, cfg: TrainConfig) -> dict:
+    """The record of an earlier run in `directory` that this one continues: it must have
+    finished its expert phase (step 4 is what a resumed run adds) with the same data."""
+    path = directory / RECORD
+    if not path.is_file():
+        raise SetupError(f"resume: {path} does not exist (train without --resume first)")
+    record = json.loads(path.read_text())
+    if "dit_steps" not in record:
+        raise SetupError(f"resume: {path} records no finished expert phase; start again without --resume")
+    if "decoder_steps" in record:
+        raise SetupError(f"resume: {path} already records {record['decoder_steps']} decoder steps: nothing to resume")
+    for name in ("seed", "clips"):
+        if record["config"][name] != getattr(cfg, name):
+            raise SetupError(f"resume: --{name} {getattr(cfg, name)} differs from the folder's {record['config'][name]}")
+    return {**record, "resumed_config": asdict(cfg)}
+
+
 def _worker(rank: int, directory: Path, cfg: TrainConfig, device: str, store: str,
-            log: Callable[[str], None], setup: Callable[[], None] | None, parent: int) -> None:
+            log: Callable[[str], None], setup: Callable[[], None] | None, parent: int, resume: bool) -> None:
     if cfg.workers > 1:
         rk.exit_with(parent)
     if setup is not None:  # a spawned process starts with the libraries' defaults
         setup()
     ranks = rk.init(rank, cfg.workers, store)
     try:
-        _train(ranks, directory, cfg, device, log)
+        _train(ranks, directory, cfg, device, log, resume)
     finally:
         rk.close(ranks)
 
@@ -213,18 +248,22 @@ def stamped(message: str) -> None:
 
 
 def train_toy(directory: str | Path, cfg: TrainConfig = TrainConfig(), device: str = "cpu",
-              log: Callable[[str], None] = print, setup: Callable[[], None] | None = None) -> dict:
+              log: Callable[[str], None] = print, setup: Callable[[], None] | None = None,
+              resume: bool = False) -> dict:
     """Train every component and write the model folder; returns the training record.
-    `log` and `setup` (run first in every process) must be module-level functions."""
+    `log` and `setup` (run first in every process) must be module-level functions.
+    `resume`: continue a folder whose run ended after its expert phase (see `recorded`)."""
     if problems := cfg.problems():
-        raise ValueError("; ".join(problems))
+        raise SetupError("; ".join(problems))
     out = Path(directory)
+    if resume:
+        recorded(out, cfg)  # its errors before any process starts
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         store = str(Path(tmp) / "store")
         if cfg.workers == 1:
-            _worker(0, out, cfg, device, store, log, None, os.getpid())
+            _worker(0, out, cfg, device, store, log, None, os.getpid(), resume)
         else:
-            torch.multiprocessing.spawn(_worker, args=(out, cfg, device, store, log, setup, os.getpid()),
+            torch.multiprocessing.spawn(_worker, args=(out, cfg, device, store, log, setup, os.getpid(), resume),
                                         nprocs=cfg.workers)
     return json.loads((out / RECORD).read_text())

@@ -9,10 +9,15 @@
        position a long clip reaches.
     2. Cache: the training clips encoded once (posterior means); their per-channel mean and
        std become the VAE's latents_mean / latents_std, so the experts see unit latents.
+    4. Decoder (after the experts, farm.toy.train step 4): the decoder alone, the encoder
+       frozen, so the cached latents and the experts trained on them stay valid; clips are
+       whole frames (colours and backgrounds of the frames the farm decodes, not crops),
+       and the weights kept are an EMA of the steps.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -99,37 +104,60 @@ def vae_loss(vae, x: torch.Tensor, train_from: int = 0) -> tuple[torch.Tensor, t
     return (err * (1.0 + 4.0 * fg)).mean() + 1e-4 * z.pow(2).mean(), err.mean()
 
 
-def _batch(cfg: TrainConfig, ranks: Ranks, step: int, rng: np.random.Generator):
-    """(pixels of this rank's part, train_from, label) of VAE step `step`."""
-    first = (1 << 20) + step * cfg.vae_images  # a stream apart from the cached clips
+def _batch(cfg: TrainConfig, ranks: Ranks, step: int, rng: np.random.Generator, decoder: bool = False):
+    """(pixels of this rank's part, train_from, label) of VAE step `step` (step 1, or
+    step 4 with `decoder`: its own clips, whole frames, `decoder_batch` of them)."""
+    batch, crop = (cfg.decoder_batch, data.SIZE) if decoder else (cfg.vae_batch, cfg.vae_crop)
+    # streams apart from the cached clips and from each other
+    first = (1 << 21) + step * max(cfg.vae_images, batch) if decoder else (1 << 20) + step * cfg.vae_images
     if step % 3 == 0:
         idx = range(first, first + cfg.vae_images)[ranks.part(cfg.vae_images)]
         return crops(cfg.seed, idx, 1, data.SIZE), 0, "frames"
     latents = 1 + (cfg.vae_frames - 1) // 4
     start = int(rng.integers(0, latents - cfg.vae_train_latents + 1))
-    idx = range(first, first + cfg.vae_batch)[ranks.part(cfg.vae_batch)]
+    idx = range(first, first + batch)[ranks.part(batch)]
     frames = 1 + 4 * (start + cfg.vae_train_latents - 1)
     label = f"clips, latents {start}-{start + cfg.vae_train_latents - 1}"
-    return crops(cfg.seed, idx, cfg.vae_frames, cfg.vae_crop)[:, :frames], start, label
+    return crops(cfg.seed, idx, cfg.vae_frames, crop)[:, :frames], start, label
 
 
-def train_vae(vae, cfg: TrainConfig, clock: Clock, ranks: Ranks, device, log: Callable[[str], None]) -> int:
-    """Step 1 (see the module docstring); returns the steps done."""
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-    rng = np.random.default_rng([cfg.seed, 3])
+def ema_update(ema: torch.nn.Module, live: torch.nn.Module, step: int, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * live, the decay ramped up over the first steps."""
+    d = min(decay, (1.0 + step) / (10.0 + step))
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), live.parameters(), strict=True):
+            e.lerp_(p, 1.0 - d)
+
+
+def train_vae(vae, cfg: TrainConfig, clock: Clock, ranks: Ranks, device, log: Callable[[str], None],
+              decoder: bool = False) -> int:
+    """Step 1, or step 4 with `decoder` (see the module docstring); returns the steps done."""
+    if decoder:
+        torch.manual_seed(cfg.seed + 4)  # the phase's own stream, whatever ran before it
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+    live = torch.nn.ModuleList([vae.decoder, vae.post_quant_conv]) if decoder else vae
+    ema = copy.deepcopy(live).requires_grad_(False) if decoder else None
+    opt = torch.optim.AdamW(live.parameters(), lr=cfg.decoder_lr if decoder else cfg.vae_lr, weight_decay=0.0)
+    rng = np.random.default_rng([cfg.seed, 5 if decoder else 3])
     vae.train()
     step = 0
     while ranks.agree(clock.more(step)):
-        pixels, start, label = _batch(cfg, ranks, step, rng)
+        pixels, start, label = _batch(cfg, ranks, step, rng, decoder)
         loss, l1 = vae_loss(vae, to_pixels(pixels, device), start)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        ranks.average_grads(vae)
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        ranks.average_grads(live)
+        torch.nn.utils.clip_grad_norm_(live.parameters(), 1.0)
         opt.step()
+        if ema is not None:
+            ema_update(ema, live, step, cfg.decoder_ema)
         if step % 25 == 0:
-            log(f"vae step {step} ({label}): L1 {l1.item():.4f}")
+            log(f"{'decoder' if decoder else 'vae'} step {step} ({label}): L1 {l1.item():.4f}")
         step += 1
+    if ema is not None:
+        live.load_state_dict(ema.state_dict())
+    vae.eval().requires_grad_(True)
     return step
 
 

@@ -10,7 +10,9 @@ from farm.cli import main
 from farm.model.loader import ModelLoader, resolve_model
 
 pytestmark = pytest.mark.model
-SMOKE = ["--vae-steps", "2", "--dit-steps", "2", "--clips", "16"]
+SMOKE = ["--vae-steps", "2", "--dit-steps", "2", "--decoder-steps", "2", "--clips", "16"]
+PARTS = ("transformer/diffusion_pytorch_model.safetensors", "transformer_2/diffusion_pytorch_model.safetensors",
+         "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors")
 
 
 def render(model: str, scenes: list[dict], steps: int) -> dict[str, np.ndarray]:
@@ -41,9 +43,34 @@ def test_smoke_training_writes_a_loadable_two_expert_folder(smoke):
 
 def test_smoke_training_is_reproducible(smoke, tmp_path):
     assert main(["models", "train-toy", str(tmp_path), *SMOKE]) == 0
-    for part in ("transformer/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-                 "text_encoder/model.safetensors"):
+    for part in PARTS:
         assert (tmp_path / part).read_bytes() == (smoke / part).read_bytes(), part
+
+
+def test_a_run_resumed_after_its_experts_ends_with_the_weights_of_one_that_never_stopped(smoke, tmp_path):
+    """A folder whose record ends at the expert phase (as runs before step 4 existed wrote
+    it) continues with `--resume`: only the decoder trains, and the bytes equal the smoke run's."""
+    import json
+
+    from safetensors.torch import load_file
+
+    vae = "vae/diffusion_pytorch_model.safetensors"
+    assert main(["models", "train-toy", str(tmp_path), "--vae-steps", "2", "--dit-steps", "2",
+                 "--decoder-steps", "0", "--clips", "16"]) == 0
+    record = json.loads((tmp_path / "toy_training.json").read_text())
+    del record["decoder_steps"]
+    (tmp_path / "toy_training.json").write_text(json.dumps(record))
+    before = load_file(tmp_path / vae)
+    with pytest.raises(SystemExit, match="resume: --seed 5 differs from the folder's 0"):
+        main(["models", "train-toy", str(tmp_path), *SMOKE, "--resume", "--seed", "5"])
+    assert main(["models", "train-toy", str(tmp_path), *SMOKE, "--resume"]) == 0
+    for part in PARTS:
+        assert (tmp_path / part).read_bytes() == (smoke / part).read_bytes(), part
+    after = load_file(tmp_path / vae)
+    assert all(after[k].equal(v) for k, v in before.items() if k.startswith(("encoder.", "quant_conv.")))
+    assert not all(after[k].equal(v) for k, v in before.items() if k.startswith("decoder."))
+    with pytest.raises(SystemExit, match="already records 2 decoder steps"):
+        main(["models", "train-toy", str(tmp_path), *SMOKE, "--resume"])
 
 
 def test_bad_training_flags_name_the_flag(capsys):
