@@ -64,7 +64,7 @@ class TrainConfig:
     vae_crop: int = 32             # pixels (a multiple of 8): a quarter of a frame's cost
     vae_lr: float = 1e-3
     decoder_batch: int = 4         # whole-frame clips per clip step of the decoder fine-tune
-    decoder_lr: float = 5e-4
+    decoder_lr: float = 1e-3
     decoder_ema: float = 0.99
     dit_batch: int = 32
     dit_lr: float = 5e-4
