@@ -170,12 +170,12 @@ def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: C
 
 
 def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Callable[[str], None],
-           resume: bool) -> None:
-    """Every step on one rank; rank 0 logs and writes the folder. `resume`: the phases
-    toy_training.json records are loaded from the folder instead of trained again."""
+           earlier: dict | None) -> None:
+    """Every step on one rank; rank 0 logs and writes the folder. `earlier`: the record of
+    the run this one resumes (`recorded`); the phases it records are loaded from the folder."""
     dev, t0 = torch.device(device), time.monotonic()
     log = log if ranks.rank == 0 else (lambda _m: None)
-    record = recorded(directory, cfg) if resume else {"config": asdict(cfg)}
+    record = dict(earlier) if earlier else {"config": asdict(cfg)}
     before = record.get("minutes", 0.0)
     torch.manual_seed(cfg.seed)
     tokenizer = toy.build_tokenizer()
@@ -230,14 +230,15 @@ def recorded(directory: Path, cfg: TrainConfig) -> dict:
 
 
 def _worker(rank: int, directory: Path, cfg: TrainConfig, device: str, store: str,
-            log: Callable[[str], None], setup: Callable[[], None] | None, parent: int, resume: bool) -> None:
+            log: Callable[[str], None], setup: Callable[[], None] | None, parent: int,
+            earlier: dict | None) -> None:
     if cfg.workers > 1:
         rk.exit_with(parent)
     if setup is not None:  # a spawned process starts with the libraries' defaults
         setup()
     ranks = rk.init(rank, cfg.workers, store)
     try:
-        _train(ranks, directory, cfg, device, log, resume)
+        _train(ranks, directory, cfg, device, log, earlier)
     finally:
         rk.close(ranks)
 
@@ -256,14 +257,13 @@ def train_toy(directory: str | Path, cfg: TrainConfig = TrainConfig(), device: s
     if problems := cfg.problems():
         raise SetupError("; ".join(problems))
     out = Path(directory)
-    if resume:
-        recorded(out, cfg)  # its errors before any process starts
+    earlier = recorded(out, cfg) if resume else None  # its errors before any process starts
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         store = str(Path(tmp) / "store")
         if cfg.workers == 1:
-            _worker(0, out, cfg, device, store, log, None, os.getpid(), resume)
+            _worker(0, out, cfg, device, store, log, None, os.getpid(), earlier)
         else:
-            torch.multiprocessing.spawn(_worker, args=(out, cfg, device, store, log, setup, os.getpid(), resume),
+            torch.multiprocessing.spawn(_worker, args=(out, cfg, device, store, log, setup, os.getpid(), earlier),
                                         nprocs=cfg.workers)
     return json.loads((out / RECORD).read_text())
