@@ -55,14 +55,18 @@ class TrainConfig:
     decoder_steps: int | None = None
     clips: int = 3000              # cached training clips
     workers: int = 1               # data-parallel processes (one thread each)
-    vae_share: float = 0.4         # fraction of `minutes` for the VAE
-    decoder_share: float = 0.2     # fraction of `minutes` for the decoder fine-tune (step 4)
-    vae_images: int = 8            # whole single frames per image step (every third step)
+    vae_share: float = 0.35        # fraction of `minutes` for the VAE
+    decoder_share: float = 0.15    # fraction of `minutes` for the decoder fine-tune (step 4)
+    vae_images: int = 8            # whole single frames per image step
+    vae_frames_every: int = 2      # every k-th VAE step is an image step (the rest: clips)
     vae_batch: int = 8             # clips per clip step
     vae_frames: int = 29           # 8 latent frames: the caches reach a long clip's state
     vae_train_latents: int = 3     # latent frames with gradients per clip step
     vae_crop: int = 32             # pixels (a multiple of 8): a quarter of a frame's cost
     vae_lr: float = 1e-3
+    vae_chroma: float = 2.0        # weight of the opponent-colour L1 (vae_train.vae_loss)
+    vae_lr_steps: float = 500.0    # lr / sqrt(1 + step / vae_lr_steps), both VAE phases
+    vae_ema: float = 0.998         # step 1 keeps an EMA of its steps (the L1 of single steps swings)
     decoder_batch: int = 4         # whole-frame clips per clip step of the decoder fine-tune
     decoder_lr: float = 1e-3
     decoder_ema: float = 0.99
@@ -78,6 +82,13 @@ class TrainConfig:
         for name in ("vae_images", "vae_batch", "decoder_batch", "dit_batch"):
             if getattr(self, name) % self.workers:
                 out.append(f"{name} ({getattr(self, name)}) must be divisible by workers ({self.workers})")
+        if self.vae_frames_every < 1:
+            out.append(f"vae_frames_every must be >= 1 (1: image steps only), got {self.vae_frames_every}")
+        for name in ("vae_chroma", "vae_lr_steps"):
+            if not getattr(self, name) > 0:
+                out.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.vae_ema < 1:
+            out.append(f"vae_ema must be in [0, 1), got {self.vae_ema}")
         if self.vae_crop % 8 or not 8 <= self.vae_crop <= 64:
             out.append(f"vae_crop must be a multiple of 8 in 8..64, got {self.vae_crop}")
         if self.vae_frames % 4 != 1 or (self.vae_frames - 1) // 4 + 1 < self.vae_train_latents:

@@ -1,19 +1,21 @@
 """Steps 1-2 of the toy training: the VAE (AutoencoderKLWan) and the cached latents.
 
     1. Reconstruction: a deterministic autoencoder on the posterior mean, L1 weighted on
-       the shapes. One step in three is whole single frames (the causal VAE's first-frame
-       path, and the backgrounds and frame borders as they are); two in three are clips
-       cut to crops around the shape (a quarter of a frame's cost) run through both
-       causal caches, with gradients on a few latent frames at a seeded position
-       (`rollout`), so the video path (its own temporal convolutions) is trained at every
-       position a long clip reaches.
+       the shapes plus an L1 on the opponent colour differences (`vae_loss`: an RGB L1 alone
+       teaches brightness long before hue). Every `vae_frames_every`-th step is whole
+       single frames (the causal VAE's first-frame path, and the backgrounds and frame
+       borders as they are); the others are clips cut to crops around the shape (a
+       quarter of a frame's cost) run through both causal caches, with gradients on a few
+       latent frames at a seeded position (`rollout`), so the video path (its own temporal
+       convolutions) is trained at every position a long clip reaches. The lr decays as
+       1 / sqrt(1 + step / vae_lr_steps) and the weights kept are an EMA of the steps (both
+       counted in steps, so a run repeats step for step whatever the clock did).
     2. Cache: the training clips encoded once (posterior means); their per-channel mean and
        std become the VAE's latents_mean / latents_std, so the experts see unit latents.
     4. Decoder (after the experts, farm.toy.train step 4): the decoder alone, the encoder
        frozen, so the cached latents and the experts trained on them stay valid; clips are
        whole frames (colours and backgrounds of the frames the farm decodes, not crops),
-       and the weights kept are an EMA of the steps.
-"""
+       the same loss, lr decay and EMA."""
 
 from __future__ import annotations
 
@@ -91,17 +93,27 @@ def rollout(vae, x: torch.Tensor, train_from: int) -> tuple[torch.Tensor, torch.
     return torch.cat(frames, dim=2), torch.cat(means, dim=2)
 
 
-def vae_loss(vae, x: torch.Tensor, train_from: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, plain L1) of one batch (B, 3, F, H, W): L1 weighted x5 on the shapes (pixels
-    far from their row's median), and a small L2 on the latent to bound its scale. A
-    deterministic autoencoder on the posterior mean: sampling the untrained posterior
-    drowns the latent in noise."""
+def pixel_loss(recon: torch.Tensor, x: torch.Tensor, chroma: float) -> torch.Tensor:
+    """L1 of recon - x (B, 3, F, H, W) weighted x5 on the shapes (pixels far from their
+    row's median), plus `chroma` x the L1 of the two opponent colour differences
+    (R - G, (R + G) / 2 - B) of the error. The chroma term is there because an RGB L1 is
+    mostly brightness: without it the VAE learns brightness first and hue last (its early
+    shapes and backgrounds decode grey)."""
+    fg = (x - x.median(dim=-1, keepdim=True).values).abs().amax(1, keepdim=True) > 0.1
+    weight = 1.0 + 4.0 * fg
+    d = recon - x
+    opponent = torch.stack([d[:, 0] - d[:, 1], 0.5 * (d[:, 0] + d[:, 1]) - d[:, 2]], 1)
+    return (d.abs() * weight).mean() + chroma * (opponent.abs() * weight).mean()
+
+
+def vae_loss(vae, x: torch.Tensor, train_from: int = 0, chroma: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, plain L1) of one batch (B, 3, F, H, W): `pixel_loss` and a small L2 on the
+    latent to bound its scale. A deterministic autoencoder on the posterior mean: sampling
+    the untrained posterior drowns the latent in noise."""
     recon, z = rollout(vae, x, train_from)
     first = 0 if train_from == 0 else 1 + 4 * (train_from - 1)
     x = x[:, :, first:first + recon.shape[2]]
-    fg = (x - x.median(dim=-1, keepdim=True).values).abs().amax(1, keepdim=True) > 0.1
-    err = (recon - x).abs()
-    return (err * (1.0 + 4.0 * fg)).mean() + 1e-4 * z.pow(2).mean(), err.mean()
+    return pixel_loss(recon, x, chroma) + 1e-4 * z.pow(2).mean(), (recon - x).abs().mean()
 
 
 def _batch(cfg: TrainConfig, ranks: Ranks, step: int, rng: np.random.Generator, decoder: bool = False):
@@ -110,7 +122,7 @@ def _batch(cfg: TrainConfig, ranks: Ranks, step: int, rng: np.random.Generator, 
     batch, crop = (cfg.decoder_batch, data.SIZE) if decoder else (cfg.vae_batch, cfg.vae_crop)
     # streams apart from the cached clips and from each other
     first = (1 << 21) + step * max(cfg.vae_images, batch) if decoder else (1 << 20) + step * cfg.vae_images
-    if step % 3 == 0:
+    if step % cfg.vae_frames_every == 0:
         idx = range(first, first + cfg.vae_images)[ranks.part(cfg.vae_images)]
         return crops(cfg.seed, idx, 1, data.SIZE), 0, "frames"
     latents = 1 + (cfg.vae_frames - 1) // 4
@@ -137,26 +149,27 @@ def train_vae(vae, cfg: TrainConfig, clock: Clock, ranks: Ranks, device, log: Ca
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
     live = torch.nn.ModuleList([vae.decoder, vae.post_quant_conv]) if decoder else vae
-    ema = copy.deepcopy(live).requires_grad_(False) if decoder else None
-    opt = torch.optim.AdamW(live.parameters(), lr=cfg.decoder_lr if decoder else cfg.vae_lr, weight_decay=0.0)
+    ema = copy.deepcopy(live).requires_grad_(False)
+    lr, decay = (cfg.decoder_lr, cfg.decoder_ema) if decoder else (cfg.vae_lr, cfg.vae_ema)
+    opt = torch.optim.AdamW(live.parameters(), lr=lr, weight_decay=0.0)
     rng = np.random.default_rng([cfg.seed, 5 if decoder else 3])
     vae.train()
     step = 0
     while ranks.agree(clock.more(step)):
+        for group in opt.param_groups:  # lr / sqrt(1 + step / half): counted in steps, not time
+            group["lr"] = lr / (1.0 + step / cfg.vae_lr_steps) ** 0.5
         pixels, start, label = _batch(cfg, ranks, step, rng, decoder)
-        loss, l1 = vae_loss(vae, to_pixels(pixels, device), start)
+        loss, l1 = vae_loss(vae, to_pixels(pixels, device), start, cfg.vae_chroma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         ranks.average_grads(live)
         torch.nn.utils.clip_grad_norm_(live.parameters(), 1.0)
         opt.step()
-        if ema is not None:
-            ema_update(ema, live, step, cfg.decoder_ema)
+        ema_update(ema, live, step, decay)
         if step % 25 == 0:
             log(f"{'decoder' if decoder else 'vae'} step {step} ({label}): L1 {l1.item():.4f}")
         step += 1
-    if ema is not None:
-        live.load_state_dict(ema.state_dict())
+    live.load_state_dict(ema.state_dict())
     vae.eval().requires_grad_(True)
     return step
 

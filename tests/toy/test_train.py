@@ -11,7 +11,7 @@ from farm.toy import data
 from farm.toy import model as toy
 from farm.toy.ranks import Ranks
 from farm.toy.train import Experts, TrainConfig
-from farm.toy.vae_train import _batch, crops, rollout, to_pixels
+from farm.toy.vae_train import _batch, crops, pixel_loss, rollout, to_pixels
 
 pytestmark = pytest.mark.model
 
@@ -89,3 +89,24 @@ def test_bad_configurations_name_the_field():
     assert any(p == "vae_images (8) must be divisible by workers (3)" for p in problems)
     assert any(p.startswith("vae_crop must be a multiple of 8") for p in problems)
     assert any(p.startswith("vae_frames must be 4k+1") for p in problems)
+    problems = TrainConfig(vae_frames_every=0, vae_chroma=-1.0, vae_ema=1.0).problems()
+    assert "vae_frames_every must be >= 1 (1: image steps only), got 0" in problems
+    assert "vae_chroma must be > 0, got -1.0" in problems
+    assert "vae_ema must be in [0, 1), got 1.0" in problems
+
+
+def test_the_chroma_term_charges_an_error_toward_grey_more_than_a_brightness_shift():
+    """Two errors of the same RGB L1 on a yellow frame: a uniform brightness shift costs no
+    chroma, the same error moved into hue (toward grey) does."""
+    x = torch.zeros(1, 3, 1, 8, 8)
+    x[:, 0], x[:, 1], x[:, 2] = 0.9, 0.7, -0.7                          # yellow
+    brighter = x + 0.2
+    greyer = x.clone()
+    greyer[:, 1] -= 0.3
+    greyer[:, 2] += 0.3
+    for recon in (brighter, greyer):
+        assert torch.allclose((recon - x).abs().mean(), torch.tensor(0.2))
+        assert torch.allclose(pixel_loss(recon, x, 0.0), torch.tensor(0.2))  # no shape: weight 1
+    assert torch.allclose(pixel_loss(brighter, x, 2.0), torch.tensor(0.2))
+    assert pixel_loss(greyer, x, 2.0) > 0.2 + 2.0 * 0.2
+    assert pixel_loss(x, x, 2.0) == 0
