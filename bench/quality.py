@@ -15,6 +15,10 @@ median step. Targets (windows): ratio <= 1.1, jump <= 2; the baseline must show 
 text-to-video (t2v-a14b), so chain mode is not measured. The data's own clips are rows too
 (what a perfect model would score).
 
+Text use: each expert's flow loss on the held-out clips' own latents given the true prompt,
+no prompt, a wrong colour and the opposite direction (same noise for all): a word whose
+swap costs nothing is one the expert ignores.
+
     python bench/quality.py [--model toy] [--prompts 24] [--seam-prompts 4] [--steps 10]
 """
 
@@ -79,6 +83,54 @@ def vae_clips(model: str, scenes, frames: int) -> dict[str, np.ndarray]:
             y = vae.decode(vae.encode(x).latent_dist.mode()).sample[0]       # (3, F, H, W)
             out[key] = ((y.permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
     return out
+
+
+def swapped(scene, field: str) -> str:
+    """The scene's prompt with its colour moved 3 along the palette, or its direction reversed."""
+    from farm.toy import data
+
+    if field == "colour":
+        names = list(data.SHAPE_COLOURS)
+        return scene.prompt.replace(scene.colour, names[(names.index(scene.colour) + 3) % len(names)], 1)
+    opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
+    return scene.prompt.replace(f"moves {scene.direction}", f"moves {opposite[scene.direction]}")
+
+
+def text_rows(model: str, scenes, draws: int = 4) -> dict[str, dict[str, float]]:
+    """What each expert takes from its text: the flow loss (farm.toy.train.flow_loss) on the
+    data's own latents of `scenes` with the true prompt, no prompt, a wrong colour and the
+    opposite direction; {expert: {prompt kind: loss}}. A kind that costs no more than the
+    true prompt is a word the expert ignores."""
+    import torch
+
+    from farm.model.loader import resolve_model
+    from farm.toy import data
+    from farm.toy import model as toy
+    from farm.toy.short_text import padded_to
+    from farm.toy.train import _sigma_range, flow_loss
+    from farm.toy.vae_train import to_pixels
+
+    text, vae, high, low = toy.load_pipeline(resolve_model(model).path)
+    tok, cpu, n = toy.build_tokenizer(), torch.device("cpu"), len(scenes)
+    kinds = {"true": [s.prompt for s in scenes], "no prompt": [""] * n,
+             "wrong colour": [swapped(s, "colour") for s in scenes],
+             "opposite direction": [swapped(s, "direction") for s in scenes]}
+    gen, rows = torch.Generator().manual_seed(0), {}
+    with torch.no_grad():
+        z = vae.encode(to_pixels(np.stack([data.render(s) for s in scenes]), cpu)).latent_dist.mode()
+        shape = (1, -1, 1, 1, 1)
+        z = (z - torch.tensor(vae.config.latents_mean).view(shape)) / torch.tensor(vae.config.latents_std).view(shape)
+        for name, expert, lo, hi in (("high", high, toy.BOUNDARY, 1.0), ("low", low, 0.0, toy.BOUNDARY)):
+            losses = {k: 0.0 for k in kinds}
+            for _ in range(draws):  # the same noise and sigmas for every kind of prompt
+                sigma = _sigma_range(toy.SHIFT, lo, hi, torch.rand(n, generator=gen))
+                eps = torch.randn(z.shape, generator=gen)
+                with padded_to([expert], toy.TEXT_LEN):
+                    for kind, prompts in kinds.items():
+                        emb = toy.encode_prompts(tok, text, prompts, cpu, short=True)
+                        losses[kind] += flow_loss(expert, z, emb, sigma, eps).item() / draws
+            rows[name] = losses
+    return rows
 
 
 def window_boundaries(num_latent: int) -> list[int]:
@@ -156,6 +208,11 @@ def main() -> None:
     for name, (ratio, jump) in s.items():
         print(f"{name:<14}{ratio:>12.2f}{jump:>10.2f}")
     print(f"{'chain':<14}{'n/a':>12}{'n/a':>10}   (t2v family: cannot continue a clip)")
+    t = text_rows(args.model, list(held.values()))
+    print("\ntext use: each expert's flow loss on the held-out clips' latents by the prompt it is given")
+    print(f"{'expert':<8}" + "".join(f"{k:>20}" for k in t["high"]))
+    for name, losses in t.items():
+        print(f"{name:<8}" + "".join(f"{v:>20.4f}" for v in losses.values()))
 
 
 if __name__ == "__main__":

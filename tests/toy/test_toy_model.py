@@ -8,6 +8,7 @@ import pytest
 
 from farm.cli import main
 from farm.model.loader import ModelLoader, resolve_model
+from farm.toy import data
 
 pytestmark = pytest.mark.model
 SMOKE = ["--vae-steps", "2", "--dit-steps", "2", "--decoder-steps", "2", "--clips", "16"]
@@ -112,3 +113,19 @@ def test_killed_training_takes_its_worker_processes_with_it(tmp_path):
     for p in alive:
         p.kill()
     assert not alive, f"{len(alive)} worker(s) outlived the killed command"
+
+
+def test_text_use_rows_swap_one_word_and_score_every_kind(smoke):
+    from bench.quality import swapped, text_rows
+
+    scene = data.held_out_scenes(0, 1)[0]
+    colour, direction = swapped(scene, "colour"), swapped(scene, "direction")
+    assert len(colour.split()) == len(direction.split()) == len(scene.prompt.split())
+    assert scene.colour not in colour.split()[:2] and f"moves {scene.direction}" not in direction
+    rows = text_rows(str(smoke), data.held_out_scenes(0, 3), draws=1)
+    assert set(rows) == {"high", "low"}
+    for losses in rows.values():
+        assert list(losses) == ["true", "no prompt", "wrong colour", "opposite direction"]
+        assert all(np.isfinite(v) and v > 0 for v in losses.values())
+        assert losses["no prompt"] != losses["true"]  # the experts read their text
+    assert text_rows(str(smoke), data.held_out_scenes(0, 3), draws=1) == rows
