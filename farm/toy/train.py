@@ -64,7 +64,7 @@ class TrainConfig:
     vae_train_latents: int = 3     # latent frames with gradients per clip step
     vae_crop: int = 32             # pixels (a multiple of 8): a quarter of a frame's cost
     vae_lr: float = 1e-3
-    vae_chroma: float = 2.0        # weight of the opponent-colour L1 (vae_train.vae_loss)
+    vae_chroma: float = 2.0        # weight of the opponent-colour L1 (vae_train.pixel_loss; 0: RGB only)
     vae_lr_steps: float = 500.0    # lr / sqrt(1 + step / vae_lr_steps), both VAE phases
     vae_ema: float = 0.998         # step 1 keeps an EMA of its steps (the L1 of single steps swings)
     decoder_batch: int = 4         # whole-frame clips per clip step of the decoder fine-tune
@@ -84,9 +84,10 @@ class TrainConfig:
                 out.append(f"{name} ({getattr(self, name)}) must be divisible by workers ({self.workers})")
         if self.vae_frames_every < 1:
             out.append(f"vae_frames_every must be >= 1 (1: image steps only), got {self.vae_frames_every}")
-        for name in ("vae_chroma", "vae_lr_steps"):
-            if not getattr(self, name) > 0:
-                out.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.vae_chroma >= 0:
+            out.append(f"vae_chroma must be >= 0 (0: RGB L1 only), got {self.vae_chroma}")
+        if not self.vae_lr_steps > 0:
+            out.append(f"vae_lr_steps must be > 0, got {self.vae_lr_steps}")
         if not 0 <= self.vae_ema < 1:
             out.append(f"vae_ema must be in [0, 1), got {self.vae_ema}")
         if self.vae_crop % 8 or not 8 <= self.vae_crop <= 64:

@@ -156,7 +156,7 @@ def train_vae(vae, cfg: TrainConfig, clock: Clock, ranks: Ranks, device, log: Ca
     vae.train()
     step = 0
     while ranks.agree(clock.more(step)):
-        for group in opt.param_groups:  # lr / sqrt(1 + step / half): counted in steps, not time
+        for group in opt.param_groups:  # lr / sqrt(1 + step / vae_lr_steps): counted in steps, not time
             group["lr"] = lr / (1.0 + step / cfg.vae_lr_steps) ** 0.5
         pixels, start, label = _batch(cfg, ranks, step, rng, decoder)
         loss, l1 = vae_loss(vae, to_pixels(pixels, device), start, cfg.vae_chroma)

@@ -89,9 +89,10 @@ def test_bad_configurations_name_the_field():
     assert any(p == "vae_images (8) must be divisible by workers (3)" for p in problems)
     assert any(p.startswith("vae_crop must be a multiple of 8") for p in problems)
     assert any(p.startswith("vae_frames must be 4k+1") for p in problems)
-    problems = TrainConfig(vae_frames_every=0, vae_chroma=-1.0, vae_ema=1.0).problems()
+    problems = TrainConfig(vae_frames_every=0, vae_chroma=-1.0, vae_lr_steps=0.0, vae_ema=1.0).problems()
     assert "vae_frames_every must be >= 1 (1: image steps only), got 0" in problems
-    assert "vae_chroma must be > 0, got -1.0" in problems
+    assert "vae_chroma must be >= 0 (0: RGB L1 only), got -1.0" in problems
+    assert "vae_lr_steps must be > 0, got 0.0" in problems
     assert "vae_ema must be in [0, 1), got 1.0" in problems
 
 
