@@ -103,24 +103,25 @@ def text_rows(model: str, scenes, draws: int = 4) -> dict[str, dict[str, float]]
     true prompt is a word the expert ignores."""
     import torch
 
+    from farm.model.condition import encode_latents
     from farm.model.loader import resolve_model
     from farm.toy import data
     from farm.toy import model as toy
     from farm.toy.short_text import padded_to
-    from farm.toy.train import _sigma_range, flow_loss
+    from farm.toy.train import EXPERT_SIGMAS, _sigma_range, flow_loss
     from farm.toy.vae_train import to_pixels
 
     text, vae, high, low = toy.load_pipeline(resolve_model(model).path)
+    experts = {"high": high, "low": low}
     tok, cpu, n = toy.build_tokenizer(), torch.device("cpu"), len(scenes)
     kinds = {"true": [s.prompt for s in scenes], "no prompt": [""] * n,
              "wrong colour": [swapped(s, "colour") for s in scenes],
              "opposite direction": [swapped(s, "direction") for s in scenes]}
     gen, rows = torch.Generator().manual_seed(0), {}
     with torch.no_grad():
-        z = vae.encode(to_pixels(np.stack([data.render(s) for s in scenes]), cpu)).latent_dist.mode()
-        shape = (1, -1, 1, 1, 1)
-        z = (z - torch.tensor(vae.config.latents_mean).view(shape)) / torch.tensor(vae.config.latents_std).view(shape)
-        for name, expert, lo, hi in (("high", high, toy.BOUNDARY, 1.0), ("low", low, 0.0, toy.BOUNDARY)):
+        z = encode_latents(vae, to_pixels(np.stack([data.render(s) for s in scenes]), cpu))
+        for name, (lo, hi) in EXPERT_SIGMAS.items():
+            expert = experts[name]
             losses = {k: 0.0 for k in kinds}
             for _ in range(draws):  # the same noise and sigmas for every kind of prompt
                 sigma = _sigma_range(toy.SHIFT, lo, hi, torch.rand(n, generator=gen))

@@ -64,7 +64,7 @@ def image_tensor(frame: np.ndarray) -> torch.Tensor:
 
 
 def encode_latents(vae, video: torch.Tensor) -> torch.Tensor:
-    """(1, 3, F, H, W) in [-1, 1] -> normalised latents (1, C, L, h, w), float32."""
+    """(B, 3, F, H, W) in [-1, 1] -> normalised latents (B, C, L, h, w), float32."""
     from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
 
     cfg = vae.config

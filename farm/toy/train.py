@@ -40,6 +40,8 @@ from farm.toy.short_text import padded_to
 from farm.toy.vae_train import cache_latents, ema_update, train_vae
 
 RECORD = "toy_training.json"
+# Each expert's sigma range [lo, hi): the timestep-routed MoE split at the boundary.
+EXPERT_SIGMAS = {"high": (toy.BOUNDARY, 1.0), "low": (0.0, toy.BOUNDARY)}
 
 
 class SetupError(ValueError):
@@ -137,7 +139,7 @@ class Experts:
         is of the global batch, so the ranks together compute the single-process step)."""
         losses, part = {}, ranks.part(cfg.dit_batch)
         with padded_to([self.live["high"], self.live["low"]], toy.TEXT_LEN):
-            for name, (lo, hi) in {"high": (toy.BOUNDARY, 1.0), "low": (0.0, toy.BOUNDARY)}.items():
+            for name, (lo, hi) in EXPERT_SIGMAS.items():
                 losses[name] = self._loss(name, lo, hi, latents, prompts, cfg, gen, part, device)
         return losses
 
