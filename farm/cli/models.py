@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--decoder-steps", type=int, default=None,
                      help="fixed decoder fine-tune steps (step 4) instead of its share of --minutes; 0: none")
     toy.add_argument("--resume", action="store_true",
-                     help="continue DIR, whose run ended after its expert phase: run step 4 only")
+                     help="continue DIR from its last save in or after step 3: more expert steps (to "
+                     "--dit-steps in all, or for --minutes), then step 4 if DIR has not had it")
     toy.set_defaults(run=run_train_toy)
 
 

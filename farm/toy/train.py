@@ -15,8 +15,10 @@
 Everything is seeded and the data order is fixed, so (seed, vae_steps, dit_steps,
 decoder_steps, clips, workers) gives the same weights; with a time budget (`minutes`) the step
 counts reached are logged in toy_training.json and `--vae-steps/--dit-steps/
---decoder-steps` repeat that run exactly. Step 4 draws from its own seeded streams, so a
-run resumed after step 3 (`resume`) ends with the weights of one that never stopped.
+--decoder-steps` repeat that run exactly. Step 3's saves carry its whole state
+(train_state.pt) and step 4 draws from its own seeded streams and depends on the VAE alone,
+so a run resumed from any save (`resume`: more expert steps, then step 4 if not yet run)
+ends with the weights of one that never stopped.
 `workers` processes train data-parallel (farm.toy.ranks), one thread each.
 """
 
@@ -40,6 +42,7 @@ from farm.toy.short_text import padded_to
 from farm.toy.vae_train import cache_latents, ema_update, train_vae
 
 RECORD = "toy_training.json"
+STATE = "train_state.pt"  # step 3's whole state (not shipped: the farm reads the pipeline folder)
 # Each expert's sigma range [lo, hi): the timestep-routed MoE split at the boundary.
 EXPERT_SIGMAS = {"high": (toy.BOUNDARY, 1.0), "low": (0.0, toy.BOUNDARY)}
 
@@ -134,6 +137,19 @@ class Experts:
         self.live = torch.nn.ModuleDict({"text": text_encoder, "high": high, "low": low})
         self.ema = copy.deepcopy(self.live).eval().requires_grad_(False)
 
+    def state(self, opt, gen: torch.Generator, step: int) -> dict:
+        """Everything step 3 continues from: weights (live and EMA), AdamW moments, draws."""
+        return {"step": step, "live": self.live.state_dict(), "ema": self.ema.state_dict(),
+                "opt": opt.state_dict(), "gen": gen.get_state()}
+
+    def restore(self, state: dict, opt, gen: torch.Generator) -> int:
+        """Load a `state` into these modules, `opt` and `gen`; returns its step."""
+        self.live.load_state_dict(state["live"])
+        self.ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        return state["step"]
+
     def step_loss(self, latents, prompts, cfg: TrainConfig, gen, ranks: Ranks, device) -> dict[str, torch.Tensor]:
         """Both experts' losses on this rank's part of one global batch each (every draw
         is of the global batch, so the ranks together compute the single-process step)."""
@@ -157,12 +173,15 @@ class Experts:
 
 
 def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: Clock, ranks: Ranks,
-                  device, log, save: Callable[[], None]) -> int:
-    """Step 3: both experts (and the text encoder) on the cached latents; returns steps."""
+                  device, log, save: Callable[[dict], None], state: dict | None = None) -> int:
+    """Step 3: both experts (and the text encoder) on the cached latents; returns the steps
+    done in all. Every save passes the whole training state (`Experts.state`); `state`
+    continues from one (the same steps, draws and optimizer moments as a run that never stopped)."""
     opt = torch.optim.AdamW(experts.live.parameters(), lr=cfg.dit_lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
+    step = experts.restore(state, opt, gen) if state else 0
     experts.live.train()
-    step, last_save, avg = 0, time.monotonic(), {}
+    last_save, avg = time.monotonic(), {}
     while ranks.agree(clock.more(step)):
         for group in opt.param_groups:  # linear warm-up over 100 steps, then constant
             group["lr"] = cfg.dit_lr * min(1.0, (step + 1) / 100)
@@ -178,8 +197,9 @@ def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: C
             log(f"dit step {step}: loss high {avg['high']:.4f} low {avg['low']:.4f}")
         step += 1
         if ranks.agree(bool(cfg.save_every) and time.monotonic() - last_save > cfg.save_every * 60):
-            save()
+            save(experts.state(opt, gen, step))
             last_save = time.monotonic()
+    save(experts.state(opt, gen, step))
     return step
 
 
@@ -194,53 +214,75 @@ def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Ca
     torch.manual_seed(cfg.seed)
     tokenizer = toy.build_tokenizer()
 
-    def save() -> None:
+    def save(state: dict | None = None) -> None:
         if ranks.rank != 0:
             return
+        if state is not None:  # written first: a folder never records more steps than it holds
+            torch.save(state, directory / STATE)
+            record["dit_steps"] = state["step"]
         ema = experts.ema
         toy.save_pipeline(directory, tokenizer, ema["text"], vae, ema["high"], ema["low"])
         record["minutes"] = round(before + (time.monotonic() - t0) / 60, 2)
         (directory / RECORD).write_text(json.dumps(record, indent=1) + "\n")
         log(f"saved {directory} after {record['minutes']} min")
 
-    if "dit_steps" in record:  # steps 1-3 done: the folder holds their weights
+    if earlier:  # steps 1-2 done and step 3 saved: the folder holds their weights
         text, vae, high, low = (m.to(dev) for m in toy.load_pipeline(directory))
         experts = Experts(tokenizer, text, high, low)
+        state = torch.load(directory / STATE, weights_only=False) if (directory / STATE).is_file() else None
         log(f"resumed {directory}: {record['vae_steps']} VAE steps, {record['dit_steps']} expert steps done")
     else:
         vae = toy.build_vae(cfg.seed).to(dev)
         record["vae_steps"] = train_vae(vae, cfg, Clock(cfg.vae_steps, cfg.minutes * 60 * cfg.vae_share),
                                         ranks, dev, log)
-        latents, prompts = cache_latents(vae, cfg, ranks, dev, log)
-        if ranks.rank == 0:
+        experts, state = Experts(tokenizer, toy.build_text_encoder(len(tokenizer), cfg.seed).to(dev),
+                                 toy.build_expert("transformer", cfg.seed).to(dev),
+                                 toy.build_expert("transformer_2", cfg.seed).to(dev)), None
+    decoder_left = "decoder_steps" not in record
+    if not earlier or wants_experts(record, cfg):
+        latents, prompts = cache_latents(vae, cfg, ranks, dev, log)  # the encoder is never changed after step 1
+        if ranks.rank == 0 and not earlier:
             vae.save_pretrained(directory / "vae")  # early, to check the reconstructions
-        experts = Experts(tokenizer, toy.build_text_encoder(len(tokenizer), cfg.seed).to(dev),
-                          toy.build_expert("transformer", cfg.seed).to(dev),
-                          toy.build_expert("transformer_2", cfg.seed).to(dev))
-        left = max(0.0, cfg.minutes * 60 * (1 - cfg.decoder_share) - (time.monotonic() - t0))
+        left = max(0.0, cfg.minutes * 60 * (1 - cfg.decoder_share * decoder_left) - (time.monotonic() - t0))
         record["dit_steps"] = train_experts(experts, latents, prompts, cfg, Clock(cfg.dit_steps, left),
-                                            ranks, dev, log, save)
+                                            ranks, dev, log, save, state)
+    if decoder_left:
+        left = max(0.0, cfg.minutes * 60 - (time.monotonic() - t0))
+        record["decoder_steps"] = train_vae(vae, cfg, Clock(cfg.decoder_steps, left), ranks, dev, log,
+                                            decoder=True)
         save()
-    left = max(0.0, cfg.minutes * 60 - (time.monotonic() - t0))
-    record["decoder_steps"] = train_vae(vae, cfg, Clock(cfg.decoder_steps, left), ranks, dev, log, decoder=True)
-    save()
+
+
+def wants_experts(record: dict, cfg: TrainConfig) -> bool:
+    """Whether a resumed run trains step 3 further: to `dit_steps` in all, or for its time."""
+    return cfg.dit_steps is None or cfg.dit_steps > record["dit_steps"]
 
 
 def recorded(directory: Path, cfg: TrainConfig) -> dict:
-    """The record of an earlier run in `directory` that this one continues: it must have
-    finished its expert phase (step 4 is what a resumed run adds) with the same data."""
+    """The record of an earlier run in `directory` that this one continues, from its last
+    save in step 3 or after it, with the same data. Step 3 continues (to `dit_steps` in
+    all, or for the time budget) from the folder's train_state.pt, so the steps equal
+    those of a run that never stopped; step 4 runs if the folder has not had it (it
+    depends on the VAE alone, so before or after more expert steps is the same)."""
     path = directory / RECORD
     if not path.is_file():
         raise SetupError(f"resume: {path} does not exist (train without --resume first)")
     record = json.loads(path.read_text())
     if "dit_steps" not in record:
-        raise SetupError(f"resume: {path} records no finished expert phase; start again without --resume")
-    if "decoder_steps" in record:
-        raise SetupError(f"resume: {path} already records {record['decoder_steps']} decoder steps: nothing to resume")
+        raise SetupError(f"resume: {path} records no saved expert steps; start again without --resume")
     for name in ("seed", "clips"):
         if record["config"][name] != getattr(cfg, name):
             raise SetupError(f"resume: --{name} {getattr(cfg, name)} differs from the folder's {record['config'][name]}")
-    return {**record, "resumed_config": asdict(cfg)}
+    done = record["dit_steps"]
+    if cfg.dit_steps is not None and cfg.dit_steps < done:
+        raise SetupError(f"resume: --dit-steps {cfg.dit_steps} is fewer than the {done} expert steps done")
+    if wants_experts(record, cfg) and not (directory / STATE).is_file():
+        raise SetupError(f"resume: {directory / STATE} does not exist, so step 3 cannot continue "
+                         f"(--dit-steps {done} runs step 4 alone)")
+    if not wants_experts(record, cfg) and "decoder_steps" in record:
+        raise SetupError(f"resume: {path} already records {done} expert steps and {record['decoder_steps']} "
+                         "decoder steps: nothing to resume (a larger --dit-steps or no --dit-steps trains step 3 further)")
+    return {**record, "resumed": [*record.get("resumed", []), asdict(cfg)]}
 
 
 def _worker(rank: int, directory: Path, cfg: TrainConfig, device: str, store: str,

@@ -49,8 +49,8 @@ def test_smoke_training_is_reproducible(smoke, tmp_path):
 
 
 def test_a_run_resumed_after_its_experts_ends_with_the_weights_of_one_that_never_stopped(smoke, tmp_path):
-    """A folder whose record ends at the expert phase (as runs before step 4 existed wrote
-    it) continues with `--resume`: only the decoder trains, and the bytes equal the smoke run's."""
+    """A folder whose record ends at the expert phase (a run stopped in step 4) continues
+    with `--resume` and its step count: only the decoder trains; the bytes equal the smoke run's."""
     import json
 
     from safetensors.torch import load_file
@@ -70,8 +70,27 @@ def test_a_run_resumed_after_its_experts_ends_with_the_weights_of_one_that_never
     after = load_file(tmp_path / vae)
     assert all(after[k].equal(v) for k, v in before.items() if k.startswith(("encoder.", "quant_conv.")))
     assert not all(after[k].equal(v) for k, v in before.items() if k.startswith("decoder."))
-    with pytest.raises(SystemExit, match="already records 2 decoder steps"):
+    with pytest.raises(SystemExit, match="already records 2 expert steps and 2 decoder steps: nothing to resume"):
         main(["models", "train-toy", str(tmp_path), *SMOKE, "--resume"])
+
+
+def test_more_expert_steps_on_a_finished_folder_equal_a_run_that_trained_them_at_once(smoke, tmp_path):
+    """Step 3 continues from train_state.pt after step 4 (which depends on the VAE alone):
+    1 expert step, the decoder, 1 more = the smoke run's 2 expert steps then the decoder."""
+    import json
+
+    one = ["--vae-steps", "2", "--decoder-steps", "2", "--clips", "16"]
+    assert main(["models", "train-toy", str(tmp_path), *one, "--dit-steps", "1"]) == 0
+    assert main(["models", "train-toy", str(tmp_path), *one, "--dit-steps", "2", "--resume"]) == 0
+    for part in PARTS:
+        assert (tmp_path / part).read_bytes() == (smoke / part).read_bytes(), part
+    record = json.loads((tmp_path / "toy_training.json").read_text())
+    assert (record["dit_steps"], record["decoder_steps"], len(record["resumed"])) == (2, 2, 1)
+    with pytest.raises(SystemExit, match="--dit-steps 1 is fewer than the 2 expert steps done"):
+        main(["models", "train-toy", str(tmp_path), *one, "--dit-steps", "1", "--resume"])
+    (tmp_path / "train_state.pt").unlink()
+    with pytest.raises(SystemExit, match="train_state.pt does not exist, so step 3 cannot continue"):
+        main(["models", "train-toy", str(tmp_path), *one, "--dit-steps", "3", "--resume"])
 
 
 def test_bad_training_flags_name_the_flag(capsys):
