@@ -20,6 +20,7 @@ no prompt, a wrong colour and the opposite direction (same noise for all): a wor
 swap costs nothing is one the expert ignores.
 
     python bench/quality.py [--model toy] [--prompts 24] [--seam-prompts 4] [--steps 10]
+                            [--guidance HIGH,LOW]   (default: the family's, 4,3)
 """
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ def render(model: str, scenes: list[dict], steps: int, shift: float, seed: int =
     for f in stream:
         frames.setdefault(f.scene_id, []).append(np.asarray(f.frame))
     return {sid: np.stack(fs) for sid, fs in frames.items()}
+
+
+def guidance_arg(text: str) -> dict[str, float]:
+    """`--guidance 5` (both experts) or `--guidance 6,4` (high, low) -> a scene's guidance."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"--guidance takes G or HIGH,LOW (numbers >= 0), got {text!r}")
+    return {"high": values[0], "low": values[-1]}
 
 
 def quality_rows(clips: dict[str, np.ndarray], scenes) -> dict[str, float]:
@@ -158,7 +170,7 @@ def seam_rows(clips: dict[str, np.ndarray], prompts: int) -> dict[str, tuple[flo
     return {k: (float(np.mean([r for r, _ in v])), float(np.nanmax([j for _, j in v]))) for k, v in rows.items()}
 
 
-def seam_scenes(seed: int, prompts: int) -> tuple[list[dict], dict[str, np.ndarray]]:
+def seam_scenes(seed: int, prompts: int, extra: dict | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Windows and independent-segment scenes (+ the data's own 41-frame clips)."""
     import dataclasses
 
@@ -169,9 +181,9 @@ def seam_scenes(seed: int, prompts: int) -> tuple[list[dict], dict[str, np.ndarr
         s = data._place(dataclasses.replace(s, speed="slowly"), np.random.default_rng([seed, i]), SEAM_FRAMES)
         truth[f"t{i}"] = data.render(s, SEAM_FRAMES)
         scenes.append({"id": f"w{i}", "prompt": s.prompt, "frames": SEAM_FRAMES, "seed": 100 + i,
-                       "continuity": "windows", "window": WINDOW, "overlap": OVERLAP})
-        scenes += [{"id": f"b{i}_{k}", "prompt": s.prompt, "frames": 17, "seed": 100 + i + 1000 * k}
-                   for k in range(3)]
+                       "continuity": "windows", "window": WINDOW, "overlap": OVERLAP, **(extra or {})})
+        scenes += [{"id": f"b{i}_{k}", "prompt": s.prompt, "frames": 17, "seed": 100 + i + 1000 * k,
+                    **(extra or {})} for k in range(3)]
     return scenes, truth
 
 
@@ -186,29 +198,34 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--shift", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--guidance", type=guidance_arg, default=None,
+                    help="G or HIGH,LOW: classifier-free guidance per expert (default: the family's)")
     args = ap.parse_args()
     quiet_libraries()
+    extra = {"guidance": args.guidance} if args.guidance else {}
     held = {f"q{i:02d}": s for i, s in enumerate(data.held_out_scenes(args.seed, args.prompts))}
-    scenes = [{"id": k, "prompt": s.prompt, "frames": data.FRAMES, "seed": 7 + i}
+    scenes = [{"id": k, "prompt": s.prompt, "frames": data.FRAMES, "seed": 7 + i, **extra}
               for i, (k, s) in enumerate(held.items())]
-    seam, truth = seam_scenes(args.seed, args.seam_prompts)
+    seam, truth = seam_scenes(args.seed, args.seam_prompts, extra)
     t0 = time.monotonic()
     clips = render(args.model, scenes + seam, args.steps, args.shift)
     took = time.monotonic() - t0
     q = quality_rows(clips, held)
     qt = quality_rows({k: data.render(s) for k, s in held.items()}, held)
     qv = quality_rows(vae_clips(args.model, held, data.FRAMES), held)
-    s = seam_rows({**clips, **truth}, args.seam_prompts)
+    s = seam_rows({**clips, **truth}, args.seam_prompts) if args.seam_prompts else {}
+    g = "guidance {high:g},{low:g}".format(**args.guidance) if args.guidance else "the family's guidance"
     print(f"model {args.model}: {len(held)} held-out prompts, {args.steps} steps, shift {args.shift:g}, "
-          f"rendered in {took:.0f} s")
+          f"{g}, rendered in {took:.0f} s")
     print(f"{'clips':<14}{'colour acc':>12}{'direction':>12}{'axis':>8}{'jitter':>9}")
     for name, r in (("model", q), ("vae of data", qv), ("data (truth)", qt)):
         print(f"{name:<14}{r['colour']:>12.0%}{r['direction']:>12.0%}{r['axis']:>8.0%}{r['jitter']:>9.2f}")
-    print(f"\nseams ({args.seam_prompts} prompts, {SEAM_FRAMES} frames; windows {WINDOW} latent, overlap {OVERLAP})")
-    print(f"{'mode':<14}{'seam ratio':>12}{'max jump':>10}   (targets windows: <= 1.1, <= 2)")
-    for name, (ratio, jump) in s.items():
-        print(f"{name:<14}{ratio:>12.2f}{jump:>10.2f}")
-    print(f"{'chain':<14}{'n/a':>12}{'n/a':>10}   (t2v family: cannot continue a clip)")
+    if s:  # --seam-prompts 0: colour and direction only
+        print(f"\nseams ({args.seam_prompts} prompts, {SEAM_FRAMES} frames; windows {WINDOW} latent, overlap {OVERLAP})")
+        print(f"{'mode':<14}{'seam ratio':>12}{'max jump':>10}   (targets windows: <= 1.1, <= 2)")
+        for name, (ratio, jump) in s.items():
+            print(f"{name:<14}{ratio:>12.2f}{jump:>10.2f}")
+        print(f"{'chain':<14}{'n/a':>12}{'n/a':>10}   (t2v family: cannot continue a clip)")
     t = text_rows(args.model, list(held.values()))
     print("\ntext use: each expert's flow loss on the held-out clips' latents by the prompt it is given")
     print(f"{'expert':<8}" + "".join(f"{k:>20}" for k in t["high"]))

@@ -52,15 +52,17 @@ def wait_final(director, film_id: str, timeout: float = 240.0):
 
 
 def whole_fleet(director, timeout: float = 120.0) -> None:
-    """Wait until exactly the configured replicas (2 high, 2 low, 2 decode) are alive and no dead
-    one is still registered: replicas killed by earlier tests (test_chaos_ray.py) are
-    replaced and forgotten before a test that counts replicas submits."""
+    """Wait until exactly the configured replicas (2 high, 2 low, 2 decode) are alive, no dead
+    one is still registered and none holds work: replicas killed by earlier tests
+    (test_chaos_ray.py) are replaced and forgotten, and work an earlier test left running
+    has ended, before a test that counts replicas submits (a busy decoder takes no band)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         live = director.live_workers.remote().result()
         registered = director.live_workers.remote(float("inf")).result()  # dead ones too
+        held = director.assignments.remote().result()
         if live == registered and [sum(w.startswith(p) for w in live)
-                                   for p in ("high", "low", "decode")] == [2, 2, 2]:
+                                   for p in ("high", "low", "decode")] == [2, 2, 2] and not held:
             return
         time.sleep(0.5)
     raise TimeoutError(f"the fleet is not whole after {timeout} s: {live}")

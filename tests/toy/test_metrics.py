@@ -42,3 +42,17 @@ def test_an_empty_clip_has_no_colour_or_direction():
     frames = np.full((17, 64, 64, 3), 40, dtype=np.uint8)
     assert metrics.colour(frames) is None and metrics.direction(frames) is None
     assert np.isnan(metrics.centroids(frames)).all()
+
+
+def test_the_bench_guidance_flag_takes_one_or_two_numbers_and_names_itself_when_bad():
+    import argparse
+
+    import pytest
+
+    from bench.quality import guidance_arg
+
+    assert guidance_arg("5") == {"high": 5.0, "low": 5.0}
+    assert guidance_arg("6,4") == {"high": 6.0, "low": 4.0}
+    for bad in ("", "a", "1,2,3", "-1", "4,x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--guidance takes G or HIGH,LOW"):
+            guidance_arg(bad)
