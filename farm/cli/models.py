@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="fixed decoder fine-tune steps (step 4) instead of its share of --minutes; 0: none")
     toy.add_argument("--resume", action="store_true",
                      help="continue DIR from its last save in or after step 3: more expert steps (to "
-                     "--dit-steps in all, or for --minutes), then step 4 if DIR has not had it")
+                     "--dit-steps in all, or for --minutes), then step 4 if DIR has not had it "
+                     "or to a larger --decoder-steps")
     toy.set_defaults(run=run_train_toy)
 
 

@@ -17,8 +17,8 @@ decoder_steps, clips, workers) gives the same weights; with a time budget (`minu
 counts reached are logged in toy_training.json and `--vae-steps/--dit-steps/
 --decoder-steps` repeat that run exactly. Step 3's saves carry its whole state
 (train_state.pt) and step 4 draws from its own seeded streams and depends on the VAE alone,
-so a run resumed from any save (`resume`: more expert steps, then step 4 if not yet run)
-ends with the weights of one that never stopped.
+so a run resumed from any save (`resume`: more expert steps, then step 4 if not yet run,
+or more of it from decoder_state.pt) ends with the weights of one that never stopped.
 `workers` processes train data-parallel (farm.toy.ranks), one thread each.
 """
 
@@ -39,10 +39,11 @@ from farm.toy import model as toy
 from farm.toy import ranks as rk
 from farm.toy.ranks import Ranks
 from farm.toy.short_text import padded_to
-from farm.toy.vae_train import cache_latents, ema_update, train_vae
+from farm.toy.vae_train import cache_latents, ema_update, load_phase, phase_state, train_vae
 
 RECORD = "toy_training.json"
 STATE = "train_state.pt"  # step 3's whole state (not shipped: the farm reads the pipeline folder)
+DECODER_STATE = "decoder_state.pt"  # step 4's, at its end
 # Each expert's sigma range [lo, hi): the timestep-routed MoE split at the boundary.
 EXPERT_SIGMAS = {"high": (toy.BOUNDARY, 1.0), "low": (0.0, toy.BOUNDARY)}
 
@@ -139,16 +140,12 @@ class Experts:
 
     def state(self, opt, gen: torch.Generator, step: int) -> dict:
         """Everything step 3 continues from: weights (live and EMA), AdamW moments, draws."""
-        return {"step": step, "live": self.live.state_dict(), "ema": self.ema.state_dict(),
-                "opt": opt.state_dict(), "gen": gen.get_state()}
+        return phase_state(step, self.live, self.ema, opt, gen=gen.get_state())
 
     def restore(self, state: dict, opt, gen: torch.Generator) -> int:
         """Load a `state` into these modules, `opt` and `gen`; returns its step."""
-        self.live.load_state_dict(state["live"])
-        self.ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
-        return state["step"]
+        return load_phase(state, self.live, self.ema, opt)
 
     def step_loss(self, latents, prompts, cfg: TrainConfig, gen, ranks: Ranks, device) -> dict[str, torch.Tensor]:
         """Both experts' losses on this rank's part of one global batch each (every draw
@@ -238,24 +235,32 @@ def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Ca
         experts, state = Experts(tokenizer, toy.build_text_encoder(len(tokenizer), cfg.seed).to(dev),
                                  toy.build_expert("transformer", cfg.seed).to(dev),
                                  toy.build_expert("transformer_2", cfg.seed).to(dev)), None
-    decoder_left = "decoder_steps" not in record
+    decoder_more = not earlier or wants_decoder(record, cfg)
     if not earlier or wants_experts(record, cfg):
         latents, prompts = cache_latents(vae, cfg, ranks, dev, log)  # the encoder is never changed after step 1
         if ranks.rank == 0 and not earlier:
             vae.save_pretrained(directory / "vae")  # early, to check the reconstructions
-        left = max(0.0, cfg.minutes * 60 * (1 - cfg.decoder_share * decoder_left) - (time.monotonic() - t0))
+        left = max(0.0, cfg.minutes * 60 * (1 - cfg.decoder_share * decoder_more) - (time.monotonic() - t0))
         record["dit_steps"] = train_experts(experts, latents, prompts, cfg, Clock(cfg.dit_steps, left),
                                             ranks, dev, log, save, state)
-    if decoder_left:
+    if decoder_more:
         left = max(0.0, cfg.minutes * 60 - (time.monotonic() - t0))
+        dstate = torch.load(directory / DECODER_STATE, weights_only=False) if "decoder_steps" in record else None
+        keep = (lambda st: torch.save(st, directory / DECODER_STATE)) if ranks.rank == 0 else None
         record["decoder_steps"] = train_vae(vae, cfg, Clock(cfg.decoder_steps, left), ranks, dev, log,
-                                            decoder=True)
+                                            decoder=True, state=dstate, keep=keep)
         save()
 
 
 def wants_experts(record: dict, cfg: TrainConfig) -> bool:
     """Whether a resumed run trains step 3 further: to `dit_steps` in all, or for its time."""
     return cfg.dit_steps is None or cfg.dit_steps > record["dit_steps"]
+
+
+def wants_decoder(record: dict, cfg: TrainConfig) -> bool:
+    """Whether a resumed run runs step 4: not run yet, or asked for more `decoder_steps`."""
+    done = record.get("decoder_steps")
+    return done is None or (cfg.decoder_steps is not None and cfg.decoder_steps > done)
 
 
 def recorded(directory: Path, cfg: TrainConfig) -> dict:
@@ -273,15 +278,20 @@ def recorded(directory: Path, cfg: TrainConfig) -> dict:
     for name in ("seed", "clips"):
         if record["config"][name] != getattr(cfg, name):
             raise SetupError(f"resume: --{name} {getattr(cfg, name)} differs from the folder's {record['config'][name]}")
-    done = record["dit_steps"]
-    if cfg.dit_steps is not None and cfg.dit_steps < done:
-        raise SetupError(f"resume: --dit-steps {cfg.dit_steps} is fewer than the {done} expert steps done")
+    done, decoded = record["dit_steps"], record.get("decoder_steps")
+    for flag, name, asked, had in (("dit", "expert", cfg.dit_steps, done),
+                                   ("decoder", "decoder", cfg.decoder_steps, decoded)):
+        if asked is not None and had is not None and asked < had:
+            raise SetupError(f"resume: --{flag}-steps {asked} is fewer than the {had} {name} steps done")
     if wants_experts(record, cfg) and not (directory / STATE).is_file():
         raise SetupError(f"resume: {directory / STATE} does not exist, so step 3 cannot continue "
-                         f"(--dit-steps {done} runs step 4 alone)")
-    if not wants_experts(record, cfg) and "decoder_steps" in record:
-        raise SetupError(f"resume: {path} already records {done} expert steps and {record['decoder_steps']} "
-                         "decoder steps: nothing to resume (a larger --dit-steps or no --dit-steps trains step 3 further)")
+                         f"(--dit-steps {done} keeps its {done} steps)")
+    if decoded is not None and wants_decoder(record, cfg) and not (directory / DECODER_STATE).is_file():
+        raise SetupError(f"resume: {directory / DECODER_STATE} does not exist, so step 4 cannot continue")
+    if not wants_experts(record, cfg) and not wants_decoder(record, cfg):
+        raise SetupError(f"resume: {path} already records {done} expert steps and {decoded} decoder steps: "
+                         "nothing to resume (a larger --dit-steps or --decoder-steps, or a time budget alone, "
+                         "trains further)")
     return {**record, "resumed": [*record.get("resumed", []), asdict(cfg)]}
 
 

@@ -142,8 +142,11 @@ def ema_update(ema: torch.nn.Module, live: torch.nn.Module, step: int, decay: fl
 
 
 def train_vae(vae, cfg: TrainConfig, clock: Clock, ranks: Ranks, device, log: Callable[[str], None],
-              decoder: bool = False) -> int:
-    """Step 1, or step 4 with `decoder` (see the module docstring); returns the steps done."""
+              decoder: bool = False, state: dict | None = None,
+              keep: Callable[[dict], None] | None = None) -> int:
+    """Step 1, or step 4 with `decoder` (see the module docstring); returns the steps done
+    in all. `keep` gets the phase's whole state at its end (weights live and EMA, AdamW
+    moments, both random streams, the step); `state` continues from one, step for step."""
     if decoder:
         torch.manual_seed(cfg.seed + 4)  # the phase's own stream, whatever ran before it
         vae.encoder.requires_grad_(False)
@@ -153,8 +156,8 @@ def train_vae(vae, cfg: TrainConfig, clock: Clock, ranks: Ranks, device, log: Ca
     lr, decay = (cfg.decoder_lr, cfg.decoder_ema) if decoder else (cfg.vae_lr, cfg.vae_ema)
     opt = torch.optim.AdamW(live.parameters(), lr=lr, weight_decay=0.0)
     rng = np.random.default_rng([cfg.seed, 5 if decoder else 3])
+    step = _restore(state, live, ema, opt, rng) if state else 0
     vae.train()
-    step = 0
     while ranks.agree(clock.more(step)):
         for group in opt.param_groups:  # lr / sqrt(1 + step / vae_lr_steps): counted in steps, not time
             group["lr"] = lr / (1.0 + step / cfg.vae_lr_steps) ** 0.5
@@ -169,9 +172,33 @@ def train_vae(vae, cfg: TrainConfig, clock: Clock, ranks: Ranks, device, log: Ca
         if step % 25 == 0:
             log(f"{'decoder' if decoder else 'vae'} step {step} ({label}): L1 {l1.item():.4f}")
         step += 1
+    if keep is not None:
+        keep(phase_state(step, live, ema, opt, rng=rng.bit_generator.state, torch_rng=torch.get_rng_state()))
     live.load_state_dict(ema.state_dict())
     vae.eval().requires_grad_(True)
     return step
+
+
+def _restore(state: dict, live, ema, opt, rng: np.random.Generator) -> int:
+    """Load a `train_vae` state into the phase's modules, optimizer and streams; its step."""
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return load_phase(state, live, ema, opt)
+
+
+def phase_state(step: int, live, ema, opt, **streams) -> dict:
+    """What a training phase continues from: its step, weights (live and EMA), AdamW
+    moments and its random `streams` (steps 3 and 4 save one; farm.toy.train)."""
+    return {"step": step, "live": live.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+            **streams}
+
+
+def load_phase(state: dict, live, ema, opt) -> int:
+    """The inverse of `phase_state` for the weights and moments; returns the step."""
+    live.load_state_dict(state["live"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["opt"])
+    return state["step"]
 
 
 @torch.no_grad()

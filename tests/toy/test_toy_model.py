@@ -148,3 +148,19 @@ def test_text_use_rows_swap_one_word_and_score_every_kind(smoke):
         assert all(np.isfinite(v) and v > 0 for v in losses.values())
         assert losses["no prompt"] != losses["true"]  # the experts read their text
     assert text_rows(str(smoke), data.held_out_scenes(0, 3), draws=1) == rows
+
+
+def test_more_decoder_steps_on_a_finished_folder_equal_a_run_that_trained_them_at_once(smoke, tmp_path):
+    """Step 4 continues from decoder_state.pt (--dit-steps as done: no expert step):
+    1 decoder step, then 1 more = the smoke run's 2."""
+    few = ["--vae-steps", "2", "--dit-steps", "2", "--clips", "16"]
+    assert main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "1"]) == 0
+    with pytest.raises(SystemExit, match="--decoder-steps 0 is fewer than the 1 decoder steps done"):
+        main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "0", "--resume"])
+    (tmp_path / "decoder_state.pt").rename(tmp_path / "kept.pt")
+    with pytest.raises(SystemExit, match="decoder_state.pt does not exist, so step 4 cannot continue"):
+        main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "2", "--resume"])
+    (tmp_path / "kept.pt").rename(tmp_path / "decoder_state.pt")
+    assert main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "2", "--resume"]) == 0
+    for part in PARTS:
+        assert (tmp_path / part).read_bytes() == (smoke / part).read_bytes(), part
