@@ -235,7 +235,7 @@ def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Ca
         experts, state = Experts(tokenizer, toy.build_text_encoder(len(tokenizer), cfg.seed).to(dev),
                                  toy.build_expert("transformer", cfg.seed).to(dev),
                                  toy.build_expert("transformer_2", cfg.seed).to(dev)), None
-    decoder_more = not earlier or wants_decoder(record, cfg)
+    decoder_more = wants_decoder(record, cfg)  # a new record has no decoder steps
     if not earlier or wants_experts(record, cfg):
         latents, prompts = cache_latents(vae, cfg, ranks, dev, log)  # the encoder is never changed after step 1
         if ranks.rank == 0 and not earlier:
