@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="continue DIR from its last save in or after step 3: more expert steps (to "
                      "--dit-steps in all, or for --minutes), then step 4 if DIR has not had it "
                      "or to a larger --decoder-steps")
+    toy.add_argument("--decoder-restart", action="store_true",
+                     help="with --resume and a larger --decoder-steps: step 4 on from DIR's decoder weights "
+                     "with a new optimizer and EMA (a folder without decoder_state.pt, or a changed step 4)")
     toy.set_defaults(run=run_train_toy)
 
 
@@ -64,6 +67,8 @@ def _check_train_flags(args: argparse.Namespace) -> str | None:
             return f"{flag} must be >= 1, got {value}"
     if args.decoder_steps is not None and args.decoder_steps < 0:
         return f"--decoder-steps must be >= 0, got {args.decoder_steps}"
+    if args.decoder_restart and not (args.resume and args.decoder_steps is not None):
+        return "--decoder-restart needs --resume and --decoder-steps (the decoder steps in all)"
     return None
 
 
@@ -75,7 +80,8 @@ def run_train_toy(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     cfg = TrainConfig(seed=args.seed, minutes=args.minutes, clips=args.clips, workers=args.workers,
-                      vae_steps=args.vae_steps, dit_steps=args.dit_steps, decoder_steps=args.decoder_steps)
+                      vae_steps=args.vae_steps, dit_steps=args.dit_steps, decoder_steps=args.decoder_steps,
+                      decoder_restart=args.decoder_restart)
     try:
         record = train_toy(args.directory, cfg, log=stamped, setup=quiet_libraries, resume=args.resume)
     except SetupError as e:

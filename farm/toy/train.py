@@ -18,7 +18,8 @@ counts reached are logged in toy_training.json and `--vae-steps/--dit-steps/
 --decoder-steps` repeat that run exactly. Step 3's saves carry its whole state
 (train_state.pt) and step 4 draws from its own seeded streams and depends on the VAE alone,
 so a run resumed from any save (`resume`: more expert steps, then step 4 if not yet run,
-or more of it from decoder_state.pt) ends with the weights of one that never stopped.
+or more of it from decoder_state.pt) ends with the weights of one that never stopped;
+`decoder_restart` continues step 4 from the decoder's weights alone (recorded as such).
 `workers` processes train data-parallel (farm.toy.ranks), one thread each.
 """
 
@@ -76,6 +77,8 @@ class TrainConfig:
     decoder_batch: int = 4         # whole-frame clips per clip step of the decoder fine-tune
     decoder_lr: float = 1e-3
     decoder_ema: float = 0.99
+    decoder_temporal: float = 5.0  # weight of the frame-change L1 in step 4 (vae_train.temporal_loss; 0: none)
+    decoder_restart: bool = False  # resume only: step 4 on from the folder's decoder weights (`recorded`)
     dit_batch: int = 32
     dit_lr: float = 5e-4
     drop_text: float = 0.1
@@ -94,6 +97,8 @@ class TrainConfig:
             out.append(f"vae_chroma must be >= 0 (0: RGB L1 only), got {self.vae_chroma}")
         if not self.vae_lr_steps > 0:
             out.append(f"vae_lr_steps must be > 0, got {self.vae_lr_steps}")
+        if not self.decoder_temporal >= 0:
+            out.append(f"decoder_temporal must be >= 0 (0: no temporal term), got {self.decoder_temporal}")
         if not 0 <= self.vae_ema < 1:
             out.append(f"vae_ema must be in [0, 1), got {self.vae_ema}")
         if self.vae_crop % 8 or not 8 <= self.vae_crop <= 64:
@@ -245,10 +250,12 @@ def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Ca
                                             ranks, dev, log, save, state)
     if decoder_more:
         left = max(0.0, cfg.minutes * 60 - (time.monotonic() - t0))
-        dstate = torch.load(directory / DECODER_STATE, weights_only=False) if "decoder_steps" in record else None
+        again = "decoder_steps" in record and not cfg.decoder_restart
+        dstate = torch.load(directory / DECODER_STATE, weights_only=False) if again else None
         keep = (lambda st: torch.save(st, directory / DECODER_STATE)) if ranks.rank == 0 else None
         record["decoder_steps"] = train_vae(vae, cfg, Clock(cfg.decoder_steps, left), ranks, dev, log,
-                                            decoder=True, state=dstate, keep=keep)
+                                            decoder=True, state=dstate, keep=keep,
+                                            start=record.get("decoder_steps", 0))
         save()
 
 
@@ -268,7 +275,11 @@ def recorded(directory: Path, cfg: TrainConfig) -> dict:
     save in step 3 or after it, with the same data. Step 3 continues (to `dit_steps` in
     all, or for the time budget) from the folder's train_state.pt, so the steps equal
     those of a run that never stopped; step 4 runs if the folder has not had it (it
-    depends on the VAE alone, so before or after more expert steps is the same)."""
+    depends on the VAE alone, so before or after more expert steps is the same).
+    `decoder_restart` continues step 4 to a larger `decoder_steps` from the folder's
+    decoder weights alone, with new AdamW moments, EMA and streams: for a folder without
+    decoder_state.pt, or after a change to step 4's loss; not the bytes of an unbroken
+    run, so the record keeps the restart (in `resumed`)."""
     path = directory / RECORD
     if not path.is_file():
         raise SetupError(f"resume: {path} does not exist (train without --resume first)")
@@ -286,7 +297,13 @@ def recorded(directory: Path, cfg: TrainConfig) -> dict:
     if wants_experts(record, cfg) and not (directory / STATE).is_file():
         raise SetupError(f"resume: {directory / STATE} does not exist, so step 3 cannot continue "
                          f"(--dit-steps {done} keeps its {done} steps)")
-    if decoded is not None and wants_decoder(record, cfg) and not (directory / DECODER_STATE).is_file():
+    if cfg.decoder_restart and decoded is None:
+        raise SetupError(f"resume: --decoder-restart: {path} records no step 4 yet (--resume alone runs it)")
+    if cfg.decoder_restart and (cfg.decoder_steps is None or cfg.decoder_steps <= decoded):
+        raise SetupError(f"resume: --decoder-restart needs --decoder-steps larger than the {decoded} decoder "
+                         f"steps done, got {cfg.decoder_steps}")
+    if (decoded is not None and wants_decoder(record, cfg) and not cfg.decoder_restart
+            and not (directory / DECODER_STATE).is_file()):
         raise SetupError(f"resume: {directory / DECODER_STATE} does not exist, so step 4 cannot continue")
     if not wants_experts(record, cfg) and not wants_decoder(record, cfg):
         raise SetupError(f"resume: {path} already records {done} expert steps and {decoded} decoder steps: "
@@ -320,6 +337,8 @@ def train_toy(directory: str | Path, cfg: TrainConfig = TrainConfig(), device: s
     """Train every component and write the model folder; returns the training record.
     `log` and `setup` (run first in every process) must be module-level functions.
     `resume`: continue a folder whose run ended after its expert phase (see `recorded`)."""
+    if cfg.decoder_restart and not resume:
+        raise SetupError("decoder_restart continues a trained folder: it needs resume")
     if problems := cfg.problems():
         raise SetupError("; ".join(problems))
     out = Path(directory)

@@ -15,7 +15,9 @@
     4. Decoder (after the experts, farm.toy.train step 4): the decoder alone, the encoder
        frozen, so the cached latents and the experts trained on them stay valid; clips are
        whole frames (colours and backgrounds of the frames the farm decodes, not crops),
-       the same loss, lr decay and EMA."""
+       the same loss plus `temporal_loss` on the clips (a decoder trained frame by frame
+       flickers, most where one latent frame's four frames meet the next's), the same lr
+       decay and EMA."""
 
 from __future__ import annotations
 
@@ -106,14 +108,36 @@ def pixel_loss(recon: torch.Tensor, x: torch.Tensor, chroma: float) -> torch.Ten
     return (d.abs() * weight).mean() + chroma * (opponent.abs() * weight).mean()
 
 
-def vae_loss(vae, x: torch.Tensor, train_from: int = 0, chroma: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, plain L1) of one batch (B, 3, F, H, W): `pixel_loss` and a small L2 on the
-    latent to bound its scale. A deterministic autoencoder on the posterior mean: sampling
-    the untrained posterior drowns the latent in noise."""
+def temporal_loss(recon: torch.Tensor, x: torch.Tensor, first: int) -> torch.Tensor:
+    """L1 of the frame-to-frame change of recon vs x (B, 3, F, H, W; frame 0 is pixel frame
+    `first` of the clip): flicker costs, motion the data has does not. A pair of frames
+    decoded from two latent frames (4l -> 4l + 1) weighs 4x, since that is where a
+    decoder jumps (before this term: frame changes 2-3x the data's there, and a seam ratio
+    of 1.22 at the window edges of the VAE's own round trip; after 400 steps 0.88):
+
+        pixel frame   0 | 1  2  3  4 | 5  6  7  8 | 9 ...
+        pair weight    4  1  1  1  4  1  1  1  4        (0 for a single frame)
+    """
+    if x.shape[2] < 2:
+        return x.new_zeros(())
+    pair = torch.arange(first, first + x.shape[2] - 1, device=x.device)    # pair f: f -> f + 1
+    weight = (1.0 + 3.0 * (pair % 4 == 0).to(x.dtype)).view(1, 1, -1, 1, 1)
+    return ((recon.diff(dim=2) - x.diff(dim=2)).abs() * weight).mean()
+
+
+def vae_loss(vae, x: torch.Tensor, train_from: int = 0, chroma: float = 0.0,
+             temporal: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, plain L1) of one batch (B, 3, F, H, W): `pixel_loss`, `temporal` x
+    `temporal_loss` and a small L2 on the latent to bound its scale. A deterministic
+    autoencoder on the posterior mean: sampling the untrained posterior drowns the latent
+    in noise."""
     recon, z = rollout(vae, x, train_from)
     first = 0 if train_from == 0 else 1 + 4 * (train_from - 1)
     x = x[:, :, first:first + recon.shape[2]]
-    return pixel_loss(recon, x, chroma) + 1e-4 * z.pow(2).mean(), (recon - x).abs().mean()
+    loss = pixel_loss(recon, x, chroma) + 1e-4 * z.pow(2).mean()
+    if temporal:
+        loss = loss + temporal * temporal_loss(recon, x, first)
+    return loss, (recon - x).abs().mean()
 
 
 def _batch(cfg: TrainConfig, ranks: Ranks, step: int, rng: np.random.Generator, decoder: bool = False):
@@ -143,10 +167,12 @@ def ema_update(ema: torch.nn.Module, live: torch.nn.Module, step: int, decay: fl
 
 def train_vae(vae, cfg: TrainConfig, clock: Clock, ranks: Ranks, device, log: Callable[[str], None],
               decoder: bool = False, state: dict | None = None,
-              keep: Callable[[dict], None] | None = None) -> int:
+              keep: Callable[[dict], None] | None = None, start: int = 0) -> int:
     """Step 1, or step 4 with `decoder` (see the module docstring); returns the steps done
     in all. `keep` gets the phase's whole state at its end (weights live and EMA, AdamW
-    moments, both random streams, the step); `state` continues from one, step for step."""
+    moments, both random streams, the step); `state` continues from one, step for step.
+    Without one, `start` > 0 continues from the weights alone (`decoder_restart`): the
+    step count, lr decay and clip stream go on, the moments, EMA and streams start anew."""
     if decoder:
         torch.manual_seed(cfg.seed + 4)  # the phase's own stream, whatever ran before it
         vae.encoder.requires_grad_(False)
@@ -156,13 +182,14 @@ def train_vae(vae, cfg: TrainConfig, clock: Clock, ranks: Ranks, device, log: Ca
     lr, decay = (cfg.decoder_lr, cfg.decoder_ema) if decoder else (cfg.vae_lr, cfg.vae_ema)
     opt = torch.optim.AdamW(live.parameters(), lr=lr, weight_decay=0.0)
     rng = np.random.default_rng([cfg.seed, 5 if decoder else 3])
-    step = _restore(state, live, ema, opt, rng) if state else 0
+    step = _restore(state, live, ema, opt, rng) if state else start
     vae.train()
     while ranks.agree(clock.more(step)):
         for group in opt.param_groups:  # lr / sqrt(1 + step / vae_lr_steps): counted in steps, not time
             group["lr"] = lr / (1.0 + step / cfg.vae_lr_steps) ** 0.5
-        pixels, start, label = _batch(cfg, ranks, step, rng, decoder)
-        loss, l1 = vae_loss(vae, to_pixels(pixels, device), start, cfg.vae_chroma)
+        pixels, train_from, label = _batch(cfg, ranks, step, rng, decoder)
+        loss, l1 = vae_loss(vae, to_pixels(pixels, device), train_from, cfg.vae_chroma,
+                            cfg.decoder_temporal if decoder else 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         ranks.average_grads(live)

@@ -164,3 +164,33 @@ def test_more_decoder_steps_on_a_finished_folder_equal_a_run_that_trained_them_a
     assert main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "2", "--resume"]) == 0
     for part in PARTS:
         assert (tmp_path / part).read_bytes() == (smoke / part).read_bytes(), part
+
+
+def test_a_decoder_restart_trains_only_the_decoder_on_from_its_weights(smoke, tmp_path):
+    """--decoder-restart: a folder without decoder_state.pt goes on to a larger
+    --decoder-steps from its decoder's weights; the encoder and the experts keep their
+    bytes, the record counts the steps in all and keeps the restart."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file
+
+    shutil.copytree(smoke, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "decoder_state.pt").unlink()
+    few = ["--vae-steps", "2", "--dit-steps", "2", "--clips", "16"]
+    with pytest.raises(SystemExit, match="--decoder-restart needs --resume and --decoder-steps"):
+        main(["models", "train-toy", str(tmp_path), *few, "--decoder-restart"])
+    with pytest.raises(SystemExit, match="--decoder-restart needs --decoder-steps larger than the 2 decoder steps"):
+        main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "2", "--resume", "--decoder-restart"])
+    assert main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "3", "--resume",
+                 "--decoder-restart"]) == 0
+    vae = "vae/diffusion_pytorch_model.safetensors"
+    before, after = load_file(smoke / vae), load_file(tmp_path / vae)
+    assert all(after[k].equal(v) for k, v in before.items() if k.startswith(("encoder.", "quant_conv.")))
+    assert not all(after[k].equal(v) for k, v in before.items() if k.startswith("decoder."))
+    for part in PARTS[:2] + PARTS[3:]:
+        assert (tmp_path / part).read_bytes() == (smoke / part).read_bytes(), part
+    record = json.loads((tmp_path / "toy_training.json").read_text())
+    assert (record["dit_steps"], record["decoder_steps"]) == (2, 3)
+    assert record["resumed"][-1]["decoder_restart"] is True
+    assert (tmp_path / "decoder_state.pt").is_file()  # a plain --resume can go on from here

@@ -11,7 +11,7 @@ from farm.toy import data
 from farm.toy import model as toy
 from farm.toy.ranks import Ranks
 from farm.toy.train import Experts, TrainConfig
-from farm.toy.vae_train import _batch, crops, pixel_loss, rollout, to_pixels
+from farm.toy.vae_train import _batch, crops, pixel_loss, rollout, temporal_loss, to_pixels
 
 pytestmark = pytest.mark.model
 
@@ -111,3 +111,17 @@ def test_the_chroma_term_charges_an_error_toward_grey_more_than_a_brightness_shi
     assert torch.allclose(pixel_loss(brighter, x, 2.0), torch.tensor(0.2))
     assert pixel_loss(greyer, x, 2.0) > 0.2 + 2.0 * 0.2
     assert pixel_loss(x, x, 2.0) == 0
+
+
+def test_the_temporal_term_charges_flicker_not_motion_and_most_across_latent_frames():
+    """A clip that moves as the data does costs nothing; the same brightness flicker costs
+    4x at a pair decoded from two latent frames (4 -> 5) what it costs inside one (2 -> 3);
+    a single frame has no pairs."""
+    x = torch.linspace(-1, 1, 9).view(1, 1, 9, 1, 1).expand(1, 3, 9, 4, 4).contiguous()
+    assert temporal_loss(x + 0.25, x, 0) < 1e-7                     # a constant offset: no flicker
+    inside, across = x.clone(), x.clone()
+    inside[:, :, 3:] += 0.2                                         # a step between frames 2 and 3
+    across[:, :, 5:] += 0.2                                         # between frames 4 and 5
+    assert torch.allclose(temporal_loss(across, x, 0), 4 * temporal_loss(inside, x, 0))
+    assert torch.allclose(temporal_loss(inside, x, 2), temporal_loss(across, x, 0))  # pair 0 is frame 2
+    assert temporal_loss(x[:, :, :1] + 0.5, x[:, :, :1], 0) == 0
