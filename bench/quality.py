@@ -13,7 +13,8 @@ boundaries / mean elsewhere; jump = the largest centroid step across a boundary 
 median step. Targets (windows): ratio <= 1.1, jump <= 2; the baseline must show seams.
 `chain` needs a family that continues a clip from frames (I2V, TI2V): the toy model is
 text-to-video (t2v-a14b), so chain mode is not measured. The data's own clips are rows too
-(what a perfect model would score).
+(what a perfect model would score), and so is the VAE's round trip of them (the decoder's
+own seams at the same frames: what perfect latents would score, the floor of windows).
 
 Text use: each expert's flow loss on the held-out clips' own latents given the true prompt,
 no prompt, a wrong colour and the opposite direction (same noise for all): a word whose
@@ -78,20 +79,19 @@ def quality_rows(clips: dict[str, np.ndarray], scenes) -> dict[str, float]:
             "axis": float(np.mean(axis)), "jitter": float(np.nanmean(jit))}
 
 
-def vae_clips(model: str, scenes, frames: int) -> dict[str, np.ndarray]:
+def vae_clips(model: str, clips: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The model's VAE alone: each data clip encoded and decoded (what the VAE lets through
     of a perfect latent: the ceiling of the model's own scores)."""
     import torch
 
     from farm.model.loader import ModelLoader, resolve_model
-    from farm.toy import data
     from farm.toy.vae_train import to_pixels
 
     vae = ModelLoader(resolve_model(model)).vae()
     out = {}
     with torch.no_grad():
-        for key, s in scenes.items():
-            x = to_pixels(data.render(s, frames)[None], torch.device("cpu"))
+        for key, clip in clips.items():
+            x = to_pixels(clip[None], torch.device("cpu"))
             y = vae.decode(vae.encode(x).latent_dist.mode()).sample[0]       # (3, F, H, W)
             out[key] = ((y.permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
     return out
@@ -156,6 +156,8 @@ def window_boundaries(num_latent: int) -> list[int]:
 
 
 def seam_rows(clips: dict[str, np.ndarray], prompts: int) -> dict[str, tuple[float, float]]:
+    """{mode: (mean seam ratio, largest jump)} of windows, independent segments, the VAE's
+    round trip of the data clips (`v{i}`, if given) and the data clips (`t{i}`)."""
     from farm.toy import metrics
 
     rows = {}
@@ -165,6 +167,8 @@ def seam_rows(clips: dict[str, np.ndarray], prompts: int) -> dict[str, tuple[flo
     base = [metrics.seams(np.concatenate([clips[f"b{i}_{k}"] for k in range(3)]), [17, 34])
             for i in range(prompts)]
     rows["independent"] = base
+    if "v0" in clips:  # the decoder's own seams: a floor for the windows row
+        rows["vae of data"] = [metrics.seams(clips[f"v{i}"], bounds) for i in range(prompts)]
     truth = [metrics.seams(clips[f"t{i}"], bounds) for i in range(prompts)]
     rows["data (truth)"] = truth
     return {k: (float(np.mean([r for r, _ in v])), float(np.nanmax([j for _, j in v]))) for k, v in rows.items()}
@@ -212,8 +216,9 @@ def main() -> None:
     took = time.monotonic() - t0
     q = quality_rows(clips, held)
     qt = quality_rows({k: data.render(s) for k, s in held.items()}, held)
-    qv = quality_rows(vae_clips(args.model, held, data.FRAMES), held)
-    s = seam_rows({**clips, **truth}, args.seam_prompts) if args.seam_prompts else {}
+    qv = quality_rows(vae_clips(args.model, {k: data.render(s) for k, s in held.items()}), held)
+    vt = {"v" + k[1:]: c for k, c in vae_clips(args.model, truth).items()}
+    s = seam_rows({**clips, **truth, **vt}, args.seam_prompts) if args.seam_prompts else {}
     g = "guidance {high:g},{low:g}".format(**args.guidance) if args.guidance else "the family's guidance"
     print(f"model {args.model}: {len(held)} held-out prompts, {args.steps} steps, shift {args.shift:g}, "
           f"{g}, rendered in {took:.0f} s")
