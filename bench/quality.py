@@ -215,8 +215,9 @@ def main() -> None:
     clips = render(args.model, scenes + seam, args.steps, args.shift)
     took = time.monotonic() - t0
     q = quality_rows(clips, held)
-    qt = quality_rows({k: data.render(s) for k, s in held.items()}, held)
-    qv = quality_rows(vae_clips(args.model, {k: data.render(s) for k, s in held.items()}), held)
+    own = {k: data.render(s) for k, s in held.items()}
+    qt = quality_rows(own, held)
+    qv = quality_rows(vae_clips(args.model, own), held)
     vt = {"v" + k[1:]: c for k, c in vae_clips(args.model, truth).items()}
     s = seam_rows({**clips, **truth, **vt}, args.seam_prompts) if args.seam_prompts else {}
     g = "guidance {high:g},{low:g}".format(**args.guidance) if args.guidance else "the family's guidance"
