@@ -38,6 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--decoder-restart", action="store_true",
                      help="with --resume and a larger --decoder-steps: step 4 on from DIR's decoder weights "
                      "with a new optimizer and EMA (a folder without decoder_state.pt, or a changed step 4)")
+    toy.add_argument("--expert-restart", action="store_true",
+                     help="with --resume and a larger --dit-steps: step 3 on from DIR's expert and text "
+                     "encoder weights with a new optimizer, EMA and warm-up (a folder without train_state.pt)")
+    toy.add_argument("--dit-anneal", type=int, default=0, metavar="N",
+                     help="decay the expert lr linearly to 0 over the last N of --dit-steps (default 0: none)")
     toy.set_defaults(run=run_train_toy)
 
 
@@ -69,6 +74,10 @@ def _check_train_flags(args: argparse.Namespace) -> str | None:
         return f"--decoder-steps must be >= 0, got {args.decoder_steps}"
     if args.decoder_restart and not (args.resume and args.decoder_steps is not None):
         return "--decoder-restart needs --resume and --decoder-steps (the decoder steps in all)"
+    if args.expert_restart and not (args.resume and args.dit_steps is not None):
+        return "--expert-restart needs --resume and --dit-steps (the expert steps in all)"
+    if args.dit_anneal < 0 or (args.dit_anneal and args.dit_steps is None):
+        return f"--dit-anneal must be >= 0 and needs --dit-steps (the step the decay ends at), got {args.dit_anneal}"
     return None
 
 
@@ -81,7 +90,8 @@ def run_train_toy(args: argparse.Namespace) -> int:
     quiet_libraries()
     cfg = TrainConfig(seed=args.seed, minutes=args.minutes, clips=args.clips, workers=args.workers,
                       vae_steps=args.vae_steps, dit_steps=args.dit_steps, decoder_steps=args.decoder_steps,
-                      decoder_restart=args.decoder_restart)
+                      decoder_restart=args.decoder_restart, expert_restart=args.expert_restart,
+                      dit_anneal=args.dit_anneal)
     try:
         record = train_toy(args.directory, cfg, log=stamped, setup=quiet_libraries, resume=args.resume)
     except SetupError as e:

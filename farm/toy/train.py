@@ -19,7 +19,9 @@ counts reached are logged in toy_training.json and `--vae-steps/--dit-steps/
 (train_state.pt) and step 4 draws from its own seeded streams and depends on the VAE alone,
 so a run resumed from any save (`resume`: more expert steps, then step 4 if not yet run,
 or more of it from decoder_state.pt) ends with the weights of one that never stopped;
-`decoder_restart` continues step 4 from the decoder's weights alone (recorded as such).
+`decoder_restart` continues step 4 from the decoder's weights alone, `expert_restart` step 3
+from the experts' and text encoder's weights alone (a folder without train_state.pt, e.g. the
+shipped one); both are recorded as such. `dit_anneal` ends step 3 with a linear lr decay.
 `workers` processes train data-parallel (farm.toy.ranks), one thread each.
 """
 
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from farm.toy import model as toy
@@ -81,6 +84,9 @@ class TrainConfig:
     decoder_restart: bool = False  # resume only: step 4 on from the folder's decoder weights (`recorded`)
     dit_batch: int = 32
     dit_lr: float = 5e-4
+    dit_warmup: int = 100          # expert steps of linear lr warm-up (again after an expert restart)
+    dit_anneal: int = 0            # the last N expert steps decay the lr linearly to 0 (needs dit_steps)
+    expert_restart: bool = False   # resume only: step 3 on from the folder's weights (`recorded`)
     drop_text: float = 0.1
     ema: float = 0.995
     save_every: float = 5.0        # minutes between intermediate saves (0: never)
@@ -91,6 +97,10 @@ class TrainConfig:
         for name in ("vae_images", "vae_batch", "decoder_batch", "dit_batch"):
             if getattr(self, name) % self.workers:
                 out.append(f"{name} ({getattr(self, name)}) must be divisible by workers ({self.workers})")
+        if self.dit_anneal < 0 or (self.dit_anneal and self.dit_steps is None):
+            out.append(f"dit_anneal must be >= 0 and needs dit_steps (the step it ends at), got {self.dit_anneal}")
+        if self.dit_warmup < 1:
+            out.append(f"dit_warmup must be >= 1, got {self.dit_warmup}")
         if self.vae_frames_every < 1:
             out.append(f"vae_frames_every must be >= 1 (1: image steps only), got {self.vae_frames_every}")
         if not self.vae_chroma >= 0:
@@ -143,14 +153,15 @@ class Experts:
         self.live = torch.nn.ModuleDict({"text": text_encoder, "high": high, "low": low})
         self.ema = copy.deepcopy(self.live).eval().requires_grad_(False)
 
-    def state(self, opt, gen: torch.Generator, step: int) -> dict:
-        """Everything step 3 continues from: weights (live and EMA), AdamW moments, draws."""
-        return phase_state(step, self.live, self.ema, opt, gen=gen.get_state())
+    def state(self, opt, gen: torch.Generator, step: int, origin: int) -> dict:
+        """Everything step 3 continues from: weights (live and EMA), AdamW moments, draws,
+        and the step its warm-up started at (`origin`)."""
+        return phase_state(step, self.live, self.ema, opt, gen=gen.get_state(), origin=origin)
 
-    def restore(self, state: dict, opt, gen: torch.Generator) -> int:
-        """Load a `state` into these modules, `opt` and `gen`; returns its step."""
+    def restore(self, state: dict, opt, gen: torch.Generator) -> tuple[int, int]:
+        """Load a `state` into these modules, `opt` and `gen`; returns (its step, its origin)."""
         gen.set_state(state["gen"])
-        return load_phase(state, self.live, self.ema, opt)
+        return load_phase(state, self.live, self.ema, opt), state.get("origin", 0)
 
     def step_loss(self, latents, prompts, cfg: TrainConfig, gen, ranks: Ranks, device) -> dict[str, torch.Tensor]:
         """Both experts' losses on this rank's part of one global batch each (every draw
@@ -174,19 +185,43 @@ class Experts:
                          sigma[part].to(device), eps[part].to(device))
 
 
+def expert_lr(cfg: TrainConfig, step: int, origin: int = 0) -> float:
+    """Step 3's lr at `step`: a linear warm-up over `dit_warmup` steps from `origin` (0, or
+    where an expert restart began with new AdamW moments), constant, then with `dit_anneal`
+    a linear decay over the last steps before `dit_steps`:
+
+        lr  |    ______________
+            |   /              \
+            |  /                \
+            +--------------------+---> step
+           origin  +warmup   dit_steps - anneal   dit_steps
+    """
+    lr = cfg.dit_lr * min(1.0, (step + 1 - origin) / cfg.dit_warmup)
+    if cfg.dit_anneal:
+        lr *= min(1.0, (cfg.dit_steps - step) / cfg.dit_anneal)
+    return lr
+
+
+def restart_stream(cfg: TrainConfig, start: int) -> int:
+    """The draws' seed of an expert restart at `start`: not the stream's first draws again."""
+    return int(np.random.SeedSequence([cfg.seed, 1, start]).generate_state(1)[0])
+
+
 def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: Clock, ranks: Ranks,
-                  device, log, save: Callable[[dict], None], state: dict | None = None) -> int:
+                  device, log, save: Callable[[dict], None], state: dict | None = None, start: int = 0) -> int:
     """Step 3: both experts (and the text encoder) on the cached latents; returns the steps
     done in all. Every save passes the whole training state (`Experts.state`); `state`
-    continues from one (the same steps, draws and optimizer moments as a run that never stopped)."""
+    continues from one (the same steps, draws and optimizer moments as a run that never stopped).
+    Without one, `start` > 0 continues from the weights alone (`expert_restart`): the step
+    count goes on; AdamW moments, EMA, draws and the warm-up start anew."""
     opt = torch.optim.AdamW(experts.live.parameters(), lr=cfg.dit_lr, weight_decay=0.01)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    step = experts.restore(state, opt, gen) if state else 0
+    gen = torch.Generator().manual_seed(restart_stream(cfg, start) if start else cfg.seed + 1)
+    step, origin = experts.restore(state, opt, gen) if state else (start, start)
     experts.live.train()
     last_save, avg = time.monotonic(), {}
     while ranks.agree(clock.more(step)):
-        for group in opt.param_groups:  # linear warm-up over 100 steps, then constant
-            group["lr"] = cfg.dit_lr * min(1.0, (step + 1) / 100)
+        for group in opt.param_groups:
+            group["lr"] = expert_lr(cfg, step, origin)
         losses = experts.step_loss(latents, prompts, cfg, gen, ranks, device)
         opt.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
@@ -199,9 +234,9 @@ def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: C
             log(f"dit step {step}: loss high {avg['high']:.4f} low {avg['low']:.4f}")
         step += 1
         if ranks.agree(bool(cfg.save_every) and time.monotonic() - last_save > cfg.save_every * 60):
-            save(experts.state(opt, gen, step))
+            save(experts.state(opt, gen, step, origin))
             last_save = time.monotonic()
-    save(experts.state(opt, gen, step))
+    save(experts.state(opt, gen, step, origin))
     return step
 
 
@@ -231,7 +266,8 @@ def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Ca
     if earlier:  # steps 1-2 done and step 3 saved: the folder holds their weights
         text, vae, high, low = (m.to(dev) for m in toy.load_pipeline(directory))
         experts = Experts(tokenizer, text, high, low)
-        state = torch.load(directory / STATE, weights_only=False) if (directory / STATE).is_file() else None
+        kept = (directory / STATE).is_file() and not cfg.expert_restart
+        state = torch.load(directory / STATE, weights_only=False) if kept else None
         log(f"resumed {directory}: {record['vae_steps']} VAE steps, {record['dit_steps']} expert steps done")
     else:
         vae = toy.build_vae(cfg.seed).to(dev)
@@ -246,8 +282,9 @@ def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Ca
         if ranks.rank == 0 and not earlier:
             vae.save_pretrained(directory / "vae")  # early, to check the reconstructions
         left = max(0.0, cfg.minutes * 60 * (1 - cfg.decoder_share * decoder_more) - (time.monotonic() - t0))
+        start = record["dit_steps"] if cfg.expert_restart else 0
         record["dit_steps"] = train_experts(experts, latents, prompts, cfg, Clock(cfg.dit_steps, left),
-                                            ranks, dev, log, save, state)
+                                            ranks, dev, log, save, state, start)
     if decoder_more:
         left = max(0.0, cfg.minutes * 60 - (time.monotonic() - t0))
         again = "decoder_steps" in record and not cfg.decoder_restart
@@ -278,8 +315,9 @@ def recorded(directory: Path, cfg: TrainConfig) -> dict:
     depends on the VAE alone, so before or after more expert steps is the same).
     `decoder_restart` continues step 4 to a larger `decoder_steps` from the folder's
     decoder weights alone, with new AdamW moments, EMA and streams: for a folder without
-    decoder_state.pt, or after a change to step 4's loss; not the bytes of an unbroken
-    run, so the record keeps the restart (in `resumed`)."""
+    decoder_state.pt, or after a change to step 4's loss; `expert_restart` does the same
+    for step 3 to a larger `dit_steps` (a folder without train_state.pt). Neither gives the
+    bytes of an unbroken run, so the record keeps the restart (in `resumed`)."""
     path = directory / RECORD
     if not path.is_file():
         raise SetupError(f"resume: {path} does not exist (train without --resume first)")
@@ -294,9 +332,12 @@ def recorded(directory: Path, cfg: TrainConfig) -> dict:
                                    ("decoder", "decoder", cfg.decoder_steps, decoded)):
         if asked is not None and had is not None and asked < had:
             raise SetupError(f"resume: --{flag}-steps {asked} is fewer than the {had} {name} steps done")
-    if wants_experts(record, cfg) and not (directory / STATE).is_file():
+    if cfg.expert_restart and (cfg.dit_steps is None or cfg.dit_steps <= done):
+        raise SetupError(f"resume: --expert-restart needs --dit-steps larger than the {done} expert "
+                         f"steps done, got {cfg.dit_steps}")
+    if wants_experts(record, cfg) and not cfg.expert_restart and not (directory / STATE).is_file():
         raise SetupError(f"resume: {directory / STATE} does not exist, so step 3 cannot continue "
-                         f"(--dit-steps {done} keeps its {done} steps)")
+                         f"(--dit-steps {done} keeps its {done} steps; --expert-restart goes on from the weights)")
     if cfg.decoder_restart and decoded is None:
         raise SetupError(f"resume: --decoder-restart: {path} records no step 4 yet (--resume alone runs it)")
     if cfg.decoder_restart and (cfg.decoder_steps is None or cfg.decoder_steps <= decoded):
@@ -337,8 +378,9 @@ def train_toy(directory: str | Path, cfg: TrainConfig = TrainConfig(), device: s
     """Train every component and write the model folder; returns the training record.
     `log` and `setup` (run first in every process) must be module-level functions.
     `resume`: continue a folder whose run ended after its expert phase (see `recorded`)."""
-    if cfg.decoder_restart and not resume:
-        raise SetupError("decoder_restart continues a trained folder: it needs resume")
+    for name in ("decoder_restart", "expert_restart"):
+        if getattr(cfg, name) and not resume:
+            raise SetupError(f"{name} continues a trained folder: it needs resume")
     if problems := cfg.problems():
         raise SetupError("; ".join(problems))
     out = Path(directory)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from farm.cli import main
 from farm.model.loader import ModelLoader, resolve_model
@@ -194,3 +195,38 @@ def test_a_decoder_restart_trains_only_the_decoder_on_from_its_weights(smoke, tm
     assert (record["dit_steps"], record["decoder_steps"]) == (2, 3)
     assert record["resumed"][-1]["decoder_restart"] is True
     assert (tmp_path / "decoder_state.pt").is_file()  # a plain --resume can go on from here
+
+
+def test_an_expert_restart_trains_the_experts_on_from_their_weights(smoke, tmp_path):
+    """--expert-restart: a folder without train_state.pt (the shipped one) goes on to a
+    larger --dit-steps from its experts' and text encoder's weights; the VAE keeps its
+    bytes, the record counts the steps in all and keeps the restart, the same flags give
+    the same bytes."""
+    import json
+    import shutil
+
+    shutil.copytree(smoke, tmp_path / "a")
+    (tmp_path / "a" / "train_state.pt").unlink()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    few = ["--vae-steps", "2", "--clips", "16", "--resume"]
+    with pytest.raises(SystemExit, match="train_state.pt does not exist, so step 3 cannot continue"):
+        main(["models", "train-toy", str(tmp_path / "a"), *few, "--dit-steps", "4"])
+    with pytest.raises(SystemExit, match="--expert-restart needs --resume and --dit-steps"):
+        main(["models", "train-toy", str(tmp_path / "a"), "--clips", "16", "--expert-restart"])
+    with pytest.raises(SystemExit, match="--expert-restart needs --dit-steps larger than the 2 expert steps"):
+        main(["models", "train-toy", str(tmp_path / "a"), *few, "--dit-steps", "2", "--expert-restart"])
+    with pytest.raises(SystemExit, match="--dit-anneal must be >= 0 and needs --dit-steps"):
+        main(["models", "train-toy", str(tmp_path / "a"), *few, "--dit-anneal", "2"])
+    for run in ("a", "b"):
+        assert main(["models", "train-toy", str(tmp_path / run), *few, "--dit-steps", "4",
+                     "--dit-anneal", "2", "--expert-restart"]) == 0
+    assert (tmp_path / "a" / PARTS[2]).read_bytes() == (smoke / PARTS[2]).read_bytes()
+    for part in PARTS[:2] + PARTS[3:]:
+        assert (tmp_path / "a" / part).read_bytes() != (smoke / part).read_bytes(), part
+    for part in PARTS:
+        assert (tmp_path / "a" / part).read_bytes() == (tmp_path / "b" / part).read_bytes(), part
+    record = json.loads((tmp_path / "a" / "toy_training.json").read_text())
+    assert (record["dit_steps"], record["decoder_steps"]) == (4, 2)
+    assert record["resumed"][-1]["expert_restart"] is True
+    state = torch.load(tmp_path / "a" / "train_state.pt", weights_only=False)
+    assert (state["step"], state["origin"]) == (4, 2)  # a plain --resume goes on from here

@@ -10,7 +10,7 @@ import torch
 from farm.toy import data
 from farm.toy import model as toy
 from farm.toy.ranks import Ranks
-from farm.toy.train import Experts, TrainConfig
+from farm.toy.train import Experts, TrainConfig, expert_lr
 from farm.toy.vae_train import _batch, crops, pixel_loss, rollout, temporal_loss, to_pixels
 
 pytestmark = pytest.mark.model
@@ -94,6 +94,20 @@ def test_bad_configurations_name_the_field():
     assert "vae_chroma must be >= 0 (0: RGB L1 only), got -1.0" in problems
     assert "vae_lr_steps must be > 0, got 0.0" in problems
     assert "vae_ema must be in [0, 1), got 1.0" in problems
+    problems = TrainConfig(dit_anneal=10, dit_warmup=0).problems()
+    assert "dit_anneal must be >= 0 and needs dit_steps (the step it ends at), got 10" in problems
+    assert "dit_warmup must be >= 1, got 0" in problems
+
+
+def test_the_expert_lr_warms_up_from_its_origin_and_anneals_to_zero_at_dit_steps():
+    plain = TrainConfig(dit_lr=1.0, dit_warmup=10)
+    assert [expert_lr(plain, s) for s in (0, 4, 9, 5000)] == [0.1, 0.5, 1.0, 1.0]
+    cfg = TrainConfig(dit_lr=1.0, dit_warmup=10, dit_steps=1100, dit_anneal=50)
+    assert expert_lr(cfg, 1000, origin=1000) == pytest.approx(0.1)   # a restart warms up again
+    assert expert_lr(cfg, 1049, origin=1000) == 1.0
+    assert expert_lr(cfg, 1050, origin=1000) == 1.0                  # the decay's first step
+    assert expert_lr(cfg, 1075, origin=1000) == pytest.approx(0.5)
+    assert expert_lr(cfg, 1099, origin=1000) == pytest.approx(1 / 50)  # the last step is not 0
 
 
 def test_the_chroma_term_charges_an_error_toward_grey_more_than_a_brightness_shift():
