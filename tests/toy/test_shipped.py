@@ -25,7 +25,7 @@ def test_held_out_prompts_get_their_colour_and_direction():
     held = {f"q{i}": s for i, s in enumerate(data.held_out_scenes(0, PROMPTS))}
     scenes = [{"id": k, "prompt": s.prompt, "frames": data.FRAMES, "seed": 7 + i}
               for i, (k, s) in enumerate(held.items())]
-    clips = render("toy", scenes, steps=10, shift=3.0)
+    clips = render("toy", scenes, steps=20, shift=3.0)
     colour = sum(metrics.colour(clips[k]) == s.colour for k, s in held.items())
     along = sum(metrics.moves_along(clips[k], s.direction) for k, s in held.items())
     assert colour >= PROMPTS - 1 and along >= PROMPTS - 1, (colour, along)
@@ -33,7 +33,7 @@ def test_held_out_prompts_get_their_colour_and_direction():
 
 def test_a_windows_scene_has_no_seams_where_independent_segments_do():
     scenes, truth = seam_scenes(0, 1)
-    rows = seam_rows({**render("toy", scenes, steps=10, shift=3.0), **truth}, 1)
+    rows = seam_rows({**render("toy", scenes, steps=20, shift=3.0), **truth}, 1)
     ratio, jump = rows["windows"]
     assert ratio <= 1.1 and jump <= 2.0, rows
     assert rows["independent"][0] > 1.5, rows  # the metric sees a seam where there is one
