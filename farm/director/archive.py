@@ -114,7 +114,13 @@ class FrameArchive:
         part = self.root / "film.mp4.part"
         with Mp4Writer(part, self.fps, self.width, self.height, metadata=self.metadata) as mp4:
             for pos in range(self.total):
-                with Image.open(self._path(pos)) as im:
+                path = self._path(pos)
+                try:
+                    im = Image.open(path)
+                except FileNotFoundError:  # removed after the count above: the same fault
+                    raise OSError(f"{path.name} went missing from the archive while film.mp4 "
+                                  "was assembled") from None
+                with im:
                     mp4.write(np.asarray(im.convert("RGB")))
         part.replace(self.mp4_path)
 

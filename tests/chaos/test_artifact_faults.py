@@ -69,3 +69,22 @@ def test_removed_artifact_folder_never_yields_a_successful_film(tmp_path):
     assert final.state == FilmState.FAILED
     assert "missing from the archive" in final.reason
     assert row.state == "FAILED" and not mp4.exists()
+
+
+def test_a_frame_removed_after_the_count_fails_the_mp4_with_the_same_reason(tmp_path):
+    """The race the test above can hit: every PNG was on disk when the archive counted
+    them, one is gone when film.mp4 is assembled. The reason is the same, no mp4 is left."""
+    import numpy as np
+
+    from farm.director.archive import FrameArchive
+    from farm.media.writers import png_path, write_png
+
+    for i in range(3):
+        write_png(tmp_path / "frames", "s0", i, np.full((16, 16, 3), 40 * i, dtype=np.uint8))
+    archive = FrameArchive(tmp_path, [("s0", 3)], fps=16, width=16, height=16)
+    assert archive.written == 3  # the count saw every frame
+    gone = png_path(tmp_path / "frames", "s0", 1)
+    gone.unlink()
+    with pytest.raises(OSError, match=f"{gone.name} went missing from the archive"):
+        archive._assemble_mp4()
+    assert not archive.mp4_path.exists()
