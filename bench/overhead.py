@@ -36,10 +36,10 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    from films import board, scene
 
     from farm.cli.quiet import quiet_libraries
     from farm.model.tiny import init_tiny
-    from tests.helpers import board, scene
 
     quiet_libraries()
     folder = str(init_tiny(tempfile.mkdtemp(prefix="reelfarm-bench-"), "t2v-a14b"))
@@ -64,10 +64,10 @@ def _local_systems(folder: str, scenes: list, shape: dict, frames: int):
     """(plain WanPipeline call, inline farm render) of the same film, weights loaded."""
     import numpy as np
     from diffusers import WanPipeline
+    from films import make_film
 
     from farm.local import LocalFarm
     from farm.model.noise import initial_noise
-    from tests.helpers import make_film
 
     film = make_film(scenes, model=folder, **shape)
     farm = LocalFarm(folder)

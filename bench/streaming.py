@@ -16,11 +16,12 @@ import argparse
 import threading
 import time
 
+from films import make_film, scene
+
 from farm.cli.quiet import quiet_libraries
 from farm.local import LocalFarm
 from farm.plan.film import plan_film
 from farm.sched.output import PhaseFinished
-from tests.helpers import make_film, scene
 
 
 def render(farm: LocalFarm, film) -> dict[str, float]:

@@ -20,7 +20,10 @@ def serve_config(path: str, address: str | None, web_port: int | None = None) ->
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"error: {path}: {exc}", file=sys.stderr)
         return 2
-    if address is None:  # a cluster of our own on this machine: no token auth for Ray itself
+    from serving.local import ray_address
+
+    address = ray_address(address)
+    if address == "local":  # a cluster of our own on this machine: no token auth for Ray itself
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
     from ray import serve

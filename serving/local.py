@@ -15,8 +15,11 @@ from serving.config import ServingConfig
 
 class LocalCluster:
     def __init__(self, config: ServingConfig, *, num_cpus: int | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, address: str | None = None):
+        """`address`: a Ray cluster to join (None: RAY_ADDRESS if set, else a private
+        cluster started here; see ray_address)."""
         self.config = config
+        self.address = ray_address(address)
         self.num_cpus = num_cpus or os.cpu_count() or 2
         # Several replicas share this machine's cores: OpenMP teams of idle replicas must
         # sleep, not spin, or they steal cycles from the replica that is computing.
@@ -24,16 +27,19 @@ class LocalCluster:
         self.startup_s = 0.0
 
     def __enter__(self) -> Any:
-        # Ray 2.60 turns token auth on by default; a single-machine cluster on loopback
-        # started by this process needs none (set RAY_AUTH_MODE to override).
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        if self.address == "local":
+            # Ray 2.60 turns token auth on by default; a single-machine cluster on loopback
+            # started by this process needs none (set RAY_AUTH_MODE to override).
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         import ray
         from ray import serve
 
         from serving.app import build_app
 
         started = time.perf_counter()
-        ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
+        own = self.address == "local"  # resources are the joined cluster's own otherwise
+        ray.init(address=self.address, num_cpus=self.num_cpus if own else None,
+                 include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": self.env})
         serve.run(build_app(self.config.model_dump()), name="reelfarm", route_prefix=None)
         self.startup_s = time.perf_counter() - started
@@ -45,6 +51,15 @@ class LocalCluster:
 
         serve.shutdown()
         ray.shutdown()
+
+
+def ray_address(address: str | None) -> str:
+    """The Ray address to give ray.init: `address`, else RAY_ADDRESS, else "local".
+
+    ray.init() with no address joins whatever cluster Ray's current-cluster file names,
+    which an earlier `ray start` may have left pointing at a cluster long gone; "local"
+    always starts a private cluster for this process."""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
 
 
 def small_machine_pools(model: str, artifacts: str, threads: int = 0) -> ServingConfig:

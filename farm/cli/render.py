@@ -32,11 +32,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", choices=("inline", "ray"), default="inline",
                    help="inline: this process (fast start); ray: a local Ray cluster running "
                         "the Serve app, as on a GPU farm")
+    p.add_argument("--address", help="with --executor ray: join this Ray cluster (e.g. auto or "
+                                      "HOST:6379; default RAY_ADDRESS if set) instead of "
+                                      "starting a private one here")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if (loaded := load_from_args(args)) is None:
+        return 2
+    if args.address and args.executor != "ray":
+        print("error: --address goes with --executor ray", file=sys.stderr)
         return 2
     if problem := check_output_flags(args):
         print(f"error: {problem}", file=sys.stderr)
@@ -53,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries()
     console = Console(stderr=True)
     if args.executor == "ray":
-        console.print("starting a local Ray cluster (about 30 s on 2 cores) ...")
-        source = RaySource(film, cluster_storyboard(loaded.board, film), torch.get_num_threads())
+        console.print("starting the reelfarm app on Ray (a local cluster: about 30 s on 2 cores) ...")
+        source = RaySource(film, cluster_storyboard(loaded.board, film), torch.get_num_threads(),
+                           address=args.address)
         console.print(f"cluster ready after {source.startup_s:.1f} s")
     else:
         dtype = getattr(torch, args.dtype or ("float32" if args.device == "cpu" else "bfloat16"))

@@ -63,13 +63,16 @@ class InlineSource:
 
 
 class RaySource:
-    """A Ray cluster started on this machine with the reelfarm Serve app."""
+    """The reelfarm Serve app on a private Ray cluster started here, or on one joined
+    (`address`, RAY_ADDRESS)."""
 
-    def __init__(self, film: Film, storyboard: dict, threads: int = 0):
+    def __init__(self, film: Film, storyboard: dict, threads: int = 0,
+                 address: str | None = None):
         from serving.local import LocalCluster, small_machine_pools
 
         self._tmp = tempfile.TemporaryDirectory(prefix="reelfarm-ray-")
-        self.cluster = LocalCluster(small_machine_pools(film.model, self._tmp.name, threads))
+        self.cluster = LocalCluster(small_machine_pools(film.model, self._tmp.name, threads),
+                                    address=address)
         self.director = self.cluster.__enter__()
         self.startup_s = self.cluster.startup_s
         info = self.director.create_film.remote(storyboard).result()

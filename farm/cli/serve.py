@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--config", help="a Ray Serve config YAML (see serving/serve_config.yaml): "
                                        "deploy the reelfarm app on Ray")
     p.add_argument("--address", help="with --config: join this Ray cluster (e.g. auto or "
-                                      "HOST:6379) instead of starting one here")
+                                      "HOST:6379; default RAY_ADDRESS if set) instead of "
+                                      "starting a private one here")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; others need --tokens)")
     p.add_argument("--port", type=int, default=50051, help="port (0: any free port)")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.serving.api.serve_proc import start_server, stop_server
+from bench.serve_proc import start_server, stop_server
 from tests.web.helpers import TOKENS, call, request
 
 pytestmark = [pytest.mark.web, pytest.mark.model]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.serve_proc import REELFARM, start_server, stop_server
 from farm.cli import main
 from farm.media.writers import probe_video
 from tests.serving.api.helpers import tiny_board
-from tests.serving.api.serve_proc import REELFARM, start_server, stop_server
 
 pytestmark = [pytest.mark.grpc, pytest.mark.model]
 # The served farm's quota of frames not yet delivered per tenant.

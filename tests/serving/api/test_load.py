@@ -10,11 +10,11 @@ import concurrent.futures
 import grpc
 import pytest
 
+from bench.load_harness import run_load
+from bench.serve_proc import start_server, stop_server
 from farm.client import Client
 from farm.client.errors import ApiError
 from tests.serving.api.helpers import tiny_board, wait_final
-from tests.serving.api.load_harness import run_load
-from tests.serving.api.serve_proc import start_server, stop_server
 
 pytestmark = [pytest.mark.grpc, pytest.mark.model, pytest.mark.slow]
 TOKEN = "load-token-0123456789abcdef"

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.serve_proc import start_server, stop_server
 from farm.api import convert
 from farm.api.protos import pb
 from farm.client import Client
 from farm.media.writers import probe_video
 from tests.serving.api.helpers import LIVE, tiny_board, wait_final
-from tests.serving.api.serve_proc import start_server, stop_server
 
 pytestmark = [pytest.mark.grpc, pytest.mark.model]
 

@@ -9,33 +9,26 @@ device-to-host bytes per pixel of a decoded frame. Table 3 runs the tiny model's
 phases with the handoff on the wire exact, bf16 and fp8, and reports bytes, the handoff
 error and the effect on the final decoded frames.
 
-    python bench/kernels.py [--width 832 --height 480 --latents 21] [--skip-model]
+    python bench/triton_kernels.py [--width 832 --height 480 --latents 21] [--skip-model]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-# NOTE: `python bench/kernels.py` puts bench/ first on sys.path, making this very file
-# importable as `kernels`: the name transformers and diffusers probe for (transformers
-# even imports it to read a version). Drop that entry before they load.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from torch.utils._pytree import tree_leaves  # noqa: E402
-
-from farm.cli.quiet import quiet_libraries  # noqa: E402
-from farm.model.decode import to_uint8  # noqa: E402
-from reelfarm_kernels import blend_step as bs  # noqa: E402
-from reelfarm_kernels import frame_pack as fp  # noqa: E402
-from reelfarm_kernels import handoff_codec as hc  # noqa: E402
-from reelfarm_kernels.solver_step import step_coefficients  # noqa: E402
+from farm.cli.quiet import quiet_libraries
+from farm.model.decode import to_uint8
+from reelfarm_kernels import blend_step as bs
+from reelfarm_kernels import frame_pack as fp
+from reelfarm_kernels import handoff_codec as hc
+from reelfarm_kernels.solver_step import step_coefficients
 
 MB = 1e6
 

@@ -1,4 +1,4 @@
-"""`reelfarm serve --local` as a child process for the CLI tests (no fixtures here).
+"""`reelfarm serve --local` as a child process, for bench/load.py and the CLI tests.
 
 Its output goes to a file, never to a pipe: a server that logs more than a pipe holds
 would block on a pipe nobody drains, and reading a live server's pipe to the end never

@@ -1,4 +1,4 @@
-"""Many streaming clients against one server: shared by the load test and bench/load.py.
+"""Many streaming clients against one server: bench/load.py and the load test (tests/serving).
 
 Each client streams one film's frames; a share of them drop the connection at a random
 frame and resume from the next one on a new connection. The server's memory is sampled
