@@ -10,12 +10,17 @@ holds everything (the fastest way to render on one device); "devices" is one wor
 device of a comma-separated `device` ("cuda:0,cuda:1,..."), each holding everything:
 with `config=SchedulerConfig(gangs=GangPolicy())` idle devices form gangs inside a
 segment (CFG / sequence parallel), meeting at a loopback rendezvous store.
+
+A farm serves one model or several (`reelfarm serve --local` serves every built-in one):
+each model gets its own workers, advertising "<model>/<part>" (farm.sched.placement.Need),
+so a film runs only on workers holding its own model's weights, even when two models are
+one family ("toy" and "tiny"). Workers load weights the first time a film needs them.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -34,12 +39,16 @@ from farm.spec.film import Film
 from farm.spec.profiles import profile_for
 from farm.stitch.stream import FrameRouter, FrameStream
 
+# What a farm serves: one model or several, each a name films give (a built-in or a
+# model folder) or an already resolved source.
+Models = str | ModelSource | Sequence[str | ModelSource]
 
-def local_director(model: str, artifacts: str | Path, *, db: str | None = None,
+
+def local_director(models: Models, artifacts: str | Path, *, db: str | None = None,
                    device: str = "cpu", dtype: torch.dtype = torch.float32,
                    workers: str = "single", config: SchedulerConfig | None = None,
                    metrics: FarmMetrics | None = None, **limits: int) -> Director:
-    """A Director over the embedded farm (the `serve --local` runtime).
+    """A Director over the embedded farm (the `serve --local` runtime) serving `models`.
 
     `artifacts`: folder of frame archives and (fsspec) checkpoints; `db`: a SQLAlchemy
     URL of the job store. With a db, phase handoffs are checkpointed and films survive a
@@ -48,42 +57,41 @@ def local_director(model: str, artifacts: str | Path, *, db: str | None = None,
     from farm.store.jobs import JobStore
 
     store = JobStore(db).migrate() if db else None
-    farm = LocalFarm(model, device=device, dtype=dtype, workers=workers, config=config,
+    farm = LocalFarm(models, device=device, dtype=dtype, workers=workers, config=config,
                      checkpoints=str(artifacts) if store is not None else None)
     return Director(farm.engine, farm.router, DirectorConfig(Path(artifacts), **limits),
                     store=store, metrics=metrics)
 
 
 class LocalFarm:
-    def __init__(self, model: str | ModelSource, *, device: str = "cpu",
+    def __init__(self, models: Models, *, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, workers: str = "single",
                  config: SchedulerConfig | None = None, checkpoints: str | None = None):
-        """`checkpoints`: an fsspec URL where every phase output is also saved."""
-        self.source = model if isinstance(model, ModelSource) else resolve_model(model)
+        """`models`: what the farm serves, each by the name films give (`Film.model`): a
+        built-in name or a model folder. `checkpoints`: an fsspec URL where every phase
+        output is also saved."""
+        self.sources = served_models(models)
         self.router = FrameRouter()
         self.plans: dict[str, FilmPlan] = {}
         self._ids = itertools.count(1)
-        pool = _workers(self.source, workers, device, dtype)
-        store = codec = None
-        if checkpoints is not None:
-            from farm.model.solver import HandoffCodec
-            from farm.store.artifacts import ArtifactStore
-
-            store, codec = ArtifactStore(checkpoints), HandoffCodec()
-        rendezvous = None
-        if config is not None and config.gangs is not None:
-            from farm.model.gang import StoreServer
-
-            rendezvous = StoreServer("127.0.0.1")
-        self.executor = InlineExecutor({wid: w for wid, (w, _) in pool.items()}, self.router,
-                                       checkpoints=store, codec=codec, rendezvous=rendezvous)
+        pool: dict[str, tuple[TorchWorker, frozenset[str]]] = {}
+        for label, (name, source) in zip(_labels(self.sources), self.sources.items(), strict=True):
+            pool.update(_workers(name, source, workers, device, dtype, label))
+        self.executor = _executor({wid: w for wid, (w, _) in pool.items()}, self.router, config,
+                                  checkpoints)
         self.engine = EngineCore(Scheduler(config), self.executor)
         for wid, (_, holds) in pool.items():
             self.engine.add_worker(WorkerSpec(wid, holds, slots=1))
 
+    @property
+    def source(self) -> ModelSource:
+        """The first model served (the only one, for a farm built for one film's model)."""
+        return next(iter(self.sources.values()))
+
     def submit(self, film: Film, film_id: str | None = None, **kwargs: object) -> tuple[str, FrameStream]:
-        if film.profile.family != self.source.family:
-            raise ValueError(f"this farm serves {self.source.family}; the film needs {film.profile.family}")
+        if film.model not in self.sources:
+            raise ValueError(f"this farm serves {', '.join(self.sources)}; the film needs "
+                             f"model {film.model!r}")
         film_id = film_id or f"film-{next(self._ids)}"
         plan = plan_film(film)
         stream = FrameStream([(s.id, s.num_frames) for s in film.scenes])
@@ -108,19 +116,57 @@ class LocalFarm:
             raise
 
 
-def _workers(source: ModelSource, mode: str, device: str,
-             dtype: torch.dtype) -> dict[str, tuple[TorchWorker, frozenset[str]]]:
+def _executor(workers: dict[str, TorchWorker], router: FrameRouter,
+              config: SchedulerConfig | None, checkpoints: str | None) -> InlineExecutor:
+    store = codec = None
+    if checkpoints is not None:
+        from farm.model.solver import HandoffCodec
+        from farm.store.artifacts import ArtifactStore
+
+        store, codec = ArtifactStore(checkpoints), HandoffCodec()
+    rendezvous = None
+    if config is not None and config.gangs is not None:
+        from farm.model.gang import StoreServer
+
+        rendezvous = StoreServer("127.0.0.1")
+    return InlineExecutor(workers, router, checkpoints=store, codec=codec, rendezvous=rendezvous)
+
+
+def served_models(models: Models) -> dict[str, ModelSource]:
+    """Name films use -> source, resolved (ValueError naming the built-ins if unknown)."""
+    items = [models] if isinstance(models, (str, ModelSource)) else list(models)
+    if not items:
+        raise ValueError("a farm must serve at least one model")
+    sources = [m if isinstance(m, ModelSource) else resolve_model(m) for m in items]
+    return {s.ref: s for s in sources}
+
+
+def _labels(sources: dict[str, ModelSource]) -> list[str]:
+    """Worker id prefixes: none for a farm of one model (ids as they always were), else the
+    model's name (a folder's base name), numbered if two folders share one."""
+    if len(sources) == 1:
+        return [""]
+    names = [Path(ref).name if "/" in ref else ref for ref in sources]
+    return [f"{n}:" if names.count(n) == 1 else f"{n}#{i}:" for i, n in enumerate(names)]
+
+
+def _workers(model: str, source: ModelSource, mode: str, device: str, dtype: torch.dtype,
+             label: str = "") -> dict[str, tuple[TorchWorker, frozenset[str]]]:
+    """The workers of one model: each advertises its parts as "<model>/<part>"."""
     experts = profile_for(source.family).experts
+
+    def holds(*parts: str) -> frozenset[str]:
+        return frozenset(f"{model}/{p}" for p in parts)
+
     if mode == "single":
-        return {"local": (TorchWorker(source, device, dtype), frozenset({"text", "vae", *experts}))}
+        return {f"{label}local": (TorchWorker(source, device, dtype), holds("text", "vae", *experts))}
     if mode == "split":
-        pool = {"text": (TorchWorker(source, device, dtype), frozenset({"text"})),
-                "vae": (TorchWorker(source, device, dtype), frozenset({"vae"}))}
+        pool = {f"{label}text": (TorchWorker(source, device, dtype), holds("text")),
+                f"{label}vae": (TorchWorker(source, device, dtype), holds("vae"))}
         for e in experts:
-            pool[f"expert-{e}"] = (TorchWorker(source, device, dtype), frozenset({e}))
+            pool[f"{label}expert-{e}"] = (TorchWorker(source, device, dtype), holds(e))
         return pool
     if mode == "devices":
-        holds = frozenset({"text", "vae", *experts})
-        return {f"dev{i}-{d}": (TorchWorker(source, d, dtype), holds)
+        return {f"{label}dev{i}-{d}": (TorchWorker(source, d, dtype), holds("text", "vae", *experts))
                 for i, d in enumerate(device.split(","))}
     raise ValueError(f"workers must be 'single', 'split' or 'devices', got {mode!r}")

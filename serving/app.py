@@ -14,6 +14,10 @@
            the director; gangs of windows on several replicas swap halos through a
            per-phase HaloMailbox actor.
 
+Models: the app serves ServingConfig.models (default every built-in one). Each pool holds
+parts of one model and its replicas advertise "<model>/<part>", so a film's work goes
+only to its own model's pools (above: one model's pools; another model brings its own).
+
 HTTP: the web monitor (farm.web) at http://<proxy>:<http port>/<route prefix>/, served by
 the DirectorServer replica as its ASGI ingress, behind the API's tokens.
 
@@ -49,7 +53,7 @@ def build_app(args: dict) -> serve.Application:
         pools.append(serve.deployment(PoolWorker).options(
             name=f"Pool{p.name}", num_replicas=p.replicas, max_ongoing_requests=100,
             logging_config={"enable_access_log": False},
-            ray_actor_options=options).bind(p.model_dump(), cfg.model, cfg.device, cfg.dtype,
+            ray_actor_options=options).bind(p.model_dump(), p.model, cfg.device, cfg.dtype,
                                             cfg.artifacts))
     # The director is also the HTTP ingress: its replica owns the films, so the web
     # monitor (farm.web, built by DirectorServer.__serve_build_asgi_app__) runs there.

@@ -1,12 +1,27 @@
-"""The serving configuration: typed, frozen, validated once in build_app."""
+"""The serving configuration: typed, frozen, validated once in build_app.
+
+Models and pools. A config serves `models` (default: every built-in one); a film names one
+of them (the first is the default of films naming none). Pools are per model: a pool's
+replicas hold parts of one model (PoolConfig.model) and advertise them as "<model>/<part>",
+so the scheduler never gives a film to a replica holding another model's weights, not
+even one of the same family ("toy" and "tiny"). Without `pools`, each model gets one
+small pool holding all of it (whole_model_pools), whose weights load when a film first
+needs them: a server of every built-in model costs one idle process per model.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NonNegative = Annotated[float, Field(ge=0)]
+# A CPU share of the default pools (whole_model_pools): a Ray placement token, small
+# enough that one idle replica per built-in model and the director fit on 2 cores.
+IDLE_POOL_CPUS = 0.1
 
 
 class _Frozen(BaseModel):
@@ -18,7 +33,10 @@ class PoolConfig(_Frozen):
 
     # Deployment name suffix: the deployment is called "Pool<name>", e.g. PoolHigh.
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
-    # Expert names ("high", "low", "dense") and/or "text", "vae".
+    # The served model whose parts the pool holds (one of ServingConfig.models); may be
+    # left out in a config serving one model (ServingConfig fills it in).
+    model: str | None = None
+    # Parts of that model: expert names ("high", "low", "dense") and/or "text", "vae".
     holds: Annotated[list[str], Field(min_length=1)]
     replicas: Annotated[int, Field(ge=1)] = 1
     # Units of work one replica runs at once.
@@ -31,6 +49,11 @@ class PoolConfig(_Frozen):
     resources: dict[str, float] = {}
     # torch intra-op threads per replica (0 = torch's default).
     torch_threads: Annotated[int, Field(ge=0)] = 0
+    # Load the parts at start, before the replica registers for work: for real
+    # checkpoints (a replica the balancer adds must not take a phase, then spend minutes
+    # loading 28 GB). False: load each part when work first needs it (the built-in
+    # models; a server of many models loads only those its films use).
+    preload: bool = False
 
 
 class SpeedupTableSettings(_Frozen):
@@ -89,14 +112,24 @@ class DirectorSettings(_Frozen):
     worker_memory_gb: Annotated[float, Field(gt=0)] = 80.0
 
 
+def builtin_models() -> list[str]:
+    """Every model reelfarm ships (farm.model.loader.BUILTIN_MODELS; imported late: torch)."""
+    from farm.model.loader import BUILTIN_MODELS
+
+    return list(BUILTIN_MODELS)
+
+
 class ServingConfig(_Frozen):
-    # tiny | tiny-<family> | a diffusers-format model folder visible to every replica.
-    model: str = "tiny"
+    # Models served, by the name films give: built-in names (tiny, toy, tiny-<family>)
+    # and/or diffusers-format model folders visible to every replica. The first is the
+    # default of films that name none.
+    models: Annotated[list[str], Field(min_length=1, default_factory=builtin_models)]
     device: Literal["cpu", "cuda"] = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # Folder (shared by replicas of the director) where film archives are written.
     artifacts: str = ".reelfarm/artifacts"
-    pools: Annotated[list[PoolConfig], Field(min_length=1)]
+    # Per-model pools; none given: one pool per model holding all of it (whole_model_pools).
+    pools: list[PoolConfig] = []
     director: DirectorSettings = DirectorSettings()
     # File of `<tenant> <token>` lines for the API (a mounted Secret); None: open API.
     tokens_file: str | None = None
@@ -104,34 +137,101 @@ class ServingConfig(_Frozen):
     # REELFARM_DATABASE_URL environment variable of the director, else in memory only.
     database_url: str | None = None
 
-    @model_validator(mode="after")
-    def _pools_cover_the_model(self) -> ServingConfig:
-        from farm.model.loader import resolve_model
-        from farm.spec.profiles import profile_for
+    @model_validator(mode="before")
+    @classmethod
+    def _complete_pools(cls, data: Any) -> Any:
+        """Fill in what depends on the models: no pools -> one pool per model; a pool with
+        no model in a config of one model -> that model."""
+        if not isinstance(data, dict):
+            return data
+        models = data["models"] if "models" in data else builtin_models()
+        if not (isinstance(models, list) and models and all(isinstance(m, str) for m in models)):
+            return data  # the field's own validation says what is wrong
+        pools = data.get("pools") or whole_model_pools(models)
+        if len(models) == 1:
+            pools = [_with_model(p, models[0]) for p in pools]
+        return {**data, "pools": pools}
 
-        experts = profile_for(resolve_model(self.model).family).experts
-        allowed = {*experts, "text", "vae"}
-        held = {h for p in self.pools for h in p.holds}
-        unknown = held - allowed
-        if unknown:
-            raise ValueError(f"pools hold {sorted(unknown)}, not parts of {self.model}; "
-                             f"allowed: {sorted(allowed)}")
-        missing = allowed - held
-        if missing:
-            raise ValueError(f"no pool holds {sorted(missing)}; every expert, 'text' and 'vae' "
-                             "must be held by some pool")
+    @model_validator(mode="after")
+    def _pools_cover_the_models(self) -> ServingConfig:
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models must be unique, got {self.models}")
+        parts = {m: _parts(m) for m in self.models}  # ValueError naming the built-ins
         names = [p.name for p in self.pools]
         if len(set(names)) != len(names):
             raise ValueError(f"pool names must be unique, got {names}")
+        held: dict[str, set[str]] = {m: set() for m in self.models}
+        for p in self.pools:
+            if p.model not in parts:
+                raise ValueError(f"pool {p.name}: model {p.model!r} is not served; name one of "
+                                 f"models ({', '.join(self.models)})" if p.model else
+                                 f"pool {p.name}: give its `model` (one of {', '.join(self.models)})")
+            unknown = set(p.holds) - parts[p.model]
+            if unknown:
+                raise ValueError(f"pool {p.name} holds {sorted(unknown)}, not parts of {p.model}; "
+                                 f"allowed: {sorted(parts[p.model])}")
+            held[p.model] |= set(p.holds)
+        for m in self.models:
+            if missing := parts[m] - held[m]:
+                raise ValueError(f"no pool holds {sorted(missing)} of model {m}; every expert, "
+                                 "'text' and 'vae' of every model must be held by some pool")
         return self
 
+    def sources(self) -> dict:
+        """Served name -> farm.model.loader.ModelSource (configs only; no weights read)."""
+        from farm.model.loader import resolve_model
 
-def expert_pools(model: str = "tiny", **overrides: object) -> ServingConfig:
-    """The default layout: one pool per expert, one pool with the VAE and text encoder."""
+        return {m: resolve_model(m) for m in self.models}
+
+
+def _parts(model: str) -> set[str]:
+    """What a pool of `model` may hold: its experts, "text", "vae"."""
+    from farm.model.loader import resolve_model
+    from farm.spec.profiles import profile_for
+
+    return {*profile_for(resolve_model(model).family).experts, "text", "vae"}
+
+
+def _with_model(pool: Any, model: str) -> Any:
+    if isinstance(pool, PoolConfig):
+        return pool if pool.model else pool.model_copy(update={"model": model})
+    if isinstance(pool, dict) and not pool.get("model"):
+        return {**pool, "model": model}
+    return pool
+
+
+def pool_label(model: str) -> str:
+    """A pool name for a model: "tiny-i2v-a14b" -> "TinyI2vA14b", a folder by its base name."""
+    words = re.findall(r"[A-Za-z0-9]+", Path(model).name if "/" in model else model)
+    label = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
+    return label if label[0].isalpha() else f"M{label}"
+
+
+def whole_model_pools(models: Sequence[str], **options: Any) -> list[PoolConfig]:
+    """The default layout: per model, one replica holding all of it, idle until a film
+    needs that model (no expert pipelining: give `pools` for throughput)."""
+    options = {"num_cpus": IDLE_POOL_CPUS, **options}
+    return [PoolConfig(name=pool_label(m), model=m, holds=sorted(_parts(m)), **options)
+            for m in models]
+
+
+def expert_layout(model: str, prefix: str = "", **options: Any) -> list[PoolConfig]:
+    """A model's pools for throughput: one per expert (High, Low or Dense), one holding its
+    VAE and text encoder (Decode); names start with `prefix` (e.g. "Toy")."""
     from farm.model.loader import resolve_model
     from farm.spec.profiles import profile_for
 
     experts = profile_for(resolve_model(model).family).experts
-    pools = [PoolConfig(name=e.capitalize(), holds=[e]) for e in experts]
-    pools.append(PoolConfig(name="Decode", holds=["vae", "text"]))
-    return ServingConfig(model=model, pools=pools, **overrides)  # type: ignore[arg-type]
+    pools = [PoolConfig(name=f"{prefix}{e.capitalize()}", model=model, holds=[e], **options)
+             for e in experts]
+    pools.append(PoolConfig(name=f"{prefix}Decode", model=model, holds=["vae", "text"], **options))
+    return pools
+
+
+def expert_pools(models: str | Sequence[str] = "tiny", **overrides: object) -> ServingConfig:
+    """Expert pools for each model (High, Low, Decode; prefixed by the model's label when
+    there are several models)."""
+    models = [models] if isinstance(models, str) else list(models)
+    pools = [p for m in models
+             for p in expert_layout(m, pool_label(m) if len(models) > 1 else "")]
+    return ServingConfig(models=models, pools=pools, **overrides)  # type: ignore[arg-type]

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from farm.api.auth import Authenticator
+from farm.api.errors import ModelNotServed
 from farm.api.protos import pb
 from farm.api.service import FilmApi
 from farm.director.director import Director, DirectorConfig
-from farm.director.errors import FailedPrecondition
 from farm.director.records import FilmEvent, FilmInfo
 from farm.engine.core import EngineCore
 from farm.model.footprint import edge_checks
-from farm.model.loader import resolve_model
 from farm.observe.instruments import FarmMetrics
 from farm.observe.metrics import RaySink
 from farm.sched.config import SchedulerConfig
@@ -44,8 +43,8 @@ class DirectorServer:
     def __init__(self, config: dict, *pools: Any):
         """`pools`: the pool deployments, bound here so that they deploy with the app."""
         cfg = ServingConfig.model_validate(config)
-        self.model = cfg.model
-        self.profile = profile_for(resolve_model(cfg.model).family)
+        # Served name -> source; the first is the default of films that name no model.
+        self.sources = cfg.sources()
         router = FrameRouter()
         self._wakeups: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -63,11 +62,13 @@ class DirectorServer:
                                  config=DirectorConfig(
             Path(cfg.artifacts), cfg.director.max_unfinished_films,
             cfg.director.max_unfinished_per_tenant)).start()
-        source = resolve_model(cfg.model)
         self.limits = Limits(worker_memory_gb=cfg.director.worker_memory_gb)
-        self.rpc = ServeRpc(FilmApi(self.director, {cfg.model: self.profile.family},
-                                    checks=lambda film: edge_checks(film, source, self.limits)),
+        self.rpc = ServeRpc(FilmApi(self.director, {m: s.family for m, s in self.sources.items()},
+                                    checks=self._edge_checks),
                             _authenticator(cfg.tokens_file))
+
+    def _edge_checks(self, film: Film) -> list:
+        return edge_checks(film, self.sources[film.model], self.limits)
 
     def __del__(self) -> None:
         self.director.stop(timeout=1.0)
@@ -172,13 +173,14 @@ class DirectorServer:
     # ---- films (Python callers) -------------------------------------------------------
 
     def resolve(self, storyboard: dict) -> Film:
-        """Validate a storyboard for the served model (raises SpecError / FailedPrecondition)."""
+        """Validate a storyboard for the model it names, or the default one (raises
+        SpecError, or ModelNotServed: a FailedPrecondition naming the served models)."""
         board = parse_storyboard(storyboard)
-        if "model" in board.model_fields_set and board.model != self.model:
-            raise FailedPrecondition(f"this farm serves model {self.model!r}; the film asks "
-                                     f"for {board.model!r}")
-        film = resolve_film(board, self.profile, model=self.model)
-        errors = edge_checks(film, resolve_model(self.model), self.limits)
+        model = board.model if "model" in board.model_fields_set else next(iter(self.sources))
+        if model not in self.sources:
+            raise ModelNotServed(model, list(self.sources))
+        film = resolve_film(board, profile_for(self.sources[model].family), model=model)
+        errors = self._edge_checks(film)
         if errors:
             raise SpecError(errors)
         return film

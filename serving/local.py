@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from serving.config import ServingConfig
@@ -62,16 +63,14 @@ def ray_address(address: str | None) -> str:
     return address or os.environ.get("RAY_ADDRESS") or "local"
 
 
-def small_machine_pools(model: str, artifacts: str, threads: int = 0) -> ServingConfig:
-    """Expert pools sized for a laptop or CI box: fractional CPUs, one replica each."""
-    from farm.model.loader import resolve_model
-    from farm.spec.profiles import profile_for
-    from serving.config import DirectorSettings, PoolConfig
+def small_machine_pools(models: str | Sequence[str], artifacts: str,
+                        threads: int = 0) -> ServingConfig:
+    """Expert pools sized for a laptop or CI box: fractional CPUs, one replica each; per
+    model when several (pool names then start with the model's label, e.g. ToyHigh)."""
+    from serving.config import DirectorSettings, expert_layout, pool_label
 
-    experts = profile_for(resolve_model(model).family).experts
-    pools = [PoolConfig(name=e.capitalize(), holds=[e], num_cpus=0.25, torch_threads=threads)
-             for e in experts]
-    pools.append(PoolConfig(name="Decode", holds=["vae", "text"], num_cpus=0.25,
-                            torch_threads=threads))
-    return ServingConfig(model=model, artifacts=artifacts, pools=pools,
+    models = [models] if isinstance(models, str) else list(models)
+    pools = [p for m in models for p in expert_layout(
+        m, pool_label(m) if len(models) > 1 else "", num_cpus=0.25, torch_threads=threads)]
+    return ServingConfig(models=models, artifacts=artifacts, pools=pools,
                          director=DirectorSettings(num_cpus=0.25))

@@ -49,6 +49,7 @@ def _replica_id() -> str:
 
 class PoolWorker:
     def __init__(self, pool: dict, model: str, device: str, dtype: str, artifacts: str):
+        """`model`: the served model (its name, as films give it) whose parts the pool holds."""
         import torch
 
         from farm.cli.quiet import quiet_libraries
@@ -59,9 +60,11 @@ class PoolWorker:
         if self.pool.torch_threads:
             torch.set_num_threads(self.pool.torch_threads)
         quiet_libraries()
+        self.model = model
         self.worker = TorchWorker(resolve_model(model), device, getattr(torch, dtype))
         self.artifacts = ArtifactStore(artifacts)
-        self._preload()
+        if self.pool.preload:
+            self._preload()
         self.director = _director_handle()
         self.replica = _replica_id()
         self.registrations = 0
@@ -73,7 +76,8 @@ class PoolWorker:
         threading.Thread(target=self._serve, name="pool-pull", daemon=True).start()
 
     def _preload(self) -> None:
-        """Load what this replica holds once, at start (never on the first request)."""
+        """Load what this replica holds once, at start, before it registers for work
+        (PoolConfig.preload; else each part loads when work first needs it)."""
         loader = self.worker.loader
         for part in self.pool.holds:
             {"text": loader.text, "vae": loader.vae}.get(part, lambda p=part: loader.expert(p))()
@@ -101,8 +105,9 @@ class PoolWorker:
         self.registrations += 1
         self.worker_id = f"{self.pool.name.lower()}-{self.replica}-{self.registrations}"
         # pool: the Serve pool name, the `pool` label of the per-pool metrics and pages.
-        spec = WorkerSpec(self.worker_id, frozenset(self.pool.holds), self.pool.slots,
-                          pool=self.pool.name)
+        # holds: "<model>/<part>", so only films of this model come here (Need.model).
+        spec = WorkerSpec(self.worker_id, frozenset(f"{self.model}/{h}" for h in self.pool.holds),
+                          self.pool.slots, pool=self.pool.name)
         self.director.register.remote(spec).result()
         beat = threading.Thread(target=self._heartbeat, args=(self.worker_id,), daemon=True)
         beat.start()

@@ -182,13 +182,14 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _edge_checks(source, limits):
-    """The farm's limits for films of `source` (farm.spec.limits.Limits; defaults if None)."""
+def _edge_checks(sources, limits):
+    """The farm's limits for a film of one of `sources` (served name -> ModelSource), by
+    the film's model (farm.spec.limits.Limits; defaults if None)."""
     from farm.model.footprint import edge_checks
     from farm.spec.limits import Limits
 
     limits = limits or Limits()
-    return lambda film: edge_checks(film, source, limits)
+    return lambda film: edge_checks(film, sources[film.model], limits)
 
 
 def is_loopback(host: str) -> bool:
@@ -200,28 +201,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def local_server(model: str, artifacts: str | Path, auth: Authenticator,
+def local_server(models, artifacts: str | Path, auth: Authenticator,
                  config: ServerConfig = ServerConfig(), *, db: str | None = None,
                  metrics=None, edge_limits=None, max_streams_per_tenant: int = 32,
                  **limits: int):
-    """The embedded runtime behind the API: a local Director serving one model.
+    """The embedded runtime behind the API: a local Director serving `models` (a name or
+    several: built-in names, model folders; the first is the default of films naming
+    none). Each model's weights load the first time a film needs them.
 
     `db`: SQLAlchemy URL of the job store; with one, films (and their render log) survive
     a restart on the same `db` and `artifacts`, and unfinished films resume. `limits`:
     DirectorConfig's (max_unfinished_films, ..., max_queued_frames_per_tenant).
     Returns (server, director), both started; stop the server first, then the director.
     """
-    from farm.local import local_director
-    from farm.model.loader import resolve_model
+    from farm.local import local_director, served_models
 
     if auth.is_open and not is_loopback(config.host):
         raise ValueError(f"refusing to serve {config.host} without tokens: anyone who can reach "
                          "it could use the farm; give --tokens, or serve on 127.0.0.1")
-    source = resolve_model(model)
-    director = local_director(model, artifacts, db=db, metrics=metrics, **limits)
+    sources = served_models(models)
+    director = local_director(list(sources.values()), artifacts, db=db, metrics=metrics, **limits)
     try:
-        server = ApiServer(FilmApi(director, {model: source.family},
-                                   checks=_edge_checks(source, edge_limits),
+        server = ApiServer(FilmApi(director, {name: s.family for name, s in sources.items()},
+                                   checks=_edge_checks(sources, edge_limits),
                                    max_streams_per_tenant=max_streams_per_tenant), auth, config)
     except BaseException:
         director.stop()

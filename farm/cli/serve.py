@@ -24,7 +24,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; others need --tokens)")
     p.add_argument("--port", type=int, default=50051, help="port (0: any free port)")
-    p.add_argument("--model", default="tiny", help="tiny | tiny-<family> | a model folder")
+    p.add_argument("--model", action="append", metavar="MODEL",
+                   help="with --local: serve this model, by the name films give (repeatable): "
+                        "a built-in (tiny, toy, tiny-<family>) or a model folder. Default: every "
+                        "built-in model. Each loads the first time a film asks for it")
     p.add_argument("--artifacts", default=".reelfarm/artifacts",
                    help="folder for frames, mp4s and phase checkpoints (default .reelfarm/artifacts)")
     p.add_argument("--db", default=DEFAULT_DB, metavar="URL",
@@ -60,6 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.config:
+        if args.model:
+            print("error: --model goes with --local; a --config names its models in its app "
+                  "args (`models`)", file=sys.stderr)
+            return 2
         from serving.cli import serve_config
 
         return serve_config(args.config, args.address, args.web_port)
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from farm.observe.logs import configure_logging
 
     try:
+        models = _models(args)
         auth, tls = _auth(args), _tls(args)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -74,12 +82,12 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries()
     configure_logging(args.log_format, args.log_level)
     sink, metrics = _metrics(args)
-    started = _start_api(args, auth, tls, metrics)
+    started = _start_api(args, models, auth, tls, metrics)
     if isinstance(started, int):
         return started
     server, director = started
-    print(f"reelfarm API on {server.address} (model {args.model}, artifacts {args.artifacts}, "
-          f"db {_safe_url(args.db)})", flush=True)
+    print(f"reelfarm API on {server.address} (models {', '.join(models)}; each loads when a "
+          f"film first needs it; artifacts {args.artifacts}, db {_safe_url(args.db)})", flush=True)
     if sink is not None:
         from farm.observe.http import serve_metrics
 
@@ -106,6 +114,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> list[str]:
+    """The models to serve (--model, else every built-in), each checked now: a bad name
+    fails before anything starts, naming the flag and the built-in names."""
+    from farm.model.loader import BUILTIN_MODELS, resolve_model
+
+    models = list(dict.fromkeys(args.model or BUILTIN_MODELS))
+    for ref in models:
+        try:
+            resolve_model(ref)
+        except ValueError as exc:
+            raise ValueError(f"--model: {exc}") from None
+    return models
+
+
 def _auth(args: argparse.Namespace):
     from farm.api.auth import Authenticator
 
@@ -126,7 +148,7 @@ def _metrics(args: argparse.Namespace):
     return sink, FarmMetrics(sink)
 
 
-def _start_api(args: argparse.Namespace, auth, tls, metrics):
+def _start_api(args: argparse.Namespace, models: list[str], auth, tls, metrics):
     """(grpc server, director) started, or the exit code after printing why not."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -134,7 +156,7 @@ def _start_api(args: argparse.Namespace, auth, tls, metrics):
 
     try:
         return local_server(
-            args.model, args.artifacts, auth,
+            models, args.artifacts, auth,
             ServerConfig(host=args.host, port=args.port, tls=tls,
                          max_workers=args.max_concurrent_rpcs,
                          max_concurrent_rpcs=args.max_concurrent_rpcs),

@@ -21,7 +21,7 @@ class WorkerView:
     worker_id: str
     # The pool (Serve deployment) it belongs to; its own id when it has none.
     pool: str
-    # What it holds: expert names, "text", "vae" (possibly "<family>/<name>").
+    # What it holds: "<model>/<part>" (parts: expert names, "text", "vae"), or bare parts.
     holds: tuple[str, ...]
     slots: int
     # Slots running work now.

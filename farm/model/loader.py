@@ -8,7 +8,9 @@ the same way as a folder written by `reelfarm models init-tiny`.
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,11 @@ from farm.model import tiny
 from farm.spec.profiles import PROFILES
 from farm.toy import WEIGHTS as TOY_WEIGHTS  # the toy model's folder (`reelfarm models train-toy`)
 
+# The models reelfarm ships (no folder needed), in the order servers list them: "tiny"
+# first, the default of films that name no model.
+BUILTIN_MODELS = ("tiny", "toy", *(f"tiny-{k}" for k in tiny.TINY_KINDS))
 EXPERT_SUBFOLDER = {"high": "transformer", "low": "transformer_2", "dense": "transformer"}
+log = logging.getLogger("farm.model")
 # diffusers class of a family's experts (others: WanTransformer3DModel).
 TRANSFORMER_CLASS = {"animate-14b": "WanAnimateTransformer3DModel",
                      "vace-a14b": "WanVACETransformer3DModel"}
@@ -47,8 +53,8 @@ def resolve_model(ref: str) -> ModelSource:
     if ref.startswith("tiny-"):
         kind = ref[len("tiny-"):]
         if kind not in tiny.TINY_KINDS:
-            allowed = ", ".join(["tiny", "toy"] + [f"tiny-{k}" for k in tiny.TINY_KINDS])
-            raise ValueError(f"unknown tiny model {ref!r}; allowed: {allowed}, or a model folder")
+            raise ValueError(f"unknown tiny model {ref!r}; allowed: {', '.join(BUILTIN_MODELS)}, "
+                             "or a model folder")
         return ModelSource(ref, kind, None)
     path = Path(ref).expanduser()
     from farm.model.s2v.weights import is_official_folder
@@ -56,9 +62,8 @@ def resolve_model(ref: str) -> ModelSource:
     if is_official_folder(path):  # Wan2.2-S2V-14B's own layout (no model_index.json)
         return ModelSource(ref, "s2v-14b", path.resolve())
     if not (path / "model_index.json").is_file():
-        builtin = ", ".join(["tiny", "toy"] + [f"tiny-{k}" for k in tiny.TINY_KINDS])
-        raise ValueError(f"{ref!r} is neither a built-in model ({builtin}) nor a diffusers-format "
-                         "model folder (no model_index.json)")
+        raise ValueError(f"{ref!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}) nor "
+                         "a diffusers-format model folder (no model_index.json)")
     return ModelSource(ref, detect_family(path), path.resolve())
 
 
@@ -123,13 +128,27 @@ class ModelLoader:
         self.dtype = dtype
         self.vae_dtype = vae_dtype
         self._cache: dict[str, object] = {}
+        self._weights: list[str] = []
         self._lock = threading.Lock()  # gang members of one worker may load concurrently
 
-    def _once(self, name: str, build):
+    def _once(self, name: str, build, weights: bool = False):
+        """`weights`: a component with weights, whose loading is logged (a server that
+        serves several models loads each part the first time a film needs it)."""
         with self._lock:
             if name not in self._cache:
+                started = time.perf_counter()
                 self._cache[name] = build()
+                if weights:
+                    self._weights.append(name)
+                    log.info("loaded %s of model %s on %s in %.2f s", name, self.source.ref,
+                             self.device, time.perf_counter() - started)
             return self._cache[name]
+
+    @property
+    def loaded(self) -> tuple[str, ...]:
+        """The components with weights loaded so far, in order ("text", "expert:high", ...)."""
+        with self._lock:
+            return tuple(self._weights)
 
     def text(self):
         """(tokenizer, text encoder)."""
@@ -143,7 +162,7 @@ class ModelLoader:
                 tok = AutoTokenizer.from_pretrained(self.source.path / "tokenizer")
                 enc = _aligned(UMT5EncoderModel.from_pretrained(self.source.path / "text_encoder"))
             return tok, cast(enc, self.device, self.dtype)
-        return self._once("text", build)
+        return self._once("text", build, weights=True)
 
     def expert(self, name: str):
         def build():
@@ -160,7 +179,7 @@ class ModelLoader:
                 cls = getattr(diffusers, TRANSFORMER_CLASS.get(self.source.family, "WanTransformer3DModel"))
                 model = _aligned(cls.from_pretrained(self.source.path, subfolder=sub))
             return cast(model, self.device, self.dtype)
-        return self._once(f"expert:{name}", build)
+        return self._once(f"expert:{name}", build, weights=True)
 
     def transformer_config(self) -> dict:
         """The experts' config (sizes a VAE worker needs: VACE layers, Animate's face
@@ -183,7 +202,7 @@ class ModelLoader:
                 processor = CLIPImageProcessor.from_pretrained(self.source.path / "image_processor")
                 encoder = _aligned(CLIPVisionModel.from_pretrained(self.source.path / "image_encoder"))
             return processor, cast(encoder, self.device, torch.float32)  # pixel values are fp32
-        return self._once("image_encoder", build)
+        return self._once("image_encoder", build, weights=True)
 
     def audio_encoder(self):
         """(feature extractor, wav2vec2): S2V's audio encoder (VAE workers), float32."""
@@ -199,7 +218,7 @@ class ModelLoader:
                 extractor = Wav2Vec2FeatureExtractor.from_pretrained(folder)
                 model = _aligned(Wav2Vec2ForCTC.from_pretrained(folder))
             return extractor, cast(model, self.device, torch.float32)
-        return self._once("audio_encoder", build)
+        return self._once("audio_encoder", build, weights=True)
 
     def vae(self):
         def build():
@@ -211,7 +230,7 @@ class ModelLoader:
                 # the folder itself (`subfolder=` would pick up S2V's top-level weights)
                 model = _aligned(AutoencoderKLWan.from_pretrained(self.source.path / "vae"))
             return cast(model, self.device, self.vae_dtype)
-        return self._once("vae", build)
+        return self._once("vae", build, weights=True)
 
     def scheduler(self, solver: str, shift: float):
         """A fresh solver instance (schedulers are stateful; one per segment)."""

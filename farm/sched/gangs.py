@@ -93,18 +93,20 @@ class GangPolicy:
 
 
 def place_phase(rnd: Round, policy: GangPolicy | None, need: Need, excluded: frozenset[str],
-                preferred: tuple[str | None, ...], *, height: int, guidance: float,
-                previous: GangMemo | None = None) -> tuple[tuple[str, ...], Layout, str] | None:
+                preferred: tuple[str | None, ...], *, family: str, height: int,
+                guidance: float, previous: GangMemo | None = None) -> tuple[tuple[str, ...], Layout, str] | None:
     """Workers for a unit's phase (one member per segment, in order, each member's ranks
     together, rank 0 where the member's data is), its layout and the name of its gangs
     ("" = new); None if it does not fit. The `previous` phase's gangs are reused when the
     rule picks their layout again and all their workers are free and last ran them. A
-    gang that does not fit falls back to one worker per member."""
+    gang that does not fit falls back to one worker per member. `family`: the film's model
+    family, whose speedup tables size the gang (Need.model names the weights, not the
+    family)."""
     members = len(preferred)
     layout = SINGLE
     if policy is not None:
         idle = rnd.idle(need, excluded, soon=True)
-        layout = policy.choose(need[1], height, guidance, rnd.waiting(need), idle, members)
+        layout = policy.choose(family, height, guidance, rnd.waiting(need), idle, members)
     if (previous is not None and previous.layout == layout
             and rnd.take(need, excluded, previous.worker_ids, previous.key)):
         rnd.placed(need, members)

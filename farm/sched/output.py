@@ -30,9 +30,10 @@ class WorkerSpec:
     """A worker as it advertises itself."""
 
     worker_id: str
-    # What it holds: expert names ("high", "low", "dense"), "text" (encoder), "vae".
-    # A bare name serves films of any family; "<family>/<name>" (e.g. "i2v-a14b/high")
-    # only that family's films, for farms serving several models.
+    # What it holds: parts of a model, each "<model>/<part>" (e.g. "toy/high"), the model
+    # being a film's model name as the farm serves it; parts are expert names ("high",
+    # "low", "dense"), "text" (encoder), "vae". A bare part serves that part of any
+    # model: only for fleets where that cannot mix weights up (tests, the simulator).
     holds: frozenset[str]
     # Units of work it runs at once (gang members count one each).
     slots: int = 1

@@ -1,8 +1,8 @@
 """Choosing workers for a task: capability, exclusion, gang all-or-nothing, locality,
 balance between pools.
 
-A worker serves a need ("high", "low", "dense", "text", "vae") for a film when it
-holds the bare name or "<family>/<name>" (see WorkerState.serves). Preference for each
+A worker serves a need (a part, "high", "low", "dense", "text" or "vae", of the film's
+model) when it holds the bare part or "<model>/<part>" (see WorkerState.serves). Preference for each
 member of a phase, in order:
   0. warm weights: not a worker whose last phase ran another expert. A worker that holds
      several experts keeps one in GPU memory; switching moves ~28 GB of weights, while
@@ -26,11 +26,20 @@ waits until the whole pool is idle and then shares workers, several members per 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from farm.sched.state import WorkerState
 
-# (need, family) of a task: what a worker must serve.
-Need = tuple[str, str]
+
+class Need(NamedTuple):
+    """What a worker must have loaded to run a task: DESIGN.md section 7's phase key.
+
+    `model` is the film's model as the farm serves it (its name, "toy" or a folder), not
+    its family: "toy" and "tiny" are one family (same experts, same rules) with different
+    weights, so a worker holding toy's high-noise expert must never run a tiny phase."""
+
+    part: str  # "high", "low", "dense" (experts), "text", "vae"
+    model: str
 
 
 class Round:

@@ -223,7 +223,7 @@ def reset_unit(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState) -> Non
 
 def check_starved(s: Scheduler, f: FilmRecord, need: str) -> list[Event]:
     """No usable worker serves `need`: fail the film if exclusions caused it."""
-    holders = [w for w in s._workers.values() if w.alive and w.serves(need, f.family)]
+    holders = [w for w in s._workers.values() if w.alive and w.serves(need, f.model)]
     if holders and all(w.spec.worker_id in f.excluded for w in holders):
         names = ", ".join(sorted(w.spec.worker_id for w in holders))
         last = f"; last error: {f.last_error}" if f.last_error else ""

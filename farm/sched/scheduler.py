@@ -197,8 +197,8 @@ class Scheduler:
         out = []
         for name, ws in sorted(pools.items()):
             ids = {w.spec.worker_id for w in ws}
-            queued = sum(1 for f, (what, family) in ready if what in f.plan.film.profile.experts
-                         and any(w.serves(what, family) for w in ws))
+            queued = sum(1 for f, (part, model) in ready if part in f.plan.film.profile.experts
+                         and any(w.serves(part, model) for w in ws))
             busy = sum(1 for r, _ in running if ids & set(r.worker_ids))
             out.append(PoolStats(name, queued, busy, len(ws), sum(w.spec.slots for w in ws),
                                  sum(min(w.busy, w.spec.slots) for w in ws)))
@@ -284,6 +284,7 @@ class Scheduler:
             layout, gang = None, ""
             if is_phase:
                 placed = gangs.place_phase(rnd, self.config.gangs, need, excluded, preferred,
+                                           family=f.plan.film.profile.family,
                                            height=f.plan.film.height,
                                            guidance=tasks.phase_guidance(f, cand),
                                            previous=cand[2].gang if cand[2] else None)

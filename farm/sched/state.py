@@ -103,8 +103,9 @@ class FilmRecord:
     started: bool = False
 
     @property
-    def family(self) -> str:
-        return self.plan.film.profile.family
+    def model(self) -> str:
+        """The film's model as served: the namespace of what its tasks need (Need.model)."""
+        return self.plan.film.model
 
     @property
     def phases_total(self) -> int:
@@ -129,8 +130,8 @@ class WorkerState:
     # Members of running tasks on this worker (an oversubscribed gang counts each one).
     busy: int = 0
     alive: bool = True
-    # (expert, family) of the last phase placed here: the expert whose weights are in GPU
-    # memory on a worker that holds several (placement avoids needless swaps).
+    # (expert, model) of the last phase placed here (a placement.Need): the expert whose
+    # weights are in GPU memory on a worker that holds several (placement avoids swaps).
     warm: tuple[str, str] | None = None
     # Name of the last gang a phase started here (the one its runtime keeps open).
     gang: str | None = None
@@ -139,11 +140,12 @@ class WorkerState:
     def free(self) -> int:
         return max(0, self.spec.slots - self.busy) if self.alive else 0
 
-    def serves(self, need: str, family: str) -> bool:
-        """Whether this worker can run work needing `need` ("high", "vae", ...) for a film
-        of `family`: it holds the bare name (any family) or "<family>/<need>"."""
+    def serves(self, part: str, model: str) -> bool:
+        """Whether this worker can run work needing `part` ("high", "vae", ...) of `model`
+        (the film's model name as served): it holds "<model>/<part>", or the bare part
+        (a worker that serves that part of any model, e.g. in tests and the simulator)."""
         holds = self.spec.holds
-        return need in holds or f"{family}/{need}" in holds
+        return part in holds or f"{model}/{part}" in holds
 
 
 @dataclass

@@ -79,14 +79,14 @@ def requirements(f: FilmRecord, cand: Candidate) -> tuple[Need, int, tuple[str |
     """(what a worker must serve, number of members, preferred worker per member)."""
     kind, _, u = cand
     if kind == "prepare":
-        return ("text", f.family), 1, ()
+        return Need("text", f.model), 1, ()
     if kind == "image":
-        return ("vae", f.family), 1, ()
+        return Need("vae", f.model), 1, ()
     assert u is not None
     if kind == "decode":  # the decoder reads every slice; start where the first lives
-        return ("vae", f.family), 1, (u.location.get(u.plan.decode_slices[0][0]),)
+        return Need("vae", f.model), 1, (u.location.get(u.plan.decode_slices[0][0]),)
     expert = f.plan.film.profile.experts[f.plan.phases[u.phases_done].expert]
-    return (expert, f.family), len(u.plan.segments), tuple(
+    return Need(expert, f.model), len(u.plan.segments), tuple(
         u.location.get(seg.id) for seg in u.plan.segments)
 
 

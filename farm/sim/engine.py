@@ -182,7 +182,7 @@ class Simulation:
             keys = [m.input_key, task.prompt_key, task.condition_key]
             for wid in m.ranks:  # every rank reads the inputs and holds the expert
                 transfers.append(sum(self._fetch_s(k, wid) for k in keys if k)
-                                 + self._swap_s(wid, plan, f"{plan.film.profile.family}/{expert}",
+                                 + self._swap_s(wid, plan, f"{plan.film.model}/{expert}",
                                                 task.layout))
             writes.append((m.output_key, m.worker_id,
                            self.costs.handoff_bytes(plan, seg.window.size)))
@@ -217,8 +217,8 @@ class Simulation:
         cost = self.fleet[worker].swap_s
         if not cost:
             return 0.0
-        family = expert.split("/")[0] + "/"
-        every = frozenset(h for h in self.fleet[worker].spec.holds if h.startswith(family))
+        model = expert.rsplit("/", 1)[0] + "/"
+        every = frozenset(h for h in self.fleet[worker].spec.holds if h.startswith(model))
         before = self.resident.get(worker)
         keep = self.costs.experts_fit(plan, layout, len(every))
         self.resident[worker] = (before or every) | {expert} if keep else frozenset({expert})

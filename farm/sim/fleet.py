@@ -1,6 +1,7 @@
 """Fleets for the simulator: reelfarm's expert pools sized by the workload's step split.
 
-Each pool serves one expert of one model family ("t2v-a14b/high", ...), sized in
+Each pool serves one expert of one model ("t2v-a14b/high", ...: the simulator names its
+models by their family, farm.sim.workload.make_film), sized in
 proportion to the denoising work it will get (26:14 for T2V and 15:25 for I2V at 40
 steps, weighted by resolution and segment count). Pools are whole multiples of their
 largest gang (a windows gang of two needs two workers of the same expert), rounded
@@ -40,13 +41,13 @@ from farm.sim.workload import Workload
 
 
 def pool_work(workload: Workload, costs: CostModel) -> dict[str, float]:
-    """Denoising GPU-seconds per pool ("<family>/<expert>") in the workload."""
+    """Denoising GPU-seconds per pool ("<model>/<expert>") in the workload."""
     work: dict[str, float] = {}
     for a in workload.arrivals:
         plan = a.plan
         for unit in plan.units:
             for k, phase in enumerate(plan.phases):
-                pool = f"{plan.film.profile.family}/{plan.film.profile.experts[phase.expert]}"
+                pool = f"{plan.film.model}/{plan.film.profile.experts[phase.expert]}"
                 members = len(unit.segments)
                 work[pool] = work.get(pool, 0.0) + members * costs.unit_phase_s(plan, unit, k)
     return work
@@ -56,10 +57,10 @@ def gang_sizes(workload: Workload) -> dict[str, int]:
     """Largest gang (segments of a unit) per pool."""
     out: dict[str, int] = {}
     for a in workload.arrivals:
-        prof = a.plan.film.profile
+        film = a.plan.film
         size = max(len(u.segments) for u in a.plan.units)
-        for expert in prof.experts:
-            pool = f"{prof.family}/{expert}"
+        for expert in film.profile.experts:
+            pool = f"{film.model}/{expert}"
             out[pool] = max(out.get(pool, 1), size)
     return out
 

@@ -63,7 +63,9 @@ def make_film(family: str, height: int, scene_frames: list[int], title: str = "s
             num_frames=frames, seed=seed + i, guidance=profile.guidance, continuity=continuity,
             window=profile.max_window, overlap=1,
             image="/sim/first-frame.png" if profile.requires_image else None))
-    film = Film(title=title, fps=profile.fps, width=width, height=h, model="sim",
+    # Each simulated model is named by its family: the scheduler keys work by model name
+    # (farm.sched.placement.Need), and the simulator's pools ("t2v-a14b/high") by that key.
+    film = Film(title=title, fps=profile.fps, width=width, height=h, model=family,
                 profile=profile, num_steps=profile.steps, shift=profile.shift,
                 solver=profile.solver, scenes=tuple(scenes))
     return plan_film(film, max_phase_steps=max_phase_steps)

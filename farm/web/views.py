@@ -107,8 +107,9 @@ def execution_json(e: pb.Execution) -> dict[str, Any]:
 def fleet_json(fleet: Fleet, excluded: Iterable[dict], failures: Iterable[dict]) -> dict[str, Any]:
     """Pools and workers (farm-wide), the step split against the pool sizes, and the
     caller's own films' excluded workers and recent failures."""
+    # Holds are "<model>/<part>" (bare parts in some fleets): the split is per expert name.
     experts = sorted(fleet.planned_steps) or sorted(
-        {h for w in fleet.workers for h in w.holds if h not in ("text", "vae")})
+        {h.rsplit("/", 1)[-1] for w in fleet.workers for h in w.holds} - {"text", "vae"})
     slots = {e: sum(w.slots for w in fleet.workers if w.alive and _holds(w.holds, e))
              for e in experts}
     holds: dict[str, set[str]] = {}

@@ -238,17 +238,25 @@ def _stub_model(folder: Path) -> None:
 
 
 def validate_serving_args(args: dict) -> list[str]:
-    """The app's args as serving.app:build_app validates them. A model folder path is
-    swapped for a config-only stub of a T2V-A14B folder (the weights volume is not here)."""
+    """The app's args as serving.app:build_app validates them. Each model folder (any
+    served model that is not built in) is swapped for a config-only stub of a T2V-A14B
+    folder, in `models` and in the pools naming it (the weights volume is not here)."""
     from pydantic import ValidationError
 
+    from farm.model.loader import BUILTIN_MODELS
     from serving.config import ServingConfig
 
     args = copy.deepcopy(args)
     with tempfile.TemporaryDirectory() as tmp:
-        if not str(args.get("model", "")).startswith("tiny"):
-            _stub_model(Path(tmp))
-            args["model"] = tmp
+        stubs = {}
+        for i, model in enumerate(args.get("models") or []):
+            if model not in BUILTIN_MODELS:
+                stubs[model] = str(Path(tmp) / f"model{i}")
+                _stub_model(Path(stubs[model]))
+        if "models" in args:
+            args["models"] = [stubs.get(m, m) for m in args["models"]]
+        for pool in args.get("pools") or []:
+            pool["model"] = stubs.get(pool.get("model"), pool.get("model"))
         try:
             ServingConfig.model_validate(args)
         except ValidationError as exc:

@@ -106,6 +106,9 @@ def test_builtin_kinds_and_podmonitor_fail_on_unknown_fields(rendered):
     ({"pools": {"high": {"numGpus": "one"}}}, "numGpus"),
     ({"pools": {"high": {"holds": ["medium"]}}}, "holds"),
     ({"model": {"dtype": "fp8"}}, "dtype"),
+    ({"model": {"path": "tiny"}}, "path"),  # one model per cluster was `model.path`
+    ({"model": {"served": []}}, "served"),
+    ({"pools": {"high": {"preload": "yes"}}}, "preload"),
     ({"model": {"device": "tpu"}}, "device"),
     ({"api": {"grpcPort": 70000}}, "grpcPort"),
     ({"head": {"memory": "lots"}}, "memory"),
@@ -126,6 +129,8 @@ def test_values_schema_rejects(values, message):
     ({"pools": {"low": {"workers": {"replicas": 9}}}}, "must lie within"),
     ({"model": {"device": "cpu"}}, "never used"),
     ({"secret": {"existingSecret": ""}}, "api.auth is on"),
+    ({"pools": {"high": {"model": "toy"}}}, r"pools.high.model \"toy\" is not in model.served"),
+    ({"model": {"served": ["/models/a", "/models/b"]}}, "name the model the pool holds"),
 ])
 def test_templates_refuse_values_that_cannot_work(values, message):
     with pytest.raises(helm_python.HelmRenderError, match=message):
@@ -149,7 +154,7 @@ def gpus(group) -> int:
 
 @pytest.mark.parametrize("profile, total, split", [
     ("default", 8, {"high": 5, "low": 3, "decode": 0}),
-    ("tiny", 0, {"high": 0, "low": 0, "decode": 0}),
+    ("tiny", 0, {"high": 0, "low": 0, "decode": 0, "tiny": 0}),
     ("gpu64", 64, {"high": 40, "low": 22, "decode": 2}),
 ])
 def test_gpu_sizing(rendered, profile, total, split):
@@ -161,6 +166,24 @@ def test_gpu_sizing(rendered, profile, total, split):
         pool = pools[name.title()]
         # Serve replicas fit the pods' GPUs exactly or leave none idle.
         assert pool["replicas"] * pool["num_gpus"] == used[name]
+
+
+def test_every_profile_serves_its_models_from_their_own_pools(rendered):
+    for profile, objects in rendered.items():
+        args = serve_config(objects)["applications"][0]["args"]
+        # One model: pools may leave their model out (ServingConfig fills it in).
+        assert all(p.get("model", args["models"][0]) in args["models"] for p in args["pools"])
+        # Real checkpoints load before a replica takes work; the built-ins on first use.
+        assert all(p["preload"] == (profile != "tiny") for p in args["pools"]), profile
+
+
+def test_serve_config_rejects_a_pool_of_a_model_not_served(rendered):
+    obj = _rayservice(rendered)
+    config = yaml.safe_load(obj["spec"]["serveConfigV2"])
+    config["applications"][0]["args"]["pools"][0]["model"] = "toy"
+    obj["spec"]["serveConfigV2"] = yaml.safe_dump(config)
+    errors = cc.validate_object(obj)
+    assert errors and any("model 'toy' is not served" in e for e in errors), errors
 
 
 def test_default_split_follows_t2v_steps(rendered):
@@ -200,7 +223,13 @@ def test_tiny_profile_needs_no_gpu_no_weights_no_secret(rendered):
     text = yaml.safe_dump_all(objects)
     assert "nvidia.com/gpu" not in text and "weights" not in text and "secret" not in text
     args = serve_config(objects)["applications"][0]["args"]
-    assert (args["model"], args["device"]) == ("tiny", "cpu")
+    assert (args["models"], args["device"]) == (["tiny", "toy"], "cpu")
+    # Pools are per model: toy (the example film's) as an expert pipeline, tiny whole;
+    # built-in weights load on first use.
+    pools = {p["name"]: (p["model"], sorted(p["holds"]), p["preload"]) for p in args["pools"]}
+    assert pools == {"High": ("toy", ["high"], False), "Low": ("toy", ["low"], False),
+                     "Decode": ("toy", ["text", "vae"], False),
+                     "Tiny": ("tiny", ["high", "low", "text", "vae"], False)}
 
 
 def test_secret_and_weights_are_mounted_where_the_app_looks(rendered):
@@ -214,7 +243,7 @@ def test_secret_and_weights_are_mounted_where_the_app_looks(rendered):
         mounts = {m["name"]: m["mountPath"] for m in
                   group["template"]["spec"]["containers"][0]["volumeMounts"]}
         assert args["tokens_file"].startswith(mounts["secret"] + "/")
-        assert args["model"].startswith(mounts["weights"] + "/")
+        assert all(m.startswith(mounts["weights"] + "/") for m in args["models"])
         assert "artifacts" not in mounts   # the object store replaces the volume
 
 

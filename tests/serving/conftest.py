@@ -52,7 +52,7 @@ def ray_app(tmp_path_factory):
     gangs = GangSettings(tables=[SpeedupTableSettings(family="t2v-a14b", height=48, heads=1,
                                                       seconds={1: 100.0}, pred_bytes=1e4)],
                          min_efficiency=0.5)
-    cfg = ServingConfig(model="tiny", artifacts=str(tmp_path_factory.mktemp("ray-artifacts")),
+    cfg = ServingConfig(models=["tiny"], artifacts=str(tmp_path_factory.mktemp("ray-artifacts")),
                         pools=pools, director=DirectorSettings(liveness_timeout_s=3.0, num_cpus=0.25,
                                                                gangs=gangs))
     from ray.serve.config import gRPCOptions

@@ -48,9 +48,10 @@ def test_web_monitor_through_the_serve_http_proxy(ray_app):
     pools = call(base, "api/v1/pools")[1]
     pool_of = {w["worker_id"]: w["pool"] for w in pools["workers"]}
     holds = {p["pool"]: p["holds"] for p in pools["pools"]}
-    for e in phases:
-        assert e["worker_ids"] and all(e["expert"] in holds[pool_of[w]] for w in e["worker_ids"]), e
-    assert holds == {"High": ["high"], "Low": ["low"], "Decode": ["text", "vae"]}
+    for e in phases:  # replicas advertise "<model>/<part>"
+        assert e["worker_ids"] and all(f"tiny/{e['expert']}" in holds[pool_of[w]]
+                                       for w in e["worker_ids"]), e
+    assert holds == {"High": ["tiny/high"], "Low": ["tiny/low"], "Decode": ["tiny/text", "tiny/vae"]}
     # 2 + 2 + 2 replicas; an earlier test may have killed one, whose successor registers
     # under a new id: slots per expert are those of the live workers of its pool.
     alive = {p: len([w for w in pools["workers"] if w["pool"] == p and w["alive"]]) for p in holds}

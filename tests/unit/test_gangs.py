@@ -162,23 +162,24 @@ def test_a_failing_rank_is_blamed_and_the_unit_retried():
 
 def test_a_gang_waits_for_workers_busy_only_with_short_tasks():
     from farm.sched.gangs import place_phase
-    from farm.sched.placement import Round
+    from farm.sched.placement import Need, Round
     from farm.sched.state import WorkerState
 
     workers = [WorkerState(WorkerSpec(f"w{i}", frozenset({"high", "vae"}))) for i in range(4)]
-    need = ("high", T2V)
+    need = Need("high", "tiny")  # the films of make_plan are the model "tiny"
     workers[3].busy = 1  # decoding: seconds
     rnd = Round(workers, {need: 1}, soon=frozenset({"w3"}))
-    assert place_phase(rnd, TEST_POLICY, need, frozenset(), (None,), height=64, guidance=4.0) is None
+    assert place_phase(rnd, TEST_POLICY, need, frozenset(), (None,), family=T2V, height=64,
+                       guidance=4.0) is None
     assert rnd.reserved == {"w0", "w1", "w2"}  # held for the gang; a decode may backfill
     workers[3].busy = 0
     ids, layout, _ = place_phase(Round(workers, {need: 1}), TEST_POLICY, need, frozenset(),
-                                 (None,), height=64, guidance=4.0)
+                                 (None,), family=T2V, height=64, guidance=4.0)
     assert layout.size == 4 and sorted(ids) == ["w0", "w1", "w2", "w3"]
     # a worker busy with a phase (minutes) is not waited for: the gang is narrower now
     workers[3].busy = 1
     ids, layout, _ = place_phase(Round(workers, {need: 1}), TEST_POLICY, need, frozenset(),
-                                 (None,), height=64, guidance=4.0)
+                                 (None,), family=T2V, height=64, guidance=4.0)
     assert layout.size == 2 and len(ids) == 2
 
 

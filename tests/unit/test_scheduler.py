@@ -13,7 +13,7 @@ from farm.sched.output import (
     TaskReport,
     WorkerSpec,
 )
-from farm.sched.placement import Round
+from farm.sched.placement import Need, Round
 from farm.sched.scheduler import Scheduler
 from farm.sched.state import WorkerState
 from tests.helpers import make_plan, scene
@@ -86,18 +86,6 @@ def test_segment_moves_to_low_noise_expert_at_boundary():
     (low,) = s.schedule(2.0).phases
     assert (low.expert, low.start_step, low.stop_step, low.worker_ids) == (1, 26, 40, ("l",))
     assert low.members[0].input_key == high.members[0].output_key
-
-
-def test_family_qualified_holds_serve_only_that_family():
-    s = make_scheduler(("h5", {"ti2v-5b/dense", "text", "vae"}), ("a", {"t2v-a14b/high"}),
-                       ("b", {"t2v-a14b/low"}))
-    s.add_film("t2v", one_scene())
-    s.add_film("ti2v", make_plan([scene("s1")], family="ti2v-5b"))
-    events = run(s)
-    finished = [e for e in events if isinstance(e, PhaseFinished)]
-    assert {(e.film_id, e.worker_ids) for e in finished} == {
-        ("t2v", ("a",)), ("t2v", ("b",)), ("ti2v", ("h5",))}
-    assert all(s.progress(f).state == FilmState.SUCCEEDED for f in ("t2v", "ti2v"))
 
 
 def test_no_phase_goes_to_a_worker_without_its_expert():
@@ -318,7 +306,7 @@ def test_balance_keeps_the_generalist_for_the_backlogged_pool():
     # prompt backlog instead, the other way round.
     hl = WorkerState(WorkerSpec("hl", frozenset({"high", "low"})))
     ht = WorkerState(WorkerSpec("ht", frozenset({"high", "text"})))
-    high, low, text = ("high", "t2v-a14b"), ("low", "t2v-a14b"), ("text", "t2v-a14b")
+    high, low, text = Need("high", "tiny"), Need("low", "tiny"), Need("text", "tiny")
     rnd = Round([hl, ht], {high: 1, low: 1})
     assert rnd.place(high, frozenset(), 1) == ("ht",)
     assert rnd.place(low, frozenset(), 1) == ("hl",)
@@ -329,9 +317,9 @@ def test_balance_keeps_the_generalist_for_the_backlogged_pool():
 def test_warm_worker_beats_a_cold_one_holding_the_data():
     # "g" holds both experts and just ran this unit's high phase (its latents are there);
     # moving ~80 MB of latents to "l" is cheaper than swapping 28 GB of weights on "g".
-    g = WorkerState(WorkerSpec("g", frozenset({"high", "low"})), warm=("high", "t2v-a14b"))
+    g = WorkerState(WorkerSpec("g", frozenset({"high", "low"})), warm=Need("high", "tiny"))
     lo = WorkerState(WorkerSpec("l", frozenset({"low"})))
-    low = ("low", "t2v-a14b")
+    low = Need("low", "tiny")
     assert Round([g, lo], {}).place(low, frozenset(), 1, preferred=("g",)) == ("l",)
     g.warm = low  # once warm for the low expert, locality wins again
     assert Round([g, lo], {}).place(low, frozenset(), 1, preferred=("g",)) == ("g",)

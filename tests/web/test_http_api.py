@@ -217,8 +217,8 @@ def test_pools_show_the_worker_and_the_planned_step_split(web_farm, connect):
     assert {e: during[e] - before.get(e, 0) for e in steps} == steps
     assert steps["high"] + steps["low"] == 2 * 4  # 2 scenes x 4 solver steps, one segment each
     assert steps["high"] > steps["low"] > 0
-    assert [(w["worker_id"], w["holds"]) for w in pools["workers"]] == [
-        ("local", ["high", "low", "text", "vae"])]
+    assert [(w["worker_id"], w["holds"]) for w in pools["workers"]] == [  # "<model>/<part>"
+        ("local", ["tiny/high", "tiny/low", "tiny/text", "tiny/vae"])]
     assert pools["split"]["pool_slots"] == {"high": 1, "low": 1}
     assert [p["pool"] for p in pools["pools"]] == ["local"]
     handle.cancel()

@@ -69,3 +69,11 @@ def test_fleet_json_compares_the_step_split_with_slots_per_expert():
         ("High", ["high"], 7, 0.4), ("Low", ["t2v-a14b/low"], 1, 0.0)]
     assert [w["worker_id"] for w in out["workers"] if not w["alive"]] == ["l9"]
     assert out["excluded"] == [{"film": "films/f1", "worker_ids": ["h3"]}]
+
+
+def test_fleet_json_split_names_experts_not_model_parts_when_no_film_is_planned():
+    workers = (WorkerView("t", "Toy", ("toy/high", "toy/low", "toy/text", "toy/vae"), 1, 0, True),
+               WorkerView("d", "TinyTi2v5b", ("tiny-ti2v-5b/dense", "tiny-ti2v-5b/vae"), 1, 0, True))
+    out = fleet_json(Fleet(1.0, (), workers, {}, {}), [], [])
+    assert out["split"]["experts"] == ["dense", "high", "low"]
+    assert out["split"]["pool_slots"] == {"dense": 1, "high": 1, "low": 1}

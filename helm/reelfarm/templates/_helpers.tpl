@@ -50,7 +50,10 @@ ServingConfig itself.
 {{- define "reelfarm.servingArgs" -}}
 {{- $pools := list -}}
 {{- range $key, $p := .Values.pools -}}
-{{- $pool := dict "name" (include "reelfarm.poolName" $key) "holds" $p.holds "replicas" (mul $p.workers.replicas $p.replicasPerWorker) "slots" $p.slots "num_cpus" $p.numCpus "num_gpus" $p.numGpus "torch_threads" $p.torchThreads -}}
+{{- $pool := dict "name" (include "reelfarm.poolName" $key) "holds" $p.holds "replicas" (mul $p.workers.replicas $p.replicasPerWorker) "slots" $p.slots "num_cpus" $p.numCpus "num_gpus" $p.numGpus "torch_threads" $p.torchThreads "preload" (default false $p.preload) -}}
+{{- if $p.model -}}
+{{- $_ := set $pool "model" $p.model -}}
+{{- end -}}
 {{- if $p.acceleratorType -}}
 {{- $_ := set $pool "accelerator_type" $p.acceleratorType -}}
 {{- end -}}
@@ -58,7 +61,7 @@ ServingConfig itself.
 {{- end -}}
 {{- $d := .Values.director -}}
 {{- $director := dict "max_unfinished_films" $d.maxUnfinishedFilms "max_unfinished_per_tenant" $d.maxUnfinishedPerTenant "liveness_timeout_s" $d.livenessTimeoutS "max_attempts" $d.maxAttempts "num_cpus" $d.numCpus -}}
-{{- $args := dict "model" .Values.model.path "device" .Values.model.device "dtype" .Values.model.dtype "artifacts" (include "reelfarm.artifactsPath" .) "pools" $pools "director" $director -}}
+{{- $args := dict "models" .Values.model.served "device" .Values.model.device "dtype" .Values.model.dtype "artifacts" (include "reelfarm.artifactsPath" .) "pools" $pools "director" $director -}}
 {{- if .Values.api.auth -}}
 {{- $_ := set $args "tokens_file" "/etc/reelfarm/secret/tokens" -}}
 {{- end -}}
@@ -108,6 +111,12 @@ applications:
 {{- end -}}
 {{- if or (lt (int $w.replicas) (int $w.minReplicas)) (gt (int $w.replicas) (int $w.maxReplicas)) -}}
 {{- fail (printf "pools.%s.workers: replicas (%v) must lie within minReplicas (%v) and maxReplicas (%v)" $key $w.replicas $w.minReplicas $w.maxReplicas) -}}
+{{- end -}}
+{{- if and $p.model (not (has $p.model $.Values.model.served)) -}}
+{{- fail (printf "pools.%s.model %q is not in model.served (%s)" $key $p.model (join ", " $.Values.model.served)) -}}
+{{- end -}}
+{{- if and (not $p.model) (gt (len $.Values.model.served) 1) -}}
+{{- fail (printf "pools.%s.model: name the model the pool holds (model.served has several: %s)" $key (join ", " $.Values.model.served)) -}}
 {{- end -}}
 {{- if and (gt (float64 $p.numGpus) 0.0) (eq $.Values.model.device "cpu") -}}
 {{- fail (printf "pools.%s: numGpus > 0 with model.device cpu would hold GPUs that are never used" $key) -}}
