@@ -38,8 +38,8 @@ def main() -> None:
     import torch
     from films import board, scene
 
-    from farm.cli.quiet import quiet_libraries
     from farm.model.tiny import init_tiny
+    from farm.observe.logs import quiet_libraries
 
     quiet_libraries()
     folder = str(init_tiny(tempfile.mkdtemp(prefix="reelfarm-bench-"), "t2v-a14b"))

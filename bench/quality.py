@@ -196,7 +196,7 @@ def seam_scenes(seed: int, prompts: int, extra: dict | None = None) -> tuple[lis
 
 
 def main() -> None:
-    from farm.cli.quiet import quiet_libraries
+    from farm.observe.logs import quiet_libraries
     from farm.toy import data
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -18,8 +18,8 @@ import time
 
 from films import make_film, scene
 
-from farm.cli.quiet import quiet_libraries
 from farm.local import LocalFarm
+from farm.observe.logs import quiet_libraries
 from farm.plan.film import plan_film
 from farm.sched.output import PhaseFinished
 

@@ -23,8 +23,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from farm.cli.quiet import quiet_libraries
 from farm.model.decode import to_uint8
+from farm.observe.logs import quiet_libraries
 from reelfarm_kernels import blend_step as bs
 from reelfarm_kernels import frame_pack as fp
 from reelfarm_kernels import handoff_codec as hc

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from farm.api.auth import Authenticator
 from farm.api.errors import ModelNotServed
-from farm.api.protos import pb
+from farm.api.rpcs import Rpc, bind_rpcs
 from farm.api.service import FilmApi
 from farm.director.director import Director, DirectorConfig
 from farm.director.records import FilmEvent, FilmInfo
@@ -124,48 +124,7 @@ class DirectorServer:
     async def work_log(self) -> dict[str, list[tuple[str, str, str]]]:
         return {k: list(v) for k, v in self.executor.work_log.items()}
 
-    # ---- reelfarm.v1.FilmService (Serve gRPC proxy; names are the RPCs') -------------
-
-    def CreateFilm(self, request, grpc_context):  # noqa: N802
-        return self.rpc.unary(self.rpc.api.create_film, request, grpc_context, pb.Film())
-
-    def GetFilm(self, request, grpc_context):  # noqa: N802
-        return self.rpc.unary(self.rpc.api.get_film, request, grpc_context, pb.Film())
-
-    def ListFilms(self, request, grpc_context):  # noqa: N802
-        return self.rpc.unary(self.rpc.api.list_films, request, grpc_context,
-                              pb.ListFilmsResponse())
-
-    def CancelFilm(self, request, grpc_context):  # noqa: N802
-        return self.rpc.unary(self.rpc.api.cancel_film, request, grpc_context, pb.Film())
-
-    def UpdateFilm(self, request, grpc_context):  # noqa: N802
-        return self.rpc.unary(self.rpc.api.update_film, request, grpc_context, pb.Film())
-
-    def PauseFilm(self, request, grpc_context):  # noqa: N802
-        return self.rpc.unary(self.rpc.api.pause_film, request, grpc_context, pb.Film())
-
-    def ResumeFilm(self, request, grpc_context):  # noqa: N802
-        return self.rpc.unary(self.rpc.api.resume_film, request, grpc_context, pb.Film())
-
-    def RetryFilm(self, request, grpc_context):  # noqa: N802
-        return self.rpc.unary(self.rpc.api.retry_film, request, grpc_context, pb.Film())
-
-    def RerenderFilm(self, request, grpc_context):  # noqa: N802
-        return self.rpc.unary(self.rpc.api.rerender_film, request, grpc_context, pb.Film())
-
-    def ListExecutions(self, request, grpc_context):  # noqa: N802
-        return self.rpc.unary(self.rpc.api.list_executions, request, grpc_context,
-                              pb.ListExecutionsResponse())
-
-    def WatchFilm(self, request, grpc_context):  # noqa: N802
-        yield from self.rpc.stream(self.rpc.api.watch_film, request, grpc_context)
-
-    def StreamFrames(self, request, grpc_context):  # noqa: N802
-        yield from self.rpc.stream(self.rpc.api.stream_frames, request, grpc_context)
-
-    def GetArtifact(self, request, grpc_context):  # noqa: N802
-        yield from self.rpc.stream(self.rpc.api.get_artifact, request, grpc_context)
+    # ---- reelfarm.v1.FilmService: one method per RPC, bound below the class ---------
 
     def Check(self, request):  # noqa: N802 - grpc.health.v1.Health
         return self.rpc.health(request)
@@ -225,3 +184,20 @@ def _authenticator(tokens_file: str | None) -> Authenticator:
             "auth: OPEN - no tokens_file configured; every caller is tenant 'default'")
         return Authenticator()
     return Authenticator.from_file(tokens_file)
+
+
+def _ingress_method(rpc: Rpc) -> Callable:
+    """DirectorServer's method for `rpc` (Serve's gRPC proxy calls it by the RPC's name;
+    a streaming RPC must be a generator)."""
+    if not rpc.streaming:
+        def unary(self: DirectorServer, request, grpc_context):
+            return self.rpc.unary(getattr(self.rpc.api, rpc.method), request, grpc_context,
+                                  rpc.response())
+        return unary
+
+    def stream(self: DirectorServer, request, grpc_context):
+        yield from self.rpc.stream(getattr(self.rpc.api, rpc.method), request, grpc_context)
+    return stream
+
+
+bind_rpcs(DirectorServer, _ingress_method)

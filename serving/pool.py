@@ -52,9 +52,9 @@ class PoolWorker:
         """`model`: the served model (its name, as films give it) whose parts the pool holds."""
         import torch
 
-        from farm.cli.quiet import quiet_libraries
         from farm.model.loader import resolve_model
         from farm.model.worker import TorchWorker
+        from farm.observe.logs import quiet_libraries
 
         self.pool = PoolConfig.model_validate(pool)
         if self.pool.torch_threads:

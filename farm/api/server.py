@@ -19,6 +19,7 @@ Limits, set deliberately (README.md "API" repeats them):
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import logging
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from grpc_status import rpc_status
 
 from farm.api.auth import Authenticator
 from farm.api.protos import pb, pb_grpc
+from farm.api.rpcs import Rpc, bind_rpcs
 from farm.api.service import FilmApi
 from farm.api.status import internal_status, to_status
 from farm.api.tls import ServerTls
@@ -72,49 +74,11 @@ class ServerConfig:
 
 
 class FilmServicer(pb_grpc.FilmServiceServicer):
-    """Thin: resolve the tenant, call FilmApi, turn a domain error into a status."""
+    """Thin: resolve the tenant, call FilmApi, turn a domain error into a status. One
+    method per FilmService RPC, bound from the descriptor's table (farm.api.rpcs)."""
 
     def __init__(self, api: FilmApi, auth: Authenticator):
         self.api, self.auth = api, auth
-
-    def CreateFilm(self, request, context):  # noqa: N802 - gRPC method names
-        return self._unary(self.api.create_film, request, context)
-
-    def GetFilm(self, request, context):  # noqa: N802
-        return self._unary(self.api.get_film, request, context)
-
-    def ListFilms(self, request, context):  # noqa: N802
-        return self._unary(self.api.list_films, request, context)
-
-    def CancelFilm(self, request, context):  # noqa: N802
-        return self._unary(self.api.cancel_film, request, context)
-
-    def UpdateFilm(self, request, context):  # noqa: N802
-        return self._unary(self.api.update_film, request, context)
-
-    def PauseFilm(self, request, context):  # noqa: N802
-        return self._unary(self.api.pause_film, request, context)
-
-    def ResumeFilm(self, request, context):  # noqa: N802
-        return self._unary(self.api.resume_film, request, context)
-
-    def RetryFilm(self, request, context):  # noqa: N802
-        return self._unary(self.api.retry_film, request, context)
-
-    def RerenderFilm(self, request, context):  # noqa: N802
-        return self._unary(self.api.rerender_film, request, context)
-
-    def ListExecutions(self, request, context):  # noqa: N802
-        return self._unary(self.api.list_executions, request, context)
-
-    def WatchFilm(self, request, context):  # noqa: N802
-        return self._stream(self.api.watch_film, request, context, follows=True)
-
-    def StreamFrames(self, request, context):  # noqa: N802
-        return self._stream(self.api.stream_frames, request, context, follows=True)
-
-    def GetArtifact(self, request, context):  # noqa: N802
-        return self._stream(self.api.get_artifact, request, context, follows=False)
 
     def _unary(self, method: Callable, request, context: grpc.ServicerContext):
         try:
@@ -130,6 +94,23 @@ class FilmServicer(pb_grpc.FilmServiceServicer):
             yield from method(request, tenant, **kwargs)
         except Exception as exc:  # noqa: BLE001
             _abort(exc, context)
+
+
+def _servicer_method(rpc: Rpc) -> Callable:
+    """FilmServicer's method for `rpc`. A stream that follows a film (its FilmApi method
+    takes `alive`) ends when the client goes away."""
+    if not rpc.streaming:
+        def unary(self: FilmServicer, request, context: grpc.ServicerContext):
+            return self._unary(getattr(self.api, rpc.method), request, context)
+        return unary
+    follows = "alive" in inspect.signature(getattr(FilmApi, rpc.method)).parameters
+
+    def stream(self: FilmServicer, request, context: grpc.ServicerContext) -> Iterator:
+        yield from self._stream(getattr(self.api, rpc.method), request, context, follows)
+    return stream
+
+
+bind_rpcs(FilmServicer, _servicer_method)
 
 
 def _abort(exc: Exception, context: grpc.ServicerContext) -> None:

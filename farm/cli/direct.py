@@ -21,8 +21,9 @@ from farm.spec.storyboard import (
     parse_document,
     parse_storyboard,
 )
+from farm.story.brief import Brief, Settings
 from farm.story.llm import LlmUnavailable, LocalVllm, OpenAiServer, find_vllm_python
-from farm.story.writer import Brief, Settings, StoryError, finish, rebase, rebased, to_yaml
+from farm.story.writer import StoryError, finish, rebase, rebased, to_yaml
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

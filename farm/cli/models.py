@@ -47,8 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_init_tiny(args: argparse.Namespace) -> int:
-    from farm.cli.quiet import quiet_libraries
     from farm.model.tiny import init_tiny
+    from farm.observe.logs import quiet_libraries
 
     if args.seed < 0:
         raise SystemExit(f"--seed must be >= 0, got {args.seed}")
@@ -84,7 +84,7 @@ def _check_train_flags(args: argparse.Namespace) -> str | None:
 def run_train_toy(args: argparse.Namespace) -> int:
     if problem := _check_train_flags(args):
         raise SystemExit(f"error: {problem}")
-    from farm.cli.quiet import quiet_libraries
+    from farm.observe.logs import quiet_libraries
     from farm.toy.train import SetupError, TrainConfig, stamped, train_toy
 
     quiet_libraries()

@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     from farm.cli.outputs import ProvenanceRecorder, finish, open_deliverables
     from farm.cli.progress import RenderStats
-    from farm.cli.quiet import quiet_libraries
     from farm.cli.render_sources import InlineSource, RaySource, cluster_storyboard
+    from farm.observe.logs import quiet_libraries
 
     quiet_libraries()
     console = Console(stderr=True)

@@ -70,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
         from serving.cli import serve_config
 
         return serve_config(args.config, args.address, args.web_port)
-    from farm.cli.quiet import quiet_libraries
-    from farm.observe.logs import configure_logging
+    from farm.observe.logs import configure_logging, quiet_libraries
 
     try:
         models = _models(args)

@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 
 # Record attributes copied into JSON lines when present (set with `extra=`).
 FIELDS = ("film_id", "tenant", "scene_id", "unit_id", "phase", "expert", "worker_ids",
@@ -49,3 +50,18 @@ def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())
         logger.propagate = False
+
+
+def quiet_libraries() -> None:
+    """Silence the model libraries' progress bars and advisory warnings: a render's own
+    progress display and a worker's log say what is happening."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    logging.getLogger("torch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)

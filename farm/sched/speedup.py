@@ -31,6 +31,17 @@ from farm.sched.output import Layout
 
 REF_STEPS = 40
 NODE_GPUS = 8
+# (family, height) -> published seconds of one clip by GPU count (H100, 40 steps, CFG,
+# 81 frames; research/anchors_inference.md 1.3): the one copy the gang rule, the
+# simulator's cost model (farm.sim.costs) and the benchmarks read.
+PUBLISHED: dict[tuple[str, int], dict[int, float]] = {
+    ("t2v-a14b", 720): {1: 1041.5, 4: 288.7, 8: 155.1},
+    ("t2v-a14b", 480): {1: 326.9, 4: 91.7, 8: 51.5},
+    ("i2v-a14b", 720): {1: 1055.9, 4: 290.4, 8: 159.0},
+    ("i2v-a14b", 480): {1: 327.8, 4: 92.4, 8: 52.9},
+}
+# Width and Ulysses all-to-all bytes per GPU per forward at 8 GPUs, by height.
+_SHAPES = {720: (1280, 13.5e9), 480: (832, 5.9e9)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +106,11 @@ def published_tables(*, text_s: float = 1.0, swap_s: float = 16.0,
     """The H100 tables, with the fixed parts split as farm.sim.costs calibrates them
     (decode and image encoding at 720p, 480p)."""
     out = []
-    for family, pub in (("t2v-a14b", ((1041.5, 288.7, 155.1), (326.9, 91.7, 51.5))),
-                        ("i2v-a14b", ((1055.9, 290.4, 159.0), (327.8, 92.4, 52.9)))):
-        for k, (height, width, a2a) in enumerate(((720, 1280, 13.5e9), (480, 832, 5.9e9))):
-            image = image_s[k] if family == "i2v-a14b" else 0.0
-            out.append(SpeedupTable(family, height, 40, tuple(zip((1, 4, 8), pub[k], strict=True)),
-                                    fixed_s=text_s + image + decode_s[k], swap_s=swap_s,
-                                    a2a_bytes_at_8=a2a, pred_bytes=_latent_bytes(width, height)))
+    for (family, height), seconds in PUBLISHED.items():
+        width, a2a = _SHAPES[height]
+        k = 0 if height == 720 else 1
+        image = image_s[k] if family == "i2v-a14b" else 0.0
+        out.append(SpeedupTable(family, height, 40, tuple(sorted(seconds.items())),
+                                fixed_s=text_s + image + decode_s[k], swap_s=swap_s,
+                                a2a_bytes_at_8=a2a, pred_bytes=_latent_bytes(width, height)))
     return tuple(out)

@@ -43,15 +43,8 @@ from farm.plan.film import FilmPlan, Unit
 from farm.plan.segments import DECODE_HALO, decode_bands
 from farm.sched.gangs import GangPolicy
 from farm.sched.output import Layout
-from farm.sched.speedup import SpeedupTable, published_tables
+from farm.sched.speedup import PUBLISHED, SpeedupTable, published_tables
 
-# (family, height) -> published seconds by GPU count (H100, 40 steps, CFG, 81 frames)
-PUBLISHED: dict[tuple[str, int], dict[int, float]] = {
-    ("t2v-a14b", 720): {1: 1041.5, 4: 288.7, 8: 155.1},
-    ("t2v-a14b", 480): {1: 326.9, 4: 91.7, 8: 51.5},
-    ("i2v-a14b", 720): {1: 1055.9, 4: 290.4, 8: 159.0},
-    ("i2v-a14b", 480): {1: 327.8, 4: 92.4, 8: 52.9},
-}
 # Ulysses needs heads % G == 0 (40 heads), and at most 40 GPUs per clip.
 SP_SIZES = (1, 2, 4, 5, 8, 10, 20, 40)
 REF_FRAMES, REF_STEPS = 81, 40

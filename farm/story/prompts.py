@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from farm.spec.storyboard import Character, Storyboard
 from farm.story.bible import description_sentence, named
-
-if TYPE_CHECKING:
-    from farm.story.writer import Brief
+from farm.story.brief import Brief
 
 SYSTEM = (
     "You are the director of a short film rendered shot by shot by Wan2.2, a text-to-video "

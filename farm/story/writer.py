@@ -37,6 +37,7 @@ from farm.spec.storyboard import (
 )
 from farm.story import prompts, schema
 from farm.story.bible import compose, sentence, unique_ids
+from farm.story.brief import Brief, Settings
 
 
 class StoryError(RuntimeError):
@@ -57,34 +58,6 @@ class Llm(Protocol):
     def complete(self, requests: Sequence[LlmRequest]) -> list[str]:
         """The answers' texts, in order (one batch: a local engine runs them together)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Brief:
-    """What the user asked for."""
-
-    logline: str
-    scenes: int
-    style: str | None = None
-    extend_prompts: bool = False
-    # A given bible (ids, names, descriptions, reference paths relative to `out_dir`);
-    # empty: the LLM invents up to `max_characters`.
-    characters: tuple[Character, ...] = ()
-    max_characters: int = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """The film values the command line fixes."""
-
-    fps: int
-    width: int
-    height: int
-    model: str
-    steps: int | None = None
-    negative_prompt: str = ""
-    frames: int | None = None
-    seed: int = 0
 
 
 def scene_ids(n: int) -> list[str]:

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from farm.spec.profiles import PROFILES, T2V_A14B, TI2V_5B
 from farm.spec.storyboard import Character, Storyboard, load_storyboard
 from farm.story import schema
-from farm.story.writer import Brief, Settings, StoryError, ask, write_storyboard
+from farm.story.brief import Brief, Settings
+from farm.story.writer import StoryError, ask, write_storyboard
 from tests.story.strategies import SchemaLlm, from_schema
 
 FAST = settings(max_examples=40, deadline=None,

@@ -173,17 +173,23 @@ def test_the_async_client_has_the_controls_too(api_server):
 
 
 def test_every_rpc_has_a_method_in_both_adapters():
+    """Both adapters bind their methods from the descriptor's table (farm.api.rpcs)."""
+    import inspect
+
+    from farm.api.rpcs import film_service_rpcs
     from farm.api.server import FilmServicer
     from farm.api.service import FilmApi
 
     pytest.importorskip("ray")
     from serving.director import DirectorServer
 
-    rpcs = [m.name for m in pb.DESCRIPTOR.services_by_name["FilmService"].methods]
+    rpcs = film_service_rpcs()
+    assert [r.name for r in rpcs] == [m.name for m in pb.DESCRIPTOR.services_by_name["FilmService"].methods]
     assert {"UpdateFilm", "PauseFilm", "ResumeFilm", "RetryFilm", "RerenderFilm",
-            "ListExecutions"} <= set(rpcs)
+            "ListExecutions"} <= {r.name for r in rpcs}
+    assert [r.method for r in rpcs if r.streaming] == ["watch_film", "stream_frames", "get_artifact"]
     for rpc in rpcs:
-        assert rpc in FilmServicer.__dict__, f"grpc.server adapter lacks {rpc}"
-        assert rpc in DirectorServer.__dict__, f"Ray Serve ingress lacks {rpc}"
-        snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in rpc).lstrip("_")
-        assert callable(getattr(FilmApi, snake, None)), f"FilmApi lacks {snake}"
+        assert callable(getattr(FilmApi, rpc.method, None)), f"FilmApi lacks {rpc.method}"
+        for adapter in (FilmServicer, DirectorServer):
+            method = adapter.__dict__[rpc.name]
+            assert inspect.isgeneratorfunction(method) == rpc.streaming, (adapter, rpc.name)
