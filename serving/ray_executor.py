@@ -12,6 +12,7 @@ recomputes what depended on them (results are deterministic, so nothing changes)
 
 from __future__ import annotations
 
+import builtins
 import queue
 import threading
 import time
@@ -19,12 +20,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from farm.engine.executor import FleetChange, FrameSink
+from farm.engine.executor import Checkpoints, FleetChange, FrameSink, is_storage_error
 from farm.engine.gangrun import Rendezvous, band_orders, gang_orders
 from farm.engine.orders import decode_order, denoise_orders, image_order, prompt_order
 from farm.plan.film import FilmPlan
 from farm.sched.output import (
     DecodeTask,
+    FailureKind,
     PhaseTask,
     PrepareTask,
     SchedulerOutput,
@@ -53,7 +55,7 @@ class RayExecutor:
     def __init__(self, sink: FrameSink, *, liveness_timeout: float = 10.0,
                  mailbox_factory: Callable[[str], Any] | None = None,
                  notify: Callable[[str], None] | None = None,
-                 checkpoints: Any | None = None,
+                 checkpoints: Checkpoints | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  rendezvous: Rendezvous | None = None, gang_timeout_s: float = 300.0):
         """`notify(worker_id)` is called (from the engine thread) when work is queued for a
@@ -172,7 +174,8 @@ class RayExecutor:
                 first = task.echo if r.echo and task.echo is not None else r
                 self._finish(r.task_id, TaskReport(r.task_id, False, first.error,
                                                    None if first.echo else r.worker_id,
-                                                   first.lost_keys, first.duration))
+                                                   first.lost_keys, first.duration,
+                                                   failure=_failure(first)))
                 return
             task.waiting.discard(r.worker_id)
             task.outputs.update(r.outputs)
@@ -249,7 +252,8 @@ class RayExecutor:
         self._tasks[task.task_id] = _Task(kind, expert, set(items), mailboxes)
         for wid, item in items.items():
             if wid not in self._queues:  # lost before it could take the work
-                self._finish(task.task_id, TaskReport(task.task_id, False, f"worker {wid} lost", wid))
+                self._finish(task.task_id, TaskReport(task.task_id, False, f"worker {wid} lost",
+                                                      wid, failure=FailureKind.WORKER_LOST))
                 return
             if wid in names:
                 item = _with_mailbox(item, names[wid])
@@ -281,6 +285,22 @@ class RayExecutor:
         else:
             kind, order = "image", image_order(plan, task)
         return {task.worker_id: WorkItem(task.task_id, kind, (order,), (), {}, (task.output_key,))}
+
+
+def _failure(r: WorkReport) -> FailureKind:
+    """A worker's failure as a kind. The pool names lost inputs by key and reports any
+    other exception as "<type>: <message>" (a gang's: "<type>: <cause type>: ...";
+    serving/pool.py): the types are all of the exception that crosses, so built-in ones
+    are looked up by name (storage errors: farm.engine.executor.failure_of)."""
+    if r.lost_keys:
+        return FailureKind.INPUT_LOST
+    for name in r.error.split(": ")[:-1]:
+        if not name.isidentifier():
+            break  # past the type names, into the message
+        kind = getattr(builtins, name, None)
+        if isinstance(kind, type) and issubclass(kind, BaseException) and is_storage_error(kind):
+            return FailureKind.STORAGE
+    return FailureKind.ERROR
 
 
 def _refs(store: dict[str, Any], keys: tuple[str | None, ...]) -> dict[str, Any]:

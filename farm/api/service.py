@@ -27,6 +27,7 @@ from farm.api.protos import pb
 from farm.director.director import Director
 from farm.director.errors import FailedPrecondition, ResourceExhausted
 from farm.director.records import FilmInfo
+from farm.sched.fairness import priority_problem
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.film import Film, resolve_film
 from farm.spec.profiles import profile_for
@@ -106,8 +107,8 @@ class FilmApi:
         if len(request.request_id) > MAX_REQUEST_ID:
             violations.append(FieldError("request_id", f"at most {MAX_REQUEST_ID} characters"))
         priority = spec.priority if spec.HasField("priority") else DEFAULT_PRIORITY
-        if not 0 <= priority <= 100:
-            violations.append(FieldError("film.priority", f"must be in [0, 100], got {priority}"))
+        if (problem := priority_problem(priority)) is not None:
+            violations.append(FieldError("film.priority", problem))
         board = film = None
         try:
             board = parse_storyboard(convert.film_to_storyboard(spec))

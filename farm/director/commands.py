@@ -1,50 +1,108 @@
 """Commands the director's engine thread applies between steps (the engine is owned by
 that one thread; API calls queue these, so each takes effect at a phase boundary).
 
-    ("add", entry, resume)         admit a film (resume: units' progress after a restart)
-    ("cancel" | "pause" | "resume", entry)
-    ("priority", entry, value)
-    ("retry", entry, resume)       fresh attempts for a FAILED film
-    ("rerender", entry, unit ids, resume)  compute these units again, re-deliver frames
+    Add(entry, resume)                 admit a film (resume: units' progress after a restart)
+    Cancel / Pause / Resume(entry)
+    SetPriority(entry, priority)
+    Retry(entry, resume)               fresh attempts for a FAILED film
+    Rerender(entry, unit_ids, resume)  compute these units again, re-deliver their frames
 (`resume` re-admits a finished film the scheduler already forgot, as it stands.)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
+from farm.director.entry import Entry
 from farm.engine.core import EngineCore
 from farm.plan.film import FilmPlan
-from farm.sched.output import Event
+from farm.sched.output import Event, UnitResume
 
 
-def apply(engine: EngineCore, cmd: tuple) -> list[Event]:
-    kind, entry = cmd[0], cmd[1]
+@dataclass(frozen=True, slots=True)
+class Add:
+    verb: ClassVar[str] = "add"
+    entry: Entry
+    resume: tuple[UnitResume, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    verb: ClassVar[str] = "cancel"
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    verb: ClassVar[str] = "pause"
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    verb: ClassVar[str] = "resume"
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class SetPriority:
+    verb: ClassVar[str] = "priority"
+    entry: Entry
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    verb: ClassVar[str] = "retry"
+    entry: Entry
+    resume: tuple[UnitResume, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rerender:
+    verb: ClassVar[str] = "rerender"
+    entry: Entry
+    unit_ids: tuple[str, ...]
+    resume: tuple[UnitResume, ...]
+
+
+Command = Add | Cancel | Pause | Resume | SetPriority | Retry | Rerender
+
+
+def apply(engine: EngineCore, cmd: Command) -> list[Event]:
     sched = engine.scheduler
-    fid = entry.film_id
-    if kind == "add":
-        return engine.add_film(fid, entry.plan, priority=entry.priority, tenant=entry.tenant,
-                               resume=cmd[2])
-    if kind == "retry" and fid in sched.film_ids():
-        # A FAILED film's in-memory handoffs are gone: admit it afresh, as it stands.
-        sched.forget_film(fid)
-    if fid not in sched.film_ids():
-        if kind not in ("rerender", "retry"):
+    fid = cmd.entry.film_id
+    known = fid in sched.film_ids()
+    match cmd:
+        case Add(entry=entry, resume=resume):
+            return _admit(engine, entry, resume)
+        case Retry(entry=entry, resume=resume):
+            if known:  # its in-memory handoffs are gone with the failure: admit it afresh
+                sched.forget_film(fid)
+            return _admit(engine, entry, resume)  # every attempt counter starts at zero
+        case Rerender(entry=entry, unit_ids=unit_ids, resume=resume):
+            if not known:
+                # Forgotten once finished: admit it as it stands; the re-render's events
+                # supersede those of its admission.
+                _admit(engine, entry, resume)
+            return sched.rerender(fid, unit_ids)
+        case _ if not known:
+            return []  # finished and forgotten: nothing left to change
+        case Cancel():
+            return sched.cancel_film(fid)
+        case Pause():
+            return sched.pause_film(fid)
+        case Resume():
+            return sched.resume_film(fid)
+        case SetPriority(priority=priority):
+            sched.set_priority(fid, priority)
             return []
-        events = engine.add_film(fid, entry.plan, priority=entry.priority, tenant=entry.tenant,
-                                 resume=cmd[-1])
-        if kind == "retry":
-            return events  # admitted afresh: every attempt counter starts at zero
-        return sched.rerender(fid, cmd[2])
-    handlers: dict[str, Any] = {
-        "cancel": lambda: sched.cancel_film(fid),
-        "pause": lambda: sched.pause_film(fid),
-        "resume": lambda: sched.resume_film(fid),
-        "retry": lambda: sched.retry_film(fid),
-        "priority": lambda: (sched.set_priority(fid, cmd[2]), [])[1],
-        "rerender": lambda: sched.rerender(fid, cmd[2]),
-    }
-    return handlers[kind]()
+
+
+def _admit(engine: EngineCore, entry: Entry, resume: tuple[UnitResume, ...]) -> list[Event]:
+    return engine.add_film(entry.film_id, entry.plan, priority=entry.priority,
+                           tenant=entry.tenant, resume=resume)
 
 
 def units_for_frames(plan: FilmPlan, scene_id: str, first: int, last: int) -> tuple[tuple[str, ...], int, int]:

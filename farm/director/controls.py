@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from farm.director.commands import units_for_frames
+from farm.director.commands import Pause, Rerender, Resume, Retry, SetPriority, units_for_frames
 from farm.director.entry import Entry
 from farm.director.errors import FailedPrecondition
 from farm.director.persist import resume_units
 from farm.director.records import FilmInfo
+from farm.sched.fairness import check_priority
 from farm.sched.output import FilmState
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def pause(d: Director, entry: Entry) -> FilmInfo:
     if entry.state not in (FilmState.QUEUED, FilmState.RUNNING):
         raise FailedPrecondition(f"films/{entry.film_id} is {entry.state.value}; only QUEUED "
                                  "or RUNNING films can be paused")
-    d.queue("pause", entry)
+    d.queue(Pause(entry))
     entry.wait_state(lambda st: st == FilmState.PAUSED or st.is_final, WAIT_S)
     return entry.info()
 
@@ -37,18 +38,17 @@ def pause(d: Director, entry: Entry) -> FilmInfo:
 def resume(d: Director, entry: Entry) -> FilmInfo:
     if entry.state != FilmState.PAUSED:
         raise FailedPrecondition(f"films/{entry.film_id} is {entry.state.value}, not PAUSED")
-    d.queue("resume", entry)
+    d.queue(Resume(entry))
     entry.wait_state(lambda st: st != FilmState.PAUSED, WAIT_S)
     return entry.info()
 
 
 def set_priority(d: Director, entry: Entry, priority: int) -> FilmInfo:
-    if not 0 <= priority <= 100:
-        raise ValueError(f"priority must be in [0, 100], got {priority}")
+    check_priority(priority)
     if entry.state.is_final:
         raise FailedPrecondition(f"films/{entry.film_id} is {entry.state.value}")
     entry.priority = priority
-    d.queue("priority", entry, priority)
+    d.queue(SetPriority(entry, priority))
     entry.publish(d.clock(), "priority", f"priority set to {priority}", priority=priority)
     if d.store is not None:
         d.store.update_film(entry.film_id, priority=priority)
@@ -65,7 +65,7 @@ def retry(d: Director, entry: Entry) -> FilmInfo:
     # The archive first: its previous run may still be ending, and must end on a final state.
     d.router.streams[entry.film_id] = _rewrite(d, entry, archive.written, archive.total)
     entry.reopen(d.clock(), "retry: failed work runs again")
-    d.queue("retry", entry, resume)
+    d.queue(Retry(entry, resume))
     return entry.info()
 
 
@@ -83,7 +83,7 @@ def rerender(d: Director, entry: Entry, scene_id: str, first: int, last: int) ->
     d.router.streams[entry.film_id] = _rewrite(d, entry, start, stop)  # first, as in retry
     entry.reopen(d.clock(), f"re-render of {scene_id} frames {first}..{last}: units "
                             f"{', '.join(units)} (film frames {start}..{stop - 1})")
-    d.queue("rerender", entry, units, resume)
+    d.queue(Rerender(entry, units, resume))
     return entry.info()
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from farm.director import commands, controls, fleet
 from farm.director.archive import ArchivedFrame, FrameArchive
+from farm.director.commands import Add, Cancel, Command
 from farm.director.entry import Entry
 from farm.director.errors import (
     FailedPrecondition,
@@ -36,6 +37,7 @@ from farm.director.restore import restore
 from farm.engine.core import EngineCore, EngineStalled
 from farm.observe.instruments import FarmMetrics
 from farm.plan.film import plan_film
+from farm.sched.fairness import check_priority
 from farm.sched.output import Event, FilmState, FilmStateChanged
 from farm.spec.film import Film
 from farm.stitch.stream import FrameRouter
@@ -74,11 +76,11 @@ class Director:
         self.fleet = fleet.Fleet(clock())
         engine.on_dispatch = lambda output: self._snapshot_fleet()
         # Where phase handoffs are checkpointed (cleaned once a film succeeds).
-        self.checkpoints = getattr(engine.executor, "checkpoints", None)
+        self.checkpoints = engine.executor.checkpoints
         self._lock = threading.RLock()
         self._films: dict[str, Entry] = {}
         self._requests: dict[tuple[str, str], str] = {}
-        self._commands: queue.Queue = queue.Queue()
+        self._commands: queue.Queue[Command | None] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -109,8 +111,7 @@ class Director:
     def create_film(self, film: Film, *, tenant: str, request_id: str = "",
                     priority: int = 50) -> FilmInfo:
         """Accept a validated film; idempotent by (tenant, request_id)."""
-        if not 0 <= priority <= 100:
-            raise ValueError(f"priority must be in [0, 100], got {priority}")
+        check_priority(priority)
         with self._lock:
             if request_id and (tenant, request_id) in self._requests:
                 return self._films[self._requests[(tenant, request_id)]].info()
@@ -123,7 +124,7 @@ class Director:
                 self._recorder.film_created(entry)
         self.start_archive(entry)
         entry.publish(self.clock(), "state", "film accepted")
-        self._commands.put(("add", entry, ()))
+        self._commands.put(Add(entry))
         return entry.info()
 
     def adopt(self, entry: Entry) -> None:
@@ -140,7 +141,7 @@ class Director:
                             on_done=lambda error: self._archive_done(entry, error),
                             on_frame=self.metrics.frame_delivered if self.metrics else None)
 
-    def queue(self, *cmd: object) -> None:
+    def queue(self, cmd: Command) -> None:
         self._commands.put(cmd)
 
     def get_film(self, film_id: str, tenant: str) -> FilmInfo:
@@ -162,7 +163,7 @@ class Director:
         entry = self._entry(film_id, tenant)
         if entry.state.is_final:
             raise FailedPrecondition(f"film {film_id} is already {entry.state.value}")
-        self._commands.put(("cancel", entry))
+        self._commands.put(Cancel(entry))
         entry.wait_final(timeout=30.0)
         return entry.info()
 
@@ -280,8 +281,7 @@ class Director:
 
     def _record(self, events: list[Event]) -> None:
         """Durable before anyone hears of it: a step's render log and checkpoints."""
-        take = getattr(self.engine.executor, "take_checkpoints", None)
-        saved = take() if take is not None else []
+        saved = self.engine.executor.take_checkpoints()
         if self._recorder is None:
             return
         experts = {fid: e.film.profile.experts for fid in {ev.film_id for ev in events}
@@ -304,7 +304,7 @@ class Director:
             try:
                 self._on_events(commands.apply(self.engine, cmd))
             except ValueError as exc:  # e.g. retry of a film that is not FAILED any more
-                cmd[1].publish(self.clock(), "error", f"{cmd[0]} refused: {exc}")
+                cmd.entry.publish(self.clock(), "error", f"{cmd.verb} refused: {exc}")
             try:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
@@ -370,7 +370,7 @@ class Director:
         elif error is None and entry.archive.written == entry.archive.total:
             self._maybe_succeed(entry)
         else:
-            self._commands.put(("cancel", entry))
+            self._commands.put(Cancel(entry))
             entry.set_state(now, FilmState.FAILED, f"frame archive: {error}")
 
 

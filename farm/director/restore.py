@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from farm.director.commands import Add, Pause
 from farm.director.entry import Entry
 from farm.director.persist import event_from_json, resume_units
 from farm.plan.film import plan_film
@@ -33,9 +34,9 @@ def restore(d: Director) -> None:
             continue
         resume = resume_units(entry.plan, d.store.checkpoints(row.id), entry.archive.written)
         d.start_archive(entry)
-        d.queue("add", entry, resume)
+        d.queue(Add(entry, resume))
         if state == FilmState.PAUSED:
-            d.queue("pause", entry)
+            d.queue(Pause(entry))
         done = sum(r.phases_done for r in resume)
         entry.publish(d.clock(), "state", f"resumed after a director restart ({done} phases and "
                                           f"{entry.archive.written} frames kept)")

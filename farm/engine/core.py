@@ -28,7 +28,6 @@ class EngineCore:
         self.executor = executor
         self.clock = clock
         self.poll_interval = poll_interval
-        self._last = SchedulerOutput()
         # Called with every non-empty schedule before the executor gets it (monitors look
         # at the fleet then: an in-process executor computes inside submit()).
         self.on_dispatch: Callable[[SchedulerOutput], None] | None = None
@@ -50,10 +49,9 @@ class EngineCore:
             if self.on_dispatch is not None:
                 self.on_dispatch(output)
             self.executor.submit(output)
-        self._last = output
         busy = self.scheduler.num_running_tasks() > 0
         reports = self.executor.poll(self.poll_interval if busy else 0.0)
-        events += self.scheduler.update_from_output(output, reports)
+        events += self.scheduler.update_from_output(reports)
         if not events and output.num_tasks == 0 and not busy and self._stalled():
             if self.wait_for_workers:
                 return events

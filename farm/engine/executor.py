@@ -32,6 +32,7 @@ from farm.engine.orders import (
 from farm.plan.film import FilmPlan
 from farm.sched.output import (
     DecodeTask,
+    FailureKind,
     ImageTask,
     PhaseTask,
     PrepareTask,
@@ -76,6 +77,8 @@ class Checkpoints(Protocol):
 
     def load_checkpoint(self, key: str) -> bytes: ...
 
+    def remove_film_handoffs(self, film_id: str) -> None: ...
+
 
 class StateCodec(Protocol):
     """Phase outputs to bytes and back (the model layer's Handoff format)."""
@@ -100,6 +103,10 @@ class FleetChange:
 
 
 class Executor(Protocol):
+    # Where phase outputs are saved durably (the director removes a film's once it has
+    # succeeded); None when they are not.
+    checkpoints: Checkpoints | None
+
     def add_film(self, film_id: str, plan: FilmPlan) -> None: ...
 
     def fleet(self) -> FleetChange:
@@ -109,10 +116,32 @@ class Executor(Protocol):
     def submit(self, output: SchedulerOutput) -> None: ...
 
     def poll(self, timeout: float | None) -> list[TaskReport]:
-        """Reports of tasks finished since the last poll; wait up to `timeout` for one."""
+        """Reports of tasks finished since the last poll; wait up to `timeout` for one.
+        A failed report names its FailureKind (failure_of(exception) where one is at hand)."""
+        ...
+
+    def take_checkpoints(self) -> list[Any]:
+        """Checkpoints saved for tasks reported since the last call (the director records
+        them in the job store); always [] without `checkpoints`."""
         ...
 
     def close(self) -> None: ...
+
+
+def failure_of(exc: BaseException) -> FailureKind:
+    """The kind of a task's exception, or of what caused it (a gang member's failure):
+    STORAGE for file I/O errors (OSError, but not a network error or a timeout, which
+    are subclasses), ERROR for anything else."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if is_storage_error(type(cause)):
+            return FailureKind.STORAGE
+        cause = cause.__cause__
+    return FailureKind.ERROR
+
+
+def is_storage_error(kind: type[BaseException]) -> bool:
+    return issubclass(kind, OSError) and not issubclass(kind, ConnectionError | TimeoutError)
 
 
 class InlineExecutor:
@@ -172,11 +201,12 @@ class InlineExecutor:
         try:
             written = fn(task)
         except _MissingKeys as exc:
-            return TaskReport(task.task_id, ok=False, error=str(exc), lost_keys=exc.keys)
+            return TaskReport(task.task_id, ok=False, error=str(exc), lost_keys=exc.keys,
+                              failure=FailureKind.INPUT_LOST)
         except Exception as exc:  # noqa: BLE001 - any worker failure becomes a report
             worker = getattr(exc, "worker_id", None)
             return TaskReport(task.task_id, ok=False, error=f"{type(exc).__name__}: {exc}",
-                              worker_id=worker)
+                              worker_id=worker, failure=failure_of(exc))
         return TaskReport(task.task_id, ok=True, duration=time.perf_counter() - started,
                           output_bytes=int(written or 0))
 

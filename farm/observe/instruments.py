@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 
-from farm.observe.metrics import SECONDS_BUCKETS, STEP_BUCKETS, Sink, reason_label
+from farm.observe.metrics import SECONDS_BUCKETS, STEP_BUCKETS, Sink, failure_label
 from farm.sched.output import (
     Event,
     FilmState,
@@ -54,11 +54,11 @@ class FarmMetrics:
                 if e.output_bytes:
                     self.handoff.inc(e.output_bytes)
             elif isinstance(e, TaskRetried):
-                reason = {"reason": reason_label(e.reason)}
+                reason = {"reason": failure_label(e.failure, e.reason)}
                 self.retries.inc(1, reason)
                 self.failures.inc(1, reason)
             elif isinstance(e, FilmStateChanged) and e.state == FilmState.FAILED:
-                self.failures.inc(1, {"reason": reason_label(e.reason)})
+                self.failures.inc(1, {"reason": failure_label(e.failure, e.reason)})
 
     def film_finished(self, state: FilmState) -> None:
         self.films_finished.inc(1, {"state": state.value})

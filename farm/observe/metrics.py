@@ -17,6 +17,9 @@ tenant or user ids as labels (labels: state, pool, expert, reason: a handful of 
     reelfarm_phase_failures_total{reason}          counter   failed tasks (retried or not)
     reelfarm_scheduler_decision_seconds            histogram one schedule() call
 
+`reason` is a FailureKind (farm.sched.output: error, worker_lost, input_lost, storage,
+excluded, cancelled), named where the failure was known and carried on the event.
+
 Two sinks: a prometheus_client registry (`serve --local --metrics-port`: /metrics), and
 Ray's metrics API in the cluster (Ray exports them with a `ray_` prefix from every node's
 metrics agent; see README "Observability").
@@ -27,23 +30,33 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
+from farm.sched.output import FailureKind
+
 # Buckets that reach hours: a 720p phase of the 14B experts runs for minutes.
 SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600,
                    7200, 14400)
 STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120)
 
-# Failure text -> a label value (a fixed, small set).
-REASONS = (
-    ("worker_lost", re.compile(r"worker .* lost|lost its worker")),
-    ("input_lost", re.compile(r"input (data )?lost|checkpoint")),
-    ("storage", re.compile(r"No space left|archive|OSError|Errno")),
-    ("excluded", re.compile(r"excluded after repeated failures")),
-    ("cancelled", re.compile(r"cancel")),
+
+def failure_label(failure: FailureKind | None, text: str = "") -> str:
+    """The `reason` label of a failure: its FailureKind, named where the failure was
+    known (the executor, or the scheduler) and carried on the report and the event."""
+    return failure.value if failure is not None else reason_label(text)
+
+
+# Only for failure text that comes without a kind (an event from outside the scheduler):
+# a best guess, never the way the farm's own failures are labelled.
+_TEXT_GUESSES = (
+    (FailureKind.WORKER_LOST, re.compile(r"worker \S+ lost|lost its worker")),
+    (FailureKind.INPUT_LOST, re.compile(r"input (data )?lost")),
+    (FailureKind.STORAGE, re.compile(r"No space left|OSError|Errno")),
 )
 
 
 def reason_label(text: str) -> str:
-    return next((label for label, pattern in REASONS if pattern.search(text)), "error")
+    """A label for bare failure text (see failure_label): one of FailureKind's values."""
+    return next((k.value for k, pattern in _TEXT_GUESSES if pattern.search(text)),
+                FailureKind.ERROR.value)
 
 
 class Sink(Protocol):

@@ -24,6 +24,22 @@ from collections.abc import Callable, Iterable
 from farm.plan.film import FilmPlan, Unit
 from farm.sched.state import FilmRecord
 
+# A film's priority: higher goes first. The one home of the rule: the scheduler, the
+# director and the API all check it here.
+MIN_PRIORITY, MAX_PRIORITY = 0, 100
+
+
+def priority_problem(priority: int) -> str | None:
+    """What is wrong with `priority` (to follow the field's name), or None."""
+    if MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        return None
+    return f"must be in [{MIN_PRIORITY}, {MAX_PRIORITY}], got {priority}"
+
+
+def check_priority(priority: int) -> None:
+    if (problem := priority_problem(priority)) is not None:
+        raise ValueError(f"priority {problem}")
+
 
 def unit_tokens(plan: FilmPlan, unit: Unit) -> int:
     """Transformer tokens of all segments of a unit (latent frames x patches)."""

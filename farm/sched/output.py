@@ -12,6 +12,35 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
+class TaskKind(StrEnum):
+    """What a task does (the values are the executors' work item kinds)."""
+
+    PREPARE = "prepare"  # encode a scene's prompts
+    IMAGE = "image"  # encode a scene's input media
+    PHASE = "phase"  # denoise a unit through one phase
+    DECODE = "decode"  # decode a unit's latents into frames
+
+
+class FailureKind(StrEnum):
+    """Why a task or a film failed, named where that is known (the executor that caught
+    the exception, or the scheduler for what it decides itself); the values are the
+    `reason` labels of the failure metrics, a small fixed set."""
+
+    # The task raised: a bug, out of memory, bad input. The default.
+    ERROR = "error"
+    # Its worker went away (crash, preemption; Scheduler.remove_worker), or a film lost
+    # a task's worker max_worker_losses times.
+    WORKER_LOST = "worker_lost"
+    # Input data was gone: lost with a node, or a checkpoint missing or corrupt.
+    INPUT_LOST = "input_lost"
+    # Reading or writing storage failed (disk full, I/O error).
+    STORAGE = "storage"
+    # Films only: every worker that could run its work was excluded after failures.
+    EXCLUDED = "excluded"
+    # Films only: cancelled (by a user, a stalled engine, a failed frame archive).
+    CANCELLED = "cancelled"
+
+
 class FilmState(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
@@ -111,7 +140,7 @@ class MemberTask:
         return (self.worker_id, *self.helpers)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PhaseTask:
     """Run steps [start_step, stop_step) of one expert on every segment of a unit.
 
@@ -166,7 +195,7 @@ class DecodeSlice:
     latent_stop: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DecodeTask:
     """Decode a unit's final latents into frames, streaming them out in order."""
 
@@ -237,9 +266,15 @@ class TaskReport:
     duration: float = 0.0
     # Bytes of what the task wrote (a phase: latents + solver state), for statistics.
     output_bytes: int = 0
-    # The task died with its worker (crash, preemption; see Scheduler.remove_worker): it
-    # is retried without blaming the worker or using one of its max_attempts.
-    worker_lost: bool = False
+    # Why it failed (None when ok). WORKER_LOST: the task died with its worker (crash,
+    # preemption; see Scheduler.remove_worker), so it is retried without blaming the worker
+    # or using one of its max_attempts. A failure without a kind is an ERROR, or an
+    # INPUT_LOST when it names lost_keys.
+    failure: FailureKind | None = None
+
+    @property
+    def worker_lost(self) -> bool:
+        return self.failure is FailureKind.WORKER_LOST
 
 
 # ---- events returned by update_from_output ------------------------------------------
@@ -251,6 +286,8 @@ class FilmStateChanged:
     state: FilmState
     reason: str = ""
     time: float = 0.0
+    # Why a film FAILED or was CANCELLED; None for other states.
+    failure: FailureKind | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +324,7 @@ class TaskRetried:
     attempt: int
     worker_id: str | None = None
     time: float = 0.0
+    failure: FailureKind = FailureKind.ERROR
 
 
 Event = FilmStateChanged | PhaseFinished | FramesDecoded | TaskRetried

@@ -1,7 +1,8 @@
-"""Mutable bookkeeping behind the scheduler: films, scenes, units, workers, running tasks.
+"""Mutable bookkeeping behind the scheduler: films, scenes, units, workers, running tasks,
+and the Ledger that holds them.
 
-Only the scheduler touches these; everything it hands out is a frozen value from
-`farm.sched.output`.
+Only the scheduler touches these (it lends its Ledger to farm.sched.tasks and
+farm.sched.reports); everything it hands out is a frozen value from `farm.sched.output`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from farm.plan.film import FilmPlan, Unit
-from farm.sched.output import FilmState, Layout, WorkerSpec
+from farm.sched.output import FilmState, Layout, TaskKind, WorkerSpec
 
 
 @dataclass
@@ -48,15 +49,15 @@ class UnitState:
     decoded: bool = False
     # Chain mode: key of the conditioning this unit's decode made for the next unit.
     condition_key: str | None = None
-    # (kind, phase index) -> counters: ("phase", 0), ("decode", 0).
-    tries: dict[tuple[str, int], Tries] = field(default_factory=dict)
+    # (kind, phase index) -> counters: (PHASE, 0), (PHASE, 1), (DECODE, 0).
+    tries: dict[tuple[TaskKind, int], Tries] = field(default_factory=dict)
     # Bumped when the unit rolls back to initial noise (its data was lost). Reports of
     # tasks started in an older epoch are stale: their results and failures are ignored.
     epoch: int = 0
     # The gangs of its last phase, when that phase succeeded on a layout > 1 x 1.
     gang: GangMemo | None = None
 
-    def slot(self, kind: str, phase: int = 0) -> Tries:
+    def slot(self, kind: TaskKind, phase: int = 0) -> Tries:
         return self.tries.setdefault((kind, phase), Tries())
 
 
@@ -72,10 +73,10 @@ class SceneState:
     image_key: str | None = None
     image_running: str | None = None
     frames_done: int = 0
-    # "prompt" / "image" -> counters
-    tries: dict[str, Tries] = field(default_factory=dict)
+    # PREPARE (the prompt) / IMAGE -> counters
+    tries: dict[TaskKind, Tries] = field(default_factory=dict)
 
-    def slot(self, kind: str) -> Tries:
+    def slot(self, kind: TaskKind) -> Tries:
         return self.tries.setdefault(kind, Tries())
 
 
@@ -148,21 +149,22 @@ class WorkerState:
         return part in holds or f"{model}/{part}" in holds
 
 
-@dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunningTask:
     """A task handed out and not yet reported."""
 
-    kind: str  # "prepare" | "image" | "phase" | "decode"
+    kind: TaskKind
     film_id: str
     scene_index: int
-    unit_index: int  # -1 for prepare and image
-    phase_index: int  # -1 unless kind == "phase"
     worker_ids: tuple[str, ...]
     # Keys this task will write if it succeeds, and keys it reads.
     output_keys: tuple[str, ...]
     input_keys: tuple[str, ...]
-    # The unit's epoch when the task started (phase and decode).
+    # Phase and decode: the unit (its index in the scene) and its epoch when the task
+    # started; a phase also names its index in the film plan.
+    unit_index: int | None = None
     epoch: int = 0
+    phase_index: int | None = None
     # Phases on gangs: the worker that keeps each member's output (rank 0), members in
     # order; empty when worker_ids are exactly that.
     leads: tuple[str, ...] = ()
@@ -173,3 +175,33 @@ class RunningTask:
     def homes(self) -> tuple[str, ...]:
         """Where each output of the task will live."""
         return self.leads or self.worker_ids
+
+
+@dataclass
+class Ledger:
+    """The scheduler's books: one home for what starting tasks (farm.sched.tasks) and
+    applying their reports (farm.sched.reports) read and change. The Scheduler owns the
+    one instance and lends it to those functions; nothing else touches it."""
+
+    films: dict[str, FilmRecord] = field(default_factory=dict)
+    workers: dict[str, WorkerState] = field(default_factory=dict)
+    # Task id -> what it occupies, reads and writes; slots are freed by its report.
+    running: dict[str, RunningTask] = field(default_factory=dict)
+    # Key -> worker that holds it: locality, and the data lost with a worker.
+    key_home: dict[str, str] = field(default_factory=dict)
+    # For the next SchedulerOutput: keys nobody needs any more, and running tasks whose
+    # results will be ignored.
+    freed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    # Time of the latest schedule() call; events are stamped with it.
+    now: float = 0.0
+
+    def free(self, key: str) -> None:
+        self.freed.append(key)
+        self.key_home.pop(key, None)
+
+    def take_housekeeping(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(freed keys, cancelled task ids) since the last call."""
+        freed, cancelled = tuple(self.freed), tuple(self.cancelled)
+        self.freed, self.cancelled = [], []
+        return freed, cancelled

@@ -1,6 +1,7 @@
-"""Task life cycle, part 1: which tasks of a film are ready, and starting them. These
-functions are the scheduler's internals and take it as their first argument; what a
-report changes is in `farm.sched.reports`.
+"""Ready tasks and starting them: which tasks of a film can run now, what workers they
+need, and handing one out (its ids and keys, and its record in the scheduler's Ledger).
+What a report changes is in `farm.sched.reports`; which film goes first and where a task
+runs are the scheduler's (farm.sched.scheduler, fairness, placement, gangs).
 
 Keys of the data a task writes (the executor stores the data under them). `<n>` counts
 the tries of that task, failed, lost or rolled back included, so a name is never reused
@@ -14,7 +15,7 @@ the tries of that task, failed, lost or rolled back included, so a name is never
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 from farm.plan.segments import decode_bands
 from farm.sched.fairness import unit_tokens
@@ -26,16 +27,29 @@ from farm.sched.output import (
     MemberTask,
     PhaseTask,
     PrepareTask,
+    TaskKind,
 )
 from farm.sched.placement import Need
-from farm.sched.state import FilmRecord, GangMemo, RunningTask, SceneState, Tries, UnitState
+from farm.sched.state import (
+    FilmRecord,
+    GangMemo,
+    Ledger,
+    RunningTask,
+    SceneState,
+    Tries,
+    UnitState,
+)
 from farm.spec.frames import pixel_frames
 
-if TYPE_CHECKING:
-    from farm.sched.scheduler import Scheduler
 
-# A candidate: (kind, scene, unit or None)
-Candidate = tuple[str, SceneState, UnitState | None]
+class Candidate(NamedTuple):
+    """A ready task of a film, not started yet."""
+
+    kind: TaskKind
+    scene: SceneState
+    unit: UnitState | None  # None for PREPARE and IMAGE
+
+
 Task = PrepareTask | ImageTask | PhaseTask | DecodeTask
 
 
@@ -46,18 +60,18 @@ def candidates(f: FilmRecord) -> list[Candidate]:
     for sc in f.scenes:
         needs_prompt = any(u.phases_done < num_phases for u in sc.units)
         if sc.prompt_key is None and sc.prompt_running is None and needs_prompt:
-            out.append(("prepare", sc, None))
+            out.append(Candidate(TaskKind.PREPARE, sc, None))
         if (sc.has_image and sc.image_key is None and sc.image_running is None
                 and needs_prompt):  # chain decodes reuse the inputs until the last phase
-            out.append(("image", sc, None))
+            out.append(Candidate(TaskKind.IMAGE, sc, None))
         earlier_decoded = True
         for k, u in enumerate(sc.units):
             if u.running is None:
                 if u.phases_done < num_phases:
                     if sc.prompt_key is not None and _chain_ready(sc, k):
-                        out.append(("phase", sc, u))
+                        out.append(Candidate(TaskKind.PHASE, sc, u))
                 elif not u.decoded and earlier_decoded and _decode_ready(sc, k):
-                    out.append(("decode", sc, u))
+                    out.append(Candidate(TaskKind.DECODE, sc, u))
             earlier_decoded = earlier_decoded and u.decoded
     return out
 
@@ -78,12 +92,12 @@ def _decode_ready(sc: SceneState, k: int) -> bool:
 def requirements(f: FilmRecord, cand: Candidate) -> tuple[Need, int, tuple[str | None, ...]]:
     """(what a worker must serve, number of members, preferred worker per member)."""
     kind, _, u = cand
-    if kind == "prepare":
+    if kind is TaskKind.PREPARE:
         return Need("text", f.model), 1, ()
-    if kind == "image":
+    if kind is TaskKind.IMAGE:
         return Need("vae", f.model), 1, ()
     assert u is not None
-    if kind == "decode":  # the decoder reads every slice; start where the first lives
+    if kind is TaskKind.DECODE:  # the decoder reads every slice; start where the first lives
         return Need("vae", f.model), 1, (u.location.get(u.plan.decode_slices[0][0]),)
     expert = f.plan.film.profile.experts[f.plan.phases[u.phases_done].expert]
     return Need(expert, f.model), len(u.plan.segments), tuple(
@@ -102,32 +116,34 @@ def phase_work(f: FilmRecord, u: UnitState) -> float:
     return f.plan.phases[u.phases_done].num_steps * unit_tokens(f.plan, u.plan)
 
 
-def start(s: Scheduler, f: FilmRecord, cand: Candidate, ids: tuple[str, ...],
+def start(led: Ledger, f: FilmRecord, cand: Candidate, ids: tuple[str, ...],
           layout: Layout | None = None, gang: str = "") -> Task:
     """Start a candidate on `ids` (a phase: each member's ranks, members in order; `gang`
     names the gangs it reuses, "" for new ones)."""
     kind, sc, u = cand
     for wid in ids:
-        s._workers[wid].busy += 1
+        led.workers[wid].busy += 1
     f.started = True
-    if kind == "prepare":
-        n = _next_try(sc.slot("prompt"))
+    if kind is TaskKind.PREPARE:
+        n = _next_try(sc.slot(kind))
         tid = f"{f.film_id}/{sc.scene_id}/prepare/a{n}"
         key = f"{f.film_id}:{sc.scene_id}:prompt:a{n}"
         sc.prompt_running = tid
-        s._running[tid] = RunningTask("prepare", f.film_id, sc.index, -1, -1, ids, (key,), ())
+        led.running[tid] = RunningTask(kind=kind, film_id=f.film_id, scene_index=sc.index,
+                                       worker_ids=ids, output_keys=(key,), input_keys=())
         return PrepareTask(tid, f.film_id, sc.scene_id, ids[0], key)
-    if kind == "image":
-        n = _next_try(sc.slot("image"))
+    if kind is TaskKind.IMAGE:
+        n = _next_try(sc.slot(kind))
         tid = f"{f.film_id}/{sc.scene_id}/image/a{n}"
         key = f"{f.film_id}:{sc.scene_id}:image:a{n}"
         sc.image_running = tid
-        s._running[tid] = RunningTask("image", f.film_id, sc.index, -1, -1, ids, (key,), ())
+        led.running[tid] = RunningTask(kind=kind, film_id=f.film_id, scene_index=sc.index,
+                                       worker_ids=ids, output_keys=(key,), input_keys=())
         return ImageTask(tid, f.film_id, sc.scene_id, ids[0], key)
     assert u is not None
-    if kind == "phase":
-        return _start_phase(s, f, sc, u, ids, layout or Layout(), gang)
-    return _start_decode(s, f, sc, u, ids)
+    if kind is TaskKind.PHASE:
+        return _start_phase(led, f, sc, u, ids, layout or Layout(), gang)
+    return _start_decode(led, f, sc, u, ids)
 
 
 def _next_try(t: Tries) -> int:
@@ -135,11 +151,11 @@ def _next_try(t: Tries) -> int:
     return t.started
 
 
-def _start_phase(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
+def _start_phase(led: Ledger, f: FilmRecord, sc: SceneState, u: UnitState,
                  ids: tuple[str, ...], layout: Layout, gang: str = "") -> PhaseTask:
     p = u.phases_done
     phase = f.plan.phases[p]
-    attempt = _next_try(u.slot("phase", p))
+    attempt = _next_try(u.slot(TaskKind.PHASE, p))
     tid = f"{f.film_id}/{u.plan.id}/p{p}/a{attempt}"
     k = layout.size
     members = tuple(
@@ -152,20 +168,23 @@ def _start_phase(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
     inputs += (cond,) if cond else ()
     u.running = tid
     u.gang = None  # reusable again only once this phase succeeds (reports)
-    s._fair.charge(f, phase_work(f, u))
     gang = gang or tid
-    s._running[tid] = RunningTask("phase", f.film_id, sc.index, u.plan.index, p, ids,
-                                  tuple(m.output_key for m in members), inputs, u.epoch,
-                                  tuple(m.worker_id for m in members) if k > 1 else (),
-                                  GangMemo(gang, ids, layout) if k > 1 else None)
-    return PhaseTask(tid, f.film_id, sc.scene_id, u.plan.id, p, phase.expert, phase.start,
-                     phase.stop, members, sc.prompt_key, cond, attempt, layout,
-                     gang if k > 1 else "")
+    led.running[tid] = RunningTask(
+        kind=TaskKind.PHASE, film_id=f.film_id, scene_index=sc.index, worker_ids=ids,
+        output_keys=tuple(m.output_key for m in members), input_keys=inputs,
+        unit_index=u.plan.index, epoch=u.epoch, phase_index=p,
+        leads=tuple(m.worker_id for m in members) if k > 1 else (),
+        gang=GangMemo(gang, ids, layout) if k > 1 else None)
+    return PhaseTask(task_id=tid, film_id=f.film_id, scene_id=sc.scene_id, unit_id=u.plan.id,
+                     phase_index=p, expert=phase.expert, start_step=phase.start,
+                     stop_step=phase.stop, members=members, prompt_key=sc.prompt_key,
+                     condition_key=cond, attempt=attempt, layout=layout,
+                     gang_key=gang if k > 1 else "")
 
 
-def _start_decode(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
+def _start_decode(led: Ledger, f: FilmRecord, sc: SceneState, u: UnitState,
                   ids: tuple[str, ...]) -> DecodeTask:
-    attempt = _next_try(u.slot("decode"))
+    attempt = _next_try(u.slot(TaskKind.DECODE))
     tid = f"{f.film_id}/{u.plan.id}/decode/a{attempt}"
     slices = tuple(DecodeSlice(seg_id, u.latest[seg_id], w.start - _seg_start(u, seg_id),
                                w.stop - _seg_start(u, seg_id))
@@ -177,13 +196,16 @@ def _start_decode(s: Scheduler, f: FilmRecord, sc: SceneState, u: UnitState,
         cond_frames = pixel_frames(nxt.plan.segments[0].window.size)
     scene_key = sc.image_key if cond_key and sc.has_image else None
     u.running = tid
-    s._running[tid] = RunningTask("decode", f.film_id, sc.index, u.plan.index, -1, ids,
-                                  (cond_key,) if cond_key else (),
-                                  tuple(x.key for x in slices) + ((scene_key,) if scene_key else ()),
-                                  u.epoch)
-    return DecodeTask(tid, f.film_id, sc.scene_id, u.plan.id, ids[0], slices, u.plan.frame_start,
-                      u.plan.frame_stop, u.plan.drop_frames, cond_key, cond_frames, attempt,
-                      scene_key, decode_bands_of(f), ids[1:])
+    led.running[tid] = RunningTask(
+        kind=TaskKind.DECODE, film_id=f.film_id, scene_index=sc.index, worker_ids=ids,
+        output_keys=(cond_key,) if cond_key else (),
+        input_keys=tuple(x.key for x in slices) + ((scene_key,) if scene_key else ()),
+        unit_index=u.plan.index, epoch=u.epoch)
+    return DecodeTask(task_id=tid, film_id=f.film_id, scene_id=sc.scene_id, unit_id=u.plan.id,
+                      worker_id=ids[0], slices=slices, frame_start=u.plan.frame_start,
+                      frame_stop=u.plan.frame_stop, drop_frames=u.plan.drop_frames,
+                      condition_key=cond_key, condition_frames=cond_frames, attempt=attempt,
+                      scene_key=scene_key, bands=decode_bands_of(f), band_workers=ids[1:])
 
 
 def decode_bands_of(f: FilmRecord) -> int:

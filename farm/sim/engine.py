@@ -28,6 +28,7 @@ from farm.sched.config import SchedulerConfig
 from farm.sched.output import (
     DecodeTask,
     Event,
+    FailureKind,
     FilmStateChanged,
     ImageTask,
     Layout,
@@ -96,15 +97,14 @@ class Simulation:
         for wid in self.fleet:
             self.s.add_worker(self.fleet[wid].spec)
             self._arm_failure(wid, 0.0)
-        out = SchedulerOutput()
         while self._heap and len(self.ended) < len(self.plans):
             now = self._heap[0][0]
             reports: list[TaskReport] = []
             while self._heap and self._heap[0][0] <= now:
                 _, _, kind, arg = heapq.heappop(self._heap)
                 reports += self._handle(now, kind, arg)
-            self._note(self.s.update_from_output(out, reports), now)
-            out = self._schedule(now)
+            self._note(self.s.update_from_output(reports), now)
+            self._schedule(now)
         return self._result()
 
     def _push(self, time: float, kind: str, arg: str) -> None:
@@ -137,8 +137,9 @@ class Simulation:
                        if tid in self.active]
             if not stopped:
                 return out
-            self._note(self.s.update_from_output(out, [
-                TaskReport(tid, ok=False, error="cancelled") for tid in stopped]), now)
+            self._note(self.s.update_from_output([
+                TaskReport(tid, ok=False, error="cancelled", failure=FailureKind.CANCELLED)
+                for tid in stopped]), now)
 
     def _note(self, events: list[Event], now: float) -> None:
         """Keep events; note when films end (event times are those of the last

@@ -134,7 +134,7 @@ def test_gang_phases_name_their_layout():
     from farm.sched.output import TaskReport
 
     out = s.schedule(0.0)
-    s.update_from_output(out, [TaskReport(t.task_id, True) for t in out.prepares])
+    s.update_from_output([TaskReport(t.task_id, True) for t in out.prepares])
     phase: PhaseTask = s.schedule(1.0).phases[0]
     assert phase.layout == Layout(2, 2)
 

@@ -94,7 +94,7 @@ def fleet(n: int, policy: GangPolicy | None = TEST_POLICY) -> Scheduler:
 
 def first_phase(s: Scheduler):
     out = s.schedule(0.0)
-    s.update_from_output(out, [TaskReport(t.task_id, True) for t in out.prepares])
+    s.update_from_output([TaskReport(t.task_id, True) for t in out.prepares])
     out = s.schedule(1.0)
     assert len(out.phases) >= 1
     return out
@@ -108,7 +108,7 @@ def test_a_lone_segment_on_an_idle_farm_runs_on_a_gang():
     assert p.members[0].helpers == p.worker_ids[1:]
     assert all(w.busy == 1 for w in s.workers())  # every rank holds a slot
     # the output lives with rank 0: the next phase prefers it (locality)
-    events = s.update_from_output(None, [TaskReport(p.task_id, True)])  # type: ignore[arg-type]
+    events = s.update_from_output([TaskReport(p.task_id, True)])
     assert [e.worker_ids for e in events if isinstance(e, PhaseFinished)] == [p.worker_ids]
     nxt = s.schedule(2.0).phases[0]
     assert nxt.members[0].worker_id == p.members[0].worker_id
@@ -155,7 +155,7 @@ def test_a_failing_rank_is_blamed_and_the_unit_retried():
     s.add_film("f", make_plan([scene("s1", 17)]))
     p = first_phase(s).phases[0]
     bad = p.members[0].helpers[-1]
-    events = s.update_from_output(None, [TaskReport(p.task_id, False, "boom", worker_id=bad)])  # type: ignore[arg-type]
+    events = s.update_from_output([TaskReport(p.task_id, False, "boom", worker_id=bad)])
     assert [e.worker_id for e in events if isinstance(e, TaskRetried)] == [bad]
     assert s.schedule(2.0).phases[0].attempt == 2
 
@@ -191,7 +191,7 @@ def _to_decode(s: Scheduler, plan_scenes: list[dict], hold: str = "-", **film):
     while not out.decodes:
         t += 1.0
         held += [p for p in out.phases if p.unit_id.startswith(hold)]
-        s.update_from_output(out, [TaskReport(x.task_id, True) for x in (*out.prepares, *out.phases)
+        s.update_from_output([TaskReport(x.task_id, True) for x in (*out.prepares, *out.phases)
                                    if not getattr(x, "unit_id", "").startswith(hold)])
         out = s.schedule(t)
     return out, held
@@ -223,12 +223,12 @@ def test_the_next_phase_reuses_the_gang_and_a_retry_forms_a_new_one():
     s.add_film("f", make_plan([scene("s1", 17)]))  # high-noise, then low-noise phase
     p0 = first_phase(s).phases[0]
     assert p0.layout.size == 4 and p0.forms_gang and p0.gang_key == p0.task_id
-    s.update_from_output(None, [TaskReport(p0.task_id, True)])  # type: ignore[arg-type]
+    s.update_from_output([TaskReport(p0.task_id, True)])
     p1 = s.schedule(2.0).phases[0]
     assert (p1.worker_ids, p1.layout, p1.gang_key) == (p0.worker_ids, p0.layout, p0.task_id)
     assert not p1.forms_gang
     # the reusing phase fails: its gangs are gone, the retry forms new ones
-    s.update_from_output(None, [TaskReport(p1.task_id, False, error="boom")])  # type: ignore[arg-type]
+    s.update_from_output([TaskReport(p1.task_id, False, error="boom")])
     p1b = s.schedule(3.0).phases[0]
     assert p1b.phase_index == p1.phase_index and p1b.forms_gang and p1b.gang_key == p1b.task_id
 

@@ -45,7 +45,7 @@ def gang_phase(scenes: list[dict], workers: int):
     s.add_film("f", plan)
     ex.add_film("f", plan)
     out = s.schedule(0.0)
-    s.update_from_output(out, [TaskReport(t.task_id, True) for t in out.prepares])
+    s.update_from_output([TaskReport(t.task_id, True) for t in out.prepares])
     task = s.schedule(1.0).phases[0]
     ex.submit(type(out)(phases=(task,)))
     items = {w: ex.take(w) for w in task.worker_ids}
@@ -107,8 +107,10 @@ def test_a_band_decode_gets_an_item_per_rank_and_rank_zero_streams_and_writes():
     plan = make_plan([scene("s1", 9)], width=512, height=32)
     ex.add_film("f", plan)
     seg = plan.scenes[0].units[0].segments[0]
-    task = DecodeTask("f/u/decode/a1", "f", "s1", plan.scenes[0].units[0].id, "w1",
-                      (DecodeSlice(seg.id, "k", 0, 3),), 0, 9, 0, "cond", 0, 1,
+    task = DecodeTask(task_id="f/u/decode/a1", film_id="f", scene_id="s1",
+                      unit_id=plan.scenes[0].units[0].id, worker_id="w1",
+                      slices=(DecodeSlice(seg.id, "k", 0, 3),), frame_start=0, frame_stop=9,
+                      drop_frames=0, condition_key="cond", condition_frames=0, attempt=1,
                       bands=4, band_workers=("w2", "w0"))
     ex.submit(SchedulerOutput(decodes=(task,)))
     items = {w: ex.take(w) for w in ("w1", "w2", "w0")}

@@ -48,7 +48,7 @@ def step(s: Scheduler, now: float = 0.0, fail: set[str] = frozenset()) -> tuple[
     out = s.schedule(now)
     reps = [TaskReport(t.task_id, t.task_id not in fail, "" if t.task_id not in fail else "boom")
             for t in tasks(out)]
-    return out, s.update_from_output(out, reps)
+    return out, s.update_from_output(reps)
 
 
 def run(s: Scheduler, max_rounds: int = 200) -> list:
@@ -65,7 +65,7 @@ def prepare(s: Scheduler) -> None:
     """Run the prompt encodings (and nothing else) of every film."""
     out = s.schedule(0.0)
     assert out.prepares and not out.phases
-    s.update_from_output(out, ok(out))
+    s.update_from_output(ok(out))
 
 
 def one_scene(frames: int = 17, **kw: object):
@@ -82,7 +82,7 @@ def test_segment_moves_to_low_noise_expert_at_boundary():
     prepare(s)
     (high,) = s.schedule(1.0).phases
     assert (high.expert, high.start_step, high.stop_step, high.worker_ids) == (0, 0, 26, ("h",))
-    s.update_from_output(SchedulerOutput(), [TaskReport(high.task_id, True)])
+    s.update_from_output([TaskReport(high.task_id, True)])
     (low,) = s.schedule(2.0).phases
     assert (low.expert, low.start_step, low.stop_step, low.worker_ids) == (1, 26, 40, ("l",))
     assert low.members[0].input_key == high.members[0].output_key
@@ -116,7 +116,7 @@ def test_gang_is_placed_all_or_nothing():
     (single,) = s.schedule(1.0).phases  # "first" ranks better and takes one high worker
     assert single.film_id == "first"
     assert s.schedule(2.0).phases == ()  # two free slots do not fit a gang of three
-    s.update_from_output(SchedulerOutput(), [TaskReport(single.task_id, True)])
+    s.update_from_output([TaskReport(single.task_id, True)])
     (gang,) = [p for p in s.schedule(3.0).phases if p.film_id == "gang"]
     assert sorted(gang.worker_ids) == ["h1", "h2", "h3"]
     assert [m.segment_id for m in gang.members] == ["s1/0", "s1/1", "s1/2"]
@@ -134,7 +134,7 @@ def test_waiting_gang_reserves_slots_but_short_tasks_backfill():
     # the gang (2 members) does not fit in the one free high slot; "small" must not take it
     assert s.schedule(2.0).phases == ()
     # the hog finishes its high phase: the gang starts before "small"
-    s.update_from_output(out, ok(out))
+    s.update_from_output(ok(out))
     phases = s.schedule(3.0).phases
     assert {p.film_id for p in phases} >= {"gang"} and "small" not in {p.film_id for p in phases}
 
@@ -182,7 +182,7 @@ def test_oversubscribed_gang_waits_for_an_idle_pool_and_returns_its_slots():
     assert gang.worker_ids == ("h", "h", "h")  # three members share the only high worker
     assert [w.busy for w in s.workers() if w.spec.worker_id == "h"] == [3]
     assert s.schedule(2.0).phases == ()  # no other phase squeezes in while it runs
-    s.update_from_output(out, ok(out))
+    s.update_from_output(ok(out))
     assert [w.busy for w in s.workers() if w.spec.worker_id == "h"] == [0]
     assert [p.film_id for p in s.schedule(3.0).phases if p.expert == 0] == ["b"]
 
@@ -199,8 +199,8 @@ def test_higher_priority_film_takes_the_next_free_slot_without_killing_running_p
     s.add_film("urgent", one_scene(), priority=90)
     out2 = s.schedule(2.0)
     assert out2.cancelled_task_ids == () and [t.film_id for t in out2.prepares] == ["urgent"]
-    s.update_from_output(out2, ok(out2))
-    s.update_from_output(out, ok(out))
+    s.update_from_output(ok(out2))
+    s.update_from_output(ok(out))
     out3 = s.schedule(3.0)
     # the freed high slot goes to the urgent film, not to the next scene of "low"
     assert sorted((p.film_id, p.expert) for p in out3.phases) == [("low", 1), ("urgent", 0)]
@@ -295,7 +295,7 @@ def test_decode_prefers_the_worker_holding_the_final_latents():
     prepare(s)
     out, _ = step(s, 1.0)
     (low,) = s.schedule(2.0).phases
-    s.update_from_output(SchedulerOutput(), [TaskReport(low.task_id, True)])
+    s.update_from_output([TaskReport(low.task_id, True)])
     (dec,) = s.schedule(3.0).decodes
     assert dec.worker_id == low.worker_ids[0]
 

@@ -38,7 +38,7 @@ def test_failed_phase_reruns_from_the_last_completed_phase():
     (high,) = out.phases
     out = s.schedule(2.0)
     (low,) = out.phases
-    events = s.update_from_output(out, [TaskReport(low.task_id, False, "oom", worker_id="l")])
+    events = s.update_from_output([TaskReport(low.task_id, False, "oom", worker_id="l")])
     assert [type(e) for e in events] == [TaskRetried] and events[0].attempt == 2
     (retry,) = s.schedule(3.0).phases
     assert (retry.phase_index, retry.attempt) == (1, 2)
@@ -54,9 +54,9 @@ def test_max_attempts_fails_the_film_and_frees_its_data():
     out, _ = step(s, 1.0)
     high_key = out.phases[0].members[0].output_key
     out = s.schedule(2.0)
-    s.update_from_output(out, [TaskReport(out.phases[0].task_id, False, "nan")])
+    s.update_from_output([TaskReport(out.phases[0].task_id, False, "nan")])
     out = s.schedule(3.0)
-    events = s.update_from_output(out, [TaskReport(out.phases[0].task_id, False, "nan")])
+    events = s.update_from_output([TaskReport(out.phases[0].task_id, False, "nan")])
     (end,) = [e for e in events if isinstance(e, FilmStateChanged)]
     assert end.state == FilmState.FAILED and "failed 2 times" in end.reason and "nan" in end.reason
     assert high_key in s.schedule(4.0).freed_keys
@@ -74,9 +74,9 @@ def test_repeatedly_failing_worker_is_excluded_for_that_film():
         (low,) = out.phases
         used.append(low.worker_ids[0])
         if low.worker_ids == ("bad",):
-            s.update_from_output(out, [TaskReport(low.task_id, False, "xid 79", worker_id="bad")])
+            s.update_from_output([TaskReport(low.task_id, False, "xid 79", worker_id="bad")])
         else:
-            s.update_from_output(out, [TaskReport(low.task_id, True)])
+            s.update_from_output([TaskReport(low.task_id, True)])
             break
     assert used.count("bad") == 2 and used[-1] == "good"
     assert s.progress("f").excluded_worker_ids == ("bad",)
@@ -87,10 +87,10 @@ def test_film_fails_when_every_holder_of_an_expert_is_excluded():
     s.add_film("f", make_plan([scene("a"), scene("b")]))
     prepare(s)
     out = s.schedule(1.0)
-    s.update_from_output(out, [TaskReport(out.phases[0].task_id, False, "bad gpu", worker_id="h")])
+    s.update_from_output([TaskReport(out.phases[0].task_id, False, "bad gpu", worker_id="h")])
     out = s.schedule(2.0)
     assert out.num_tasks == 0  # regression: no task of the failed film is handed out
-    events = s.update_from_output(out, [])
+    events = s.update_from_output([])
     (end,) = [e for e in events if isinstance(e, FilmStateChanged)]
     assert end.state == FilmState.FAILED and "excluded" in end.reason
 
@@ -104,11 +104,11 @@ def test_film_starved_by_exclusion_gets_no_task_whose_inputs_are_freed():
     step(s, 0.0)  # prompt a
     out = s.schedule(1.0)  # prompt b on t, a's high phase on d
     (prep,), (high,) = out.prepares, out.phases
-    s.update_from_output(out, [TaskReport(prep.task_id, False, "boom", worker_id="t"),
+    s.update_from_output([TaskReport(prep.task_id, False, "boom", worker_id="t"),
                                TaskReport(high.task_id, True)])
     out = s.schedule(2.0)  # a's low phase is ready, but the film can no longer finish
     assert out.num_tasks == 0 and high.members[0].output_key in out.freed_keys
-    assert s.update_from_output(out, [])[-1].state == FilmState.FAILED
+    assert s.update_from_output([])[-1].state == FilmState.FAILED
 
 
 def test_lost_worker_returns_its_unit_to_the_queue_and_late_reports_are_ignored():
@@ -123,7 +123,7 @@ def test_lost_worker_returns_its_unit_to_the_queue_and_late_reports_are_ignored(
     out2 = s.schedule(2.0)
     (retry,) = out2.phases
     assert retry.worker_ids != p.worker_ids and retry.attempt == 2
-    assert s.update_from_output(out, [TaskReport(p.task_id, True)]) == []  # late, ignored
+    assert s.update_from_output([TaskReport(p.task_id, True)]) == []  # late, ignored
     assert s.progress("f").phases_done == 0
 
 
@@ -162,10 +162,10 @@ def test_data_loss_rolls_back_to_initial_noise_with_fresh_names():
     assert redo.phase_index == 0 and redo.attempt == 2  # the second try of phase 0
     assert redo.task_id != high.task_id and redo.members[0].output_key != high.members[0].output_key
     # the stale low phase reports (success or failure): ignored, nothing counted
-    assert s.update_from_output(out2, [TaskReport(low.task_id, False, "lost input",
+    assert s.update_from_output([TaskReport(low.task_id, False, "lost input",
                                                   lost_keys=(high.members[0].output_key,))]) == []
     assert s.progress("f").excluded_worker_ids == ()
-    events = s.update_from_output(out3, ok(out3)) + run(s)
+    events = s.update_from_output(ok(out3)) + run(s)
     assert [e.phase_index for e in events if isinstance(e, PhaseFinished)] == [0, 1]
     assert s.progress("f").state == FilmState.SUCCEEDED
 
@@ -178,7 +178,7 @@ def test_lost_input_report_rolls_back_without_blaming_the_worker():
     key = out.phases[0].members[0].output_key
     out = s.schedule(2.0)
     (low,) = out.phases
-    events = s.update_from_output(out, [TaskReport(low.task_id, False, "missing", lost_keys=(key,))])
+    events = s.update_from_output([TaskReport(low.task_id, False, "missing", lost_keys=(key,))])
     assert [type(e) for e in events] == [TaskRetried]
     assert s.progress("f").excluded_worker_ids == ()
     (redo,) = s.schedule(3.0).phases
@@ -200,7 +200,7 @@ def test_chain_condition_loss_recomputes_the_producer_without_repeating_frames()
     out = s.schedule(5.0)
     (u1,) = out.phases
     assert u1.condition_key == cond
-    s.update_from_output(out, [TaskReport(u1.task_id, False, "lost", lost_keys=(cond,))])
+    s.update_from_output([TaskReport(u1.task_id, False, "lost", lost_keys=(cond,))])
     events = run(s)
     frames += [(e.frame_start, e.frame_stop) for e in events if isinstance(e, FramesDecoded)]
     assert frames == [(0, 17), (17, 33)]
@@ -223,7 +223,7 @@ def test_cancel_stops_the_film_and_frees_everything_once_reported():
     out2 = s.schedule(2.0)
     assert p.task_id in out2.cancelled_task_ids and out2.num_tasks == 0
     assert {"f:a:prompt:a1", "f:b:prompt:a1"} <= set(out2.freed_keys)
-    assert s.update_from_output(out2, [TaskReport(p.task_id, True)]) == []
+    assert s.update_from_output([TaskReport(p.task_id, True)]) == []
     assert p.members[0].output_key in s.schedule(3.0).freed_keys
     assert s.workers()[0].busy == 0 and not s.has_unfinished_films()
 
@@ -234,7 +234,7 @@ def test_pause_finishes_running_phases_and_resume_continues():
     prepare(s)
     out = s.schedule(1.0)
     s.pause_film("f")
-    events = s.update_from_output(out, ok(out))
+    events = s.update_from_output(ok(out))
     assert [type(e) for e in events] == [PhaseFinished]
     assert s.schedule(2.0).num_tasks == 0
     assert s.resume_film("f")[0].state == FilmState.RUNNING

@@ -38,7 +38,7 @@ def ran_on(s: Scheduler, films: list[str]) -> dict[str, set[str]]:
         for t in tasks(out):
             ids = getattr(t, "worker_ids", None) or (t.worker_id,)
             used[t.film_id].update(ids)
-        s.update_from_output(out, ok(out))
+        s.update_from_output(ok(out))
     return used
 
 
@@ -92,6 +92,6 @@ def test_pool_stats_count_queued_phases_in_the_films_own_model_pool():
     s = model_fleet("toy", "tiny")
     s.add_film("f", film("toy"))
     out = s.schedule(0.0)  # prompts first: the phases are queued behind them
-    s.update_from_output(out, ok(out))
+    s.update_from_output(ok(out))
     stats = {p.pool: p.queued_phases for p in s.pool_stats()}
     assert stats["toy-high"] == 2 and stats["tiny-high"] == 0 and stats["tiny-low"] == 0

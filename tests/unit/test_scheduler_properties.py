@@ -93,7 +93,8 @@ class FakeFarm:
             self.seen_ids.add(t.task_id)
             self.check_inputs(t)
             workers = t.worker_ids if hasattr(t, "worker_ids") else (t.worker_id,)
-            assert all(self.s._workers[w].alive for w in workers)
+            alive = {w.spec.worker_id for w in self.s.workers() if w.alive}
+            assert set(workers) <= alive
             self.running[t.task_id] = (t, workers)
         self.check_phases(out)
         self.check_slots()
@@ -197,7 +198,7 @@ def drive(farm: FakeFarm, *, fail_rate: float, loss_rate: float, data_loss: bool
             farm.events += farm.s.pause_film(fid) + farm.s.resume_film(fid)
         out = farm.s.schedule(float(r))
         farm.dispatch(out)
-        farm.events += farm.s.update_from_output(out, farm.finish_some(fail_rate))
+        farm.events += farm.s.update_from_output(farm.finish_some(fail_rate))
     else:
         raise AssertionError("films did not finish")
     farm.dispatch(farm.s.schedule(float(max_rounds)))  # flush the last freed keys
