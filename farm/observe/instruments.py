@@ -54,11 +54,11 @@ class FarmMetrics:
                 if e.output_bytes:
                     self.handoff.inc(e.output_bytes)
             elif isinstance(e, TaskRetried):
-                reason = {"reason": failure_label(e.failure, e.reason)}
+                reason = {"reason": failure_label(e.failure)}
                 self.retries.inc(1, reason)
                 self.failures.inc(1, reason)
             elif isinstance(e, FilmStateChanged) and e.state == FilmState.FAILED:
-                self.failures.inc(1, {"reason": failure_label(e.failure, e.reason)})
+                self.failures.inc(1, {"reason": failure_label(e.failure)})
 
     def film_finished(self, state: FilmState) -> None:
         self.films_finished.inc(1, {"state": state.value})

@@ -27,7 +27,6 @@ metrics agent; see README "Observability").
 
 from __future__ import annotations
 
-import re
 from typing import Any, Protocol
 
 from farm.sched.output import FailureKind
@@ -38,25 +37,10 @@ SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1200, 
 STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120)
 
 
-def failure_label(failure: FailureKind | None, text: str = "") -> str:
+def failure_label(failure: FailureKind | None) -> str:
     """The `reason` label of a failure: its FailureKind, named where the failure was
     known (the executor, or the scheduler) and carried on the report and the event."""
-    return failure.value if failure is not None else reason_label(text)
-
-
-# Only for failure text that comes without a kind (an event from outside the scheduler):
-# a best guess, never the way the farm's own failures are labelled.
-_TEXT_GUESSES = (
-    (FailureKind.WORKER_LOST, re.compile(r"worker \S+ lost|lost its worker")),
-    (FailureKind.INPUT_LOST, re.compile(r"input (data )?lost")),
-    (FailureKind.STORAGE, re.compile(r"No space left|OSError|Errno")),
-)
-
-
-def reason_label(text: str) -> str:
-    """A label for bare failure text (see failure_label): one of FailureKind's values."""
-    return next((k.value for k, pattern in _TEXT_GUESSES if pattern.search(text)),
-                FailureKind.ERROR.value)
+    return (failure or FailureKind.ERROR).value
 
 
 class Sink(Protocol):

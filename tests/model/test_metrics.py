@@ -14,8 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from farm.local import local_director
 from farm.observe.http import serve_metrics
 from farm.observe.instruments import FarmMetrics
-from farm.observe.metrics import PrometheusSink, reason_label
+from farm.observe.metrics import PrometheusSink, failure_label
 from farm.plan.film import plan_film
+from farm.sched.output import FailureKind
 from tests.helpers import make_film, scene
 
 pytestmark = pytest.mark.model
@@ -90,10 +91,10 @@ def test_exposition_passes_promtool(farm):
 
 
 def test_failure_reasons_are_a_small_fixed_set():
-    assert reason_label("worker w3 lost") == "worker_lost"
-    assert reason_label("input data lost: k") == "input_lost"
-    assert reason_label("OSError: [Errno 28] No space left on device") == "storage"
-    assert reason_label("ValueError: boom") == "error"
+    # the labels are FailureKind's values, named where each failure was known
+    assert {failure_label(k) for k in FailureKind} == {
+        "error", "worker_lost", "input_lost", "storage", "excluded", "cancelled"}
+    assert failure_label(None) == "error"
 
 
 def test_json_logs_carry_the_ids_of_what_they_are_about(tmp_path):
