@@ -2,7 +2,9 @@
 
 A worker loads only what it holds (one expert, the VAE, or the text encoder); nothing
 is fetched from a hub. A real checkpoint folder such as Wan2.2-T2V-A14B-Diffusers loads
-the same way as a folder written by `reelfarm models init-tiny`.
+the same way as a folder written by `reelfarm models init-tiny`. What differs between
+model families (how a folder is recognised, its expert class, its tiny model) is asked of
+the family (farm.model.families).
 """
 
 from __future__ import annotations
@@ -16,18 +18,17 @@ from pathlib import Path
 
 import torch
 
-from farm.model import tiny
-from farm.spec.profiles import PROFILES
-from farm.toy import WEIGHTS as TOY_WEIGHTS  # the toy model's folder (`reelfarm models train-toy`)
+from farm.model import families, tiny
+from farm.model.families import Family, FolderConfigs
+from farm.model.shipped import SHIPPED
+from farm.spec.profiles import DEFAULT_FAMILY, PROFILES
 
 # The models reelfarm ships (no folder needed), in the order servers list them: "tiny"
-# first, the default of films that name no model.
-BUILTIN_MODELS = ("tiny", "toy", *(f"tiny-{k}" for k in tiny.TINY_KINDS))
+# first, the default of films that name no model; the trained ones (farm.model.shipped);
+# a tiny model of every family.
+BUILTIN_MODELS = ("tiny", *SHIPPED, *(f"tiny-{k}" for k in tiny.TINY_KINDS))
 EXPERT_SUBFOLDER = {"high": "transformer", "low": "transformer_2", "dense": "transformer"}
 log = logging.getLogger("farm.model")
-# diffusers class of a family's experts (others: WanTransformer3DModel).
-TRANSFORMER_CLASS = {"animate-14b": "WanAnimateTransformer3DModel",
-                     "vace-a14b": "WanVACETransformer3DModel"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +44,14 @@ class ModelSource:
 def resolve_model(ref: str) -> ModelSource:
     """Turn a model reference into a source; ValueError with a clear message if invalid."""
     if ref == "tiny":
-        return ModelSource(ref, "t2v-a14b", None)
-    if ref == "toy":  # trained weights shipped in the package (farm/toy; README "The toy model")
-        if not (TOY_WEIGHTS / "model_index.json").is_file():
-            raise ValueError("model 'toy': its trained weights are not in this package yet "
+        return ModelSource(ref, DEFAULT_FAMILY, None)
+    if ref in SHIPPED:  # trained weights shipped in the package (README "The toy model")
+        folder = SHIPPED[ref]
+        if not (folder / "model_index.json").is_file():
+            raise ValueError(f"model {ref!r}: its trained weights are not in this package yet "
                              "(README \"The toy model\"); train one with `reelfarm models "
                              "train-toy DIR` and pass DIR as the model")
-        return ModelSource(ref, "t2v-a14b", TOY_WEIGHTS)
+        return ModelSource(ref, detect_family(folder), folder)
     if ref.startswith("tiny-"):
         kind = ref[len("tiny-"):]
         if kind not in tiny.TINY_KINDS:
@@ -57,10 +59,9 @@ def resolve_model(ref: str) -> ModelSource:
                              "or a model folder")
         return ModelSource(ref, kind, None)
     path = Path(ref).expanduser()
-    from farm.model.s2v.weights import is_official_folder
-
-    if is_official_folder(path):  # Wan2.2-S2V-14B's own layout (no model_index.json)
-        return ModelSource(ref, "s2v-14b", path.resolve())
+    own = families.own_folder(path)  # a family's own layout (S2V's official folder)
+    if own is not None:
+        return ModelSource(ref, own, path.resolve())
     if not (path / "model_index.json").is_file():
         raise ValueError(f"{ref!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}) nor "
                          "a diffusers-format model folder (no model_index.json)")
@@ -76,25 +77,14 @@ def _read_json(path: Path) -> dict:
 
 def detect_family(path: Path) -> str:
     """Family of a diffusers-format Wan folder, from its configs (no weights read)."""
-    index = _read_json(path / "model_index.json")
-    transformer = _read_json(path / "transformer" / "config.json")
-    vae = _read_json(path / "vae" / "config.json")
-    pipeline = index.get("_class_name")
-    if pipeline == "WanAnimatePipeline" or "motion_encoder_size" in transformer:
-        return "animate-14b"
-    if pipeline == "WanVACEPipeline" or "vace_layers" in transformer:
-        if index.get("boundary_ratio") is None:
-            raise ValueError(f"{path}: a VACE model with one transformer (Wan2.1-VACE) is not "
-                             "supported; Wan2.2-VACE-Fun-A14B (two experts) is")
-        return "vace-a14b"
-    if index.get("expand_timesteps") or vae.get("z_dim") == 48:
-        return "ti2v-5b"
-    if index.get("_class_name") == "WanImageToVideoPipeline" or transformer.get("in_channels") == 36:
-        return "i2v-a14b"
-    if index.get("boundary_ratio") is not None:
-        return "t2v-a14b"
-    raise ValueError(f"{path}: a Wan model without experts or expanded timesteps (Wan2.1?) is not "
-                     f"supported; supported families: {', '.join(PROFILES)}")
+    configs = FolderConfigs(path, _read_json(path / "model_index.json"),
+                            _read_json(path / "transformer" / "config.json"),
+                            _read_json(path / "vae" / "config.json"))
+    found = families.detect(configs)
+    if found is None:
+        raise ValueError(f"{path}: a Wan model without experts or expanded timesteps (Wan2.1?) "
+                         f"is not supported; supported families: {', '.join(PROFILES)}")
+    return found
 
 
 def cast(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
@@ -145,6 +135,11 @@ class ModelLoader:
             return self._cache[name]
 
     @property
+    def family(self) -> Family:
+        """The model's family: how it loads, builds tiny and encodes inputs."""
+        return families.family(self.source.family)
+
+    @property
     def loaded(self) -> tuple[str, ...]:
         """The components with weights loaded so far, in order ("text", "expert:high", ...)."""
         with self._lock:
@@ -166,18 +161,11 @@ class ModelLoader:
 
     def expert(self, name: str):
         def build():
-            import diffusers
-
             sub = EXPERT_SUBFOLDER[name]
-            if self.source.family == "s2v-14b" and self.source.path is not None:
-                from farm.model.s2v.weights import load_official
-
-                return cast(_aligned(load_official(self.source.path)), self.device, self.dtype)
             if self.source.path is None:
-                model = tiny.build_transformer(self.source.family, sub, self.source.seed)
+                model = self.family.build_transformer(sub, self.source.seed)
             else:
-                cls = getattr(diffusers, TRANSFORMER_CLASS.get(self.source.family, "WanTransformer3DModel"))
-                model = _aligned(cls.from_pretrained(self.source.path, subfolder=sub))
+                model = _aligned(self.family.load_expert(self.source.path, sub))
             return cast(model, self.device, self.dtype)
         return self._once(f"expert:{name}", build, weights=True)
 
@@ -186,8 +174,8 @@ class ModelLoader:
         size), without loading weights."""
         def build() -> dict:
             if self.source.path is None:
-                return dict(tiny.build_transformer(self.source.family, "transformer", self.source.seed).config)
-            return _read_json(self.source.path / EXPERT_SUBFOLDER[PROFILES[self.source.family].experts[0]]
+                return dict(self.family.build_transformer("transformer", self.source.seed).config)
+            return _read_json(self.source.path / EXPERT_SUBFOLDER[self.family.profile.experts[0]]
                               / "config.json")
         return self._once("transformer_config", build)
 
@@ -225,7 +213,7 @@ class ModelLoader:
             from diffusers import AutoencoderKLWan
 
             if self.source.path is None:
-                model = tiny.build_vae(self.source.family, self.source.seed)
+                model = self.family.build_vae(self.source.seed)
             else:
                 # the folder itself (`subfolder=` would pick up S2V's top-level weights)
                 model = _aligned(AutoencoderKLWan.from_pretrained(self.source.path / "vae"))
@@ -246,5 +234,5 @@ class ModelLoader:
     def _scheduler_config(self) -> dict:
         if self.source.path is None or not (self.source.path / "scheduler").is_dir():
             # the tiny models, and S2V's official folder (it has no scheduler config)
-            return dict(tiny.build_scheduler(PROFILES[self.source.family]).config)
+            return dict(tiny.build_scheduler(self.family.profile).config)
         return _read_json(self.source.path / "scheduler" / "scheduler_config.json")

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from farm.spec.errors import FieldError
 from farm.spec.film import Film
+from farm.spec.profiles import PROFILES
 
-# Largest sizes each family is run at by its authors (official: 1280x720 for A14B,
-# 1280x704 for TI2V-5B), with headroom for portrait and square framings.
-DEFAULT_MAX_SIDE = {"t2v-a14b": 1920, "i2v-a14b": 1920, "ti2v-5b": 1920}
+# Each family's own default (ModelProfile.max_side); a family without one has no limit.
+DEFAULT_MAX_SIDE = {p.family: p.max_side for p in PROFILES.values() if p.max_side}
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,9 @@ class ModelProfile:
     input_note: str = ""
     # Negative prompt of a scene whose own is empty (the official code's default; S2V).
     negative_prompt: str = ""
+    # Largest width or height the farm's edge accepts by default (farm.spec.limits; a
+    # served farm may set its own); 0: no default limit.
+    max_side: int = 0
 
     @property
     def size_multiple(self) -> int:
@@ -103,19 +106,25 @@ class ModelProfile:
         return self.guidance[self.experts.index(expert)]
 
 
+# Largest sizes the A14B and 5B families are run at by their authors (official: 1280x720
+# for A14B, 1280x704 for TI2V-5B), with headroom for portrait and square framings.
+MAX_SIDE = 1920
+
 T2V_A14B = ModelProfile(
     family="t2v-a14b", experts=("high", "low"), boundaries=(0.875,), steps=40, shift=12.0,
     guidance=(4.0, 3.0), fps=16, frames=81, vae_spatial=8, vae_temporal=4, latent_channels=16,
+    max_side=MAX_SIDE,
 )
 I2V_A14B = ModelProfile(
     family="i2v-a14b", experts=("high", "low"), boundaries=(0.9,), steps=40, shift=5.0,
     guidance=(3.5, 3.5), fps=16, frames=81, vae_spatial=8, vae_temporal=4, latent_channels=16,
     conditioning=frozenset({"image", "last_image"}), requires=frozenset({"image"}), carry=(1,),
+    max_side=MAX_SIDE,
 )
 TI2V_5B = ModelProfile(
     family="ti2v-5b", experts=("dense",), boundaries=(), steps=50, shift=5.0, guidance=(5.0,),
     fps=24, frames=121, vae_spatial=16, vae_temporal=4, latent_channels=48,
-    expand_timesteps=True, conditioning=frozenset({"image"}), carry=(1,),
+    expand_timesteps=True, conditioning=frozenset({"image"}), carry=(1,), max_side=MAX_SIDE,
 )
 # Wan2.2-Animate-14B (WanAnimatePipeline): one dense expert; a character image, a pose
 # video (+ face video); long scenes are clips of 77 frames, each taking the last 1 or 5
@@ -161,8 +170,13 @@ S2V_14B = ModelProfile(
                 "audio, pose_video"),
 )
 
+# The pure half of the family registry, keyed by family name: what plans and validates a
+# film. The torch half (detection, classes, tiny models, input encoders) is
+# farm.model.families: one module per family, under the same names.
 PROFILES: dict[str, ModelProfile] = {
     p.family: p for p in (T2V_A14B, I2V_A14B, TI2V_5B, ANIMATE_14B, VACE_A14B, S2V_14B)}
+# The family of the built-in model "tiny" (a film that names no model): Wan2.2's T2V-A14B.
+DEFAULT_FAMILY = T2V_A14B.family
 
 
 def profile_for(family: str) -> ModelProfile:

@@ -6,4 +6,7 @@ The trained weights ship in `weights/` (a diffusers-format folder): model name `
 
 from pathlib import Path
 
+# The model layer serves this folder as model `toy` (farm.model.shipped names it by its
+# place in the package, without importing this package). Importing this package stays
+# light: the media writers read WEIGHTS to hash the toy's weights.
 WEIGHTS = Path(__file__).resolve().parent / "weights"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from farm.model import tiny
-from farm.model.tiny import _seeded, component_seed
+from farm.model import parts
+from farm.model.parts import component_seed, seeded
 from farm.toy import data
 
 TEXT_DIM = 64
@@ -43,14 +43,14 @@ def build_tokenizer():
 
 
 def build_text_encoder(vocab_size: int, seed: int = 0):
-    return tiny.build_text_encoder(vocab_size, seed, dim=TEXT_DIM, head_dim=16, ffn_dim=128,
-                                   buckets=16)
+    return parts.build_text_encoder(vocab_size, seed, dim=TEXT_DIM, head_dim=16, ffn_dim=128,
+                                    buckets=16)
 
 
 def build_vae(seed: int = 0):
     from diffusers import AutoencoderKLWan
 
-    with _seeded(component_seed(seed, "vae")):
+    with seeded(component_seed(seed, "vae")):
         return AutoencoderKLWan(base_dim=16, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
                                 temperal_downsample=[False, True, True],
                                 latents_mean=[0.0] * 16, latents_std=[1.0] * 16)
@@ -59,7 +59,7 @@ def build_vae(seed: int = 0):
 def build_expert(component: str, seed: int = 0):
     from diffusers import WanTransformer3DModel
 
-    with _seeded(component_seed(seed, component)):
+    with seeded(component_seed(seed, component)):
         return WanTransformer3DModel(
             patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32, in_channels=16,
             out_channels=16, text_dim=TEXT_DIM, freq_dim=256, ffn_dim=512, num_layers=4,

@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from farm.toy import data
+from farm.toy.config import Clock, TrainConfig
 from farm.toy.ranks import Ranks
-
-if TYPE_CHECKING:
-    from farm.toy.train import Clock, TrainConfig
 
 
 def to_pixels(clips: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -24,8 +24,8 @@ from PIL import Image
 from farm.cli import main
 from farm.cli.common import load_film
 from farm.media.decode import decode_image, decode_video
+from farm.model.families.animate_14b import TINY_FACE_SIZE
 from farm.model.noise import initial_noise
-from farm.model.tiny import TINY_FACE_SIZE
 from farm.model.worker import TorchWorker
 from farm.plan.film import plan_film
 from farm.spec.profiles import profile_for
