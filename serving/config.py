@@ -54,6 +54,15 @@ class PoolConfig(_Frozen):
     # loading 28 GB). False: load each part when work first needs it (the built-in
     # models; a server of many models loads only those its films use).
     preload: bool = False
+    # Wire format of the handoffs this pool's phases pass to the next phase (latents +
+    # solver state, e.g. high -> low expert; ~34 MB at 480p in fp32). "exact": float32,
+    # bit-identical results. "bf16" (half the bytes) / "fp8" (e4m3, a scale per channel
+    # and latent frame; about a quarter) trade exactness for a slow link between pools:
+    # the tiny model's frames stay within 50 / 45 dB PSNR of exact (measured 64 / 57;
+    # tests/kernels/test_codec_tiny_model.py). Encoded where the tensors live (the Triton
+    # kernel on GPU); the reader decodes whatever the handoff names, so consumers need no
+    # setting. Latents after the last step go to the decoder exact under every codec.
+    handoff_codec: Literal["exact", "bf16", "fp8"] = "exact"
 
 
 class SpeedupTableSettings(_Frozen):

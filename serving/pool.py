@@ -152,15 +152,19 @@ class PoolWorker:
     def _put(self, value: Any) -> Any:
         return ray.put(value)
 
+    def _fetch(self, ref: Any) -> Any:
+        return ray.get(ref)
+
     def _get(self, item: WorkItem, key: str | None) -> Any:
-        """An input by key: a Ray object, or a checkpoint in the artifact store (resume)."""
+        """An input by key: a Ray object, or a checkpoint in the artifact store (resume);
+        a handoff a bf16 / fp8 pool encoded comes decoded (PoolConfig.handoff_codec)."""
         if key is None:
             return None
-        if key not in item.refs and is_checkpoint_key(key):
-            from farm.model.solver import Handoff
+        from farm.model.solver import Handoff, received
 
+        if key not in item.refs and is_checkpoint_key(key):
             return Handoff.from_bytes(self.artifacts.load_checkpoint(key))
-        return ray.get(item.refs[key])
+        return received(self._fetch(item.refs[key]))
 
     def _execute(self, item: WorkItem) -> tuple[dict[str, Any], tuple[Any, ...], int]:
         saved: tuple[Any, ...] = ()
@@ -169,13 +173,24 @@ class PoolWorker:
         elif item.kind == "image":
             results = [self.worker.encode_image(item.orders[0])]
         elif item.kind == "phase":
-            results = self._phase(item)
+            results = self._wire(item, self._phase(item))
             saved = self._checkpoint(item, results)
         else:
             results = self._decode(item)
         nbytes = sum(getattr(r, "nbytes", 0) for r in results)
         return ({k: self._put(v) for k, v in zip(item.output_keys, results, strict=True)}, saved,
                 nbytes)
+
+    def _wire(self, item: WorkItem, results: list[Any]) -> list[Any]:
+        """Phase outputs as this pool passes them on: handoffs to a next phase in its
+        handoff_codec (exact: unchanged), the last phase's latents exact (to_wire). The
+        checkpoint stores the same bytes, so a resumed film reads what its readers read."""
+        from farm.model.solver import to_wire
+
+        codec = self.pool.handoff_codec
+        # not strict: a gang rank other than 0 has no outputs
+        return [to_wire(r, codec, final=o.stop_step == o.model.num_steps)
+                for o, r in zip(item.orders, results, strict=False)]
 
     def _checkpoint(self, item: WorkItem, results: list[Any]) -> tuple[Any, ...]:
         """Phase outputs to the artifact store, so a restarted director can resume."""

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from reelfarm_kernels.frame_pack import FLOATS, frame_pack
+
 
 class StreamingDecoder:
     def __init__(self, vae):
@@ -52,6 +54,11 @@ class StreamingDecoder:
 
 
 def to_uint8(chunk: torch.Tensor) -> np.ndarray:
-    """(1, 3, f, H, W) in [-1, 1] -> (f, H, W, 3) uint8, as diffusers' postprocess + *255."""
-    video = (chunk[0].float() / 2 + 0.5).clamp(0, 1)  # (3, f, H, W)
-    return (video.permute(1, 2, 3, 0) * 255).round().to(torch.uint8).cpu().numpy()
+    """(1, 3, f, H, W) in [-1, 1] -> (f, H, W, 3) uint8, as diffusers' postprocess + *255.
+
+    Packed where the chunk lives (reelfarm_kernels.frame_pack: its Triton kernel where
+    Triton runs, else its torch reference; the same bytes either way), so a GPU decoder
+    copies 3 bytes a pixel to the host instead of 12 (float32 RGB)."""
+    if chunk.dtype not in FLOATS:  # the packer reads 16/32-bit floats; others as float32
+        chunk = chunk.float()
+    return frame_pack(chunk, yuv=False).rgb.cpu().numpy()

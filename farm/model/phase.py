@@ -14,6 +14,15 @@ blocking exchange (`run_phase`):
                               uncond, all-gathered; Ulysses ranks split the tokens
         3. halo blend         windows: sum_k w_k p_k / sum_k w_k on shared frames
         4. solver step        latents <- scheduler.step(pred, t_i, latents)
+
+Windows fuse steps 3 and 4 into one pass over the latents (reelfarm_kernels.blend_step:
+its Triton kernel where Triton runs, else its torch reference) when the prediction is
+float32 and the solver is Wan's Euler or UniPC: there it does diffusers' arithmetic op for
+op, so the latents and the solver state come out bit for bit as blend-then-step (measured
+on CPU, reference and interpreted kernel: tests/model/test_windows_fused.py,
+tests/kernels; on a GPU the kernel runs the same ops without FMA contraction, tested to
+1e-6 of the magnitude). Other dtypes keep the two steps: diffusers' step rounds bf16 /
+fp16 predictions in their own dtype, which a float32 pass cannot repeat.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ from farm.model.solver import Handoff, export_state, import_state
 from farm.model.text import PromptEmbeds
 from farm.model.ulysses import sequence_parallel
 from farm.plan.segments import Window, blend_weights, neighbours
+from reelfarm_kernels.blend_step import MAX_SOURCES, Source, blend_reference
+from reelfarm_kernels.solver_step import scheduler_step, supports
 
 Halos = dict[int, torch.Tensor]
 
@@ -67,9 +78,10 @@ def phase_steps(transformer, scheduler, order: DenoiseOrder, embeds: PromptEmbed
     run.gang = gang
     for i in range(order.start_step, order.stop_step):
         pred = run.predict(i)  # steps 1-2
-        if run.halo is not None:  # step 3
-            pred = run.blend(pred, (yield i, run.halo.outgoing(pred)))
-        run.advance(i, pred)  # step 4
+        if run.halo is None:
+            run.advance(i, pred)  # step 4
+        else:  # steps 3-4
+            run.blend_advance(i, pred, (yield i, run.halo.outgoing(pred)))
     return run.finish()
 
 
@@ -99,6 +111,7 @@ class _Run:
         self.prompt = embeds.prompt.to(device, self.dtype)
         self.negative = embeds.negative.to(device, self.dtype) if embeds.negative is not None else None
         self.halo = _Halo(order, device) if len(order.gang) > 1 else None
+        self.fusable = supports(scheduler)  # Wan's Euler / UniPC: the fused step's solvers
         self.condition = condition
         self.cond = (condition.latents.to(device)
                      if condition is not None and condition.latents is not None else None)
@@ -167,9 +180,16 @@ class _Run:
         return uncond + g * (cond - uncond)
 
     @torch.no_grad()
-    def blend(self, pred: torch.Tensor, got: Halos) -> torch.Tensor:
+    def blend_advance(self, i: int, pred: torch.Tensor, got: Halos) -> None:
+        # 3-4. blend my prediction with my neighbours' and step, fused where bit-identical
         assert self.halo is not None
-        return self.halo.blend(pred, got)
+        sources = self.halo.sources(pred, got)  # float32, ascending window order
+        if self.fusable and pred.dtype == torch.float32 and self.latents.dtype == torch.float32:
+            t = self.scheduler.timesteps[i]
+            self.latents = scheduler_step(self.scheduler, sources, t, self.latents,
+                                          use_triton=self.halo.use_triton)
+        else:  # the blend rounded to the prediction's dtype, as the model returned it
+            self.advance(i, blend_reference(sources, pred.shape[2]).to(pred.dtype))
 
     @torch.no_grad()
     def advance(self, i: int, pred: torch.Tensor) -> None:
@@ -199,7 +219,7 @@ def _timestep(t: torch.Tensor, latents: torch.Tensor, mask: torch.Tensor | None)
 
 
 class _Halo:
-    """Blends a window's prediction with its neighbours' on the frames they share.
+    """A window's prediction and its neighbours' on the frames they share, to blend.
 
     Every window sums the contributions of the windows covering a frame in ascending
     window order, so all windows compute bit-identical blended values on shared frames
@@ -211,9 +231,13 @@ class _Halo:
         self.gang = order.gang
         self.window = order.window
         self.nbrs = neighbours(order.gang, order.member)
-        self.weights = {k: torch.tensor(blend_weights(self.gang[k]), dtype=torch.float32,
-                                        device=device).view(1, 1, -1, 1, 1)
-                        for k in (self.me, *self.nbrs)}
+        self.weights = {k: torch.tensor(blend_weights(self.gang[k]), dtype=torch.float32, device=device)
+                        for k in (self.me, *self.nbrs)}  # (n_k,) over window k's frames
+        # One path for the whole gang: the kernel takes up to MAX_SOURCES windows, and
+        # windows must step shared frames identically, so if any has more, all use the
+        # reference (None: the kernel where Triton runs).
+        most = max(len(neighbours(order.gang, k)) + 1 for k in range(len(order.gang)))
+        self.use_triton = None if most <= MAX_SOURCES else False
 
     def _local(self, k: int) -> tuple[Window, Window]:
         """Frames shared with window k, in my coordinates and in k's."""
@@ -225,16 +249,16 @@ class _Halo:
         """My prediction on the frames I share with each neighbour."""
         return {k: pred[:, :, self._local(k)[0].start:self._local(k)[0].stop] for k in self.nbrs}
 
-    def blend(self, pred: torch.Tensor, got: Halos) -> torch.Tensor:
-        num = torch.zeros_like(pred, dtype=torch.float32)
-        den = torch.zeros((1, 1, pred.shape[2], 1, 1), dtype=torch.float32, device=pred.device)
+    def sources(self, pred: torch.Tensor, got: Halos) -> list[Source]:
+        """Mine (1, C, F, h, w) and each neighbour's (1, C, n, h, w) on our shared frames,
+        float32, with window k's blend weights on them, in ascending window order."""
+        out = []
         for k in sorted((self.me, *self.nbrs)):
             if k == self.me:
                 mine, theirs, value = Window(0, pred.shape[2]), Window(0, pred.shape[2]), pred
             else:
                 mine, theirs = self._local(k)
                 value = got[k]
-            w = self.weights[k][:, :, theirs.start:theirs.stop]
-            num[:, :, mine.start:mine.stop] += w * value.float()
-            den[:, :, mine.start:mine.stop] += w
-        return (num / den).to(pred.dtype)
+            out.append(Source(value.to(pred.device, torch.float32), mine.start,
+                              self.weights[k][theirs.start:theirs.stop]))
+        return out

@@ -11,7 +11,10 @@ model); handing over the whole state reproduces one uninterrupted run. Euler kee
 
 Wire format: safetensors (tensors by name) with a JSON header in its metadata. The wire
 is exact float32 unless the sender opts in to a lossy codec for a slow link
-(`to_bytes(codec="bf16" | "fp8")`, reelfarm_kernels.handoff_codec); the header names it.
+(`to_bytes(codec="bf16" | "fp8")`, reelfarm_kernels.handoff_codec, fp8 with a scale per
+channel and latent frame); the header names it.
+A serving pool opts in with PoolConfig.handoff_codec: it passes its handoffs between
+phases on as WireHandoff bytes (to_wire), and whoever reads one decodes it (received).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 FORMAT = "reelfarm.handoff/v1"
+CODECS = ("exact", "bf16", "fp8")  # wire formats; lossy ones: reelfarm_kernels.handoff_codec
 
 
 @dataclass
@@ -60,10 +64,11 @@ class Handoff:
             tensors["last_sample"] = self.state.last_sample.detach()
         if self.lead is not None:
             tensors["lead"] = self.lead.detach()
+        shapes = {name: list(t.shape) for name, t in tensors.items()}
         if codec != "exact":
             from reelfarm_kernels.handoff_codec import encode_tensors
 
-            tensors = encode_tensors(tensors, codec)
+            tensors = encode_tensors({name: _frames_as_channels(t) for name, t in tensors.items()}, codec)
         tensors = {name: t.to("cpu").contiguous() for name, t in tensors.items()}
         header = {
             "format": FORMAT, "kind": self.state.kind, "step_index": self.state.step_index,
@@ -71,6 +76,8 @@ class Handoff:
             "timestep_list": self.state.timestep_list, "lower_order_nums": self.state.lower_order_nums,
             "this_order": self.state.this_order, "codec": codec,
         }
+        if codec != "exact":
+            header["shapes"] = shapes
         return st_save(tensors, metadata={"header": json.dumps(header)})
 
     @classmethod
@@ -86,6 +93,8 @@ class Handoff:
             from reelfarm_kernels.handoff_codec import decode_tensors
 
             tensors = decode_tensors(tensors, header["codec"])
+            tensors = {name: t.reshape(header["shapes"][name]) if name in header.get("shapes", {}) else t
+                       for name, t in tensors.items()}
         state = SolverState(
             kind=header["kind"], step_index=header["step_index"], begin_index=header["begin_index"],
             model_outputs=[tensors.get(f"model_outputs.{i}")
@@ -98,6 +107,14 @@ class Handoff:
     def nbytes(self) -> int:
         ts = [self.latents, self.lead, self.state.last_sample, *self.state.model_outputs]
         return sum(t.numel() * t.element_size() for t in ts if t is not None)
+
+
+def _frames_as_channels(t: torch.Tensor) -> torch.Tensor:
+    """(B, C, F, h, w) -> (B, C * F, h, w): the codec scales fp8 per channel (dim 1), so
+    this gives each latent frame of each channel its own scale. Overlapping windows hold
+    identical values on the frames they share, hence get identical scales there and stay
+    identical across a lossy handoff (one scale per channel of a whole window would not)."""
+    return t.flatten(1, 2) if t.dim() == 5 else t
 
 
 def _metadata(data: bytes) -> dict[str, str]:
@@ -140,11 +157,56 @@ def import_state(scheduler, state: SolverState, device: torch.device | str) -> N
         scheduler.this_order = state.this_order
 
 
+@dataclass(frozen=True)
+class WireHandoff:
+    """A handoff in a lossy wire format: Handoff.to_bytes(codec) of a bf16 / fp8 pool."""
+
+    data: bytes
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+    def to_bytes(self) -> bytes:
+        """The same bytes: a checkpoint of it resumes with the values its reader got."""
+        return self.data
+
+
+def to_wire(handoff: Handoff, codec: str, final: bool) -> Handoff | WireHandoff:
+    """What a phase passes on. Between phases: the handoff in `codec` (exact: the Handoff
+    itself, unencoded). After the last phase (`final`) always the Handoff: those latents
+    go straight to the VAE, and the codec's error bounds are measured on the handoff
+    between experts, which the remaining steps denoise (tests/kernels/test_codec_tiny_model.py)."""
+    if codec not in CODECS:
+        raise ValueError(f"handoff codec must be one of {CODECS}, got {codec!r}")
+    if codec == "exact" or final:
+        return handoff
+    return WireHandoff(handoff.to_bytes(codec))
+
+
+def received(value):
+    """A phase input as the runner wants it: WireHandoff decoded, anything else as is."""
+    return Handoff.from_bytes(value.data) if isinstance(value, WireHandoff) else value
+
+
 class HandoffCodec:
-    """The executor's StateCodec for phase outputs: Handoff <-> safetensors bytes."""
+    """The executor's StateCodec for phase outputs: Handoff (or WireHandoff, its bytes
+    as they are) <-> safetensors bytes; `wire` / `received` pass handoffs on in `codec`."""
+
+    def __init__(self, codec: str = "exact"):
+        if codec not in CODECS:
+            raise ValueError(f"handoff codec must be one of {CODECS}, got {codec!r}")
+        self.codec = codec
+
+    def wire(self, state: Handoff, final: bool) -> Handoff | WireHandoff:
+        return to_wire(state, self.codec, final)
 
     @staticmethod
-    def dumps(state: Handoff) -> bytes:
+    def received(value):
+        return received(value)
+
+    @staticmethod
+    def dumps(state: Handoff | WireHandoff) -> bytes:
         return state.to_bytes()
 
     @staticmethod

@@ -1,8 +1,8 @@
 """Window blend + solver update: the per-step halo blend fused with the Euler / UniPC step.
 
-Per solver step a window today runs `_Halo.blend` (farm.model.phase) and then diffusers'
-`scheduler.step`: about a dozen elementwise torch ops, each a full pass over the latents.
-Here it is one pass. The host computes the step's scalar coefficients
+Per solver step a window blends its prediction with its neighbours' and then steps its
+solver: as diffusers' `scheduler.step`, about a dozen elementwise torch ops, each a full
+pass over the latents. Here it is one pass (farm.model.phase runs it for windows). The host computes the step's scalar coefficients
 (reelfarm_kernels.solver_step); the kernel reads every input once and writes once:
 
     v  = sum_k w_k p_k / sum_k w_k      over the windows covering a frame, ascending order
@@ -19,8 +19,8 @@ Here it is one pass. The host computes the step's scalar coefficients
              m1 = model_outputs[-2], last_sample       (each (1, C, F, h, w) fp32)
     outputs  x_next, x0, xc                             (each (1, C, F, h, w) fp32)
 
-Blending sums in ascending window order, exactly as `_Halo.blend`, so all windows still
-compute identical values on shared frames.
+Blending sums in ascending window order, so all windows compute identical values on
+shared frames.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def blend_step_reference(sources: Sequence[Source], sample: torch.Tensor, coeffs
 
 
 def blend_reference(sources: Sequence[Source], num_frames: int) -> torch.Tensor:
-    """sum_k w_k p_k / sum_k w_k per frame, in ascending order (as farm.model.phase._Halo)."""
+    """sum_k w_k p_k / sum_k w_k per frame, in ascending order (farm.model.phase's blend)."""
     if len(sources) == 1 and sources[0].weights is None:
         return sources[0].pred
     pred = sources[0].pred

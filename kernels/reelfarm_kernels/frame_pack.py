@@ -6,9 +6,10 @@ device-to-host copy moves 1.5 bytes per pixel (YUV) or 3 (RGB) instead of 12 (fp
 
     video (1, 3, f, H, W) or (f, 3, H, W), float in [-1, 1]
       rgb  (f, H, W, 3) uint8    = round((clamp(x / 2 + 0.5, 0, 1)) * 255), half to even:
-                                   exactly farm.model.decode.to_uint8
+                                   diffusers' postprocess in 8 bit; the farm's frames
+                                   (farm.model.decode.to_uint8 packs with yuv=False)
       yuv  (f, H*W + 2*Hc*Wc) uint8, per frame the planes  Y (H, W) | U (Hc, Wc) | V (Hc, Wc)
-                                   with Hc, Wc = ceil(H / 2), ceil(W / 2)
+                                   with Hc, Wc = ceil(H / 2), ceil(W / 2); yuv=False skips it
 
 YUV is BT.709, limited range (Y 16..235, U/V 16..240), computed from the 8-bit RGB in
 integer fixed point, so kernel and reference agree bit for bit on any hardware:
@@ -43,12 +44,14 @@ class PackedFrames:
     """One decoded chunk, packed for the frame writers."""
 
     rgb: torch.Tensor  # (f, H, W, 3) uint8
-    yuv: torch.Tensor  # (f, H*W + 2*Hc*Wc) uint8, planes Y | U | V per frame
+    yuv: torch.Tensor | None  # (f, H*W + 2*Hc*Wc) uint8, planes Y | U | V per frame; None: not asked
     height: int
     width: int
 
     def planes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Views Y (f, H, W), U (f, Hc, Wc), V (f, Hc, Wc) of `yuv`."""
+        if self.yuv is None:
+            raise ValueError("these frames were packed without YUV (frame_pack(..., yuv=False))")
         f, (h, w), (hc, wc) = self.yuv.shape[0], (self.height, self.width), chroma_size(self.height, self.width)
         y, u, v = self.yuv.split([h * w, hc * wc, hc * wc], dim=1)
         return y.view(f, h, w), u.view(f, hc, wc), v.view(f, hc, wc)
@@ -58,27 +61,30 @@ def chroma_size(height: int, width: int) -> tuple[int, int]:
     return (height + 1) // 2, (width + 1) // 2
 
 
-def frame_pack(video: torch.Tensor, *, use_triton: bool | None = None) -> PackedFrames:
+def frame_pack(video: torch.Tensor, *, yuv: bool = True, use_triton: bool | None = None) -> PackedFrames:
     """Pack decoded frames; runs the Triton kernel where it can, else the reference."""
     frames = _frames_first(video)  # (f, 3, H, W), a view
     if not use_kernel(use_triton, frames):
-        return frame_pack_reference(video)
+        return frame_pack_reference(video, yuv=yuv)
     from reelfarm_kernels.jit.frame_pack import launch
 
     f, _, h, w = frames.shape
     hc, wc = chroma_size(h, w)
     rgb = torch.empty((f, h, w, 3), dtype=torch.uint8, device=frames.device)
-    yuv = torch.empty((f, h * w + 2 * hc * wc), dtype=torch.uint8, device=frames.device)
-    launch(frames, rgb, yuv)
-    return PackedFrames(rgb, yuv, h, w)
+    planes = torch.empty((f, h * w + 2 * hc * wc), dtype=torch.uint8, device=frames.device) if yuv else None
+    launch(frames, rgb, planes)
+    return PackedFrames(rgb, planes, h, w)
 
 
-def frame_pack_reference(video: torch.Tensor) -> PackedFrames:
+def frame_pack_reference(video: torch.Tensor, *, yuv: bool = True) -> PackedFrames:
     """The same packing in plain torch ops (the definition the kernel is tested against)."""
     frames = _frames_first(video)
     f, _, h, w = frames.shape
-    # RGB: the arithmetic of farm.model.decode.to_uint8, op for op
+    # RGB: diffusers' VideoProcessor.postprocess_video (x / 2 + 0.5, clamp) then * 255,
+    # rounded half to even: the frames WanPipeline returns, as 8-bit
     rgb = ((frames.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)  # (f, 3, H, W)
+    if not yuv:
+        return PackedFrames(rgb.permute(0, 2, 3, 1).contiguous(), None, h, w)
     r, g, b = rgb.to(torch.int32).unbind(1)  # each (f, H, W)
     y = ((YR * r + YG * g + YB * b + (1 << 15)) >> 16) + 16
     # chroma: repeat the last row / column at odd edges, then sum each 2x2 block

@@ -46,6 +46,15 @@ def scheduler_step(scheduler, sources: Sequence[Source], timestep, sample: torch
     return out.prev_sample
 
 
+def supports(scheduler) -> bool:
+    """Whether scheduler_step can drive this scheduler (else it raises ValueError)."""
+    try:
+        (_check_unipc if hasattr(scheduler, "model_outputs") else _check_euler)(scheduler)
+    except (ValueError, AttributeError):  # AttributeError: not a diffusers flow scheduler
+        return False
+    return True
+
+
 def step_coefficients(scheduler) -> StepCoefficients:
     """The scalars of the scheduler's next step (its step_index must be set)."""
     i = scheduler.step_index

@@ -24,8 +24,10 @@ def runs(tiny_dirs):
     return bench, bench.render_through_codecs(tiny_dirs("t2v-a14b"))
 
 
-# (codec, wire ratio bound, unit roundoff, min PSNR of the frames in dB; measured 64 / 58)
-CASES = [("bf16", 0.52, 2**-8, 50.0), ("fp8", 0.28, 2**-4, 45.0)]
+# (codec, wire ratio bound, unit roundoff, min PSNR of the frames in dB; measured 64 / 58).
+# fp8: 1/4 of the bytes + 4 per scale, one per channel and latent frame: 80 a tensor on this
+# tiny handoff (measured 0.285 in all), 0.06 % of the bytes of a 480p one.
+CASES = [("bf16", 0.52, 2**-8, 50.0), ("fp8", 0.29, 2**-4, 45.0)]
 
 
 @pytest.mark.parametrize("codec,ratio,roundoff,min_psnr", CASES)

@@ -1,8 +1,10 @@
-"""Frame packing: kernel == reference bit for bit; reference RGB == farm's to_uint8; the
-YUV is BT.709 limited range (checked against the float formula, not against itself)."""
+"""Frame packing: kernel == reference bit for bit (with and without YUV); RGB == diffusers'
+postprocess in 8 bit, which the farm's to_uint8 returns; the YUV is BT.709 limited range
+(checked against the float formula, not against itself)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,10 +45,25 @@ def test_kernel_reads_strided_input_and_rounds_ties_to_even():
     assert torch.equal(got.rgb, want.rgb) and torch.equal(got.yuv, want.yuv)
 
 
+@needs_triton
+@pytest.mark.parametrize("shape", SHAPES[1:3])
+def test_rgb_only_packing_skips_yuv_and_keeps_rgb(shape):
+    x = video(shape, seed=7)
+    full = frame_pack_reference(x)
+    for packed in (frame_pack(x, yuv=False, use_triton=True), frame_pack_reference(x, yuv=False)):
+        assert packed.yuv is None and torch.equal(packed.rgb, full.rgb)
+    with pytest.raises(ValueError, match="without YUV"):
+        packed.planes()
+
+
 @pytest.mark.parametrize("shape", [s for s in SHAPES if len(s) == 5])
-def test_reference_rgb_is_farm_to_uint8(shape):
+def test_rgb_is_diffusers_postprocess_in_8_bit_as_farm_to_uint8(shape):
+    from diffusers.video_processor import VideoProcessor
+
     x = video(shape)
-    assert torch.equal(frame_pack_reference(x).rgb, torch.from_numpy(to_uint8(x)))
+    want = np.round(VideoProcessor().postprocess_video(x, output_type="np")[0] * 255).astype(np.uint8)
+    assert np.array_equal(frame_pack_reference(x).rgb.numpy(), want)
+    assert np.array_equal(to_uint8(x), want)  # the farm's frames (here: the interpreted kernel)
 
 
 def test_reference_yuv_is_bt709_limited_range():

@@ -87,8 +87,10 @@ def test_opt_in_wire_codec_round_trips(codec, ratio):
     back = Handoff.from_bytes(packed)
     for got, want in [(back.latents, h.latents), (back.state.last_sample, h.state.last_sample),
                       *zip(back.state.model_outputs, h.state.model_outputs, strict=True)]:
-        assert got.dtype == torch.float32
-        assert torch.equal(got, hc.unpack_reference(hc.pack_reference(want, codec)))
+        assert got.dtype == torch.float32 and got.shape == want.shape
+        # fp8: a scale per channel and latent frame (the codec's channels: C * F)
+        grouped = hc.unpack_reference(hc.pack_reference(want.flatten(1, 2), codec))
+        assert torch.equal(got, grouped.view(want.shape))
     assert back.state.timestep_list == h.state.timestep_list and back.state.this_order == 2
 
 

@@ -1,7 +1,8 @@
 """_frame_pack_kernel: one program packs a tile of 2x2 pixel blocks of one frame.
 
     grid (f, ceil(Hc / BH), ceil(Wc / BW)); a program reads its (2 BH, 2 BW) pixels once
-    (3 floats each), writes their RGB and Y bytes, and one U and one V byte per block.
+    (3 floats each), writes their RGB and Y bytes, and one U and one V byte per block
+    (with YUV=False only the RGB bytes).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _frame_pack_kernel(x_ptr, rgb_ptr, yuv_ptr, H, W, HC, WC,
                        YR: tl.constexpr, YG: tl.constexpr, YB: tl.constexpr,
                        UR: tl.constexpr, UG: tl.constexpr, UB: tl.constexpr,
                        VR: tl.constexpr, VG: tl.constexpr, VB: tl.constexpr,
-                       BH: tl.constexpr, BW: tl.constexpr):
+                       YUV: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
     t = tl.program_id(0).to(tl.int64)
     ci = tl.program_id(1) * BH + tl.arange(0, BH)[:, None]  # (BH, 1) chroma rows
     cj = tl.program_id(2) * BW + tl.arange(0, BW)[None, :]  # (1, BW) chroma columns
@@ -57,26 +58,29 @@ def _frame_pack_kernel(x_ptr, rgb_ptr, yuv_ptr, H, W, HC, WC,
             tl.store(rgb_ptr + pix * 3, r.to(tl.uint8), mask=inside)
             tl.store(rgb_ptr + pix * 3 + 1, g.to(tl.uint8), mask=inside)
             tl.store(rgb_ptr + pix * 3 + 2, b.to(tl.uint8), mask=inside)
-            y = ((YR * r + YG * g + YB * b + 32768) >> 16) + 16
-            y = tl.minimum(tl.maximum(y, 16), 235)
-            tl.store(y_out + py * W + px, y.to(tl.uint8), mask=inside)
-            rs += r
-            gs += g
-            bs += b
-    u = ((UR * rs + UG * gs + UB * bs + 131072) >> 18) + 128
-    v = ((VR * rs + VG * gs + VB * bs + 131072) >> 18) + 128
-    u = tl.minimum(tl.maximum(u, 16), 240)
-    v = tl.minimum(tl.maximum(v, 16), 240)
-    c_off = H * W + ci * WC + cj
-    tl.store(y_out + c_off, u.to(tl.uint8), mask=block)
-    tl.store(y_out + c_off + HC * WC, v.to(tl.uint8), mask=block)
+            if YUV:
+                y = ((YR * r + YG * g + YB * b + 32768) >> 16) + 16
+                y = tl.minimum(tl.maximum(y, 16), 235)
+                tl.store(y_out + py * W + px, y.to(tl.uint8), mask=inside)
+                rs += r
+                gs += g
+                bs += b
+    if YUV:
+        u = ((UR * rs + UG * gs + UB * bs + 131072) >> 18) + 128
+        v = ((VR * rs + VG * gs + VB * bs + 131072) >> 18) + 128
+        u = tl.minimum(tl.maximum(u, 16), 240)
+        v = tl.minimum(tl.maximum(v, 16), 240)
+        c_off = H * W + ci * WC + cj
+        tl.store(y_out + c_off, u.to(tl.uint8), mask=block)
+        tl.store(y_out + c_off + HC * WC, v.to(tl.uint8), mask=block)
 
 
-def launch(frames: torch.Tensor, rgb: torch.Tensor, yuv: torch.Tensor) -> None:
-    """frames (f, 3, H, W) any strides -> rgb (f, H, W, 3), yuv (f, plane) contiguous."""
+def launch(frames: torch.Tensor, rgb: torch.Tensor, yuv: torch.Tensor | None) -> None:
+    """frames (f, 3, H, W) any strides -> rgb (f, H, W, 3), yuv (f, plane) contiguous
+    (None: RGB only)."""
     f, _, h, w = frames.shape
     hc, wc = (h + 1) // 2, (w + 1) // 2
     grid = (f, triton.cdiv(hc, BH), triton.cdiv(wc, BW))
-    _frame_pack_kernel[grid](frames, rgb, yuv, h, w, hc, wc, *frames.stride(),
+    _frame_pack_kernel[grid](frames, rgb, rgb if yuv is None else yuv, h, w, hc, wc, *frames.stride(),
                              YR=YR, YG=YG, YB=YB, UR=UR, UG=UG, UB=UB, VR=VR, VG=VG, VB=VB,
-                             BH=BH, BW=BW, enable_fp_fusion=False)
+                             YUV=yuv is not None, BH=BH, BW=BW, enable_fp_fusion=False)
