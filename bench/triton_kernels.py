@@ -68,7 +68,8 @@ def frame_pack_case(width: int, height: int, device: str):
     kernel_bytes = nbytes(x, out.rgb, out.yuv)  # read once, write RGB + YUV once
     run = lambda: fp.frame_pack(x, use_triton=True)  # noqa: E731
     return [("frame pack vs torch RGB+YUV", lambda: fp.frame_pack_reference(x), run, kernel_bytes),
-            ("frame pack vs to_uint8 (RGB)", lambda: to_uint8(x), run, kernel_bytes)]
+            ("frame pack vs torch RGB only", lambda: fp.frame_pack_reference(x, yuv=False),
+             lambda: fp.frame_pack(x, yuv=False, use_triton=True), nbytes(x, out.rgb))]
 
 
 def blend_step_cases(width: int, height: int, latents: int, device: str):

@@ -20,8 +20,8 @@ from typing import Any
 import ray
 
 from farm.engine.exchange import NoExchange
-from farm.engine.executor import run_gang
-from farm.sched.output import WorkerSpec
+from farm.engine.executor import failure_of, run_gang
+from farm.sched.output import FailureKind, WorkerSpec
 from farm.store.artifacts import ArtifactStore, CheckpointError, is_checkpoint_key
 from serving.config import PoolConfig
 from serving.mailbox import MailboxExchange
@@ -141,10 +141,11 @@ class PoolWorker:
             # scheduler rolls the unit back (recomputing is always correct).
             report = WorkReport(self.worker_id, item.task_id, False, f"input lost: {exc}",
                                 lost_keys=tuple(k for k in (*item.input_keys, *item.state_keys)
-                                                if k))
+                                                if k), failure=FailureKind.INPUT_LOST)
         except Exception as exc:  # noqa: BLE001 - every failure is reported
             report = WorkReport(self.worker_id, item.task_id, False, f"{type(exc).__name__}: {exc}",
-                                echo=bool(getattr(exc, "gang_echo", False)))
+                                echo=bool(getattr(exc, "gang_echo", False)),
+                                failure=failure_of(exc))
         self.director.report.remote(report).result()
 
     # ---- execution --------------------------------------------------------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from farm.sched.output import FailureKind
+
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
@@ -51,3 +53,6 @@ class WorkReport:
     # director waits for the report of the rank it echoes, which is the one to blame.
     echo: bool = False
     output_bytes: int = 0
+    # What kind of failure (farm.sched.output.FailureKind), named by the pool where the
+    # exception was caught; None on success.
+    failure: FailureKind | None = None

@@ -12,7 +12,6 @@ recomputes what depended on them (results are deterministic, so nothing changes)
 
 from __future__ import annotations
 
-import builtins
 import queue
 import threading
 import time
@@ -20,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from farm.engine.executor import Checkpoints, FleetChange, FrameSink, is_storage_error
+from farm.engine.executor import Checkpoints, FleetChange, FrameSink
 from farm.engine.gangrun import Rendezvous, band_orders, gang_orders
 from farm.engine.orders import decode_order, denoise_orders, image_order, prompt_order
 from farm.plan.film import FilmPlan
@@ -288,19 +287,11 @@ class RayExecutor:
 
 
 def _failure(r: WorkReport) -> FailureKind:
-    """A worker's failure as a kind. The pool names lost inputs by key and reports any
-    other exception as "<type>: <message>" (a gang's: "<type>: <cause type>: ...";
-    serving/pool.py): the types are all of the exception that crosses, so built-in ones
-    are looked up by name (storage errors: farm.engine.executor.failure_of)."""
+    """A worker's failure as a kind: the pool names it where it caught the exception
+    (farm.engine.executor.failure_of), and lost inputs by key."""
     if r.lost_keys:
         return FailureKind.INPUT_LOST
-    for name in r.error.split(": ")[:-1]:
-        if not name.isidentifier():
-            break  # past the type names, into the message
-        kind = getattr(builtins, name, None)
-        if isinstance(kind, type) and issubclass(kind, BaseException) and is_storage_error(kind):
-            return FailureKind.STORAGE
-    return FailureKind.ERROR
+    return r.failure or FailureKind.ERROR
 
 
 def _refs(store: dict[str, Any], keys: tuple[str | None, ...]) -> dict[str, Any]:

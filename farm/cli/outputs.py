@@ -66,12 +66,15 @@ class ProvenanceRecorder:
 
     def __init__(self, loaded: LoadedFilm):
         from farm.media.provenance import weight_hashes
+        from farm.model.loader import resolve_model
 
         self.loaded = loaded
         self.started = _now()
         self._t0 = time.monotonic()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="weight-hash")
-        self._weights: Future = self._pool.submit(weight_hashes, loaded.film.model)
+        source = resolve_model(loaded.film.model)
+        self._weights: Future = self._pool.submit(weight_hashes, loaded.film.model,
+                                                  source.seed, source.path)
 
     def record(self, first_frame_s: float | None) -> dict[str, Any]:
         from farm.media.provenance import sha256_path

@@ -27,7 +27,7 @@ from farm.api.protos import pb
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.film import resolve_film
 from farm.spec.inputs import MEDIA_FIELDS
-from farm.spec.profiles import PROFILES, profile_for
+from farm.spec.profiles import DEFAULT_FAMILY, PROFILES, profile_for
 from farm.spec.storyboard import Storyboard, load_storyboard, parse_storyboard
 
 SERVICE = "reelfarm.v1.FilmService"
@@ -115,7 +115,7 @@ def check_storyboard(storyboard: str | Path | dict | Storyboard,
 def builtin_family(model: str | None) -> str | None:
     """Family of a built-in model name (as farm.model.loader resolves it), else None."""
     if model in ("tiny", "toy"):
-        return "t2v-a14b"
+        return DEFAULT_FAMILY
     if model and model.startswith("tiny-") and model[len("tiny-"):] in PROFILES:
         return model[len("tiny-"):]
     return None

@@ -61,15 +61,14 @@ def sha256_path(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def weight_hashes(model_ref: str, seed: int = 0) -> str | dict[str, str]:
-    """sha256 of every weight file of a model folder; "tiny:<seed>" for built-in tiny models
-    (their weights are made from the seed, so the seed identifies them)."""
+def weight_hashes(model_ref: str, seed: int = 0,
+                  folder: str | Path | None = None) -> str | dict[str, str]:
+    """sha256 of every weight file of a model folder (`folder`, the resolved one, e.g. a
+    shipped model's; else `model_ref` is the folder); "tiny:<seed>" for built-in tiny
+    models (their weights are made from the seed, so the seed identifies them)."""
     if model_ref == "tiny" or model_ref.startswith("tiny-"):
         return f"tiny:{seed}"
-    if model_ref == "toy":
-        from farm.toy import WEIGHTS as root
-    else:
-        root = Path(model_ref).expanduser()
+    root = Path(folder if folder is not None else model_ref).expanduser()
     return {p.relative_to(root).as_posix(): sha256_file(p)
             for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in WEIGHT_SUFFIXES}
 

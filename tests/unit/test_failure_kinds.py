@@ -143,15 +143,25 @@ def ray_report(work: WorkReport | None, register: bool = True) -> TaskReport:
     return report
 
 
-@pytest.mark.parametrize("error, lost, kind", [
-    ("OSError: [Errno 28] No space left on device", (), FailureKind.STORAGE),
-    ("GangFailed: FileNotFoundError: [Errno 2] no such file", (), FailureKind.STORAGE),
-    ("ValueError: input data lost in the text", (), FailureKind.ERROR),
-    ("input lost: ObjectLostError", ("k0",), FailureKind.INPUT_LOST),
+@pytest.mark.parametrize("exc, kind", [
+    (OSError(28, "No space left on device"), FailureKind.STORAGE),
+    (FileNotFoundError(2, "no such file"), FailureKind.STORAGE),
+    (ConnectionResetError(104, "peer"), FailureKind.ERROR),
+    (ValueError("input data lost in the text"), FailureKind.ERROR),
 ])
-def test_the_ray_executor_names_the_kind_of_a_workers_failure(error, lost, kind):
-    report = ray_report(WorkReport("w", "f/s1/prepare/a1", False, error, lost_keys=lost))
+def test_the_ray_executor_takes_the_kind_the_pool_named(exc, kind):
+    # the pool names the kind where it caught the exception (serving/pool.py)
+    from farm.engine.executor import failure_of
+
+    report = ray_report(WorkReport("w", "f/s1/prepare/a1", False, f"{type(exc).__name__}: {exc}",
+                                   failure=failure_of(exc)))
     assert not report.ok and report.failure is kind
+
+
+def test_the_ray_executor_reports_lost_inputs_by_key():
+    report = ray_report(WorkReport("w", "f/s1/prepare/a1", False, "input lost: ObjectLostError",
+                                   lost_keys=("k0",), failure=FailureKind.INPUT_LOST))
+    assert report.failure is FailureKind.INPUT_LOST
 
 
 def test_the_ray_executor_reports_work_for_an_unknown_worker_as_worker_lost():

@@ -13,7 +13,7 @@ TINY = S2VConfig(dim=24, ffn_dim=32, heads=2, layers=2, text_dim=32, audio_dim=8
 
 
 def build_transformer() -> S2VTransformer:
-    """Call under a seeded RNG (farm.model.tiny._seeded)."""
+    """Call under a seeded RNG (farm.model.parts.seeded)."""
     return S2VTransformer(TINY).eval()
 
 
