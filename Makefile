@@ -61,6 +61,7 @@ test: $(BIN)/.installed
 lint: $(BIN)/.installed lint-protos
 	$(BIN)/ruff check farm serving kernels tests bench
 	$(BIN)/lint-imports
+	$(BIN)/vulture
 
 # The Helm chart (helm/reelfarm): `helm lint --strict`, `helm template` of the default, tiny
 # and 64-GPU values, every rendered object validated strictly (Kubernetes schemas, KubeRay's

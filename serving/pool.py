@@ -86,9 +86,6 @@ class PoolWorker:
         if self.error is not None:
             raise RuntimeError(self.error)
 
-    def identity(self) -> str:
-        return self.worker_id
-
     # ---- pull loop ------------------------------------------------------------------
 
     def _serve(self) -> None:

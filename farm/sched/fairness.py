@@ -74,6 +74,3 @@ class FairShare:
         f.vtime += work / f.weight
         t = f.tenant
         self._tenant_vtime[t] = self._tenant_vtime.get(t, 0.0) + work / self._tenant_weight(t)
-
-    def tenant_vtime(self, tenant: str) -> float:
-        return self._tenant_vtime.get(tenant, 0.0)

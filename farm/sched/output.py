@@ -272,10 +272,6 @@ class TaskReport:
     # INPUT_LOST when it names lost_keys.
     failure: FailureKind | None = None
 
-    @property
-    def worker_lost(self) -> bool:
-        return self.failure is FailureKind.WORKER_LOST
-
 
 # ---- events returned by update_from_output ------------------------------------------
 

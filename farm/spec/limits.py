@@ -28,13 +28,12 @@ class Limits:
     max_steps: int = 200
     max_prompt_chars: int = 4000
     max_side: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_SIDE))
-    max_document_bytes: int = 1 << 20
     # Memory of one worker (GB) that a window's expert pass must fit in.
     worker_memory_gb: float = 80.0
 
     def __post_init__(self) -> None:
         for name in ("max_scenes", "max_frames_per_scene", "max_frames_per_film", "max_steps",
-                     "max_prompt_chars", "max_document_bytes"):
+                     "max_prompt_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.worker_memory_gb > 0:
