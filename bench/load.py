@@ -35,7 +35,8 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="reelfarm-load-"))
     (root / "tokens").write_text(f"bench {TOKEN}\n")
-    proc, address = start_server(["--artifacts", str(root / "art"), "--tokens", str(root / "tokens"),
+    proc, address = start_server(["--artifacts", str(root / "art"),
+                                  "--tokens", str(root / "tokens"),
                                   "--max-concurrent-rpcs", str(args.clients * 2),
                                   "--max-streams-per-tenant", str(args.clients * 2)],
                                  root / "serve.log")

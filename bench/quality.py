@@ -41,7 +41,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 WINDOW, OVERLAP, SEAM_FRAMES = 5, 2, 41
 
 
-def render(model: str, scenes: list[dict], steps: int, shift: float, seed: int = 0) -> dict[str, np.ndarray]:
+def render(model: str, scenes: list[dict], steps: int, shift: float,
+           seed: int = 0) -> dict[str, np.ndarray]:
     """Render a film of `scenes` on the embedded farm; {scene id: (F, H, W, 3) uint8}."""
     from farm.local import LocalFarm
     from farm.spec.film import resolve_film
@@ -68,7 +69,8 @@ def guidance_arg(text: str) -> dict[str, float]:
     except ValueError:
         values = []
     if len(values) not in (1, 2) or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"--guidance takes G or HIGH,LOW (numbers >= 0), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--guidance takes G or HIGH,LOW (numbers >= 0), got {text!r}")
     return {"high": values[0], "low": values[-1]}
 
 
@@ -107,7 +109,8 @@ def swapped(scene, field: str) -> str:
 
     if field == "colour":
         names = list(data.SHAPE_COLOURS)
-        return scene.prompt.replace(scene.colour, names[(names.index(scene.colour) + 3) % len(names)], 1)
+        return scene.prompt.replace(scene.colour,
+                                    names[(names.index(scene.colour) + 3) % len(names)], 1)
     opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
     return scene.prompt.replace(f"moves {scene.direction}", f"moves {opposite[scene.direction]}")
 
@@ -175,10 +178,12 @@ def seam_rows(clips: dict[str, np.ndarray], prompts: int) -> dict[str, tuple[flo
         rows["vae of data"] = [metrics.seams(clips[f"v{i}"], bounds) for i in range(prompts)]
     truth = [metrics.seams(clips[f"t{i}"], bounds) for i in range(prompts)]
     rows["data (truth)"] = truth
-    return {k: (float(np.mean([r for r, _ in v])), float(np.nanmax([j for _, j in v]))) for k, v in rows.items()}
+    return {k: (float(np.mean([r for r, _ in v])), float(np.nanmax([j for _, j in v])))
+            for k, v in rows.items()}
 
 
-def seam_scenes(seed: int, prompts: int, extra: dict | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
+def seam_scenes(seed: int, prompts: int,
+                extra: dict | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Windows and independent-segment scenes (+ the data's own 41-frame clips)."""
     import dataclasses
 
@@ -186,10 +191,12 @@ def seam_scenes(seed: int, prompts: int, extra: dict | None = None) -> tuple[lis
 
     scenes, truth = [], {}
     for i, s in enumerate(data.held_out_scenes(seed + 1, prompts, SEAM_FRAMES)):
-        s = data._place(dataclasses.replace(s, speed="slowly"), np.random.default_rng([seed, i]), SEAM_FRAMES)
+        s = data._place(dataclasses.replace(s, speed="slowly"), np.random.default_rng([seed, i]),
+                        SEAM_FRAMES)
         truth[f"t{i}"] = data.render(s, SEAM_FRAMES)
         scenes.append({"id": f"w{i}", "prompt": s.prompt, "frames": SEAM_FRAMES, "seed": 100 + i,
-                       "continuity": "windows", "window": WINDOW, "overlap": OVERLAP, **(extra or {})})
+                       "continuity": "windows", "window": WINDOW, "overlap": OVERLAP,
+                       **(extra or {})})
         scenes += [{"id": f"b{i}_{k}", "prompt": s.prompt, "frames": 17, "seed": 100 + i + 1000 * k,
                     **(extra or {})} for k in range(3)]
     return scenes, truth
@@ -201,13 +208,15 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="toy")
-    ap.add_argument("--prompts", type=int, default=96, help="held-out prompts for colour / direction")
+    ap.add_argument("--prompts", type=int, default=96,
+                    help="held-out prompts for colour / direction")
     ap.add_argument("--seam-prompts", type=int, default=8)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--shift", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--guidance", type=guidance_arg, default=None,
-                    help="G or HIGH,LOW: classifier-free guidance per expert (default: the family's)")
+                    help="G or HIGH,LOW: classifier-free guidance per expert "
+                         "(default: the family's)")
     args = ap.parse_args()
     quiet_libraries()
     extra = {"guidance": args.guidance} if args.guidance else {}
@@ -224,20 +233,23 @@ def main() -> None:
     qv = quality_rows(vae_clips(args.model, own), held)
     vt = {"v" + k[1:]: c for k, c in vae_clips(args.model, truth).items()}
     s = seam_rows({**clips, **truth, **vt}, args.seam_prompts) if args.seam_prompts else {}
-    g = "guidance {high:g},{low:g}".format(**args.guidance) if args.guidance else "the family's guidance"
-    print(f"model {args.model}: {len(held)} held-out prompts, {args.steps} steps, shift {args.shift:g}, "
-          f"{g}, rendered in {took:.0f} s")
+    g = ("guidance {high:g},{low:g}".format(**args.guidance) if args.guidance
+         else "the family's guidance")
+    print(f"model {args.model}: {len(held)} held-out prompts, {args.steps} steps, "
+          f"shift {args.shift:g}, {g}, rendered in {took:.0f} s")
     print(f"{'clips':<14}{'colour acc':>12}{'direction':>12}{'axis':>8}{'jitter':>9}")
     for name, r in (("model", q), ("vae of data", qv), ("data (truth)", qt)):
         print(f"{name:<14}{r['colour']:>12.0%}{r['direction']:>12.0%}{r['axis']:>8.0%}{r['jitter']:>9.2f}")
     if s:  # --seam-prompts 0: colour and direction only
-        print(f"\nseams ({args.seam_prompts} prompts, {SEAM_FRAMES} frames; windows {WINDOW} latent, overlap {OVERLAP})")
+        print(f"\nseams ({args.seam_prompts} prompts, {SEAM_FRAMES} frames; "
+              f"windows {WINDOW} latent, overlap {OVERLAP})")
         print(f"{'mode':<14}{'seam ratio':>12}{'max jump':>10}   (targets windows: <= 1.1, <= 2)")
         for name, (ratio, jump) in s.items():
             print(f"{name:<14}{ratio:>12.2f}{jump:>10.2f}")
         print(f"{'chain':<14}{'n/a':>12}{'n/a':>10}   (t2v family: cannot continue a clip)")
     t = text_rows(args.model, list(held.values()))
-    print("\ntext use: each expert's flow loss on the held-out clips' latents by the prompt it is given")
+    print("\ntext use: each expert's flow loss on the held-out clips' latents "
+          "by the prompt it is given")
     print(f"{'expert':<8}" + "".join(f"{k:>20}" for k in t["high"]))
     for name, losses in t.items():
         print(f"{name:<8}" + "".join(f"{v:>20.4f}" for v in losses.values()))

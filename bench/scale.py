@@ -86,7 +86,8 @@ def table(rs: list[dict]) -> str:
         lines.append(
             f"{r['gpus']:>4} {r['workload']:<11} {r['system']:<8} {r['config']:<50} "
             f"{r['makespan_s']:>9.1f} {r['makespan_over_lower_bound']:>6.3f} "
-            f"{r['makespan_over_best']:>6.2f} {r['throughput_films_per_h']:>8.2f} {r['ttff_s']:>7.1f} "
+            f"{r['makespan_over_best']:>6.2f} {r['throughput_films_per_h']:>8.2f} "
+            f"{r['ttff_s']:>7.1f} "
             f"{r['ttff_over_segment_latency']:>5.2f} {r['p50_latency_s']:>7.1f} "
             f"{r['p95_latency_s']:>7.1f}  {_util(r)}")
     return "\n".join(lines)

@@ -18,7 +18,8 @@ REELFARM = str(Path(sys.executable).parent / "reelfarm")
 _BANNER = re.compile(r"^reelfarm API on (127\.0\.0\.1:\d+)", re.MULTILINE)
 
 
-def start_server(args: list[str], log: Path, timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
+def start_server(args: list[str], log: Path,
+                 timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
     """Start `reelfarm serve --local --port 0 ARGS`; (process, HOST:PORT) once it serves
     (the banner and the auth line are out). Raises with the output if it does not."""
     with log.open("w") as out:

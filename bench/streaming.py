@@ -57,7 +57,8 @@ def main() -> None:
     args = ap.parse_args()
     quiet_libraries()
     common = dict(steps=args.steps, width=args.size, height=args.size)
-    film = make_film([scene("s010", 17, seed=1), scene("s020", args.long, seed=2, continuity="windows"),
+    film = make_film([scene("s010", 17, seed=1),
+                      scene("s020", args.long, seed=2, continuity="windows"),
                       scene("s030", 33, seed=3)], **common)
     ref = make_film([scene("s020", 81, seed=2)], **common)
     farm = LocalFarm("tiny")

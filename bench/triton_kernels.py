@@ -81,17 +81,20 @@ def blend_step_cases(width: int, height: int, latents: int, device: str):
     f, halo = latents, 4  # two neighbours sharing 4 frames each, as plan_windows makes them
     w = torch.tensor([float(min(i + 1, f - i)) for i in range(f)], device=device)
     side = torch.arange(1, halo + 1, dtype=torch.float32, device=device)
-    sources = [bs.Source(torch.randn(*shape[:2], halo, *shape[3:], device=device, generator=g), 0, side),
+    sources = [bs.Source(torch.randn(*shape[:2], halo, *shape[3:], device=device, generator=g),
+                         0, side),
                bs.Source(torch.randn(shape, device=device, generator=g), 0, w),
-               bs.Source(torch.randn(*shape[:2], halo, *shape[3:], device=device, generator=g), f - halo,
-                         side.flip(0))]
+               bs.Source(torch.randn(*shape[:2], halo, *shape[3:], device=device, generator=g),
+                         f - halo, side.flip(0))]
     cases = []
-    unipc = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=12.0)
+    unipc = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                    flow_shift=12.0)
     euler = FlowMatchEulerDiscreteScheduler(shift=12.0)
     for name, sch in [("blend + UniPC step (c2 p2)", unipc), ("blend + Euler step", euler)]:
         sch.set_timesteps(10, device=device)
         sch.set_begin_index(0)
-        for t in sch.timesteps[:3]:  # warm up to the steady state (corrector and predictor of order 2)
+        # warm up to the steady state (corrector and predictor of order 2)
+        for t in sch.timesteps[:3]:
             sch.step(bs.blend_reference(sources, f), t, x)
         coeffs = step_coefficients(sch)
         hist = ((sch.model_outputs[-1], sch.model_outputs[-2], sch.last_sample)
@@ -107,13 +110,15 @@ def blend_step_cases(width: int, height: int, latents: int, device: str):
             _restore(sch, state)
             sch.step(bs.blend_reference(sources, f), t, x)
 
-        cases.append((name, torch_path, lambda c=coeffs, h=hist: bs.blend_step(sources, x, c, *h, use_triton=True),
+        cases.append((name, torch_path,
+                      lambda c=coeffs, h=hist: bs.blend_step(sources, x, c, *h, use_triton=True),
                       kernel_bytes))
     return cases
 
 
 def _unipc_state(sch):
-    keep = ("_step_index", "model_outputs", "timestep_list", "last_sample", "lower_order_nums", "this_order")
+    keep = ("_step_index", "model_outputs", "timestep_list", "last_sample", "lower_order_nums",
+            "this_order")
     return {k: list(v) if isinstance(v, list) else v for k, v in vars(sch).items() if k in keep}
 
 
@@ -127,7 +132,8 @@ def codec_cases(width: int, height: int, latents: int, device: str):
     cases = []
     for codec in hc.CODECS:
         packed = hc.pack_reference(x, codec)
-        kernel_bytes = nbytes(x, packed.data) + (nbytes(x) if codec == "fp8" else 0)  # fp8: amax pass
+        # fp8: amax pass
+        kernel_bytes = nbytes(x, packed.data) + (nbytes(x) if codec == "fp8" else 0)
         cases.append((f"handoff encode {codec}", lambda c=codec: hc.pack_reference(x, c),
                       lambda c=codec: hc.pack(x, c, use_triton=True), kernel_bytes))
     return cases
@@ -159,16 +165,18 @@ def table_ops(args) -> None:
              + blend_step_cases(args.width, args.height, args.latents, device)
              + codec_cases(args.width, args.height, args.latents, device))
     peak = peak_bandwidth() if gpu else None
-    print(f"\n1. Device-memory traffic per op ({args.width}x{args.height}, {args.latents} latent frames; "
-          f"frame pack: one 4-frame decoder chunk)")
+    print(f"\n1. Device-memory traffic per op ({args.width}x{args.height}, "
+          f"{args.latents} latent frames; frame pack: one 4-frame decoder chunk)")
     head = f"{'op':30} {'torch ops':>9} {'torch MB':>10} {'kernel MB':>10} {'reduction':>9}"
     print(head + (f" {'kernel ms':>9} {'GB/s':>7} {'% peak':>6}" if gpu else ""))
     for name, torch_path, kernel, kernel_bytes in cases:
         moved, ops = measured(torch_path)
-        line = f"{name:30} {ops:9d} {moved / MB:10.1f} {kernel_bytes / MB:10.1f} {moved / kernel_bytes:8.1f}x"
+        line = (f"{name:30} {ops:9d} {moved / MB:10.1f} {kernel_bytes / MB:10.1f} "
+                f"{moved / kernel_bytes:8.1f}x")
         if gpu:
             s = gpu_seconds(kernel)
-            line += f" {s * 1e3:9.3f} {kernel_bytes / s / 1e9:7.0f} {100 * kernel_bytes / s / peak:5.0f}%"
+            line += (f" {s * 1e3:9.3f} {kernel_bytes / s / 1e9:7.0f} "
+                     f"{100 * kernel_bytes / s / peak:5.0f}%")
         print(line)
     if gpu:
         print(f"peak: {peak / 1e9:.0f} GB/s measured by a 1 GB device-to-device copy on "
@@ -181,7 +189,8 @@ def table_host_copy(args) -> None:
     px = args.width * args.height
     print(f"\n2. Device-to-host copy per decoded frame ({args.width}x{args.height})")
     print(f"{'what is copied':34} {'bytes/px':>8} {'MB/frame':>9} {'vs fp32':>8}")
-    for what, per_px in [("fp32 RGB (decoder output)", 12.0), ("uint8 RGB (to_uint8 / kernel)", 3.0),
+    for what, per_px in [("fp32 RGB (decoder output)", 12.0),
+                         ("uint8 RGB (to_uint8 / kernel)", 3.0),
                          ("uint8 YUV 4:2:0 (kernel)", 1.5)]:
         print(f"{what:34} {per_px:8.1f} {per_px * px / MB:9.2f} {12.0 / per_px:7.0f}x")
 
@@ -216,11 +225,12 @@ def render_through_codecs(folder: str, codecs=("exact", *hc.CODECS)) -> dict:
 
     loader = ModelLoader(resolve_model(folder))
     tok, enc = loader.text()
-    embeds = encode_prompts(tok, enc, "a red fox runs through snow", "blurry", 512, with_negative=True)
+    embeds = encode_prompts(tok, enc, "a red fox runs through snow", "blurry", 512,
+                            with_negative=True)
     noise = initial_noise(3, "s", F, 16, H // 8, W // 8)
     high, low = phases(timesteps("unipc", STEPS, 12.0), (0.875,))
-    handoff = run_phase(loader.expert("high"), loader.scheduler("unipc", 12.0), _order("high", high),
-                        embeds, noise, None, NoExchange())
+    handoff = run_phase(loader.expert("high"), loader.scheduler("unipc", 12.0),
+                        _order("high", high), embeds, noise, None, NoExchange())
     out = {}
     for codec in codecs:
         wire = handoff.to_bytes(codec=codec)
@@ -228,7 +238,8 @@ def render_through_codecs(folder: str, codecs=("exact", *hc.CODECS)) -> dict:
         done = run_phase(loader.expert("low"), loader.scheduler("unipc", 12.0), _order("low", low),
                          embeds, None, resumed, NoExchange())
         chunks = StreamingDecoder(loader.vae()).decode(done.latents)
-        out[codec] = (len(wire), resumed, done.latents, np.concatenate([to_uint8(c) for c in chunks]))
+        out[codec] = (len(wire), resumed, done.latents,
+                      np.concatenate([to_uint8(c) for c in chunks]))
     return out
 
 
@@ -244,20 +255,22 @@ def table_codec(args) -> None:
         runs = render_through_codecs(str(init_tiny(d, "t2v-a14b", seed=0)))
     size, exact, lat, frames = runs["exact"]
     print(f"\n3. Handoff codec on the tiny t2v-a14b model ({W}x{H}, {F} latent frames, "
-          f"{STEPS} UniPC steps, handoff at the expert boundary; {time.perf_counter() - started:.0f} s)")
+          f"{STEPS} UniPC steps, handoff at the expert boundary; "
+          f"{time.perf_counter() - started:.0f} s)")
     print(f"{'codec':6} {'wire B':>8} {'ratio':>6} {'handoff max|err|':>16} {'mean|err|':>10} "
           f"{'latents max|err|':>16} {'frames max|d|':>13} {'mean|d|':>8} {'PSNR dB':>8}")
     for codec, (n, h, lat_c, fr) in runs.items():
-        errs = torch.cat([(a - b).abs().flatten() for a, b in zip(handoff_tensors(h), handoff_tensors(exact),
-                                                                  strict=True)])
+        errs = torch.cat([(a - b).abs().flatten()
+                          for a, b in zip(handoff_tensors(h), handoff_tensors(exact), strict=True)])
         d = (torch.from_numpy(fr).double() - torch.from_numpy(frames).double()).abs()
         mse = (d**2).mean().item()
         psnr = math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
-        print(f"{codec:6} {n:8d} {n / size:6.2f} {errs.max().item():16.3e} {errs.mean().item():10.3e} "
-              f"{(lat_c - lat).abs().max().item():16.3e} {d.max().item():13.0f} {d.mean().item():8.3f} "
-              f"{psnr:8.1f}")
+        print(f"{codec:6} {n:8d} {n / size:6.2f} {errs.max().item():16.3e} "
+              f"{errs.mean().item():10.3e} {(lat_c - lat).abs().max().item():16.3e} "
+              f"{d.max().item():13.0f} {d.mean().item():8.3f} {psnr:8.1f}")
     mag = max(t.abs().max().item() for t in handoff_tensors(exact))
-    print(f"errors are absolute; the handoff's largest magnitude is {mag:.2f}; frames in 8-bit levels")
+    print(f"errors are absolute; the handoff's largest magnitude is {mag:.2f}; "
+          "frames in 8-bit levels")
 
 
 def main() -> None:
@@ -265,7 +278,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=832)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--latents", type=int, default=21)
-    ap.add_argument("--skip-model", action="store_true", help="skip table 3 (the tiny-model render)")
+    ap.add_argument("--skip-model", action="store_true",
+                    help="skip table 3 (the tiny-model render)")
     args = ap.parse_args()
     quiet_libraries()
     table_ops(args)

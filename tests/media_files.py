@@ -37,7 +37,8 @@ def write_video(path: Path, frames: int, fps: int, width: int, height: int, seed
         s = c.add_stream(codec, rate=Fraction(fps))
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(picture(width, height, i / fps * 3, seed), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(picture(width, height, i / fps * 3, seed),
+                                               format="rgb24")
             for p in s.encode(frame):
                 c.mux(p)
         for p in s.encode():
@@ -52,7 +53,8 @@ def write_tone(path: Path, seconds: float, frequency: float = 440.0, rate: int =
     with av.open(str(path), "w") as c:
         s = c.add_stream("flac", rate=rate, layout="mono")
         for start in range(0, n, 4096):
-            f = av.AudioFrame.from_ndarray(tone[None, start:start + 4096], format="flt", layout="mono")
+            f = av.AudioFrame.from_ndarray(tone[None, start:start + 4096], format="flt",
+                                           layout="mono")
             f.sample_rate, f.pts, f.time_base = rate, start, Fraction(1, rate)
             for p in s.encode(f):
                 c.mux(p)

@@ -59,7 +59,8 @@ def test_init_tiny_writes_a_loadable_folder(tmp_path):
     pipe = WanPipeline.from_pretrained(tmp_path / "t2v")
     assert pipe.config.boundary_ratio == 0.875 and pipe.transformer_2 is not None
     assert main(["models", "init-tiny", str(tmp_path / "i2v"), "--kind", "i2v-a14b"]) == 0
-    assert WanImageToVideoPipeline.from_pretrained(tmp_path / "i2v").transformer.config.in_channels == 36
+    assert WanImageToVideoPipeline.from_pretrained(
+        tmp_path / "i2v").transformer.config.in_channels == 36
 
 
 def test_console_script_is_installed_and_runs():

@@ -71,7 +71,8 @@ def test_vace_film_shares_a_reference_by_id_across_scenes(media, monkeypatch):
               continuity="chain", window=3, carry_frames=5)],
         references=[{"id": "hero", "image": "hero.png"}])
     a, b = seen["a"], seen["b"]
-    assert [w.size for w, _ in a] == [3] and [(w.start, w.stop) for w, _ in b] == [(0, 3), (1, 4), (2, 5)]
+    assert [w.size for w, _ in a] == [3] and [(w.start, w.stop) for w, _ in b] == [
+        (0, 3), (1, 4), (2, 5)]
     assert all(c.kind == "control" for _, c in a + b)
     assert [c.prefix for _, c in a + b] == [1, 2, 2, 2]
     # diffusers puts the last reference first: hero is prefix frame 0 in every clip

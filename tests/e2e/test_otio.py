@@ -37,7 +37,8 @@ def make_timeline(path: Path) -> otio.schema.Timeline:
             continue
         clip = otio.schema.Clip(name=name, source_range=span)
         clip.metadata["reelfarm"] = {"prompt": f"prompt {name}", "seed": seed}
-        clip.markers.append(otio.schema.Marker(name=f"note {name}", marked_range=TR(RT(start, 16), RT(1, 16))))
+        clip.markers.append(otio.schema.Marker(name=f"note {name}",
+                                               marked_range=TR(RT(start, 16), RT(1, 16))))
         track.append(clip)
     otio.adapters.write_to_file(tl, str(path))
     return tl
@@ -89,7 +90,8 @@ def test_exported_timeline_keeps_every_range_and_references_the_rendered_frames(
 def test_deliverables_hold_the_cut_with_the_gap_in_black(rendered):
     root, _ = rendered
     info = probe_video(root / "out" / "film.mp4")
-    assert (info["frames"], info["fps"], info["width"], info["height"]) == (22, Fraction(16), 64, 64)
+    assert (info["frames"], info["fps"], info["width"], info["height"]) == (
+        22, Fraction(16), 64, 64)
     gap = info["images"][5:8]
     assert all(int(im.max()) <= 2 for im in gap)
     assert all(float(im.mean()) > 5 for im in info["images"][:5] + info["images"][8:])
@@ -100,7 +102,8 @@ def test_deliverables_hold_the_cut_with_the_gap_in_black(rendered):
 
     for sid, n in (("sh010", 5), ("sh020", 9), ("sh030", 5)):
         for i in (0, n - 1):
-            png = np.asarray(Image.open(root / "out" / "film_frames" / sid / f"{sid}.{i + 1:04d}.png"))
+            png = np.asarray(Image.open(
+                root / "out" / "film_frames" / sid / f"{sid}.{i + 1:04d}.png"))
             exr, _ = read_exr(root / "out" / "exr" / sid / f"{sid}.{i + 1:04d}.exr")
             assert np.array_equal(linear_to_srgb8(exr), png)
 
@@ -134,7 +137,8 @@ def test_validate_accepts_timelines_and_names_bad_clips(tmp_path, capsys):
     otio.adapters.write_to_file(tl, str(tmp_path / "bad.otio"))
     assert main(["validate", str(tmp_path / "bad.otio")]) == 2
     err = capsys.readouterr().err
-    assert "tracks[0][2].source_range.duration: clip 'sh020' is 10 frames at 16 fps, not 4k+1" in err
+    assert ("tracks[0][2].source_range.duration: clip 'sh020' is 10 frames at 16 fps, "
+            "not 4k+1") in err
     assert "nearest valid durations: 9 frames (0.5625 s) or 13 frames (0.8125 s)" in err
     assert "tracks[0][3].metadata.reelfarm.prompt: clip 'sh030' has no prompt" in err
     # The model's rules (checked once the timeline itself is sound) name the flag or field.
@@ -145,7 +149,8 @@ def test_validate_accepts_timelines_and_names_bad_clips(tmp_path, capsys):
     tl.tracks[0][3].metadata["reelfarm"]["guidance"] = {"mid": 2.0}
     otio.adapters.write_to_file(tl, str(tmp_path / "bad.otio"))
     assert main(["validate", str(tmp_path / "bad.otio")]) == 2
-    assert "tracks[0][3].metadata.reelfarm.guidance: unknown expert(s) mid" in capsys.readouterr().err
+    assert ("tracks[0][3].metadata.reelfarm.guidance: unknown expert(s) mid"
+            in capsys.readouterr().err)
 
 
 def test_storyboard_render_exports_a_timeline_that_renders_the_same_film(tmp_path):
@@ -157,7 +162,8 @@ def test_storyboard_render_exports_a_timeline_that_renders_the_same_film(tmp_pat
     clips = list(tl.find_clips())
     imported = load_timeline(out)
     assert [c.name for c in clips] == [s.id for s in imported.board.scenes]
-    assert sum(int(c.source_range.duration.value) for c in clips) == probe_video(tmp_path / "t.mp4")["frames"]
+    assert (sum(int(c.source_range.duration.value) for c in clips)
+            == probe_video(tmp_path / "t.mp4")["frames"])
     assert imported.board.steps == 2
     first = tmp_path / "t_frames" / clips[0].name / f"{clips[0].name}.0001.png"
     with av.open(str(first)) as c:

@@ -143,12 +143,14 @@ PODMONITOR_SCHEMA = {
                      "podTargetLabels": {"type": "array", "items": {"type": "string"}},
                      "namespaceSelector": {"type": "object", "additionalProperties": False,
                                            "properties": {"any": {"type": "boolean"},
-                                                          "matchNames": {"type": "array",
-                                                                         "items": {"type": "string"}}}},
+                                                          "matchNames": {
+                                                              "type": "array",
+                                                              "items": {"type": "string"}}}},
                      "podMetricsEndpoints": {"type": "array", "items": {
                          "type": "object", "additionalProperties": False, "properties": {
                              "port": {"type": "string"}, "path": {"type": "string"},
-                             "interval": {"type": "string", "pattern": "^(0|(([0-9]+)(y|w|d|h|m|s|ms))+)$"},
+                             "interval": {"type": "string",
+                                          "pattern": "^(0|(([0-9]+)(y|w|d|h|m|s|ms))+)$"},
                              "scrapeTimeout": {"type": "string"}}}}}}}}
 
 

@@ -89,13 +89,15 @@ def stored(api) -> dict:
 def replicas(obj: dict) -> tuple[dict, dict]:
     args = yaml.safe_load(obj["spec"]["serveConfigV2"])["applications"][0]["args"]
     serve = {p["name"]: p["replicas"] for p in args["pools"]}
-    pods = {g["groupName"]: g["replicas"] for g in obj["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+    pods = {g["groupName"]: g["replicas"]
+            for g in obj["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
     return serve, pods
 
 
 def metrics_file(tmp_path, loads: dict[str, tuple[int, int, int, float]]) -> str:
     lines = []
-    for field_i, name in enumerate(["queued_phases", "running_phases", "replicas", "busy_fraction"]):
+    for field_i, name in enumerate(["queued_phases", "running_phases", "replicas",
+                                    "busy_fraction"]):
         lines.append(f"# TYPE ray_reelfarm_pool_{name} gauge")
         lines += [f'ray_reelfarm_pool_{name}{{pool="{p}",SessionName="s"}} {v[field_i]}'
                   for p, v in loads.items()]
@@ -181,8 +183,9 @@ def test_the_loop_converges_in_paced_confirmed_moves_then_stops_patching(apiserv
 
 
 def test_autoscaling_off_is_refused(api, rayservice, kubeconfig, tmp_path, capsys):
-    api.patch_namespaced_custom_object("ray.io", "v1", NS, "rayservices", NAME,
-                                       {"spec": {"rayClusterConfig": {"enableInTreeAutoscaling": False}}})
+    api.patch_namespaced_custom_object(
+        "ray.io", "v1", NS, "rayservices", NAME,
+        {"spec": {"rayClusterConfig": {"enableInTreeAutoscaling": False}}})
     before = stored(api)
     code = main(["k8s", "balance", "--rayservice", NAME, "--kubeconfig", kubeconfig,
                  "--metrics-url", metrics_file(tmp_path, LOW_HEAVY)])

@@ -54,8 +54,8 @@ def _rayservice(rendered):
 
 @pytest.mark.parametrize("mutate, expect", [
     (lambda o: o["spec"].__setitem__("bogusField", 1), "bogusField"),
-    (lambda o: o["spec"]["rayClusterConfig"]["workerGroupSpecs"][0].__setitem__("replicas", "three"),
-     "three"),
+    (lambda o: o["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+     .__setitem__("replicas", "three"), "three"),
     (lambda o: o["spec"]["rayClusterConfig"]["workerGroupSpecs"][1]["template"]["spec"]
      ["containers"][0].__setitem__("gpus", 1), "gpus"),
     (lambda o: o["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]
@@ -161,7 +161,8 @@ def test_gpu_sizing(rendered, profile, total, split):
     g = groups(rendered[profile])
     used = {name: gpus(group) * group["replicas"] for name, group in g.items()}
     assert used == split and sum(used.values()) == total
-    pools = {p["name"]: p for p in serve_config(rendered[profile])["applications"][0]["args"]["pools"]}
+    pools = {p["name"]: p
+             for p in serve_config(rendered[profile])["applications"][0]["args"]["pools"]}
     for name in g:
         pool = pools[name.title()]
         # Serve replicas fit the pods' GPUs exactly or leave none idle.
@@ -187,7 +188,8 @@ def test_serve_config_rejects_a_pool_of_a_model_not_served(rendered):
 
 
 def test_default_split_follows_t2v_steps(rendered):
-    pools = {p["name"]: p for p in serve_config(rendered["default"])["applications"][0]["args"]["pools"]}
+    pools = {p["name"]: p
+             for p in serve_config(rendered["default"])["applications"][0]["args"]["pools"]}
     # 26:14 of 8 GPUs is 5.2 : 2.8; 5 : 3 is the nearest whole split.
     assert (pools["High"]["replicas"], pools["Low"]["replicas"]) == (5, 3)
     assert pools["Decode"]["num_gpus"] == 0
@@ -239,7 +241,8 @@ def test_secret_and_weights_are_mounted_where_the_app_looks(rendered):
     assert secret["stringData"]["tokens"].split("\n")[:2] == [
         "editorial 0123456789abcdef0123456789abcdef", "previs fedcba9876543210fedcba9876543210"]
     assert args["artifacts"] == "s3://studio-renders/reelfarm"
-    for group in [rs["spec"]["rayClusterConfig"]["headGroupSpec"], *groups(rendered["gpu64"]).values()]:
+    for group in [rs["spec"]["rayClusterConfig"]["headGroupSpec"],
+                  *groups(rendered["gpu64"]).values()]:
         mounts = {m["name"]: m["mountPath"] for m in
                   group["template"]["spec"]["containers"][0]["volumeMounts"]}
         assert args["tokens_file"].startswith(mounts["secret"] + "/")

@@ -70,12 +70,15 @@ def test_min_gain_is_a_schmitt_trigger():
     def with_ideal_high(x: float) -> dict[str, PoolLoad]:
         # prior 1 each; queued phases chosen so that High's share of 8 is x.
         ratio = x / (8 - x)
-        return {"High": load("High", queued=round(1000 * ratio) - 1), "Low": load("Low", queued=999)}
+        return {"High": load("High", queued=round(1000 * ratio) - 1),
+                "Low": load("Low", queued=999)}
 
     assert not decide(with_ideal_high(5.6), {"High": 5, "Low": 3}, pols, h)[0].changed
-    assert decide(with_ideal_high(5.8), {"High": 5, "Low": 3}, pols, h)[0].next == {"High": 6, "Low": 2}
+    assert decide(with_ideal_high(5.8), {"High": 5, "Low": 3}, pols, h)[0].next == {
+        "High": 6, "Low": 2}
     assert not decide(with_ideal_high(5.4), {"High": 6, "Low": 2}, pols, h)[0].changed
-    assert decide(with_ideal_high(5.2), {"High": 6, "Low": 2}, pols, h)[0].next == {"High": 5, "Low": 3}
+    assert decide(with_ideal_high(5.2), {"High": 6, "Low": 2}, pols, h)[0].next == {
+        "High": 5, "Low": 3}
 
 
 def test_a_move_needs_confirm_rounds_in_a_row():

@@ -31,7 +31,8 @@ def test_patch_applies_to_exactly_the_balanced_pools(gpu64):
     assert build_patch(view, {"High": 40, "Low": 22}) == []
     after = jsonpatch.apply_patch(gpu64, build_patch(view, {"High": 42, "Low": 20}))
     assert read_service(after).replicas == {"High": 42, "Low": 20}
-    groups = {g["groupName"]: g["replicas"] for g in after["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+    groups = {g["groupName"]: g["replicas"]
+              for g in after["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
     assert groups == {"decode": 2, "high": 42, "low": 20}
     before_args = yaml.safe_load(gpu64["spec"]["serveConfigV2"])
     after_args = yaml.safe_load(after["spec"]["serveConfigV2"])

@@ -45,17 +45,20 @@ def window_sources(windows, me: int, preds: dict[int, torch.Tensor]) -> list[Sou
 
 UNIPC = [  # (corrector, predictor): step 0, warm-up, steady state, last step
     (None, BhUpdate(1, 0.97, -0.11, -0.11)),
-    (BhUpdate(1, 0.93, -0.2, -0.2, rho_new=0.5), BhUpdate(2, 0.9, -0.3, -0.3, rk=-1.3, rho_hist=0.5)),
+    (BhUpdate(1, 0.93, -0.2, -0.2, rho_new=0.5),
+     BhUpdate(2, 0.9, -0.3, -0.3, rk=-1.3, rho_hist=0.5)),
     (BhUpdate(2, 0.9, -0.3, -0.3, rk=-1.1, rho_hist=0.41, rho_new=0.36),
      BhUpdate(2, 0.8, -0.4, -0.4, rk=-0.9, rho_hist=0.5)),
-    (BhUpdate(2, 0.7, -0.5, -0.5, rk=-0.8, rho_hist=0.4, rho_new=0.4), BhUpdate(1, 0.0, -1.0, -1.0)),
+    (BhUpdate(2, 0.7, -0.5, -0.5, rk=-0.8, rho_hist=0.4, rho_new=0.4),
+     BhUpdate(1, 0.0, -1.0, -1.0)),
 ]
 COEFFS = [StepCoefficients("euler", dt=-0.083)] + [
     StepCoefficients("unipc", sigma=0.8, corrector=c, predictor=p) for c, p in UNIPC]
 # (C, F, h, w, windows as (start, stop) of a scene, member): h * w = 1155 is not a
 # multiple of the kernel's 1024 block; F odd; 1 to 4 overlapping windows
 LAYOUTS = [(4, 5, 6, 7, [(0, 5)], 0), (3, 7, 33, 35, [(0, 7), (4, 11)], 1),
-           (2, 5, 3, 5, [(0, 5), (3, 8), (6, 11)], 1), (2, 6, 4, 4, [(0, 6), (2, 8), (4, 10), (5, 11)], 2)]
+           (2, 5, 3, 5, [(0, 5), (3, 8), (6, 11)], 1),
+           (2, 6, 4, 4, [(0, 6), (2, 8), (4, 10), (5, 11)], 2)]
 
 
 def layout_inputs(layout, seed: int):
@@ -94,7 +97,8 @@ def test_farm_halo_sources_and_blend_bit_for_bit(layout):
     got = {k: s.pred for k, s in zip(sorted((me, *halo.nbrs)), sources, strict=True) if k != me}
     farm = halo.sources(mine, got)  # what the farm's windows step blends
     for a, b in zip(farm, sources, strict=True):
-        assert a.start == b.start and torch.equal(a.pred, b.pred) and torch.equal(a.weights, b.weights)
+        assert (a.start == b.start and torch.equal(a.pred, b.pred)
+                and torch.equal(a.weights, b.weights))
     # the blend as the farm computed it before the fused step: sum w p / sum w, ascending
     num, den = torch.zeros_like(mine), torch.zeros(1, 1, f, 1, 1)
     for s in sources:

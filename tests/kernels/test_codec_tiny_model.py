@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def runs(tiny_dirs):
     # bench/triton_kernels.py holds the render
-    spec = importlib.util.spec_from_file_location("bench_kernels", ROOT / "bench" / "triton_kernels.py")
+    spec = importlib.util.spec_from_file_location("bench_kernels",
+                                                  ROOT / "bench" / "triton_kernels.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench, bench.render_through_codecs(tiny_dirs("t2v-a14b"))

@@ -61,7 +61,8 @@ def test_rgb_is_diffusers_postprocess_in_8_bit_as_farm_to_uint8(shape):
     from diffusers.video_processor import VideoProcessor
 
     x = video(shape)
-    want = np.round(VideoProcessor().postprocess_video(x, output_type="np")[0] * 255).astype(np.uint8)
+    want = np.round(VideoProcessor().postprocess_video(x, output_type="np")[0] * 255).astype(
+        np.uint8)
     assert np.array_equal(frame_pack_reference(x).rgb.numpy(), want)
     assert np.array_equal(to_uint8(x), want)  # the farm's frames (here: the interpreted kernel)
 
@@ -103,7 +104,8 @@ def test_greys_map_to_neutral_chroma(level, want):
 def test_odd_edges_repeat_the_last_row_and_column():
     x = video((1, 3, 1, 3, 5), seed=7)
     odd, even = frame_pack_reference(x), frame_pack_reference(_repeat_edges(x))
-    assert torch.equal(odd.planes()[1], even.planes()[1]) and torch.equal(odd.planes()[2], even.planes()[2])
+    assert (torch.equal(odd.planes()[1], even.planes()[1])
+            and torch.equal(odd.planes()[2], even.planes()[2]))
 
 
 def _repeat_edges(x: torch.Tensor) -> torch.Tensor:

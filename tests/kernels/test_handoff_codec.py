@@ -49,14 +49,17 @@ def test_kernel_equals_reference_bit_for_bit(shape, codec):
 
 @needs_triton
 def test_special_values_round_like_torch():
-    v = [0.0, -0.0, 1e-45, -1e-40, 1.0 + 2**-8, 1.0 + 3 * 2**-8, 3.3895e38, float("inf"), -float("inf")]
+    v = [0.0, -0.0, 1e-45, -1e-40, 1.0 + 2**-8, 1.0 + 3 * 2**-8, 3.3895e38, float("inf"),
+         -float("inf")]
     x = torch.tensor(v).view(1, 1, -1)
     assert torch.equal(bits(hc.pack(x, "bf16", use_triton=True).data), bits(x.to(torch.bfloat16)))
     # e4m3 ties and subnormals: values around 2^-9 steps, exact halves and the clamp at 448
-    y = torch.tensor([448.0, 449.0, -470.0, 0.0, 2**-10, 3 * 2**-10, 2**-6 - 2**-11, 1.0625, 1.1875])
+    y = torch.tensor([448.0, 449.0, -470.0, 0.0, 2**-10, 3 * 2**-10, 2**-6 - 2**-11, 1.0625,
+                      1.1875])
     y = y.view(1, 1, -1)
     got = hc.pack(y, "fp8", use_triton=True)
-    assert got.scale.item() == (torch.tensor(470.0) / 448).item() and torch.equal(bits(got.data), bits(hc.pack_reference(y, "fp8").data))
+    assert got.scale.item() == (torch.tensor(470.0) / 448).item() and torch.equal(
+        bits(got.data), bits(hc.pack_reference(y, "fp8").data))
     q = torch.arange(256, dtype=torch.uint8).view(1, 1, -1).view(torch.float8_e4m3fn)  # every code
     decoded = hc.unpack(hc.Packed("fp8", q, torch.ones(1)), use_triton=True)
     torch.testing.assert_close(decoded, q.float(), rtol=0, atol=0, equal_nan=True)
@@ -76,7 +79,8 @@ def test_reference_error_within_format_bounds(shape):
 
 def handoff(seed=0) -> Handoff:
     t = tensor((1, 16, 3, 6, 10), seed)
-    return Handoff(t, SolverState("unipc", 5, 0, [t * 0.5, t * 0.25], [875.0, 812.5], t * 0.75, 2, 2))
+    return Handoff(t, SolverState("unipc", 5, 0, [t * 0.5, t * 0.25], [875.0, 812.5], t * 0.75,
+                                  2, 2))
 
 
 @pytest.mark.parametrize("codec,ratio", [("bf16", 0.5), ("fp8", 0.25)])
@@ -97,7 +101,8 @@ def test_opt_in_wire_codec_round_trips(codec, ratio):
 def test_default_handoff_stays_exact():
     h = handoff(1)
     back = Handoff.from_bytes(h.to_bytes())
-    assert torch.equal(back.latents, h.latents) and torch.equal(back.state.last_sample, h.state.last_sample)
+    assert (torch.equal(back.latents, h.latents)
+            and torch.equal(back.state.last_sample, h.state.last_sample))
 
 
 def test_without_interpreter_the_launcher_returns_the_reference(monkeypatch):

@@ -33,7 +33,8 @@ def test_importing_ours_leaves_the_hub_package_to_transformers():
 
 
 def test_every_kernels_subpackage_is_listed_in_pyproject():
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     top = ROOT / "kernels" / "reelfarm_kernels"
     found = {".".join(("reelfarm_kernels", *p.parent.relative_to(top).parts))
              for p in top.rglob("__init__.py")}

@@ -17,7 +17,8 @@ class Official:
         self.sd, self.cfg = sd, cfg
         self.dim, self.heads = cfg["dim"], cfg["num_heads"]
         d = self.dim // self.heads
-        self.freqs = torch.cat([rope_params(1024, d - 4 * (d // 6)), rope_params(1024, 2 * (d // 6)),
+        self.freqs = torch.cat([rope_params(1024, d - 4 * (d // 6)),
+                                rope_params(1024, 2 * (d // 6)),
                                 rope_params(1024, 2 * (d // 6))], dim=1)
         self.inject = {layer: j for j, layer in enumerate(cfg["audio_inject_layers"])}
 
@@ -26,8 +27,8 @@ class Official:
         return F.linear(x, self.sd[p + ".weight"], self.sd[p + ".bias"])
 
     def rms(self, x, p, eps=1e-6):
-        return (x.float() * torch.rsqrt(x.float().pow(2).mean(dim=-1, keepdim=True) + eps)).type_as(x) \
-            * self.sd[p + ".weight"]
+        return (x.float() * torch.rsqrt(x.float().pow(2).mean(dim=-1, keepdim=True)
+                                        + eps)).type_as(x) * self.sd[p + ".weight"]
 
     def conv3d(self, x, p):
         w = self.sd[p + ".weight"]
@@ -44,7 +45,8 @@ class Official:
         v = self.linear(context, p + ".v").view(b, context.shape[1], n, -1)
         if freqs is not None:
             q, k = rope_apply(q, freqs), rope_apply(k, freqs)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                             v.transpose(1, 2))
         return self.linear(out.transpose(1, 2).flatten(2), p + ".o")
 
     # -------------------------------------------------------------- CausalAudioEncoder
@@ -86,14 +88,16 @@ class Official:
         motion_lat = torch.cat([post, c2, c4], dim=1)
         t = lambda *v: torch.tensor(list(v)).unsqueeze(0)  # noqa: E731
         start = -buckets[:1].sum()
-        grid = [[t(start, 0, 0), t(start + buckets[0], lat_h // 2, lat_w // 2), t(buckets[0], lat_h // 2, lat_w // 2)]]
+        grid = [[t(start, 0, 0), t(start + buckets[0], lat_h // 2, lat_w // 2),
+                 t(buckets[0], lat_h // 2, lat_w // 2)]]
         start = -buckets[:2].sum()
         grid += [[t(start, 0, 0), t(start + buckets[1] // 2, lat_h // 4, lat_w // 4),
                   t(buckets[1], lat_h // 2, lat_w // 2)]]
         start = -buckets[:3].sum()
         grid += [[t(start, 0, 0), t(start + buckets[2] // 4, lat_h // 8, lat_w // 8),
                   t(buckets[2], lat_h // 2, lat_w // 2)]]
-        remb = rope_precompute(motion_lat.view(1, motion_lat.shape[1], self.heads, -1), grid, self.freqs)
+        remb = rope_precompute(motion_lat.view(1, motion_lat.shape[1], self.heads, -1), grid,
+                               self.freqs)
         return motion_lat, remb
 
     # -------------------------------------------------------------- WanS2VAttentionBlock
@@ -103,17 +107,21 @@ class Official:
         e = (sd[p + ".modulation"].unsqueeze(2) + e[0]).chunk(6, dim=1)
         e = [el.squeeze(1) for el in e]
         norm_x = F.layer_norm(x.float(), (self.dim,), eps=1e-6)
-        norm_x = torch.cat([norm_x[:, seg_idx[k]:seg_idx[k + 1]] * (1 + e[1][:, k:k + 1]) + e[0][:, k:k + 1]
-                            for k in range(2)], dim=1)
+        norm_x = torch.cat([norm_x[:, seg_idx[k]:seg_idx[k + 1]] * (1 + e[1][:, k:k + 1])
+                            + e[0][:, k:k + 1] for k in range(2)], dim=1)
         y = self.attention(norm_x, norm_x, p + ".self_attn", freqs)
-        x = x + torch.cat([y[:, seg_idx[k]:seg_idx[k + 1]] * e[2][:, k:k + 1] for k in range(2)], dim=1)
-        n3 = F.layer_norm(x.float(), (self.dim,), sd[p + ".norm3.weight"], sd[p + ".norm3.bias"], 1e-6)
+        x = x + torch.cat([y[:, seg_idx[k]:seg_idx[k + 1]] * e[2][:, k:k + 1] for k in range(2)],
+                          dim=1)
+        n3 = F.layer_norm(x.float(), (self.dim,), sd[p + ".norm3.weight"], sd[p + ".norm3.bias"],
+                          1e-6)
         x = x + self.attention(n3, context, p + ".cross_attn")
         norm2_x = F.layer_norm(x.float(), (self.dim,), eps=1e-6)
-        norm2_x = torch.cat([norm2_x[:, seg_idx[k]:seg_idx[k + 1]] * (1 + e[4][:, k:k + 1]) + e[3][:, k:k + 1]
-                             for k in range(2)], dim=1)
-        y = self.linear(F.gelu(self.linear(norm2_x, p + ".ffn.0"), approximate="tanh"), p + ".ffn.2")
-        return x + torch.cat([y[:, seg_idx[k]:seg_idx[k + 1]] * e[5][:, k:k + 1] for k in range(2)], dim=1)
+        norm2_x = torch.cat([norm2_x[:, seg_idx[k]:seg_idx[k + 1]] * (1 + e[4][:, k:k + 1])
+                             + e[3][:, k:k + 1] for k in range(2)], dim=1)
+        y = self.linear(F.gelu(self.linear(norm2_x, p + ".ffn.0"), approximate="tanh"),
+                        p + ".ffn.2")
+        return x + torch.cat([y[:, seg_idx[k]:seg_idx[k + 1]] * e[5][:, k:k + 1]
+                              for k in range(2)], dim=1)
 
     def after_block(self, idx, x, seq_len, audio_emb, audio_global):
         if idx not in self.inject:
@@ -149,7 +157,8 @@ class Official:
         grids = [[torch.zeros_like(grid_sizes), grid_sizes, grid_sizes]]
         ref = self.conv3d(ref_latents.unsqueeze(0), "patch_embedding")
         h, w = ref.shape[3], ref.shape[4]
-        grids += [[torch.tensor([[30, 0, 0]]), torch.tensor([[31, h, w]]), torch.tensor([[1, h, w]])]]
+        grids += [[torch.tensor([[30, 0, 0]]), torch.tensor([[31, h, w]]),
+                   torch.tensor([[1, h, w]])]]
         x = torch.cat([x, ref.flatten(2).transpose(1, 2)], dim=1)
         mask = torch.zeros([1, x.shape[1]], dtype=torch.long)
         mask[:, seq_len:] = 1
@@ -159,16 +168,20 @@ class Official:
             mot, remb = mot[:, :0], remb[:, :0]
         x = torch.cat([x, mot], dim=1)
         freqs = torch.cat([freqs, remb], dim=1)
-        mask = torch.cat([mask, 2 * torch.ones([1, x.shape[1] - mask.shape[1]], dtype=torch.long)], dim=1)
+        mask = torch.cat([mask, 2 * torch.ones([1, x.shape[1] - mask.shape[1]], dtype=torch.long)],
+                         dim=1)
         x = x + F.embedding(mask, sd["trainable_cond_mask.weight"])
         t = torch.cat([t, torch.zeros([1], dtype=t.dtype)])
-        e = self.linear(F.silu(self.linear(sinusoidal(256, t).float(), "time_embedding.0")), "time_embedding.2")
+        e = self.linear(F.silu(self.linear(sinusoidal(256, t).float(), "time_embedding.0")),
+                        "time_embedding.2")
         e0 = self.linear(F.silu(e), "time_projection.1").unflatten(1, (6, dim))
         e, zero_e0, e0 = e[:-1], e0[-1:], e0[:-1]
-        e0 = [torch.cat([e0.unsqueeze(2), zero_e0.unsqueeze(2).repeat(e0.size(0), 1, 1, 1)], dim=2), seq_len]
-        context = torch.cat([context, context.new_zeros(self.cfg["text_len"] - context.shape[0], context.shape[1])])
-        context = self.linear(F.gelu(self.linear(context[None], "text_embedding.0"), approximate="tanh"),
-                              "text_embedding.2")
+        e0 = [torch.cat([e0.unsqueeze(2), zero_e0.unsqueeze(2).repeat(e0.size(0), 1, 1, 1)], dim=2),
+              seq_len]
+        context = torch.cat([context, context.new_zeros(self.cfg["text_len"] - context.shape[0],
+                                                        context.shape[1])])
+        context = self.linear(F.gelu(self.linear(context[None], "text_embedding.0"),
+                                     approximate="tanh"), "text_embedding.2")
         for idx in range(self.cfg["num_layers"]):
             x = self.block(idx, x, e0, freqs, context)
             x = self.after_block(idx, x, seq_len, audio_emb, audio_global)
@@ -207,11 +220,15 @@ def rope_precompute(x, grid_sizes, freqs):
             seq_len = int(seq_f * seq_h * seq_w)
             if seq_len > 0:
                 if f_o >= 0:
-                    f_sam = np.linspace(f_o.item(), (t_f + f_o).item() - 1, int(seq_f)).astype(int).tolist()
+                    f_sam = np.linspace(f_o.item(), (t_f + f_o).item() - 1,
+                                        int(seq_f)).astype(int).tolist()
                 else:
-                    f_sam = np.linspace(-f_o.item(), (-t_f - f_o).item() + 1, int(seq_f)).astype(int).tolist()
-                h_sam = np.linspace(h_o.item(), (t_h + h_o).item() - 1, int(seq_h)).astype(int).tolist()
-                w_sam = np.linspace(w_o.item(), (t_w + w_o).item() - 1, int(seq_w)).astype(int).tolist()
+                    f_sam = np.linspace(-f_o.item(), (-t_f - f_o).item() + 1,
+                                        int(seq_f)).astype(int).tolist()
+                h_sam = np.linspace(h_o.item(), (t_h + h_o).item() - 1,
+                                    int(seq_h)).astype(int).tolist()
+                w_sam = np.linspace(w_o.item(), (t_w + w_o).item() - 1,
+                                    int(seq_w)).astype(int).tolist()
                 freqs_0 = freqs[0][f_sam] if f_o >= 0 else freqs[0][f_sam].conj()
                 freqs_0 = freqs_0.view(int(seq_f), 1, 1, -1)
                 sf, sh, sw = int(seq_f), int(seq_h), int(seq_w)

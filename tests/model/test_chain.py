@@ -44,7 +44,8 @@ def clip(family, folder, image, first_latent, num_latents, guidance) -> np.ndarr
     if image is None:
         out = WanPipeline.from_pretrained(folder)(**kw)
     else:
-        pipe = WanImageToVideoPipeline.from_pretrained(folder, image_encoder=None, image_processor=None)
+        pipe = WanImageToVideoPipeline.from_pretrained(folder, image_encoder=None,
+                                                       image_processor=None)
         out = pipe(image=Image.fromarray(image), **kw)
     return (out.frames[0] * 255).round().astype(np.int16)
 

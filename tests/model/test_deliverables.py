@@ -73,7 +73,8 @@ def render_cut(tmp_path, cut: Cut, scenes: dict[str, list[np.ndarray]], **option
 
 
 def test_mp4_places_gaps_as_black_frames_with_timecode_and_label(tmp_path):
-    scenes = {"a": [np.full((H, W, 3), 200, np.uint8)] * 5, "b": [np.full((H, W, 3), 120, np.uint8)] * 9}
+    scenes = {"a": [np.full((H, W, 3), 200, np.uint8)] * 5,
+              "b": [np.full((H, W, 3), 120, np.uint8)] * 9}
     cut = Cut((Slot("gap", 2), Slot("scene", 5, "a"), Slot("gap", 3), Slot("scene", 9, "b"),
                Slot("gap", 4)), start_frame=16 * 3600 + 5)
     out, written = render_cut(tmp_path, cut, scenes)
@@ -108,7 +109,8 @@ def test_sequences_sheet_and_overlay(tmp_path):
     for sid, fs in scenes.items():
         files = sorted((tmp_path / "png" / sid).glob("*.png"))
         assert [p.name for p in files] == [f"{sid}.{i:04d}.png" for i in range(1, len(fs) + 1)]
-        assert all(np.array_equal(np.asarray(Image.open(p)), f) for p, f in zip(files, fs, strict=True))
+        assert all(np.array_equal(np.asarray(Image.open(p)), f)
+                   for p, f in zip(files, fs, strict=True))
     assert set(written.sequences) == {tmp_path / "png" / "a", tmp_path / "png" / "b"}
     sheet = np.asarray(Image.open(tmp_path / "sheet.png"))
     for row, sid in enumerate(scenes):

@@ -29,7 +29,8 @@ def director(tmp_path):
 
 
 def film(n: int = 2, frames: int = 9):
-    return make_film([scene(f"s{i}", frames, seed=i) for i in range(n)], steps=4, width=32, height=32)
+    return make_film([scene(f"s{i}", frames, seed=i) for i in range(n)], steps=4, width=32,
+                     height=32)
 
 
 def test_film_renders_watch_and_frames(director):
@@ -43,7 +44,8 @@ def test_film_renders_watch_and_frames(director):
     assert (done.frames_done, done.frames_total, done.phases_done) == (18, 18, 4)
     assert done.time_to_first_frame is not None and done.time_to_first_frame > 0
     frames = list(director.frames(info.film_id, "a", timeout=10))
-    assert [(f.scene_id, f.index) for f in frames] == [(f"s{i}", k) for i in range(2) for k in range(9)]
+    assert [(f.scene_id, f.index) for f in frames] == [
+        (f"s{i}", k) for i in range(2) for k in range(9)]
     resumed = list(director.frames(info.film_id, "a", scene_id="s1", index=7, timeout=10))
     assert [(f.scene_id, f.index, f.film_index) for f in resumed] == [("s1", 7, 16), ("s1", 8, 17)]
     video = probe_video(director.mp4_path(info.film_id, "a"))

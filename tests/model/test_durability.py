@@ -34,7 +34,8 @@ def reference() -> np.ndarray:
 
 
 def archived(director, film_id: str) -> np.ndarray:
-    return np.stack([np.asarray(Image.open(f.path)) for f in director.frames(film_id, "a", timeout=30)])
+    return np.stack([np.asarray(Image.open(f.path))
+                     for f in director.frames(film_id, "a", timeout=30)])
 
 
 def crash_after(paths, phases: int) -> str:
@@ -147,6 +148,7 @@ def test_finished_films_and_their_frames_survive_a_restart(paths):
         assert again.state == FilmState.SUCCEEDED and again.frames_done == FILM.num_frames
         assert np.array_equal(archived(d2, info.film_id), reference())
         assert Path(d2.mp4_path(info.film_id, "a")).is_file()
-        assert [e.seq for e in d2.watch(info.film_id, "a", timeout=5)][-1] == len(events_of(d2, info.film_id))
+        assert ([e.seq for e in d2.watch(info.film_id, "a", timeout=5)][-1]
+                == len(events_of(d2, info.film_id)))
     finally:
         d2.stop()

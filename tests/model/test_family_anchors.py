@@ -81,7 +81,8 @@ def noise(family: str, scene_id: str, seed: int, latents: int, first: int = 0, p
     own = initial_noise(seed, scene_id, latents, *shape, first_frame=first)
     if not prefix:
         return own
-    return torch.cat([initial_noise(seed, f"{scene_id}/prefix@{first}", prefix, *shape), own], dim=2)
+    return torch.cat([initial_noise(seed, f"{scene_id}/prefix@{first}", prefix, *shape), own],
+                     dim=2)
 
 
 def pil(frames) -> list[Image.Image]:
@@ -107,7 +108,8 @@ def test_vace_clip_with_control_mask_references_and_end_frames_equals_diffusers(
     mask = np.zeros((H, W, 3), np.uint8)
     mask[:, W // 2:] = 255  # generate the right half, keep the control video's left half
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    for name, (w, h, seed) in {"a": (40, 24, 2), "b": (16, 32, 3), "s": (W, H, 4), "e": (W, H, 5)}.items():
+    for name, (w, h, seed) in {"a": (40, 24, 2), "b": (16, 32, 3), "s": (W, H, 4),
+                               "e": (W, H, 5)}.items():
         write_image(tmp_path / f"{name}.png", w, h, seed)
     scene = {"id": "v", "prompt": "a fox in the snow", "frames": n, "seed": 3, "guidance": 5.0,
              "negative_prompt": "", "control_video": "depth.webm", "mask": "mask.png",
@@ -177,7 +179,8 @@ def test_i2v_first_and_last_frame_equals_diffusers(tiny_dirs, tmp_path, monkeypa
     farm, clips = render(tmp_path, monkeypatch, folder, scene)
     pipe, final = WanImageToVideoPipeline.from_pretrained(folder, image_encoder=None,
                                                           image_processor=None), Final()
-    first, last = (Image.fromarray(decode_image(str(tmp_path / f), (W, H))) for f in ("s.png", "e.png"))
+    first, last = (Image.fromarray(decode_image(str(tmp_path / f), (W, H)))
+                   for f in ("s.png", "e.png"))
     out = pipe(image=first, last_image=last, prompt="a boat", negative_prompt="", height=H, width=W,
                num_frames=9, num_inference_steps=STEPS, guidance_scale=3.5, guidance_scale_2=3.5,
                latents=noise("i2v-a14b", "f", 2, 3), callback_on_step_end=final, output_type="np")

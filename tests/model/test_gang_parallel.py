@@ -42,7 +42,8 @@ def test_a_degree_that_does_not_divide_the_heads_is_rejected():
     from farm.model.worker import TorchWorker
 
     order = orders("t2v-a14b", (1, 3, 0, "127.0.0.1:1"))[0]  # the tiny model has 2 heads
-    with pytest.raises(ValueError, match="Ulysses degree 3 must divide the 2 attention heads.*1, 2"):
+    with pytest.raises(ValueError,
+                       match="Ulysses degree 3 must divide the 2 attention heads.*1, 2"):
         TorchWorker(resolve_model("tiny")).denoise_steps(order, None, None, None)
 
 

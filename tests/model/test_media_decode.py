@@ -105,7 +105,8 @@ def test_urls_are_read_through_fsspec(tmp_path):
 
     with fsspec.open("memory://refs/i.png", "wb") as f:
         f.write(src.read_bytes())
-    assert np.array_equal(decode_image("memory://refs/i.png", (8, 8)), decode_image(str(src), (8, 8)))
+    assert np.array_equal(decode_image("memory://refs/i.png", (8, 8)),
+                          decode_image(str(src), (8, 8)))
 
 
 def test_audio_is_resampled_and_aligned_to_frames(tmp_path):
@@ -128,5 +129,6 @@ def test_audio_is_resampled_and_aligned_to_frames(tmp_path):
 def test_dali_module_stands_alone():
     """dali_decode.py runs where the farm is not installed: numpy and DALI only."""
     src = (ROOT / "farm/media/dali_decode.py").read_text()
-    imports = [line.split()[1] for line in src.splitlines() if line.startswith(("import ", "from "))]
+    imports = [line.split()[1] for line in src.splitlines()
+               if line.startswith(("import ", "from "))]
     assert set(imports) <= {"__future__", "json", "sys", "numpy"}

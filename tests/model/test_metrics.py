@@ -66,7 +66,8 @@ def test_metrics_follow_a_real_render(farm):
     plan = plan_film(FILM)
     assert value(after, "reelfarm_frames_delivered_total") == FILM.num_frames
     planned = len(plan.units) * len(plan.phases)
-    finished = sum(value(after, "reelfarm_phases_finished_total", expert=e) for e in ("high", "low"))
+    finished = sum(value(after, "reelfarm_phases_finished_total", expert=e)
+                   for e in ("high", "low"))
     assert finished == planned
     assert value(after, "reelfarm_films_finished_total", state="SUCCEEDED") == 1
     assert value(after, "reelfarm_films", state="SUCCEEDED") == 1

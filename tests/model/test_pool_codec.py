@@ -41,7 +41,8 @@ def orders() -> list[DenoiseOrder]:
     out = []
     for ph in phases(timesteps("unipc", STEPS, 12.0), (0.875,)):
         expert = REF.experts[ph.expert]
-        out.append(DenoiseOrder("f", "t", "s/0", "s", REF, SEED, expert, 4.0 if expert == "high" else 3.0,
+        out.append(DenoiseOrder("f", "t", "s/0", "s", REF, SEED, expert,
+                                4.0 if expert == "high" else 3.0,
                                 ph.start, ph.stop, Window(0, F), (Window(0, F),), 0, False))
     return out
 
@@ -83,7 +84,8 @@ def run_film(worker: TorchWorker, embeds, tmp_path, codec: str, resume: bool = F
 def setup():
     worker = TorchWorker(resolve_model("tiny"))
     tok, enc = worker.loader.text()
-    return worker, encode_prompts(tok, enc, "a red fox runs through snow", "blurry", 512, with_negative=True)
+    return worker, encode_prompts(tok, enc, "a red fox runs through snow", "blurry", 512,
+                                  with_negative=True)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,8 @@ def alone(setup):
 
 
 def frames(worker: TorchWorker, latents: torch.Tensor) -> np.ndarray:
-    return np.concatenate([to_uint8(c) for c in StreamingDecoder(worker.loader.vae()).decode(latents)])
+    return np.concatenate([to_uint8(c)
+                           for c in StreamingDecoder(worker.loader.vae()).decode(latents)])
 
 
 def test_exact_is_todays_handoff_and_output(setup, alone, tmp_path):
@@ -118,7 +121,8 @@ def test_lossy_codec_shrinks_the_wire_and_stays_within_its_bounds(setup, alone, 
     handoff_err = 0.0
     for a, b in zip(_tensors(got), _tensors(want), strict=True):
         # per channel: roundoff of the value, plus (fp8) half a subnormal step of the scale
-        floor = b.abs().amax(dim=(0, 2, 3, 4), keepdim=True) / 448 * 2**-10 if codec == "fp8" else 0.0
+        floor = (b.abs().amax(dim=(0, 2, 3, 4), keepdim=True) / 448 * 2**-10 if codec == "fp8"
+                 else 0.0)
         assert ((a - b).abs() <= (roundoff + 2**-20) * b.abs() + floor).all()
         handoff_err = max(handoff_err, (a - b).abs().max().item())
     final_err = (done.latents - alone[1].latents).abs().max().item()
@@ -136,7 +140,8 @@ def test_a_resumed_phase_reads_what_the_live_one_read(setup, tmp_path):
 
 def test_a_bad_codec_names_the_field_and_the_allowed_values():
     with pytest.raises(ValidationError) as err:
-        ServingConfig(models=["tiny"], pools=[{"name": "All", "holds": ["high", "low", "text", "vae"],
+        ServingConfig(models=["tiny"], pools=[{"name": "All",
+                                               "holds": ["high", "low", "text", "vae"],
                                                "handoff_codec": "fp16"}])
     text = str(err.value)
     assert "handoff_codec" in text and "'exact', 'bf16' or 'fp8'" in text
@@ -152,8 +157,8 @@ def test_the_executors_codec_passes_handoffs_on_as_a_pool_does():
 
     g = torch.Generator().manual_seed(0)
     h = Handoff(torch.randn(1, 4, 2, 3, 3, generator=g),
-                SolverState("unipc", 3, 0, [torch.randn(1, 4, 2, 3, 3, generator=g)] * 2, [1.0, 2.0],
-                            torch.randn(1, 4, 2, 3, 3, generator=g), 2, 2))
+                SolverState("unipc", 3, 0, [torch.randn(1, 4, 2, 3, 3, generator=g)] * 2,
+                            [1.0, 2.0], torch.randn(1, 4, 2, 3, 3, generator=g), 2, 2))
     assert HandoffCodec().wire(h, final=False) is h
     assert HandoffCodec("fp8").wire(h, final=True) is h  # latents for the decoder: exact
     wire = HandoffCodec("bf16").wire(h, final=False)
@@ -179,8 +184,9 @@ def test_overlapping_windows_stay_identical_on_shared_frames_across_a_lossy_hand
     states = [None] * len(windows)
     for ph in phases(timesteps("unipc", 6, 12.0), (0.875,)):
         expert = ref.experts[ph.expert]
-        orders = tuple(DenoiseOrder("f", "t", f"s/{k}", "s", ref, SEED, expert, 3.0, ph.start, ph.stop,
-                                    w, windows, k, False) for k, w in enumerate(windows))
+        orders = tuple(DenoiseOrder("f", "t", f"s/{k}", "s", ref, SEED, expert, 3.0, ph.start,
+                                    ph.stop, w, windows, k, False)
+                       for k, w in enumerate(windows))
         states = [received(to_wire(s, codec, final=ph.stop == 6))
                   for s in run_gang(workers, orders, embeds, states, None)]
     for k in range(len(windows) - 1):  # neighbours k, k + 1 on the frames they share

@@ -39,18 +39,21 @@ def official_keys(layers: int, injectors: int) -> set[str]:
     for p in ("patch_embedding", "cond_encoder", "text_embedding.0", "text_embedding.2",
               "time_embedding.0", "time_embedding.2", "time_projection.1", "head.head",
               "frame_packer.proj", "frame_packer.proj_2x", "frame_packer.proj_4x",
-              *(f"casual_audio_encoder.encoder.{c}.conv" for c in ("conv1_local", "conv1_global", "conv2", "conv3")),
+              *(f"casual_audio_encoder.encoder.{c}.conv"
+                for c in ("conv1_local", "conv1_global", "conv2", "conv3")),
               "casual_audio_encoder.encoder.final_linear"):
         keys |= wb(p)
 
     def attention(p):
-        return set().union(*(wb(f"{p}.{x}") for x in "qkvo")) | {f"{p}.norm_q.weight", f"{p}.norm_k.weight"}
+        return set().union(*(wb(f"{p}.{x}") for x in "qkvo")) | {f"{p}.norm_q.weight",
+                                                                 f"{p}.norm_k.weight"}
     for i in range(layers):
         b = f"blocks.{i}"
         keys |= {f"{b}.modulation"} | attention(f"{b}.self_attn") | attention(f"{b}.cross_attn")
         keys |= wb(f"{b}.norm3") | wb(f"{b}.ffn.0") | wb(f"{b}.ffn.2")
     for j in range(injectors):
-        keys |= attention(f"audio_injector.injector.{j}") | wb(f"audio_injector.injector_adain_layers.{j}.linear")
+        keys |= (attention(f"audio_injector.injector.{j}")
+                 | wb(f"audio_injector.injector_adain_layers.{j}.linear"))
     return keys
 
 
@@ -91,7 +94,8 @@ def test_forward_equals_the_official_forward(first_clip, pose):
     with torch.no_grad():
         for p in ours.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    official = Official({to_official(k): v for k, v in ours.state_dict().items()}, official_config(TINY))
+    official = Official({to_official(k): v for k, v in ours.state_dict().items()},
+                        official_config(TINY))
     x, ctx = torch.randn(16, 5, 8, 8, generator=g), torch.randn(9, 32, generator=g)
     ref, motion = torch.randn(16, 1, 8, 8, generator=g), torch.randn(16, 19, 8, 8, generator=g)
     audio, t = torch.randn(1, 3, 8, 20, generator=g), torch.tensor([613.0])
@@ -119,7 +123,8 @@ def test_unsupported_official_options_are_refused():
     from farm.model.s2v.weights import config_from_official
 
     with pytest.raises(ValueError, match="enable_motioner"):
-        config_from_official({"model_type": "s2v", "enable_motioner": True, "enable_framepack": False})
+        config_from_official({"model_type": "s2v", "enable_motioner": True,
+                              "enable_framepack": False})
 
 
 def test_audio_buckets_follow_the_official_sampler():
@@ -131,7 +136,8 @@ def test_audio_buckets_follow_the_official_sampler():
     count = 80 * 2
     times = np.linspace(0, count / 16, count, endpoint=False)
     index = np.round(times * 30).astype(int)
-    want = torch.stack([feats[:, i] if i < 50 else torch.zeros(3, 8) for i in index])  # (n, layers, C)
+    # (n, layers, C)
+    want = torch.stack([feats[:, i] if i < 50 else torch.zeros(3, 8) for i in index])
     got = frame_buckets(feats, 16, 0, count)
     assert got.shape == (1, 3, 8, count)
     assert torch.equal(got[0].permute(2, 0, 1), want)
@@ -209,7 +215,8 @@ def rendered(tiny_dirs, tmp_path_factory, request):
         return real(vae, features, fps, first, n, history, *rest)
 
     def record_phase(self, order, *args, **kw):
-        phases.append((order.segment_id, order.expert, order.start_step, order.stop_step, order.window))
+        phases.append((order.segment_id, order.expert, order.start_step, order.stop_step,
+                       order.window))
         return steps(self, order, *args, **kw)
     mp = pytest.MonkeyPatch()
     mp.setattr(cond, "clip_condition", record)
@@ -250,7 +257,8 @@ def official_loop(folder: str, tmp: Path) -> np.ndarray:
     embeds = encode_prompts(tok, enc, PROMPT, NEG, 512, True)
     extractor, wav2vec = loader.audio_encoder()
     samples = decode_audio(str(tmp / "vo.flac"), 16000).mean(axis=0)
-    feats = scene_features(vae, extractor, wav2vec, decode_image(str(tmp / "ref.png")), samples, 16, H, W)
+    feats = scene_features(vae, extractor, wav2vec, decode_image(str(tmp / "ref.png")), samples,
+                           16, H, W)
     ref = feats["ref"]
     audio_emb = frame_buckets(feats["audio"], 16, 0, 160)
     history = torch.zeros(1, 3, 73, H, W)

@@ -48,8 +48,8 @@ def test_split_expert_equals_single_process(solver, tiny_dirs):
     high, low = phases(timesteps(solver, STEPS, 12.0), (0.875,))
 
     # Process A: high-noise expert only; the handoff leaves as bytes.
-    handoff = run_phase(a.expert("high"), a.scheduler(solver, 12.0), order("high", *span(high), solver),
-                        embeds, noise, None, NoExchange())
+    handoff = run_phase(a.expert("high"), a.scheduler(solver, 12.0),
+                        order("high", *span(high), solver), embeds, noise, None, NoExchange())
     wire = handoff.to_bytes()
     # Process B: a separately constructed loader that never loads the high expert.
     b = ModelLoader(resolve_model(folder))
@@ -64,8 +64,8 @@ def test_split_expert_equals_single_process(solver, tiny_dirs):
         amnesic = Handoff(resumed.latents, SolverState("unipc", low.start, 0,
                                                        model_outputs=[None, None],
                                                        timestep_list=[None, None]))
-        wrong = run_phase(b.expert("low"), b.scheduler(solver, 12.0), order("low", *span(low), solver),
-                          embeds, None, amnesic, NoExchange())
+        wrong = run_phase(b.expert("low"), b.scheduler(solver, 12.0),
+                          order("low", *span(low), solver), embeds, None, amnesic, NoExchange())
         assert (wrong.latents - ref).abs().max().item() > 1e-3
 
 
@@ -79,6 +79,7 @@ def test_handoff_bytes_round_trip_exactly():
     back = Handoff.from_bytes(h.to_bytes())
     assert torch.equal(back.latents, t) and torch.equal(back.state.model_outputs[0], t * 2)
     assert back.state.model_outputs[1] is None and torch.equal(back.state.last_sample, t * 3)
-    assert (back.state.step_index, back.state.timestep_list, back.state.this_order) == (4, [875.0, None], 2)
+    assert (back.state.step_index, back.state.timestep_list, back.state.this_order) == (
+        4, [875.0, None], 2)
     with pytest.raises(ValueError, match="not a reelfarm handoff"):
         Handoff.from_bytes(b"not a handoff")

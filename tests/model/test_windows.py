@@ -85,8 +85,8 @@ def test_sharded_windows_equal_centralised(num_latent, window, overlap, embeds):
     for w, part in zip(windows, parts, strict=True):
         assert (part - full[:, :, w.start:w.stop]).abs().max().item() <= 1e-5
     # Neighbours hold bit-identical values on the frames they share.
-    for (a, pa), (b, pb) in zip(zip(windows, parts, strict=True), list(zip(windows, parts, strict=True))[1:],
-                                strict=False):
+    for (a, pa), (b, pb) in zip(zip(windows, parts, strict=True),
+                                list(zip(windows, parts, strict=True))[1:], strict=False):
         assert torch.equal(pa[:, :, b.start - a.start:], pb[:, :, :a.stop - b.start])
 
 

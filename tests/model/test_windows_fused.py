@@ -58,7 +58,8 @@ def test_fused_step_equals_blend_then_diffusers_step(solver, num_latent, window,
                                                      embeds, monkeypatch):
     calls = []
     fused_step = phase.scheduler_step
-    monkeypatch.setattr(phase, "scheduler_step", lambda *a, **k: calls.append(1) or fused_step(*a, **k))
+    monkeypatch.setattr(phase, "scheduler_step",
+                        lambda *a, **k: calls.append(1) or fused_step(*a, **k))
     fused = sharded(solver, num_latent, window, overlap, embeds, stop)
     windows = len(plan_windows(num_latent, window, overlap))
     assert len(calls) == windows * stop  # every window, every step

@@ -28,9 +28,12 @@ def test_worker_frames_are_diffusers_postprocess_in_8_bit():
     order = DecodeOrder("f", "t", "s", ref, (("s/0", 0, L),), frame_start=0, drop_frames=0,
                         condition_frames=0)
     got: list[tuple[int, np.ndarray]] = []
-    worker.decode(order, [Handoff(z, SolverState("unipc", 4, 0))], lambda s, i, f: got.append((i, f)))
-    video = torch.cat(list(StreamingDecoder(worker.loader.vae()).decode(z)), dim=2)  # (1, 3, 9, H, W)
-    want = np.round(VideoProcessor().postprocess_video(video, output_type="np")[0] * 255).astype(np.uint8)
+    worker.decode(order, [Handoff(z, SolverState("unipc", 4, 0))],
+                  lambda s, i, f: got.append((i, f)))
+    # (1, 3, 9, H, W)
+    video = torch.cat(list(StreamingDecoder(worker.loader.vae()).decode(z)), dim=2)
+    want = np.round(VideoProcessor().postprocess_video(video, output_type="np")[0] * 255).astype(
+        np.uint8)
     frames = np.stack([f for _, f in got])
     assert [i for i, _ in got] == list(range(9)) and frames.dtype == np.uint8
     assert int(frames.max()) - int(frames.min()) > 100

@@ -42,8 +42,10 @@ def ray_app(tmp_path_factory):
     import torch
 
     threads = torch.get_num_threads()
-    pools = [PoolConfig(name="High", holds=["high"], replicas=2, num_cpus=0.25, torch_threads=threads),
-             PoolConfig(name="Low", holds=["low"], replicas=2, num_cpus=0.25, torch_threads=threads),
+    pools = [PoolConfig(name="High", holds=["high"], replicas=2, num_cpus=0.25,
+                        torch_threads=threads),
+             PoolConfig(name="Low", holds=["low"], replicas=2, num_cpus=0.25,
+                        torch_threads=threads),
              PoolConfig(name="Decode", holds=["vae", "text"], replicas=2, num_cpus=0.25,
                         torch_threads=threads)]
     # Gangs inside a segment for 48x48 films only: CFG parallel (a table with 1 head allows
@@ -53,8 +55,9 @@ def ray_app(tmp_path_factory):
                                                       seconds={1: 100.0}, pred_bytes=1e4)],
                          min_efficiency=0.5)
     cfg = ServingConfig(models=["tiny"], artifacts=str(tmp_path_factory.mktemp("ray-artifacts")),
-                        pools=pools, director=DirectorSettings(liveness_timeout_s=3.0, num_cpus=0.25,
-                                                               gangs=gangs))
+                        pools=pools,
+                        director=DirectorSettings(liveness_timeout_s=3.0, num_cpus=0.25,
+                                                  gangs=gangs))
     from ray.serve.config import gRPCOptions
 
     serve.start(http_options={"host": "127.0.0.1", "port": _free_port()},

@@ -189,5 +189,6 @@ def test_grpc_api_through_the_serve_proxy(ray_app):
             client.call("CreateFilm", bad)  # the server's validation, not the SDK's
         assert any(field == "film.width" for field, _ in info.value.violations)
     with grpc.insecure_channel(target) as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                          timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING

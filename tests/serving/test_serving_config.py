@@ -32,7 +32,8 @@ def test_pools_of_a_one_model_config_belong_to_that_model():
 
 
 @pytest.mark.parametrize("args, message", [
-    ({"models": ["toy", "tiny"], "pools": [{"name": "All", "holds": ["high", "low", "vae", "text"]}]},
+    ({"models": ["toy", "tiny"],
+      "pools": [{"name": "All", "holds": ["high", "low", "vae", "text"]}]},
      "pool All: give its `model` (one of toy, tiny)"),
     ({"models": ["toy"], "pools": [{"name": "All", "model": "tiny", "holds": ["high"]}]},
      "pool All: model 'tiny' is not served"),

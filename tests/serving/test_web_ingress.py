@@ -42,7 +42,8 @@ def test_web_monitor_through_the_serve_http_proxy(ray_app):
     assert film_id in [f["id"] for f in call(base, "api/v1/films")[1]]
 
     # The Gantt chart's bars: every phase on a replica of the pool holding its expert.
-    events = [d for kind, _, d in sse(base, f"api/v1/films/{film_id}/events", None) if kind == "event"]
+    events = [d for kind, _, d in sse(base, f"api/v1/films/{film_id}/events", None)
+              if kind == "event"]
     phases = [e for e in events if e["kind"] == "phase"]
     assert len(phases) == 4 and all(e["duration"] > 0 for e in phases)
     pools = call(base, "api/v1/pools")[1]
@@ -51,14 +52,16 @@ def test_web_monitor_through_the_serve_http_proxy(ray_app):
     for e in phases:  # replicas advertise "<model>/<part>"
         assert e["worker_ids"] and all(f"tiny/{e['expert']}" in holds[pool_of[w]]
                                        for w in e["worker_ids"]), e
-    assert holds == {"High": ["tiny/high"], "Low": ["tiny/low"], "Decode": ["tiny/text", "tiny/vae"]}
+    assert holds == {"High": ["tiny/high"], "Low": ["tiny/low"],
+                     "Decode": ["tiny/text", "tiny/vae"]}
     # 2 + 2 + 2 replicas; an earlier test may have killed one, whose successor registers
     # under a new id: slots per expert are those of the live workers of its pool.
     alive = {p: len([w for w in pools["workers"] if w["pool"] == p and w["alive"]]) for p in holds}
     assert all(1 <= alive[p] <= 2 for p in ("High", "Low", "Decode")), alive
     assert pools["split"]["pool_slots"] == {"high": alive["High"], "low": alive["Low"]}
 
-    frames = [d for kind, _, d in sse(base, f"api/v1/films/{film_id}/frames", None) if kind == "frame"]
+    frames = [d for kind, _, d in sse(base, f"api/v1/films/{film_id}/frames", None)
+              if kind == "frame"]
     assert [f["film_index"] for f in frames] == list(range(18))
     assert Image.open(io.BytesIO(base64.b64decode(frames[0]["data"]))).size == (32, 32)
     status, headers, mp4 = request(base, f"api/v1/films/{film_id}/mp4")

@@ -33,7 +33,8 @@ def test_mentions_are_whole_words_of_name_or_id(text, who):
 
 
 def test_explicit_cast_counts_even_unnamed():
-    assert [c.id for c in named([MIRA, HARBOR], ["she climbs"], cast=["old_harbor"])] == ["old_harbor"]
+    assert [c.id for c in named([MIRA, HARBOR], ["she climbs"], cast=["old_harbor"])] == [
+        "old_harbor"]
     assert mentions("Mira", MIRA) and not mentions("Mirador", MIRA)
 
 
@@ -144,7 +145,8 @@ def test_rendering_reads_only_the_prompt_of_the_story_fields():
     # Animate); a text-to-video storyboard from `direct` names none (see to_yaml).
     data["scenes"] = [{k: v for k, v in s.items() if k != "references"} for s in data["scenes"]]
     plain = {k: v for k, v in data.items() if k not in ("characters", "direct")}
-    plain["scenes"] = [{k: v for k, v in s.items() if k not in ("original_prompt", "cast", "references")}
+    plain["scenes"] = [{k: v for k, v in s.items()
+                        if k not in ("original_prompt", "cast", "references")}
                        for s in data["scenes"]]
     with_story = resolve_film(parse_storyboard(data), T2V_A14B)
     assert with_story == resolve_film(parse_storyboard(plain), T2V_A14B)

@@ -27,7 +27,8 @@ characters:
 def answer(name: str, schema: dict, messages: list[dict]) -> dict:
     """What a cooperative model would write, taken from the schema it was sent."""
     if name == "characters":
-        return {"characters": [{"id": "tomas", "name": "Tomas", "description": "a boy in a red coat"},
+        return {"characters": [{"id": "tomas", "name": "Tomas",
+                                "description": "a boy in a red coat"},
                                {"id": "tomas", "name": "Tom", "description": "his dog"}]}
     if name == "shots":
         scenes = schema["properties"]["scenes"]["prefixItems"]

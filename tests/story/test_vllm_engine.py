@@ -95,7 +95,8 @@ def test_a_storyboard_that_opts_in_is_extended_and_gets_the_bible(tiny_llm, tmp_
     src = tmp_path / "short.yaml"
     prompts = ["Mira climbs the lighthouse stairs", "a ship fights the waves near the harbor",
                "gulls circle in the wind"]
-    scenes = "".join(f"  - {{id: s{i}0, prompt: {p}, frames: 9}}\n" for i, p in enumerate(prompts, 1))
+    scenes = "".join(f"  - {{id: s{i}0, prompt: {p}, frames: 9}}\n"
+                     for i, p in enumerate(prompts, 1))
     src.write_text("title: Storm\nfps: 16\nwidth: 64\nheight: 64\nmodel: tiny\n"
                    "direct: {extend_prompts: true}\ncharacters:\n"
                    + "".join("  " + line + "\n" for line in

@@ -11,7 +11,8 @@ from farm.toy import data, metrics
 
 
 def pan(frames: int = 41, start=(12.0, 30.0), direction: str = "right") -> np.ndarray:
-    s = dataclasses.replace(data.Scene("red", "circle", direction, "slowly", ("blue",)), start=start)
+    s = dataclasses.replace(data.Scene("red", "circle", direction, "slowly", ("blue",)),
+                            start=start)
     return data.render(s, frames)
 
 

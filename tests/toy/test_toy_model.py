@@ -13,7 +13,8 @@ from farm.toy import data
 
 pytestmark = pytest.mark.model
 SMOKE = ["--vae-steps", "2", "--dit-steps", "2", "--decoder-steps", "2", "--clips", "16"]
-PARTS = ("transformer/diffusion_pytorch_model.safetensors", "transformer_2/diffusion_pytorch_model.safetensors",
+PARTS = ("transformer/diffusion_pytorch_model.safetensors",
+         "transformer_2/diffusion_pytorch_model.safetensors",
          "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors")
 
 
@@ -38,7 +39,8 @@ def test_smoke_training_writes_a_loadable_two_expert_folder(smoke):
     assert high.config.num_layers == low.config.num_layers == 4
     tok, _ = loader.text()
     assert tok.unk_token_id not in tok("a red circle moves left on a blue background").input_ids
-    clips = render(str(smoke), [{"id": "a", "prompt": "a red circle moves left on a blue background",
+    clips = render(str(smoke), [{"id": "a",
+                                 "prompt": "a red circle moves left on a blue background",
                                  "frames": 17, "seed": 1}], steps=2)
     assert clips["a"].shape == (17, 64, 64, 3)
 
@@ -49,7 +51,8 @@ def test_smoke_training_is_reproducible(smoke, tmp_path):
         assert (tmp_path / part).read_bytes() == (smoke / part).read_bytes(), part
 
 
-def test_a_run_resumed_after_its_experts_ends_with_the_weights_of_one_that_never_stopped(smoke, tmp_path):
+def test_a_run_resumed_after_its_experts_ends_with_the_weights_of_one_that_never_stopped(
+        smoke, tmp_path):
     """A folder whose record ends at the expert phase (a run stopped in step 4) continues
     with `--resume` and its step count: only the decoder trains; the bytes equal the smoke run's."""
     import json
@@ -69,13 +72,16 @@ def test_a_run_resumed_after_its_experts_ends_with_the_weights_of_one_that_never
     for part in PARTS:
         assert (tmp_path / part).read_bytes() == (smoke / part).read_bytes(), part
     after = load_file(tmp_path / vae)
-    assert all(after[k].equal(v) for k, v in before.items() if k.startswith(("encoder.", "quant_conv.")))
+    assert all(after[k].equal(v) for k, v in before.items()
+               if k.startswith(("encoder.", "quant_conv.")))
     assert not all(after[k].equal(v) for k, v in before.items() if k.startswith("decoder."))
-    with pytest.raises(SystemExit, match="already records 2 expert steps and 2 decoder steps: nothing to resume"):
+    with pytest.raises(SystemExit, match="already records 2 expert steps and 2 decoder steps: "
+                                         "nothing to resume"):
         main(["models", "train-toy", str(tmp_path), *SMOKE, "--resume"])
 
 
-def test_more_expert_steps_on_a_finished_folder_equal_a_run_that_trained_them_at_once(smoke, tmp_path):
+def test_more_expert_steps_on_a_finished_folder_equal_a_run_that_trained_them_at_once(
+        smoke, tmp_path):
     """Step 3 continues from train_state.pt after step 4 (which depends on the VAE alone):
     1 expert step, the decoder, 1 more = the smoke run's 2 expert steps then the decoder."""
     import json
@@ -90,7 +96,8 @@ def test_more_expert_steps_on_a_finished_folder_equal_a_run_that_trained_them_at
     with pytest.raises(SystemExit, match="--dit-steps 1 is fewer than the 2 expert steps done"):
         main(["models", "train-toy", str(tmp_path), *one, "--dit-steps", "1", "--resume"])
     (tmp_path / "train_state.pt").unlink()
-    with pytest.raises(SystemExit, match="train_state.pt does not exist, so step 3 cannot continue"):
+    with pytest.raises(SystemExit,
+                       match="train_state.pt does not exist, so step 3 cannot continue"):
         main(["models", "train-toy", str(tmp_path), *one, "--dit-steps", "3", "--resume"])
 
 
@@ -106,7 +113,8 @@ def test_two_workers_train_a_loadable_folder_reproducibly(tmp_path):
     for out in runs:
         assert main(["models", "train-toy", str(out), *SMOKE, "--workers", "2"]) == 0
     assert resolve_model(str(runs[0])).family == "t2v-a14b"
-    for part in ("transformer_2/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"):
+    for part in ("transformer_2/diffusion_pytorch_model.safetensors",
+                 "vae/diffusion_pytorch_model.safetensors"):
         assert (runs[0] / part).read_bytes() == (runs[1] / part).read_bytes(), part
 
 
@@ -118,8 +126,8 @@ def test_killed_training_takes_its_worker_processes_with_it(tmp_path):
 
     import psutil
 
-    cmd = [str(Path(sys.executable).parent / "reelfarm"), "models", "train-toy", str(tmp_path / "m"),
-           "--vae-steps", "100000", "--dit-steps", "1", "--workers", "2"]
+    cmd = [str(Path(sys.executable).parent / "reelfarm"), "models", "train-toy",
+           str(tmp_path / "m"), "--vae-steps", "100000", "--dit-steps", "1", "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:  # training has begun: both ranks are past start-up
         if "vae step 0" in line:
@@ -151,18 +159,22 @@ def test_text_use_rows_swap_one_word_and_score_every_kind(smoke):
     assert text_rows(str(smoke), data.held_out_scenes(0, 3), draws=1) == rows
 
 
-def test_more_decoder_steps_on_a_finished_folder_equal_a_run_that_trained_them_at_once(smoke, tmp_path):
+def test_more_decoder_steps_on_a_finished_folder_equal_a_run_that_trained_them_at_once(
+        smoke, tmp_path):
     """Step 4 continues from decoder_state.pt (--dit-steps as done: no expert step):
     1 decoder step, then 1 more = the smoke run's 2."""
     few = ["--vae-steps", "2", "--dit-steps", "2", "--clips", "16"]
     assert main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "1"]) == 0
-    with pytest.raises(SystemExit, match="--decoder-steps 0 is fewer than the 1 decoder steps done"):
+    with pytest.raises(SystemExit,
+                       match="--decoder-steps 0 is fewer than the 1 decoder steps done"):
         main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "0", "--resume"])
     (tmp_path / "decoder_state.pt").rename(tmp_path / "kept.pt")
-    with pytest.raises(SystemExit, match="decoder_state.pt does not exist, so step 4 cannot continue"):
+    with pytest.raises(SystemExit,
+                       match="decoder_state.pt does not exist, so step 4 cannot continue"):
         main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "2", "--resume"])
     (tmp_path / "kept.pt").rename(tmp_path / "decoder_state.pt")
-    assert main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "2", "--resume"]) == 0
+    assert main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "2",
+                 "--resume"]) == 0
     for part in PARTS:
         assert (tmp_path / part).read_bytes() == (smoke / part).read_bytes(), part
 
@@ -181,13 +193,16 @@ def test_a_decoder_restart_trains_only_the_decoder_on_from_its_weights(smoke, tm
     few = ["--vae-steps", "2", "--dit-steps", "2", "--clips", "16"]
     with pytest.raises(SystemExit, match="--decoder-restart needs --resume and --decoder-steps"):
         main(["models", "train-toy", str(tmp_path), *few, "--decoder-restart"])
-    with pytest.raises(SystemExit, match="--decoder-restart needs --decoder-steps larger than the 2 decoder steps"):
-        main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "2", "--resume", "--decoder-restart"])
+    with pytest.raises(SystemExit, match="--decoder-restart needs --decoder-steps larger than "
+                                         "the 2 decoder steps"):
+        main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "2", "--resume",
+              "--decoder-restart"])
     assert main(["models", "train-toy", str(tmp_path), *few, "--decoder-steps", "3", "--resume",
                  "--decoder-restart"]) == 0
     vae = "vae/diffusion_pytorch_model.safetensors"
     before, after = load_file(smoke / vae), load_file(tmp_path / vae)
-    assert all(after[k].equal(v) for k, v in before.items() if k.startswith(("encoder.", "quant_conv.")))
+    assert all(after[k].equal(v) for k, v in before.items()
+               if k.startswith(("encoder.", "quant_conv.")))
     assert not all(after[k].equal(v) for k, v in before.items() if k.startswith("decoder."))
     for part in PARTS[:2] + PARTS[3:]:
         assert (tmp_path / part).read_bytes() == (smoke / part).read_bytes(), part
@@ -209,12 +224,15 @@ def test_an_expert_restart_trains_the_experts_on_from_their_weights(smoke, tmp_p
     (tmp_path / "a" / "train_state.pt").unlink()
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     few = ["--vae-steps", "2", "--clips", "16", "--resume"]
-    with pytest.raises(SystemExit, match="train_state.pt does not exist, so step 3 cannot continue"):
+    with pytest.raises(SystemExit,
+                       match="train_state.pt does not exist, so step 3 cannot continue"):
         main(["models", "train-toy", str(tmp_path / "a"), *few, "--dit-steps", "4"])
     with pytest.raises(SystemExit, match="--expert-restart needs --resume and --dit-steps"):
         main(["models", "train-toy", str(tmp_path / "a"), "--clips", "16", "--expert-restart"])
-    with pytest.raises(SystemExit, match="--expert-restart needs --dit-steps larger than the 2 expert steps"):
-        main(["models", "train-toy", str(tmp_path / "a"), *few, "--dit-steps", "2", "--expert-restart"])
+    with pytest.raises(SystemExit,
+                       match="--expert-restart needs --dit-steps larger than the 2 expert steps"):
+        main(["models", "train-toy", str(tmp_path / "a"), *few, "--dit-steps", "2",
+              "--expert-restart"])
     with pytest.raises(SystemExit, match="--dit-anneal must be >= 0 and needs --dit-steps"):
         main(["models", "train-toy", str(tmp_path / "a"), *few, "--dit-anneal", "2"])
     for run in ("a", "b"):

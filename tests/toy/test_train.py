@@ -37,7 +37,8 @@ def test_rollout_from_a_later_latent_returns_that_tail_and_trains_only_it(vae):
     with torch.no_grad():
         whole, _ = rollout(vae, x, 0)
     tail, means = rollout(vae, x, 2)
-    assert tail.shape[2] == 8 and means.shape[2] == 2                        # latents 2-3: frames 5-12
+    # latents 2-3: frames 5-12
+    assert tail.shape[2] == 8 and means.shape[2] == 2
     torch.testing.assert_close(tail.detach(), whole[:, :, 5:], rtol=0, atol=1e-6)
     assert tail.requires_grad
 
@@ -62,19 +63,22 @@ def test_two_ranks_split_the_vae_batch_of_one():
         np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), one)
 
 
-def _grads(experts: Experts, latents, prompts, cfg: TrainConfig, ranks: Ranks) -> list[torch.Tensor]:
+def _grads(experts: Experts, latents, prompts, cfg: TrainConfig,
+           ranks: Ranks) -> list[torch.Tensor]:
     experts.live.zero_grad(set_to_none=True)
     gen = torch.Generator().manual_seed(3)
-    sum(experts.step_loss(latents, prompts, cfg, gen, ranks, torch.device("cpu")).values()).backward()
-    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in experts.live.parameters()]
+    sum(experts.step_loss(latents, prompts, cfg, gen, ranks,
+                          torch.device("cpu")).values()).backward()
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+            for p in experts.live.parameters()]
 
 
 def test_two_ranks_average_to_the_single_process_gradient():
     """What `average_grads` averages over two ranks is the gradient one process computes
     on the whole batch: the ranks draw the same global batch and take halves."""
     tokenizer = toy.build_tokenizer()
-    experts = Experts(tokenizer, toy.build_text_encoder(len(tokenizer)), toy.build_expert("transformer"),
-                      toy.build_expert("transformer_2"))
+    experts = Experts(tokenizer, toy.build_text_encoder(len(tokenizer)),
+                      toy.build_expert("transformer"), toy.build_expert("transformer_2"))
     latents = torch.randn(6, 16, 5, 8, 8, generator=torch.Generator().manual_seed(0))
     prompts = [data.training_scene(0, i).prompt for i in range(6)]
     cfg = TrainConfig(dit_batch=4, workers=2)
@@ -89,7 +93,8 @@ def test_bad_configurations_name_the_field():
     assert any(p == "vae_images (8) must be divisible by workers (3)" for p in problems)
     assert any(p.startswith("vae_crop must be a multiple of 8") for p in problems)
     assert any(p.startswith("vae_frames must be 4k+1") for p in problems)
-    problems = TrainConfig(vae_frames_every=0, vae_chroma=-1.0, vae_lr_steps=0.0, vae_ema=1.0).problems()
+    problems = TrainConfig(vae_frames_every=0, vae_chroma=-1.0, vae_lr_steps=0.0,
+                           vae_ema=1.0).problems()
     assert "vae_frames_every must be >= 1 (1: image steps only), got 0" in problems
     assert "vae_chroma must be >= 0 (0: RGB L1 only), got -1.0" in problems
     assert "vae_lr_steps must be > 0, got 0.0" in problems
@@ -137,5 +142,6 @@ def test_the_temporal_term_charges_flicker_not_motion_and_most_across_latent_fra
     inside[:, :, 3:] += 0.2                                         # a step between frames 2 and 3
     across[:, :, 5:] += 0.2                                         # between frames 4 and 5
     assert torch.allclose(temporal_loss(across, x, 0), 4 * temporal_loss(inside, x, 0))
-    assert torch.allclose(temporal_loss(inside, x, 2), temporal_loss(across, x, 0))  # pair 0 is frame 2
+    # pair 0 is frame 2
+    assert torch.allclose(temporal_loss(inside, x, 2), temporal_loss(across, x, 0))
     assert temporal_loss(x[:, :, :1] + 0.5, x[:, :, :1], 0) == 0

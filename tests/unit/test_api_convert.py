@@ -35,7 +35,8 @@ def test_a_storyboard_survives_the_round_trip_through_the_proto():
 def test_field_paths_become_request_paths():
     film = convert.storyboard_to_film(BOARD)
     assert convert.request_path("scenes[1].frames", film) == "film.scenes[1].frames"
-    assert convert.request_path("scenes[0].guidance.high", film) == "film.scenes[0].guidance_per_expert.high"
+    assert (convert.request_path("scenes[0].guidance.high", film)
+            == "film.scenes[0].guidance_per_expert.high")
     assert convert.request_path("scenes[1].guidance", film) == "film.scenes[1].guidance"
     assert convert.request_path("", film) == "film"
 

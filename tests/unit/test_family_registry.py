@@ -32,4 +32,5 @@ def test_no_family_name_is_spelled_outside_the_registry():
             found += [f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
                       for i, line in enumerate(path.read_text().splitlines(), 1)
                       if quoted.search(line)]
-    assert not found, "compare families through farm.model.families, not by name:\n" + "\n".join(found)
+    assert not found, ("compare families through farm.model.families, not by name:\n"
+                       + "\n".join(found))

@@ -18,7 +18,8 @@ from farm.spec.errors import SpecError
 from farm.spec.storyboard import load_storyboard, parse_storyboard
 
 SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+                    suppress_health_check=[HealthCheck.too_slow,
+                                           HealthCheck.function_scoped_fixture])
 JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers()
                     | st.text(max_size=30), lambda children: st.lists(children, max_size=5)
                     | st.dictionaries(st.text(max_size=10), children, max_size=5), max_leaves=40)

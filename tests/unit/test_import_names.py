@@ -76,14 +76,16 @@ def test_pure_layers_import_no_torch_ray_or_grpc():
 
 def test_the_client_sdk_imports_no_torch():
     out = run("import sys; import farm.client; "
-              "print(sorted(m for m in ('torch', 'diffusers', 'ray', 'farm.local') if m in sys.modules))")
+              "print(sorted(m for m in ('torch', 'diffusers', 'ray', 'farm.local') "
+              "if m in sys.modules))")
     assert out == "[]"
 
 
 def test_every_package_folder_is_listed_in_pyproject():
     import tomllib
 
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for top in ("farm", "serving")
              for p in (ROOT / top).rglob("__init__.py")}
     assert found <= listed, f"add to pyproject packages: {sorted(found - listed)}"

@@ -34,9 +34,12 @@ def test_an_input_a_family_cannot_use_names_the_families_that_can(files):
     got = errors(board({"id": "s", "prompt": "p", "frames": 9, "pose_video": "pose.mp4",
                         "control_video": "depth.webm", "last_image": "a.png"}), "ti2v-5b", files)
     assert got == {
-        "scenes[0].pose_video": "ti2v-5b cannot use `pose_video`; families that can: animate-14b, s2v-14b",
-        "scenes[0].control_video": "ti2v-5b cannot use `control_video`; families that can: vace-a14b",
-        "scenes[0].last_image": "ti2v-5b cannot use `last_image`; families that can: i2v-a14b, vace-a14b"}
+        "scenes[0].pose_video":
+            "ti2v-5b cannot use `pose_video`; families that can: animate-14b, s2v-14b",
+        "scenes[0].control_video":
+            "ti2v-5b cannot use `control_video`; families that can: vace-a14b",
+        "scenes[0].last_image":
+            "ti2v-5b cannot use `last_image`; families that can: i2v-a14b, vace-a14b"}
 
 
 def test_every_family_takes_audio_and_required_inputs_are_named(files):
@@ -50,11 +53,13 @@ def test_every_family_takes_audio_and_required_inputs_are_named(files):
 
 
 def test_references_by_id_character_or_path_each_once(files):
-    data = board({"id": "s", "prompt": "p", "frames": 9, "references": ["hero", "mira", "c.png", "hero"]},
+    data = board({"id": "s", "prompt": "p", "frames": 9,
+                  "references": ["hero", "mira", "c.png", "hero"]},
                  references=[{"id": "hero", "image": "a.png"}],
                  characters=[{"id": "mira", "description": "d", "references": ["b.png", "a.png"]}])
     film = resolve_film(parse_storyboard(data), PROFILES["vace-a14b"], base_dir=files)
-    assert film.scenes[0].inputs.references == tuple(str(files / n) for n in ("a.png", "b.png", "c.png"))
+    assert film.scenes[0].inputs.references == tuple(str(files / n)
+                                                     for n in ("a.png", "b.png", "c.png"))
     assert film.scenes[0].has_inputs
     assert PROFILES["vace-a14b"].prefix_frames(3) == 3  # a latent frame per reference
     assert PROFILES["animate-14b"].prefix_frames(1) == 1
@@ -82,7 +87,8 @@ def test_animate_takes_one_character_and_carries_1_or_5_frames(files):
 
 
 def test_media_scenes_are_chains_not_windows(files):
-    scene = {"id": "s", "prompt": "p", "frames": 161, "references": ["a.png"], "pose_video": "pose.mp4"}
+    scene = {"id": "s", "prompt": "p", "frames": 161, "references": ["a.png"],
+             "pose_video": "pose.mp4"}
     film = resolve_film(parse_storyboard(board(scene)), PROFILES["animate-14b"], base_dir=files)
     assert film.scenes[0].continuity == "chain"  # longer than a clip: sequential clips
     got = errors(board({**scene, "continuity": "windows"}), "animate-14b", files)
@@ -93,14 +99,16 @@ def test_media_scenes_are_chains_not_windows(files):
 
 
 def test_mask_needs_the_control_video_it_masks(files):
-    got = errors(board({"id": "s", "prompt": "p", "frames": 9, "mask": "a.png"}), "vace-a14b", files)
+    got = errors(board({"id": "s", "prompt": "p", "frames": 9, "mask": "a.png"}), "vace-a14b",
+                 files)
     assert "give control_video too" in got["scenes[0].mask"]
 
 
 def test_missing_files_are_named_and_urls_are_kept(files):
     data = board({"id": "s", "prompt": "p", "frames": 9, "image": "nope.png",
                   "last_image": "s3://bucket/end.png"})
-    assert errors(data, "i2v-a14b", files) == {"scenes[0].image": f"no such file: {files / 'nope.png'}"}
+    assert errors(data, "i2v-a14b", files) == {
+        "scenes[0].image": f"no such file: {files / 'nope.png'}"}
     ok = board({"id": "s", "prompt": "p", "frames": 9, "image": "a.png", "last_image": "s3://b/e.png"})
     film = resolve_film(parse_storyboard(ok), PROFILES["i2v-a14b"], base_dir=files)
     assert film.scenes[0].inputs.last_image == "s3://b/e.png"
@@ -112,7 +120,8 @@ def test_animate_chain_clips_match_diffusers_segments(files, carry, windows):
     frames = 77 + (77 - carry)
     scene = {"id": "s", "prompt": "p", "frames": frames, "references": ["a.png"],
              "pose_video": "pose.mp4", "carry_frames": carry}
-    film = resolve_film(parse_storyboard(board(scene, fps=30)), PROFILES["animate-14b"], base_dir=files)
+    film = resolve_film(parse_storyboard(board(scene, fps=30)), PROFILES["animate-14b"],
+                        base_dir=files)
     units = plan_scene(film.scenes[0]).units
     assert [(u.segments[0].window.start, u.segments[0].window.stop) for u in units] == windows
     assert [(u.frame_start, u.frame_stop, u.drop_frames) for u in units] == [

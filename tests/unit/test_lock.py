@@ -38,7 +38,8 @@ def test_the_lock_pins_every_requirement_within_its_range():
     locked = pins("farm.txt")
     for req in wanted():
         name = canonicalize_name(req.name)
-        assert name in locked, f"{req.name} is in pyproject.toml but not in lock/farm.txt: make lock"
+        assert name in locked, \
+            f"{req.name} is in pyproject.toml but not in lock/farm.txt: make lock"
         assert req.specifier.contains(Version(locked[name]), prereleases=True), \
             f"lock/farm.txt pins {req.name}=={locked[name]}, outside pyproject's {req}"
 

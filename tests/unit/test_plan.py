@@ -100,14 +100,16 @@ def test_chain_plan_drops_the_shared_frame():
     plan = make_plan([scene("c", 161, continuity="chain")], family="ti2v-5b")
     units = plan.scenes[0].units
     assert len(units) == 2 and units[1].after == "c/u0"
-    assert [(u.frame_start, u.frame_stop, u.drop_frames) for u in units] == [(0, 81, 0), (81, 161, 1)]
+    assert [(u.frame_start, u.frame_stop, u.drop_frames) for u in units] == [
+        (0, 81, 0), (81, 161, 1)]
 
 
 def test_phases_split_into_chunks_keep_the_expert_split():
     steps = timesteps("unipc", 40, 12.0)
     whole = phases(steps, (0.875,))
     chunks = phases(steps, (0.875,), max_steps=7)
-    assert [(p.expert, p.num_steps) for p in chunks] == [(0, 6), (0, 7), (0, 7), (0, 6), (1, 7), (1, 7)]
+    assert [(p.expert, p.num_steps) for p in chunks] == [
+        (0, 6), (0, 7), (0, 7), (0, 6), (1, 7), (1, 7)]
     assert [c.start for c in chunks[1:]] == [c.stop for c in chunks[:-1]]  # contiguous
     for e, p in enumerate(whole):  # each expert's steps are exactly its chunks
         mine = [c for c in chunks if c.expert == e]

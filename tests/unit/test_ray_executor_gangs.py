@@ -67,7 +67,8 @@ def test_every_rank_gets_its_own_item_and_rank_zero_writes_the_output():
 
 
 def test_windows_of_gangs_swap_halos_along_lanes():
-    _, task, items, made = gang_phase([scene("s1", 33, continuity="windows", window=5, overlap=2)], 12)
+    _, task, items, made = gang_phase([scene("s1", 33, continuity="windows", window=5, overlap=2)],
+                                      12)
     size = task.layout.size
     assert len(task.members) == 3 and size == 4
     assert sorted(m.name for m in made) == [f"halo:{task.task_id}:{r}" for r in range(size)]
@@ -84,7 +85,8 @@ def test_a_failing_rank_is_blamed_not_its_echoes():
     assert ex.poll() == []  # waiting for the rank they echo
     ex.report(WorkReport(ranks[2], task.task_id, False, "RuntimeError: CUDA error"))
     report, = ex.poll()
-    assert (report.ok, report.worker_id, report.error) == (False, ranks[2], "RuntimeError: CUDA error")
+    assert (report.ok, report.worker_id, report.error) == (
+        False, ranks[2], "RuntimeError: CUDA error")
     ex.report(WorkReport(ranks[0], task.task_id, False, "PeerFailed", echo=True))  # late: ignored
     assert ex.poll() == []
 
@@ -116,7 +118,8 @@ def test_a_band_decode_gets_an_item_per_rank_and_rank_zero_streams_and_writes():
     items = {w: ex.take(w) for w in ("w1", "w2", "w0")}
     ranks = [items[w][0].orders[0].band_rank for w in ("w1", "w2", "w0")]
     assert [(r.cfg, r.sp, r.rank) for r in ranks] == [(1, 3, 0), (1, 3, 1), (1, 3, 2)]
-    assert {r.prefix for r in ranks} == {"f/u/decode/a1/bands"} and ranks[0].store == "10.0.0.1:29500"
+    assert ({r.prefix for r in ranks} == {"f/u/decode/a1/bands"}
+            and ranks[0].store == "10.0.0.1:29500")
     assert all(items[w][0].orders[0].bands == 4 for w in items)
     assert [items[w][0].output_keys for w in ("w1", "w2", "w0")] == [("cond",), (), ()]
     # every rank reports; the task is done when the last does

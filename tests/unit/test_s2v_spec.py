@@ -42,13 +42,16 @@ def files(tmp_path):
 
 
 def test_official_defaults():
-    assert (S2V.experts, S2V.steps, S2V.shift, S2V.guidance, S2V.fps) == (("dense",), 40, 3.0, (4.5,), 16)
+    assert (S2V.experts, S2V.steps, S2V.shift, S2V.guidance, S2V.fps) == (
+        ("dense",), 40, 3.0, (4.5,), 16)
     assert (S2V.max_window, S2V.motion_frames, S2V.carry, S2V.size_multiple) == (20, 73, (73,), 64)
 
 
 def test_empty_negative_prompt_is_the_official_one(files):
-    scenes = resolve(board(talk(), {**talk(), "id": "t", "negative_prompt": "blurry"}), files).scenes
-    assert scenes[0].negative_prompt.startswith("画面模糊，最差质量") and scenes[0].negative_prompt.endswith("倒着走")
+    scenes = resolve(board(talk(), {**talk(), "id": "t", "negative_prompt": "blurry"}),
+                     files).scenes
+    assert (scenes[0].negative_prompt.startswith("画面模糊，最差质量")
+            and scenes[0].negative_prompt.endswith("倒着走"))
     assert scenes[1].negative_prompt == "blurry"
 
 

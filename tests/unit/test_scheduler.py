@@ -40,10 +40,12 @@ def tasks(out: SchedulerOutput) -> list:
 
 
 def ok(out: SchedulerOutput, *task_ids: str) -> list[TaskReport]:
-    return [TaskReport(t.task_id, True) for t in tasks(out) if not task_ids or t.task_id in task_ids]
+    return [TaskReport(t.task_id, True) for t in tasks(out)
+            if not task_ids or t.task_id in task_ids]
 
 
-def step(s: Scheduler, now: float = 0.0, fail: set[str] = frozenset()) -> tuple[SchedulerOutput, list]:
+def step(s: Scheduler, now: float = 0.0,
+         fail: set[str] = frozenset()) -> tuple[SchedulerOutput, list]:
     """Schedule, then report every started task (failing those whose id is in `fail`)."""
     out = s.schedule(now)
     reps = [TaskReport(t.task_id, t.task_id not in fail, "" if t.task_id not in fail else "boom")
@@ -238,8 +240,8 @@ def test_late_big_film_shares_instead_of_monopolising_until_it_catches_up():
 
 
 def test_tenant_weights_split_slots_in_proportion():
-    s = make_scheduler(("h", {"high"}, 3), ("l", {"low"}, 3), ("t", {"text"}, 50), ("v", {"vae"}, 9),
-                       tenant_weights=(("gold", 2.0),))
+    s = make_scheduler(("h", {"high"}, 3), ("l", {"low"}, 3), ("t", {"text"}, 50),
+                       ("v", {"vae"}, 9), tenant_weights=(("gold", 2.0),))
     s.add_film("g", many_scenes(30), tenant="gold")
     s.add_film("s", many_scenes(30), tenant="silver")
     films = placements_of(s, 12)
@@ -290,7 +292,8 @@ def test_locality_keeps_a_unit_on_the_worker_holding_its_latents():
 
 
 def test_decode_prefers_the_worker_holding_the_final_latents():
-    s = make_scheduler(("t", {"text"}), ("h", {"high"}), ("l1", {"low", "vae"}), ("l2", {"low", "vae"}))
+    s = make_scheduler(("t", {"text"}), ("h", {"high"}), ("l1", {"low", "vae"}),
+                       ("l2", {"low", "vae"}))
     s.add_film("f", one_scene())
     prepare(s)
     out, _ = step(s, 1.0)

@@ -62,7 +62,8 @@ def test_idle_workers_of_another_model_of_the_family_are_never_used():
     tiny = s.progress("tiny-film")
     assert (tiny.state, tiny.phases_done) == (FilmState.QUEUED, 0)  # waits for its own workers
     assert s.schedule(100.0).phases == ()
-    s.add_worker(WorkerSpec("tiny-all", frozenset(f"tiny/{p}" for p in ("high", "low", "text", "vae"))))
+    s.add_worker(WorkerSpec("tiny-all",
+                            frozenset(f"tiny/{p}" for p in ("high", "low", "text", "vae"))))
     events = run(s, 60)
     assert s.progress("tiny-film").state == FilmState.SUCCEEDED
     assert {e.worker_ids for e in events if isinstance(e, PhaseFinished)} == {("tiny-all",)}

@@ -32,7 +32,8 @@ from tests.helpers import make_plan, scene
 EXPERTS = {"t2v-a14b": ("high", "low"), "ti2v-5b": ("dense",)}
 # Gangs inside a segment for the 64x64 test films (4 heads: Ulysses 1, 2, 4; CFG 2).
 GANGS = GangPolicy(tables=tuple(
-    SpeedupTable(f, 64, 4, ((1, 104.0), (4, 30.0), (8, 17.0)), 3.0, 1.0, 1e6, 1e4) for f in EXPERTS),
+    SpeedupTable(f, 64, 4, ((1, 104.0), (4, 30.0), (8, 17.0)), 3.0, 1.0, 1e6, 1e4)
+    for f in EXPERTS),
     min_efficiency=0.6)
 
 

@@ -23,7 +23,8 @@ def test_a_gang_phase_takes_the_tables_ratio_of_the_one_gpu_time():
     costs = CostModel()
     plan = make_film(T2V, 720, [81])
     w = Workload("one", (Arrival("f", plan, 0.0),))
-    sim = Simulation(w, generalists(8, w, costs), costs, config=SchedulerConfig(gangs=costs.gang_policy()))
+    sim = Simulation(w, generalists(8, w, costs), costs,
+                     config=SchedulerConfig(gangs=costs.gang_policy()))
     r = sim.run()
     phases = [e for e in sim.events if isinstance(e, PhaseFinished)]
     assert [len(e.worker_ids) for e in phases] == [8, 8]  # CFG 2 x Ulysses 4, both phases

@@ -25,7 +25,8 @@ def test_valid_storyboard_resolves_defaults():
 
 def test_frames_not_4k_plus_1_names_nearest_values():
     errs = errors_of(make_film, [scene("a", 18)])
-    assert errs == {"scenes[0].frames": "18 is not 4k+1 (1, 5, 9, ... 81, ...); nearest valid: 17 or 21"}
+    assert errs == {
+        "scenes[0].frames": "18 is not 4k+1 (1, 5, 9, ... 81, ...); nearest valid: 17 or 21"}
 
 
 def test_seconds_must_map_exactly_to_4k_plus_1_frames():
@@ -100,7 +101,8 @@ def test_chain_needs_an_image_conditioned_family():
 
 def test_single_continuity_must_fit_one_window():
     errs = errors_of(make_film, [scene(frames=161, continuity="single")])
-    assert "161 frames are 41 latent frames, more than the window of 21" in errs["scenes[0].continuity"]
+    assert ("161 frames are 41 latent frames, more than the window of 21"
+            in errs["scenes[0].continuity"])
     assert make_film([scene(frames=161)]).scenes[0].continuity == "windows"
 
 
@@ -126,6 +128,7 @@ def test_files_yaml_json_and_garbage(tmp_path):
     p.write_text("title: [unclosed")
     assert list(errors_of(load_storyboard, p)) == [""]
     p.write_text("")
-    assert errors_of(load_storyboard, p) == {"": "a storyboard must be a mapping of fields, got an empty document"}
+    assert errors_of(load_storyboard, p) == {
+        "": "a storyboard must be a mapping of fields, got an empty document"}
     p.write_bytes(b"\xff\xfe\x00junk")
     assert "cannot read" in errors_of(load_storyboard, p)[""]

@@ -58,7 +58,8 @@ def test_clips_become_scenes_and_gaps_stay_in_place(tmp_path):
                   start=RT(16 * 3600, 16))
     imp = load_timeline(save(tl, tmp_path))
     board = imp.board
-    assert (board.title, board.fps, board.width, board.height, board.steps) == ("Cut", 16, 64, 32, 4)
+    assert (board.title, board.fps, board.width, board.height, board.steps) == (
+        "Cut", 16, 64, 32, 4)
     assert [(s.id, s.frames, s.prompt, s.seed) for s in board.scenes] == [
         ("shot_010", 5, "a red fox", 1), ("sh020", 9, "snow falls", 2), ("sh030", 17, "night", 0)]
     assert board.scenes[1].negative_prompt == "blurry" and board.scenes[2].guidance == {"high": 5.0}
@@ -92,7 +93,8 @@ def test_duration_that_is_not_a_whole_frame_at_the_film_fps_is_an_error(tmp_path
 def test_clip_without_prompt_is_an_error_naming_the_clip(tmp_path):
     errs = errors(tmp_path, timeline([clip("sh010", 5, prompt="p"), clip("sh020", 5),
                                       clip("sh030", 5, seed=3)]))
-    assert set(errs) == {"tracks[0][1].metadata.reelfarm.prompt", "tracks[0][2].metadata.reelfarm.prompt"}
+    assert set(errs) == {"tracks[0][1].metadata.reelfarm.prompt",
+                         "tracks[0][2].metadata.reelfarm.prompt"}
     assert "clip 'sh020' has no prompt" in errs["tracks[0][1].metadata.reelfarm.prompt"]
 
 
@@ -110,7 +112,8 @@ def test_storyboard_rules_are_reported_at_the_timeline_field(tmp_path):
 
 def test_transitions_nested_tracks_and_second_video_tracks_are_errors(tmp_path):
     dissolve = otio.schema.Transition(name="x", in_offset=RT(2, 16), out_offset=RT(2, 16))
-    errs = errors(tmp_path, timeline([clip("a", 9, prompt="p"), dissolve, clip("b", 9, prompt="q")]))
+    errs = errors(tmp_path, timeline([clip("a", 9, prompt="p"), dissolve,
+                                      clip("b", 9, prompt="q")]))
     assert "transitions are not supported" in errs["tracks[0][1]"]
     nested = otio.schema.Stack(name="comp")
     tl = timeline([nested], {"width": 64, "height": 64, "fps": 16})
@@ -129,8 +132,10 @@ def test_disabled_clips_are_gaps_and_duplicate_ids_are_errors(tmp_path):
     off.enabled = False
     imp = load_timeline(save(timeline([clip("a", 5, prompt="p"), off]), tmp_path))
     assert imp.cut.slots[1] == Slot("gap", 6, None, 1)
-    errs = errors(tmp_path, timeline([clip("Shot A", 5, prompt="p"), clip("shot_a", 5, prompt="q")]))
-    assert "scene id 'shot_a' is also used by tracks[0][0]" in errs["tracks[0][1].metadata.reelfarm.id"]
+    errs = errors(tmp_path, timeline([clip("Shot A", 5, prompt="p"),
+                                      clip("shot_a", 5, prompt="q")]))
+    assert ("scene id 'shot_a' is also used by tracks[0][0]"
+            in errs["tracks[0][1].metadata.reelfarm.id"])
 
 
 def test_otioz_bundles_and_unknown_files_and_empty_tracks(tmp_path):

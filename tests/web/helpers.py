@@ -30,7 +30,8 @@ def request(base: str, path: str, tenant: str | None = None, method: str = "GET"
     h = dict(headers or {})
     if tenant is not None:
         h["Authorization"] = f"Bearer {TOKEN[tenant]}"
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    data = None if body is None else (body if isinstance(body, bytes)
+                                      else json.dumps(body).encode())
     try:
         conn.request(method, url.path + path, body=data, headers=h)
         res = conn.getresponse()

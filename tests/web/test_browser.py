@@ -57,7 +57,8 @@ def _run_scenario(args: dict) -> dict:
     proc = subprocess.run(["node", "scenario.js", json.dumps(args)], cwd=WEB_TESTS,
                           capture_output=True, text=True, timeout=600)
     lines = proc.stdout.strip().splitlines()
-    assert proc.returncode == 0 and lines, f"node exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0 and lines, \
+        f"node exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     report = json.loads(lines[-1])
     assert "failure" not in report, f"{report['failure']}\n{json.dumps(report, indent=1)[:4000]}"
     return report
@@ -116,7 +117,8 @@ def _check_followed_film(report: dict, paused) -> None:
     assert len(phases) == paused.get().phases_total == 10
     assert {b["expert"] for b in phases} == {"high", "low"}
     assert {b["row"] for b in phases} == {f"s{i}/u0" for i in range(5)}
-    assert {b["row"] for b in report["bars"] if b["kind"] == "decode"} == {f"s{i}/u0" for i in range(5)}
+    assert {b["row"] for b in report["bars"] if b["kind"] == "decode"} == {
+        f"s{i}/u0" for i in range(5)}
     assert set(report["worker_rows"]) == {"local", "decode"}
     assert report["download_label"].startswith("Download film.mp4")
 
@@ -125,12 +127,14 @@ def _check_controls(report: dict, server, paused) -> None:
     """The API's own refusal, word for word; a re-render of frames 3..5 of s1."""
     with pytest.raises(InvalidArgument) as refused:
         server.api.update_film(pb.UpdateFilmRequest(
-            film=pb.Film(name=paused.name, priority=101), update_mask={"paths": ["priority"]}), "carol")
+            film=pb.Film(name=paused.name, priority=101), update_mask={"paths": ["priority"]}),
+            "carol")
     assert f"(INVALID_ARGUMENT): {refused.value}" in report["priority_error"]
     assert report["rerender"]["error"] == ""
     assert "SUCCEEDED" in report["rerender"]["states"]
     assert report["rerender"]["phases_after"] == report["rerender"]["phases_before"] + 2
-    runs = [(e.unit_id, e.phase_index) for e in paused.executions() if e.kind == pb.Execution.KIND_PHASE]
+    runs = [(e.unit_id, e.phase_index) for e in paused.executions()
+            if e.kind == pb.Execution.KIND_PHASE]
     assert runs.count(("s1/u0", 0)) == 2 and runs.count(("s0/u0", 0)) == 1
 
 

@@ -95,7 +95,8 @@ def test_a_tenant_sees_and_steers_only_its_own_films(web_farm, done_film):
         assert body["error"]["message"] == str(grpc_side.value)
     assert call(web.url, "api/v1/films/nosuchfilm", "bob")[0] == 404
     status, body = call(web.url, "api/v1/films/BAD%21", "bob")
-    assert status == 400 and body["error"]["message"] == "name: 'films/BAD!' is not a film name (films/{film})"
+    assert status == 400 and body["error"]["message"] == (
+        "name: 'films/BAD!' is not a film name (films/{film})")
 
 
 def test_film_json_plan_log_deliverables_and_mp4(web_farm, done_film):
@@ -111,7 +112,8 @@ def test_film_json_plan_log_deliverables_and_mp4(web_farm, done_film):
     assert [s["id"] for s in plan["scenes"]] == ["s0", "s1", "s2"]
     assert [p["expert"] for p in plan["phases"]] == ["high", "low"]
     log = call(web.url, f"api/v1/films/{fid}/executions", "alice")[1]
-    assert [x["kind"] for x in log].count("PHASE") == 6 and [x["kind"] for x in log].count("DECODE") == 3
+    assert ([x["kind"] for x in log].count("PHASE") == 6
+            and [x["kind"] for x in log].count("DECODE") == 3)
     assert len(log) == len(director.executions(fid, "alice"))
     deliver = call(web.url, f"api/v1/films/{fid}/deliverables", "alice")[1]
     mp4 = director.mp4_path(fid, "alice")
@@ -127,7 +129,8 @@ def test_events_stream_bars_and_resumes_after_the_last_event_id(web_farm, done_f
     body = [(ident, data) for kind, ident, data in events if kind == "event"]
     assert [int(i) for i, _ in body] == [d["seq"] for _, d in body] == list(range(1, len(body) + 1))
     phases = [d for _, d in body if d["kind"] == "phase"]
-    assert len(phases) == 6 and all(p["duration"] > 0 and p["worker_ids"] == ["local"] for p in phases)
+    assert len(phases) == 6 and all(p["duration"] > 0 and p["worker_ids"] == ["local"]
+                                    for p in phases)
     assert {(p["unit_id"], p["expert"]) for p in phases} == {
         (f"s{i}/u0", e) for i in range(3) for e in ("high", "low")}
     assert body[-1][1]["kind"] == "state" and body[-1][1]["state"] == "SUCCEEDED"
@@ -138,7 +141,8 @@ def test_events_stream_bars_and_resumes_after_the_last_event_id(web_farm, done_f
 
 def test_frames_stream_decodes_and_resumes(web_farm, done_film):
     base, fid = web_farm[2].url, done_film[0]
-    frames = [d for kind, _, d in sse(base, f"api/v1/films/{fid}/frames", "alice") if kind == "frame"]
+    frames = [d for kind, _, d in sse(base, f"api/v1/films/{fid}/frames", "alice")
+              if kind == "frame"]
     assert [f["film_index"] for f in frames] == list(range(27))
     assert [(f["scene_id"], f["index"]) for f in frames[8:10]] == [("s0", 8), ("s1", 0)]
     import base64
@@ -146,7 +150,8 @@ def test_frames_stream_decodes_and_resumes(web_farm, done_film):
     image = Image.open(io.BytesIO(base64.b64decode(frames[0]["data"])))
     assert image.format == "JPEG" and image.size == (32, 32)
     later = [d["film_index"] for kind, _, d in sse(base, f"api/v1/films/{fid}/frames", "alice",
-                                                   headers={"Last-Event-ID": "20"}) if kind == "frame"]
+                                                   headers={"Last-Event-ID": "20"})
+             if kind == "frame"]
     assert later == list(range(21, 27))
     status, body = call(base, f"api/v1/films/{fid}/frames?after=x", "alice")
     assert status == 400 and body["error"]["details"][0]["fieldViolations"][0]["field"] == "after"
@@ -164,17 +169,22 @@ def test_controls_go_through_the_api_with_its_rules_and_words(web_farm, connect)
             rpc(request, "alice")
         return str(refused.value)
 
-    status, body = call(web.url, f"api/v1/films/{fid}", "alice", method="PATCH", body={"priority": 101})
+    status, body = call(web.url, f"api/v1/films/{fid}", "alice", method="PATCH",
+                        body={"priority": 101})
     assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT"
     assert body["error"]["message"] == api_refusal(server.api.update_film, pb.UpdateFilmRequest(
         film=pb.Film(name=name, priority=101), update_mask={"paths": ["priority"]}))
     assert body["error"]["details"][0]["fieldViolations"][0]["field"] == "film.priority"
-    status, body = call(web.url, f"api/v1/films/{fid}", "alice", method="PATCH", body={"priority": "high"})
-    assert status == 400 and body["error"]["message"] == "film.priority: must be an int32, got 'high'"
-    status, film = call(web.url, f"api/v1/films/{fid}", "alice", method="PATCH", body={"priority": 70})
+    status, body = call(web.url, f"api/v1/films/{fid}", "alice", method="PATCH",
+                        body={"priority": "high"})
+    assert status == 400 and body["error"]["message"] == (
+        "film.priority: must be an int32, got 'high'")
+    status, film = call(web.url, f"api/v1/films/{fid}", "alice", method="PATCH",
+                        body={"priority": 70})
     assert status == 200 and film["priority"] == 70 and handle.get().priority == 70
     rerender = {"scene_id": "s0", "first_frame": 0, "last_frame": 3}
-    status, body = call(web.url, f"api/v1/films/{fid}:rerender", "alice", method="POST", body=rerender)
+    status, body = call(web.url, f"api/v1/films/{fid}:rerender", "alice", method="POST",
+                        body=rerender)
     assert status == 400 and body["error"]["status"] == "FAILED_PRECONDITION"
     assert body["error"]["message"] == api_refusal(server.api.rerender_film, pb.RerenderFilmRequest(
         name=name, **rerender))
@@ -183,7 +193,8 @@ def test_controls_go_through_the_api_with_its_rules_and_words(web_farm, connect)
     status, body = call(web.url, f"api/v1/films/{fid}:retry", "alice", method="POST", body=b"[1]")
     assert status == 400 and body["error"]["message"] == "body: must be a JSON object"
     status, film = call(web.url, f"api/v1/films/{fid}:cancel", "alice", method="POST")
-    assert status == 200 and film["state"] == "CANCELLED" and handle.get().state == pb.Film.STATE_CANCELLED
+    assert (status == 200 and film["state"] == "CANCELLED"
+            and handle.get().state == pb.Film.STATE_CANCELLED)
     status, body = call(web.url, f"api/v1/films/{fid}:cancel", "alice", method="POST")
     assert status == 400 and body["error"]["message"] == api_refusal(
         server.api.cancel_film, pb.CancelFilmRequest(name=name))

@@ -40,9 +40,11 @@ def test_sdk_round_trip_of_a_two_scene_film(connect, tmp_path):
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     assert events[-1].WhichOneof("event") == "state_change"
     assert convert.state_word(events[-1].state) == "SUCCEEDED"
-    assert sum(e.WhichOneof("event") == "phase_finished" for e in events) == 4  # 2 scenes x 2 experts
+    # 2 scenes x 2 experts
+    assert sum(e.WhichOneof("event") == "phase_finished" for e in events) == 4
     film = handle.get()
-    assert (film.frames_done, film.frames_total, film.phases_done, film.phases_total) == (18, 18, 4, 4)
+    assert (film.frames_done, film.frames_total, film.phases_done, film.phases_total) == (
+        18, 18, 4, 4)
     assert [(s.id, s.frames, s.frames_done) for s in film.scenes] == [("s0", 9, 9), ("s1", 9, 9)]
     assert film.steps == 4 and film.shift == 12.0 and dict(film.scenes[0].guidance_per_expert) == {
         "high": 4.0, "low": 3.0}  # the server's resolved defaults

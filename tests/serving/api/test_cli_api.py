@@ -25,7 +25,8 @@ def served(tmp_path_factory):
     """An open (no tokens) local server in its own process; its address."""
     art = tmp_path_factory.mktemp("served")
     log = art / "serve.log"
-    proc, address = start_server(["--artifacts", str(art), "--db", f"sqlite:///{art / 'reelfarm.db'}",
+    proc, address = start_server(["--artifacts", str(art),
+                                  "--db", f"sqlite:///{art / 'reelfarm.db'}",
                                   "--max-queued-frames-per-tenant", str(QUEUED_FRAMES)], log)
     try:
         assert "auth: OPEN" in log.read_text()  # says so at start-up
@@ -99,7 +100,8 @@ def test_serve_refuses_an_open_api_off_loopback(tmp_path):
 
 
 def test_serve_reports_a_bad_db_url_without_its_password(tmp_path):
-    done = subprocess.run([REELFARM, "serve", "--local", "--port", "0", "--artifacts", str(tmp_path),
+    done = subprocess.run([REELFARM, "serve", "--local", "--port", "0",
+                           "--artifacts", str(tmp_path),
                            "--db", "nosuchdialect://user:hunter2secret@host/db"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--db" in done.stderr

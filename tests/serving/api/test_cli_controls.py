@@ -30,7 +30,8 @@ def log_rows(text: str) -> list[dict[str, str]]:
     """The `films executions` table as dicts (columns split on runs of 2+ spaces)."""
     lines = text.splitlines()
     header = re.split(r"\s{2,}", lines[0].strip())
-    return [dict(zip(header, re.split(r"\s{2,}", line.strip()), strict=False)) for line in lines[1:]]
+    return [dict(zip(header, re.split(r"\s{2,}", line.strip()), strict=False))
+            for line in lines[1:]]
 
 
 def submit(cli, tmp_path, *extra: str, **film: object) -> str:
@@ -66,7 +67,8 @@ def test_rerender_takes_1_based_frame_ranges(cli, connect, tmp_path):
     status, out, _ = cli("films", "rerender", name, "--scene", "s1", "--frames", "4-6", "--wait")
     assert status == 0 and out.split()[0] in LIVE and out.split()[1:] == ["SUCCEEDED"]
     # frames 4-6 as numbered in the PNG names are 3..5 from 0 in the API
-    assert any("re-render of s1 frames 3..5" in e.message for e in connect("alice").film(name).watch())
+    assert any("re-render of s1 frames 3..5" in e.message
+               for e in connect("alice").film(name).watch())
     units = Counter(r["unit"] for r in log_rows(cli("films", "executions", name)[1])
                     if r["kind"] == "PHASE")
     assert units == {"s0/u0": 2, "s1/u0": 4}
@@ -86,8 +88,8 @@ def test_retry_of_a_failed_film(cli, connect, tmp_path, failing_phases):  # noqa
     assert wait_final(connect("alice").film(name)).state_reason
     assert cli("films", "get", name)[1].strip() == "FAILED"
     rows = log_rows(cli("films", "executions", name)[1])
-    assert any(r["kind"] == "FAILURE" and r["ok"] == "no" and "injected fault" in r.get("message", "")
-               for r in rows)
+    assert any(r["kind"] == "FAILURE" and r["ok"] == "no"
+               and "injected fault" in r.get("message", "") for r in rows)
     failing_phases.clear()
     status, out, _ = cli("films", "retry", name, "--wait")
     assert status == 0 and out.split()[0] in LIVE and out.split()[1:] == ["SUCCEEDED"]

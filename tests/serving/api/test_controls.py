@@ -95,7 +95,8 @@ def failing_phases(api_farm, monkeypatch):
     run = executor._phase
 
     def phase(task):
-        if task.film_id in films and task.phase_index == 1 and task.members[0].segment_id.startswith("s1/"):
+        if (task.film_id in films and task.phase_index == 1
+                and task.members[0].segment_id.startswith("s1/")):
             raise RuntimeError("injected fault")
         return run(task)
 
@@ -184,10 +185,12 @@ def test_every_rpc_has_a_method_in_both_adapters():
     from serving.director import DirectorServer
 
     rpcs = film_service_rpcs()
-    assert [r.name for r in rpcs] == [m.name for m in pb.DESCRIPTOR.services_by_name["FilmService"].methods]
+    assert [r.name for r in rpcs] == [
+        m.name for m in pb.DESCRIPTOR.services_by_name["FilmService"].methods]
     assert {"UpdateFilm", "PauseFilm", "ResumeFilm", "RetryFilm", "RerenderFilm",
             "ListExecutions"} <= {r.name for r in rpcs}
-    assert [r.method for r in rpcs if r.streaming] == ["watch_film", "stream_frames", "get_artifact"]
+    assert [r.method for r in rpcs if r.streaming] == ["watch_film", "stream_frames",
+                                                       "get_artifact"]
     for rpc in rpcs:
         assert callable(getattr(FilmApi, rpc.method, None)), f"FilmApi lacks {rpc.method}"
         for adapter in (FilmServicer, DirectorServer):

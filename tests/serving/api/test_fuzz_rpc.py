@@ -21,7 +21,8 @@ OK_CODES = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCod
             grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
             grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED}
 SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+                    suppress_health_check=[HealthCheck.too_slow,
+                                           HealthCheck.function_scoped_fixture])
 TEXT = st.text(max_size=40) | st.sampled_from(["films/", "films/../../etc", "films/" + "a" * 300,
                                               "films/ok", "\x00", "state = RUNNING", "🎬"])
 INT32 = st.integers(-(2**31), 2**31 - 1)

@@ -41,8 +41,9 @@ def test_fifty_streaming_clients_and_a_burst_past_the_queue(tmp_path):
         assert all(r.indices == list(range(films[r.film])) for r in result.runs)
         assert sum(r.dropped_at is not None for r in result.runs) >= 10
         assert burst["RESOURCE_EXHAUSTED"] >= 6 and set(burst) <= {"OK", "RESOURCE_EXHAUSTED"}
-        print(f"\nload: {len(result.runs)} clients, {result.frames} frames in {result.seconds:.1f} s, "
-              f"server peak RSS {result.peak_rss_mb:.0f} MiB, burst {burst}")
+        print(f"\nload: {len(result.runs)} clients, {result.frames} frames in "
+              f"{result.seconds:.1f} s, server peak RSS {result.peak_rss_mb:.0f} MiB, "
+              f"burst {burst}")
         assert result.peak_rss_mb < 4096  # bounded: no per-client copies of the film
     finally:
         stop_server(proc)
