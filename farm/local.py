@@ -88,7 +88,8 @@ class LocalFarm:
         """The first model served (the only one, for a farm built for one film's model)."""
         return next(iter(self.sources.values()))
 
-    def submit(self, film: Film, film_id: str | None = None, **kwargs: object) -> tuple[str, FrameStream]:
+    def submit(self, film: Film, film_id: str | None = None,
+               **kwargs: object) -> tuple[str, FrameStream]:
         if film.model not in self.sources:
             raise ValueError(f"this farm serves {', '.join(self.sources)}; the film needs "
                              f"model {film.model!r}")
@@ -104,7 +105,8 @@ class LocalFarm:
         """Step until every film is finished; closes the streams of films that failed."""
         def handle(events: list[Event]) -> None:
             for e in events:
-                if isinstance(e, FilmStateChanged) and e.state in (FilmState.FAILED, FilmState.CANCELLED):
+                if (isinstance(e, FilmStateChanged)
+                        and e.state in (FilmState.FAILED, FilmState.CANCELLED)):
                     self.router.streams[e.film_id].close(f"film {e.state.value}: {e.reason}")
             if on_events is not None:
                 on_events(events)
@@ -159,7 +161,8 @@ def _workers(model: str, source: ModelSource, mode: str, device: str, dtype: tor
         return frozenset(f"{model}/{p}" for p in parts)
 
     if mode == "single":
-        return {f"{label}local": (TorchWorker(source, device, dtype), holds("text", "vae", *experts))}
+        return {f"{label}local": (TorchWorker(source, device, dtype),
+                                  holds("text", "vae", *experts))}
     if mode == "split":
         pool = {f"{label}text": (TorchWorker(source, device, dtype), holds("text")),
                 f"{label}vae": (TorchWorker(source, device, dtype), holds("vae"))}
@@ -167,6 +170,7 @@ def _workers(model: str, source: ModelSource, mode: str, device: str, dtype: tor
             pool[f"{label}expert-{e}"] = (TorchWorker(source, device, dtype), holds(e))
         return pool
     if mode == "devices":
-        return {f"{label}dev{i}-{d}": (TorchWorker(source, d, dtype), holds("text", "vae", *experts))
+        return {f"{label}dev{i}-{d}": (TorchWorker(source, d, dtype),
+                                       holds("text", "vae", *experts))
                 for i, d in enumerate(device.split(","))}
     raise ValueError(f"workers must be 'single', 'split' or 'devices', got {mode!r}")

@@ -82,7 +82,8 @@ class SpeedupTableSettings(_Frozen):
     def _points(self) -> SpeedupTableSettings:
         need = {1} if self.heads == 1 else {1, 4, 8}
         if not need <= set(self.seconds):
-            raise ValueError(f"seconds needs the times at {sorted(need)} GPUs, got {sorted(self.seconds)}")
+            raise ValueError(f"seconds needs the times at {sorted(need)} GPUs, "
+                             f"got {sorted(self.seconds)}")
         return self
 
 
@@ -174,7 +175,8 @@ class ServingConfig(_Frozen):
             if p.model not in parts:
                 raise ValueError(f"pool {p.name}: model {p.model!r} is not served; name one of "
                                  f"models ({', '.join(self.models)})" if p.model else
-                                 f"pool {p.name}: give its `model` (one of {', '.join(self.models)})")
+                                 f"pool {p.name}: give its `model` "
+                                 f"(one of {', '.join(self.models)})")
             unknown = set(p.holds) - parts[p.model]
             if unknown:
                 raise ValueError(f"pool {p.name} holds {sorted(unknown)}, not parts of {p.model}; "

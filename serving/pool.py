@@ -210,7 +210,8 @@ class PoolWorker:
             return [result] if item.output_keys else []
         if item.mailbox is None:
             if len(item.orders) == 1:
-                return [self.worker.denoise(item.orders[0], prompt, states[0], condition, NoExchange())]
+                return [self.worker.denoise(item.orders[0], prompt, states[0], condition,
+                                            NoExchange())]
             return run_gang([(self.worker, self.worker_id)] * len(item.orders), item.orders,
                             prompt, states, condition)
         # Members of a gang spread over replicas: each local member in its own thread.
@@ -220,7 +221,8 @@ class PoolWorker:
 
         def member(i: int) -> None:
             try:
-                results[i] = self.worker.denoise(item.orders[i], prompt, states[i], condition, exchange)
+                results[i] = self.worker.denoise(item.orders[i], prompt, states[i], condition,
+                                                 exchange)
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
 

@@ -109,7 +109,8 @@ class RayExecutor:
     def poll(self, timeout: float | None = None) -> list[TaskReport]:
         out = []
         try:
-            out.append(self._reports.get(timeout=timeout) if timeout else self._reports.get_nowait())
+            out.append(self._reports.get(timeout=timeout) if timeout
+                       else self._reports.get_nowait())
             while True:
                 out.append(self._reports.get_nowait())
         except queue.Empty:
@@ -243,7 +244,8 @@ class RayExecutor:
         names: dict[str, str] = {}
         if isinstance(task, PhaseTask) and self._mailbox_factory is not None:
             names = _mailbox_names(task, set(items))
-        mailboxes = [self._mailbox_factory(n) for n in dict.fromkeys(names.values())] if names else []
+        mailboxes = ([self._mailbox_factory(n) for n in dict.fromkeys(names.values())]
+                     if names else [])
         kind = next(iter(items.values())).kind
         expert = ""
         if isinstance(task, PhaseTask):

@@ -61,7 +61,8 @@ def state_from_word(word: str) -> FilmState:
     try:
         return FilmState(word)
     except ValueError:
-        raise ValueError(f"unknown state {word!r}; one of {', '.join(s.value for s in FilmState)}") from None
+        raise ValueError(f"unknown state {word!r}; "
+                         f"one of {', '.join(s.value for s in FilmState)}") from None
 
 
 def state_word(value: int) -> str:
@@ -149,7 +150,8 @@ _GUIDANCE = re.compile(r"^scenes\[(\d+)\]\.guidance(?=\.|$)")
 def request_path(path: str, film: pb.Film) -> str:
     """Storyboard field path -> CreateFilmRequest field path (`film.scenes[1].frames`)."""
     m = _GUIDANCE.match(path)
-    if m and int(m.group(1)) < len(film.scenes) and film.scenes[int(m.group(1))].guidance_per_expert:
+    if (m and int(m.group(1)) < len(film.scenes)
+            and film.scenes[int(m.group(1))].guidance_per_expert):
         path = path[:m.end()] + "_per_expert" + path[m.end():]
     return f"film.{path}" if path else "film"
 

@@ -23,4 +23,5 @@ class ModelNotServed(FailedPrecondition):
 
     def __init__(self, model: str, served: list[str]):
         self.model, self.served = model, served
-        super().__init__(f"this server does not serve model {model!r}; it serves: {', '.join(served)}")
+        super().__init__(f"this server does not serve model {model!r}; "
+                         f"it serves: {', '.join(served)}")

@@ -139,7 +139,8 @@ class FilmApi:
 
     def list_films(self, request: pb.ListFilmsRequest, tenant: str) -> pb.ListFilmsResponse:
         if request.page_size < 0:
-            raise InvalidArgument([FieldError("page_size", f"must be >= 0, got {request.page_size}")])
+            raise InvalidArgument([FieldError("page_size",
+                                              f"must be >= 0, got {request.page_size}")])
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         state = _parse_filter(request.filter)
         try:
@@ -185,7 +186,8 @@ class FilmApi:
                         tenant: str) -> pb.ListExecutionsResponse:
         film_id = _film_id(request.parent, "parent")
         if request.page_size < 0:
-            raise InvalidArgument([FieldError("page_size", f"must be >= 0, got {request.page_size}")])
+            raise InvalidArgument([FieldError("page_size",
+                                              f"must be >= 0, got {request.page_size}")])
         size = min(request.page_size or DEFAULT_EXECUTIONS_PAGE_SIZE, MAX_PAGE_SIZE)
         start = _page_offset(request.page_token, request.parent)
         self.director.get_film(film_id, tenant)  # NOT_FOUND / PERMISSION_DENIED first
@@ -197,7 +199,8 @@ class FilmApi:
                 for i, e in enumerate(log[start:start + size])]
         more = start + size < len(log)
         return pb.ListExecutionsResponse(
-            executions=page, next_page_token=_page_token(request.parent, start + size) if more else "")
+            executions=page,
+            next_page_token=_page_token(request.parent, start + size) if more else "")
 
     # ---- streaming ------------------------------------------------------------------------
 
@@ -227,14 +230,16 @@ class FilmApi:
         size = (info.film.width, info.film.height)
         while alive():
             try:
-                for frame in self.director.frames(film_id, tenant, index=pos, timeout=self.poll_seconds):
+                for frame in self.director.frames(film_id, tenant, index=pos,
+                                                  timeout=self.poll_seconds):
                     yield from convert.frame_messages(frame, size, encoding, quality)
                     pos = frame.film_index + 1
                 return
             except TimeoutError:
                 continue
             except StreamClosed as exc:
-                raise FailedPrecondition(f"films/{film_id} delivers no more frames: {exc}") from None
+                raise FailedPrecondition(f"films/{film_id} delivers "
+                                         f"no more frames: {exc}") from None
 
     @_limited
     def get_artifact(self, request: pb.GetArtifactRequest,
@@ -251,10 +256,12 @@ class FilmApi:
                                               f"{request.scene_id!r}")])
         if scene.frames_done < scene.num_frames:
             raise FailedPrecondition(f"scene {scene.id} has {scene.frames_done} of "
-                                     f"{scene.num_frames} frames; its PNGs exist once all are rendered")
+                                     f"{scene.num_frames} frames; its PNGs exist "
+                                     "once all are rendered")
         frames = self.director.frames(film_id, tenant, scene.id, 0, timeout=self.poll_seconds)
         for frame in itertools.islice(frames, scene.num_frames):
-            yield from convert.artifact_chunks(frame.path, f"{scene.id}/{frame.path.name}", "image/png")
+            yield from convert.artifact_chunks(frame.path, f"{scene.id}/{frame.path.name}",
+                                               "image/png")
 
     @staticmethod
     def _frames_args(request: pb.StreamFramesRequest, info: FilmInfo) -> tuple[int, int, int]:
@@ -277,14 +284,16 @@ def _position(info: FilmInfo, scene_id: str, index: int) -> tuple[int, FieldErro
     if not scene_id:
         if 0 <= index < info.frames_total:
             return index, None
-        return 0, FieldError("start_frame", f"the film has frames 0..{info.frames_total - 1}, not {index}")
+        return 0, FieldError("start_frame",
+                             f"the film has frames 0..{info.frames_total - 1}, not {index}")
     offset = 0
     for s in info.scenes:
         if s.id == scene_id:
             if 0 <= index < s.num_frames:
                 return offset + index, None
-            return 0, FieldError("start_frame", f"scene {scene_id} has frames 0..{s.num_frames - 1}, "
-                                                f"not {index}")
+            return 0, FieldError("start_frame",
+                                 f"scene {scene_id} has frames 0..{s.num_frames - 1}, "
+                                 f"not {index}")
         offset += s.num_frames
     return 0, FieldError("start_scene_id", f"the film has no scene {scene_id!r}")
 
@@ -312,7 +321,8 @@ def _update_paths(request: pb.UpdateFilmRequest) -> list[str]:
     paths = list(request.update_mask.paths) if explicit else [
         f.name for f, _ in request.film.ListFields() if f.name != "name" and not _output_only(f)]
     violations = [FieldError("update_mask" if explicit else f"film.{path}",
-                             f"{path!r} {_why_not_updatable(path)}; updatable: {', '.join(UPDATABLE)}")
+                             f"{path!r} {_why_not_updatable(path)}; "
+                             f"updatable: {', '.join(UPDATABLE)}")
                   for path in paths if path not in UPDATABLE]
     if violations:
         raise InvalidArgument(violations)

@@ -2,7 +2,8 @@
 only clients holding a certificate it signed can connect (mutual TLS).
 
     reelfarm serve --local --tls-cert server.pem --tls-key server.key [--tls-client-ca ca.pem]
-    reelfarm submit film.yaml --server farm.example:50051 --tls-ca ca.pem [--tls-cert c.pem --tls-key c.key]
+    reelfarm submit film.yaml --server farm.example:50051 --tls-ca ca.pem
+        [--tls-cert c.pem --tls-key c.key]
 
 Tokens still decide the tenant; TLS keeps them (and the films) private on the wire.
 """

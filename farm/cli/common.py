@@ -75,9 +75,11 @@ def load_source(path: str | Path, *, model: str | None = None, steps: int | None
     try:
         source = resolve_model(ref)
     except ValueError as exc:
-        raise SpecError(rename([FieldError("model" if model is None else "--model", str(exc))])) from None
+        raise SpecError(rename([FieldError("model" if model is None else "--model",
+                                           str(exc))])) from None
     try:
-        film = resolve_film(board, profile_for(source.family), model=ref, base_dir=Path(path).parent)
+        film = resolve_film(board, profile_for(source.family), model=ref,
+                            base_dir=Path(path).parent)
     except SpecError as exc:
         raise SpecError(rename(exc.errors)) from None
     from farm.media.probe import check_media

@@ -162,7 +162,8 @@ def run_executions(client, args: argparse.Namespace) -> int:
         rows.append((str(number), execution_kind_word(e.kind), e.unit_id,
                      str(e.phase_index) if e.HasField("phase_index") else "-", e.expert or "-",
                      ",".join(e.worker_ids) or "-", "yes" if e.succeeded else "no",
-                     f"{e.duration.ToTimedelta().total_seconds():.2f}s" if e.HasField("duration") else "-",
+                     (f"{e.duration.ToTimedelta().total_seconds():.2f}s" if e.HasField("duration")
+                      else "-"),
                      ended, e.message))
     print_table(("#", "kind", "unit", "phase", "expert", "workers", "ok", "compute", "ended (UTC)",
                  "message"), rows)

@@ -11,7 +11,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("models", help="manage model folders")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    init = msub.add_parser("init-tiny", help="write a tiny random-weight Wan model (diffusers format)")
+    init = msub.add_parser("init-tiny",
+                           help="write a tiny random-weight Wan model (diffusers format)")
     init.add_argument("directory")
     init.add_argument("--kind", choices=TINY_KINDS, default="t2v-a14b")
     init.add_argument("--seed", type=int, default=0)
@@ -24,25 +25,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--seed", type=int, default=0)
     toy.add_argument("--clips", type=int, default=3000, help="training clips cached as latents")
     toy.add_argument("--workers", type=int, default=1,
-                     help="data-parallel training processes, one thread each (2 on a 2-core machine)")
+                     help="data-parallel training processes, one thread each "
+                     "(2 on a 2-core machine)")
     toy.add_argument("--vae-steps", type=int, default=None,
                      help="fixed VAE steps instead of a share of --minutes (repeats a run exactly)")
     toy.add_argument("--dit-steps", type=int, default=None,
                      help="fixed expert steps instead of the rest of --minutes")
     toy.add_argument("--decoder-steps", type=int, default=None,
-                     help="fixed decoder fine-tune steps (step 4) instead of its share of --minutes; 0: none")
+                     help="fixed decoder fine-tune steps (step 4) instead of its share of "
+                     "--minutes; 0: none")
     toy.add_argument("--resume", action="store_true",
-                     help="continue DIR from its last save in or after step 3: more expert steps (to "
-                     "--dit-steps in all, or for --minutes), then step 4 if DIR has not had it "
-                     "or to a larger --decoder-steps")
+                     help="continue DIR from its last save in or after step 3: more expert "
+                     "steps (to --dit-steps in all, or for --minutes), then step 4 if DIR "
+                     "has not had it or to a larger --decoder-steps")
     toy.add_argument("--decoder-restart", action="store_true",
-                     help="with --resume and a larger --decoder-steps: step 4 on from DIR's decoder weights "
-                     "with a new optimizer and EMA (a folder without decoder_state.pt, or a changed step 4)")
+                     help="with --resume and a larger --decoder-steps: step 4 on from DIR's "
+                     "decoder weights with a new optimizer and EMA (a folder without "
+                     "decoder_state.pt, or a changed step 4)")
     toy.add_argument("--expert-restart", action="store_true",
-                     help="with --resume and a larger --dit-steps: step 3 on from DIR's expert and text "
-                     "encoder weights with a new optimizer, EMA and warm-up (a folder without train_state.pt)")
+                     help="with --resume and a larger --dit-steps: step 3 on from DIR's expert "
+                     "and text encoder weights with a new optimizer, EMA and warm-up (a folder "
+                     "without train_state.pt)")
     toy.add_argument("--dit-anneal", type=int, default=0, metavar="N",
-                     help="decay the expert lr linearly to 0 over the last N of --dit-steps (default 0: none)")
+                     help="decay the expert lr linearly to 0 over the last N of "
+                     "--dit-steps (default 0: none)")
     toy.set_defaults(run=run_train_toy)
 
 
@@ -77,7 +83,8 @@ def _check_train_flags(args: argparse.Namespace) -> str | None:
     if args.expert_restart and not (args.resume and args.dit_steps is not None):
         return "--expert-restart needs --resume and --dit-steps (the expert steps in all)"
     if args.dit_anneal < 0 or (args.dit_anneal and args.dit_steps is None):
-        return f"--dit-anneal must be >= 0 and needs --dit-steps (the step the decay ends at), got {args.dit_anneal}"
+        return ("--dit-anneal must be >= 0 and needs --dit-steps (the step the decay ends at), "
+                f"got {args.dit_anneal}")
     return None
 
 
@@ -89,11 +96,13 @@ def run_train_toy(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     cfg = TrainConfig(seed=args.seed, minutes=args.minutes, clips=args.clips, workers=args.workers,
-                      vae_steps=args.vae_steps, dit_steps=args.dit_steps, decoder_steps=args.decoder_steps,
+                      vae_steps=args.vae_steps, dit_steps=args.dit_steps,
+                      decoder_steps=args.decoder_steps,
                       decoder_restart=args.decoder_restart, expert_restart=args.expert_restart,
                       dit_anneal=args.dit_anneal)
     try:
-        record = train_toy(args.directory, cfg, log=stamped, setup=quiet_libraries, resume=args.resume)
+        record = train_toy(args.directory, cfg, log=stamped, setup=quiet_libraries,
+                           resume=args.resume)
     except SetupError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"wrote the toy model to {args.directory}: {record['vae_steps']} VAE steps, "

@@ -15,7 +15,8 @@ from farm.cli.common import LoadedFilm
 
 
 def add_output_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frames-dir", help="also write every frame as PNG: DIR/<scene>/<scene>.NNNN.png")
+    p.add_argument("--frames-dir",
+                   help="also write every frame as PNG: DIR/<scene>/<scene>.NNNN.png")
     p.add_argument("--png-depth", type=int, choices=(8, 16), default=8,
                    help="bits per channel of the PNG frames (16: value*257, exact)")
     p.add_argument("--exr-dir", help="also write every frame as OpenEXR (half float, linear): "

@@ -24,7 +24,8 @@ class RenderStats:
     finished: float | None = None
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     # (scene, expert index) -> [seconds, segment-steps]
-    expert: dict[tuple[str, int], list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0]))
+    expert: dict[tuple[str, int], list[float]] = field(
+        default_factory=lambda: defaultdict(lambda: [0.0, 0]))
 
     def on_events(self, events: list) -> None:
         """Scheduler events (inline) or director FilmEvents (cluster)."""

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries()
     console = Console(stderr=True)
     if args.executor == "ray":
-        console.print("starting the reelfarm app on Ray (a local cluster: about 30 s on 2 cores) ...")
+        console.print("starting the reelfarm app on Ray "
+                      "(a local cluster: about 30 s on 2 cores) ...")
         source = RaySource(film, cluster_storyboard(loaded.board, film), torch.get_num_threads(),
                            address=args.address)
         console.print(f"cluster ready after {source.startup_s:.1f} s")

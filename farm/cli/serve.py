@@ -29,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "a built-in (tiny, toy, tiny-<family>) or a model folder. Default: every "
                         "built-in model. Each loads the first time a film asks for it")
     p.add_argument("--artifacts", default=".reelfarm/artifacts",
-                   help="folder for frames, mp4s and phase checkpoints (default .reelfarm/artifacts)")
+                   help="folder for frames, mp4s and phase checkpoints "
+                   "(default .reelfarm/artifacts)")
     p.add_argument("--db", default=DEFAULT_DB, metavar="URL",
                    help="SQLAlchemy URL of the job store: films, events, render log, checkpoints "
                         f"(default {DEFAULT_DB}, a SQLite file in the working directory; "

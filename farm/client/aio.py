@@ -28,8 +28,8 @@ class AsyncClient:
         self.target, self.timeout = target, timeout
         self._metadata = common.metadata(token)
         opts = common.CHANNEL_OPTIONS + (options or [])
-        self._channel = (grpc.aio.secure_channel(target, tls.credentials(), options=opts) if tls else
-                         grpc.aio.insecure_channel(target, options=opts))
+        self._channel = (grpc.aio.secure_channel(target, tls.credentials(), options=opts)
+                         if tls else grpc.aio.insecure_channel(target, options=opts))
         self.stub = pb_grpc.FilmServiceStub(self._channel)
 
     async def __aenter__(self) -> AsyncClient:

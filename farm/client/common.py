@@ -124,7 +124,8 @@ def builtin_family(model: str | None) -> str | None:
 def frames_request(name: str, pos: int | tuple[str, int], encoding: str,
                    jpeg_quality: int) -> pb.StreamFramesRequest:
     if encoding not in convert.ENCODINGS:
-        raise ValueError(f"encoding must be one of {', '.join(convert.ENCODINGS)}, got {encoding!r}")
+        raise ValueError(f"encoding must be one of {', '.join(convert.ENCODINGS)}, "
+                         f"got {encoding!r}")
     scene, index = pos if isinstance(pos, tuple) else ("", pos)
     return pb.StreamFramesRequest(name=name, start_scene_id=scene, start_frame=index,
                                   encoding=convert.ENCODINGS[encoding], jpeg_quality=jpeg_quality)

@@ -155,7 +155,8 @@ class FrameArchive:
                     raise TimeoutError(f"no frame {pos} within {timeout} s")
                 available = self.written
             if available <= pos:
-                raise StreamClosed(self.error or f"film ended after {available} of {self.total} frames")
+                raise StreamClosed(self.error
+                                   or f"film ended after {available} of {self.total} frames")
             while pos < available:
                 sid, idx = self._locate(pos)
                 yield ArchivedFrame(sid, idx, pos, png_path(self.root / "frames", sid, idx))

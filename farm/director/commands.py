@@ -105,7 +105,8 @@ def _admit(engine: EngineCore, entry: Entry, resume: tuple[UnitResume, ...]) -> 
                            tenant=entry.tenant, resume=resume)
 
 
-def units_for_frames(plan: FilmPlan, scene_id: str, first: int, last: int) -> tuple[tuple[str, ...], int, int]:
+def units_for_frames(plan: FilmPlan, scene_id: str, first: int,
+                     last: int) -> tuple[tuple[str, ...], int, int]:
     """Units to recompute for frames [first, last] of a scene, and the film frame range
     they deliver. Windows of a scene step together, so the whole gang is recomputed; in a
     chain every later unit depends on the one before, so those follow too."""

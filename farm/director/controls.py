@@ -78,7 +78,8 @@ def rerender(d: Director, entry: Entry, scene_id: str, first: int, last: int) ->
     except KeyError:
         raise ValueError(f"films/{entry.film_id} has no scene {scene_id!r}") from None
     if d.store is not None:
-        d.store.drop_checkpoints(entry.film_id, [s.id for u in units for s in entry.plan.unit(u).segments])
+        d.store.drop_checkpoints(entry.film_id,
+                                 [s.id for u in units for s in entry.plan.unit(u).segments])
     resume = _as_it_stands(d, entry)
     d.router.streams[entry.film_id] = _rewrite(d, entry, start, stop)  # first, as in retry
     entry.reopen(d.clock(), f"re-render of {scene_id} frames {first}..{last}: units "

@@ -225,7 +225,8 @@ class Director:
                                     "retry when some have finished")
         mine = [e for e in live if e.tenant == tenant]
         if len(mine) >= self.config.max_unfinished_per_tenant:
-            raise ResourceExhausted(f"tenant {tenant!r} has {len(mine)} unfinished films, its quota")
+            raise ResourceExhausted(f"tenant {tenant!r} has {len(mine)} unfinished films, "
+                                    "its quota")
         queued = sum(e.film.num_frames - e.archive.written for e in mine)
         if queued + frames > self.config.max_queued_frames_per_tenant:
             raise ResourceExhausted(
@@ -235,7 +236,8 @@ class Director:
     def _archive(self, film_id: str, film: Film) -> FrameArchive:
         return FrameArchive(self.config.artifacts / "films" / film_id,
                             [(s.id, s.num_frames) for s in film.scenes], film.fps, film.width,
-                            film.height, {"title": film.title, "comment": "AI-generated with reelfarm"})
+                            film.height,
+                            {"title": film.title, "comment": "AI-generated with reelfarm"})
 
     def _loop(self) -> None:
         idle = True

@@ -42,11 +42,13 @@ class Entry:
 
     def info(self) -> FilmInfo:
         p = self.progress
-        phases_total = p.phases_total if p else sum(len(s.units) for s in self.plan.scenes) * len(self.plan.phases)
+        phases_total = (p.phases_total if p else
+                        sum(len(s.units) for s in self.plan.scenes) * len(self.plan.phases))
         written = self.archive.written
         scenes, offset = [], 0
         for s in self.film.scenes:
-            scenes.append(SceneInfo(s.id, s.num_frames, max(0, min(s.num_frames, written - offset))))
+            scenes.append(SceneInfo(s.id, s.num_frames,
+                                    max(0, min(s.num_frames, written - offset))))
             offset += s.num_frames
         ttff = None if self.first_frame_time is None else self.first_frame_time - self.create_time
         return FilmInfo(self.film_id, self.tenant, self.film.title, self.film.model, self.state,
@@ -84,12 +86,14 @@ class Entry:
         if isinstance(e, FilmStateChanged):
             self.set_state(now, e.state, e.reason)
         elif isinstance(e, PhaseFinished):
-            self.publish(now, "phase", f"{e.unit_id} phase {e.phase_index} ({experts[e.expert]}) done",
+            self.publish(now, "phase",
+                         f"{e.unit_id} phase {e.phase_index} ({experts[e.expert]}) done",
                          scene_id=e.unit_id.split("/")[0], unit_id=e.unit_id,
                          phase_index=e.phase_index, expert=experts[e.expert],
                          worker_ids=e.worker_ids, duration=e.duration, num_steps=e.num_steps)
         elif isinstance(e, FramesDecoded):
-            self.publish(now, "frames", f"{e.scene_id} frames {e.frame_start}..{e.frame_stop - 1} decoded",
+            self.publish(now, "frames",
+                         f"{e.scene_id} frames {e.frame_start}..{e.frame_stop - 1} decoded",
                          scene_id=e.scene_id, frame_start=e.frame_start, frame_stop=e.frame_stop,
                          duration=e.duration)
         elif isinstance(e, TaskRetried):
@@ -111,7 +115,8 @@ class Entry:
         seen = after
         while True:
             with self._cv:
-                ok = self._cv.wait_for(lambda n=seen: len(self.events) > n or self.state.is_final, timeout)
+                ok = self._cv.wait_for(lambda n=seen: len(self.events) > n or self.state.is_final,
+                                       timeout)
                 if not ok:
                     raise TimeoutError(f"no event after #{seen} within {timeout} s")
                 batch = self.events[seen:]

@@ -64,12 +64,14 @@ def resume_units(plan: FilmPlan, checkpoints: dict[tuple[str, int], str],
         units = sp.units
         decoded = [sp.film_frame_start + u.frame_stop <= frames_written for u in units]
         for k, u in enumerate(units):
-            successor_waits = k + 1 < len(units) and units[k + 1].after == u.id and not decoded[k + 1]
+            successor_waits = (k + 1 < len(units) and units[k + 1].after == u.id
+                               and not decoded[k + 1])
             if decoded[k] and not successor_waits:
                 out.append(UnitResume(u.id, num_phases, (), decoded=True))
                 continue
             done = _phases_done(u, checkpoints, num_phases)
-            latest = tuple((s.id, checkpoints[(s.id, done - 1)]) for s in u.segments) if done else ()
+            latest = (tuple((s.id, checkpoints[(s.id, done - 1)]) for s in u.segments)
+                      if done else ())
             out.append(UnitResume(u.id, done, latest))
     return tuple(out)
 

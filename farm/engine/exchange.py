@@ -52,11 +52,13 @@ class ThreadExchange:
                 self._box[(step, member, dst)] = value
             self._cond.notify_all()
             arrived = self._cond.wait_for(
-                lambda: self._error is not None or all(k in self._box for k in keys), self.timeout_s)
+                lambda: self._error is not None or all(k in self._box for k in keys),
+                self.timeout_s)
             if self._error is not None:
                 raise ExchangeAborted(f"gang aborted: {self._error}")
             if not arrived:
-                raise ExchangeAborted(f"no halos from members {sorted(outgoing)} after {self.timeout_s} s")
+                raise ExchangeAborted(f"no halos from members {sorted(outgoing)} "
+                                      f"after {self.timeout_s} s")
             return {src: self._box.pop((s, src, dst)) for s, src, dst in keys}
 
     def abort(self, reason: str) -> None:

@@ -58,7 +58,8 @@ class Worker(Protocol):
         ...
 
     def denoise_steps(self, order: DenoiseOrder, prompt: Any, state: Any | None,
-                      condition: Any | None) -> Generator[tuple[int, dict[int, Any]], dict[int, Any], Any]:
+                      condition: Any | None) -> Generator[tuple[int, dict[int, Any]],
+                                                          dict[int, Any], Any]:
         """The same phase as a generator: yields (step, halos out), is sent halos in."""
         ...
 
@@ -250,7 +251,8 @@ class InlineExecutor:
         states = self._get(*(m.input_key for m in task.members))
         if task.layout.size > 1:
             if self.rendezvous is None:
-                raise RuntimeError("a gang layout needs a rendezvous (InlineExecutor(rendezvous=...))")
+                raise RuntimeError("a gang layout needs a rendezvous "
+                                   "(InlineExecutor(rendezvous=...))")
             results = run_ranks(self.workers, task, orders, prompt, states, condition,
                                 self.rendezvous.address(), self.gang_timeout_s)
         elif len(orders) == 1:

@@ -80,7 +80,8 @@ def band_orders(task: DecodeTask, order: DecodeOrder, store: str,
                 timeout_s: float) -> list[DecodeOrder]:
     """The decode's order for each of its ranks (worker_id, then band_workers)."""
     ranks = 1 + len(task.band_workers)
-    return [replace(order, band_rank=GangRank(1, ranks, r, store, f"{task.task_id}/bands", timeout_s))
+    return [replace(order,
+                    band_rank=GangRank(1, ranks, r, store, f"{task.task_id}/bands", timeout_s))
             for r in range(ranks)]
 
 
@@ -91,11 +92,13 @@ def run_band_ranks(workers: Mapping[str, Any], task: DecodeTask, order: DecodeOr
     0 streams the frames); rank 0's result."""
     ranked = band_orders(task, order, store, timeout_s)
     ids = (task.worker_id, *task.band_workers)
-    jobs = [(wid, lambda wid=wid, o=o: decode(workers[wid], o)) for wid, o in zip(ids, ranked, strict=True)]
+    jobs = [(wid, lambda wid=wid, o=o: decode(workers[wid], o))
+            for wid, o in zip(ids, ranked, strict=True)]
     return run_threads(jobs, lambda why: None)[0]
 
 
-def run_threads(jobs: list[tuple[str, Callable[[], Any]]], abort: Callable[[str], Any]) -> list[Any]:
+def run_threads(jobs: list[tuple[str, Callable[[], Any]]],
+                abort: Callable[[str], Any]) -> list[Any]:
     """Each (worker id, job) in a thread of its own (ranks block in collectives); their
     results in order. A failing job calls `abort` (so peers blocked elsewhere stop) and
     the whole fails naming the worker of the first failure that is not an echo."""

@@ -70,7 +70,8 @@ def _caption(strip: SceneStrip) -> str:
 
 
 def _text_width(text: str) -> int:
-    box = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=ImageFont.load_default())
+    box = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text,
+                                                            font=ImageFont.load_default())
     return int(box[2] - box[0])
 
 

@@ -62,7 +62,8 @@ def _run(kind: str, data: bytes, size: tuple[int, int] | None, device: str) -> n
     return np.asarray(out[0]).copy()
 
 
-def decode_image(data: bytes, size: tuple[int, int] | None = None, device: str = "cpu") -> np.ndarray:
+def decode_image(data: bytes, size: tuple[int, int] | None = None,
+                 device: str = "cpu") -> np.ndarray:
     """RGB uint8 (H, W, 3), resized to size = (width, height) when given."""
     return _run("image", data, size, device)
 

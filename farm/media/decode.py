@@ -144,7 +144,8 @@ def decode_video(location: str, fps: int, count: int, size: Size | None = None, 
         if backend == "dali":
             from farm.media.dali_decode import decode_video as dali_video
 
-            return dali_video(data, indices, size, "gpu" if str(device).startswith("cuda") else "cpu")
+            return dali_video(data, indices, size,
+                              "gpu" if str(device).startswith("cuda") else "cpu")
         return _pyav_video(data, indices, size)
     except MediaError:
         raise
@@ -172,7 +173,8 @@ def _pyav_video(data: bytes, indices: list[int], size: Size | None) -> np.ndarra
             if n >= max(indices):
                 break
     if any(f is None for f in out):
-        raise ValueError(f"decoded fewer frames than the container lists (need frame {max(indices)})")
+        raise ValueError("decoded fewer frames than the container lists "
+                         f"(need frame {max(indices)})")
     return np.stack(out)  # type: ignore[arg-type]
 
 

@@ -52,7 +52,8 @@ def mux_audio(video: str | Path, samples: np.ndarray, sample_rate: int, out: str
             if packet.dts is not None:
                 packet.stream = v_out
                 dst.mux(packet)
-        _encode_audio(dst, a_out, np.ascontiguousarray(samples, dtype=np.float32), sample_rate, layout)
+        _encode_audio(dst, a_out, np.ascontiguousarray(samples, dtype=np.float32), sample_rate,
+                      layout)
     return out
 
 
@@ -61,7 +62,8 @@ def _encode_audio(dst, stream, samples: np.ndarray, sample_rate: int, layout: st
     block = 1024
     for start in range(0, samples.shape[1], block):
         chunk = samples[:, start:start + block]
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp",
+                                           layout=layout)
         frame.sample_rate = sample_rate
         frame.pts = start
         frame.time_base = Fraction(1, sample_rate)

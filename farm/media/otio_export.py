@@ -63,7 +63,8 @@ def _timeline_of_storyboard(film: Film, cut: Cut) -> tuple[Any, Any]:
     import opentimelineio as otio
 
     rt = otio.opentime.RationalTime
-    timeline = otio.schema.Timeline(name=film.title, global_start_time=rt(cut.start_frame, film.fps))
+    timeline = otio.schema.Timeline(name=film.title,
+                                    global_start_time=rt(cut.start_frame, film.fps))
     timeline.metadata["reelfarm"] = {"title": film.title, "fps": film.fps, "width": film.width,
                                      "height": film.height, "model": film.model,
                                      "steps": film.num_steps, "shift": film.shift,

@@ -35,6 +35,7 @@ def _check(scene: Scene, fps: int, kind: str, location: str) -> None:
         try:
             decode_video(location, fps, scene.num_frames)
         except MediaError as exc:
-            raise MediaError(location, f"neither an image nor a readable video: {exc.problem}") from None
+            raise MediaError(location,
+                             f"neither an image nor a readable video: {exc.problem}") from None
     else:
         decode_image(location)

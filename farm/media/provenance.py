@@ -33,7 +33,8 @@ def label_tags(kind: str) -> dict[str, str]:
     """Metadata that says "AI-generated" in each container's own vocabulary."""
     comment = f"{LABEL} with reelfarm {__version__}"
     if kind == "mp4":  # mp4 tags (written as mdta keys: movflags=use_metadata_tags)
-        return {"comment": comment, "ai_generated": LABEL, "digital_source_type": DIGITAL_SOURCE_TYPE}
+        return {"comment": comment, "ai_generated": LABEL,
+                "digital_source_type": DIGITAL_SOURCE_TYPE}
     if kind == "png":  # PNG tEXt keywords
         return {"Comment": comment, "AI-Generated": LABEL, "Software": f"reelfarm {__version__}",
                 "DigitalSourceType": DIGITAL_SOURCE_TYPE}
@@ -129,7 +130,8 @@ def verify(path: str | Path) -> Verdict:
         return Verdict(False, "no-manifest", (f"{path}: no such file or folder",))
     manifest_path, key = find_manifest(path)
     if manifest_path is None:
-        where = (path / DIR_MANIFEST) if path.is_dir() else path.with_name(path.name + SIDECAR_SUFFIX)
+        where = ((path / DIR_MANIFEST) if path.is_dir()
+                 else path.with_name(path.name + SIDECAR_SUFFIX))
         return Verdict(False, "no-manifest", (
             f"{path}: no provenance manifest (looked for {where}); it cannot be verified",))
     try:

@@ -46,7 +46,8 @@ def halo_columns(decoder) -> int:
     reach, scale = 2.0 * len(mid.resnets[1:]), 1
     for up in decoder.up_blocks:
         if type(up).__name__ != "WanUpBlock":  # the Wan2.2 VAE's residual up blocks
-            raise ValueError(f"band decode supports the Wan2.1 VAE decoder, not {type(up).__name__}")
+            raise ValueError("band decode supports the Wan2.1 VAE decoder, "
+                             f"not {type(up).__name__}")
         reach += 2.0 * len(up.resnets) / scale  # two 3x3 convs per residual block
         if up.upsamplers is not None:
             scale *= 2

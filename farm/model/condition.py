@@ -53,7 +53,8 @@ class Condition:
         out = {}
         for k, v in self.kwargs.items():
             v = v.to(device, dtype) if v.is_floating_point() else v.to(device)
-            out[k] = torch.full_like(v, self.uncond_fill[k]) if uncond and k in self.uncond_fill else v
+            out[k] = (torch.full_like(v, self.uncond_fill[k]) if uncond and k in self.uncond_fill
+                      else v)
         return out
 
 

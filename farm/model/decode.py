@@ -35,7 +35,8 @@ class StreamingDecoder:
         z = latents.to(vae.device, vae.dtype)
         # Same arithmetic as WanPipeline: latents / (1 / std) + mean
         mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1).to(z.device, z.dtype)
-        inv_std = 1.0 / torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1).to(z.device, z.dtype)
+        inv_std = 1.0 / (torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1)
+                         .to(z.device, z.dtype))
         z = z / inv_std + mean
         x = vae.post_quant_conv(z)
         for i in range(x.shape[2]):

@@ -44,7 +44,8 @@ def check_gang(model, rank: GangRank, guidance: float) -> None:
     """Reject a layout the model cannot run, before anyone waits for anyone."""
     heads = getattr(model.config, "num_attention_heads", None)
     if heads is None and rank.sp != 1:  # the S2V adapter (farm.model.s2v): CFG parallel only
-        raise ValueError(f"Ulysses sequence parallel is not implemented for {type(model).__name__}; "
+        raise ValueError("Ulysses sequence parallel is not implemented for "
+                         f"{type(model).__name__}; "
                          f"valid degrees: 1 (got {rank.sp})")
     if heads is not None and (rank.sp < 1 or heads % rank.sp):
         raise ValueError(f"Ulysses degree {rank.sp} must divide the {heads} attention heads of "

@@ -76,7 +76,8 @@ class MediaInputs:
         """The conditioning of one clip (None: a text-only clip)."""
         return self._first_frame(model, clip, prev)
 
-    def _first_frame(self, model: ModelRef, clip: ClipInputs, prev: Carried | None) -> Condition | None:
+    def _first_frame(self, model: ModelRef, clip: ClipInputs,
+                     prev: Carried | None) -> Condition | None:
         size = (model.width, model.height)
         image = prev.images[-1] if prev is not None else (
             self._image(clip.inputs.image, size) if clip.inputs.image else None)

@@ -188,7 +188,8 @@ class ModelLoader:
                 processor, encoder = tiny.build_image_encoder(self.source.seed)
             else:
                 processor = CLIPImageProcessor.from_pretrained(self.source.path / "image_processor")
-                encoder = _aligned(CLIPVisionModel.from_pretrained(self.source.path / "image_encoder"))
+                encoder = _aligned(
+                    CLIPVisionModel.from_pretrained(self.source.path / "image_encoder"))
             return processor, cast(encoder, self.device, torch.float32)  # pixel values are fp32
         return self._once("image_encoder", build, weights=True)
 

@@ -49,7 +49,8 @@ def seeded(seed: int):
 def component_seed(seed: int, component: str) -> int:
     """Each component its own seed: a worker that builds only the low-noise expert gets
     the weights of one that builds the whole model."""
-    order = ("text_encoder", "transformer", "transformer_2", "vae", "image_encoder", "audio_encoder")
+    order = ("text_encoder", "transformer", "transformer_2", "vae", "image_encoder",
+             "audio_encoder")
     return seed * 16 + order.index(component)
 
 
@@ -65,7 +66,8 @@ def build_tokenizer():
                                   show_progress=False)
     tok.train_from_iterator(list(_CORPUS), trainer=trainer)
     eos = tok.token_to_id("</s>")
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>",
+                                                       special_tokens=[("</s>", eos)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
                                    unk_token="<unk>", model_max_length=512, padding_side="right")
 

@@ -105,11 +105,13 @@ class _Run:
         else:
             import_state(scheduler, handoff.state, device)
             if handoff.state.step_index != order.start_step:
-                raise ValueError(f"{order.segment_id}: handoff is at step {handoff.state.step_index}, "
+                raise ValueError(f"{order.segment_id}: handoff is at step "
+                                 f"{handoff.state.step_index}, "
                                  f"phase starts at {order.start_step}")
             self.latents = handoff.latents.to(device, torch.float32)
         self.prompt = embeds.prompt.to(device, self.dtype)
-        self.negative = embeds.negative.to(device, self.dtype) if embeds.negative is not None else None
+        self.negative = (embeds.negative.to(device, self.dtype) if embeds.negative is not None
+                         else None)
         self.halo = _Halo(order, device) if len(order.gang) > 1 else None
         self.fusable = supports(scheduler)  # Wan's Euler / UniPC: the fused step's solvers
         self.condition = condition
@@ -120,7 +122,8 @@ class _Run:
         self.kw_uncond = (condition.model_kwargs(device, self.dtype, uncond=True)
                           if condition is not None else {})
         # TI2V: latent 0 is the given image, at timestep 0 (mask 0); elsewhere noise (mask 1).
-        self.mask = (first_frame_mask(self.latents) if condition is not None and condition.kind == "first_frame"
+        self.mask = (first_frame_mask(self.latents)
+                     if condition is not None and condition.kind == "first_frame"
                      else torch.ones(self.latents.shape, dtype=torch.float32, device=device))
         self.expand = expand_timesteps
         self.gang: Gang | None = None  # set by phase_steps for a rank of a gang
@@ -170,7 +173,8 @@ class _Run:
         # 2a. CFG parallel: rank 0 the conditional forward, rank 1 the unconditional one;
         #     all-gathered, so every rank holds both
         if gang.spec.cfg == 2:
-            cond, uncond = gang.cfg_gather(forward(self.negative if gang.runs_uncond else self.prompt))
+            cond, uncond = gang.cfg_gather(forward(self.negative if gang.runs_uncond
+                                                   else self.prompt))
         else:
             cond = forward(self.prompt)
             if g <= 1.0:
@@ -203,7 +207,8 @@ class _Run:
                 and self.order.stop_step == self.order.model.num_steps):
             # the clean first frame, as diffusers does after its loop
             self.latents = (1 - self.mask) * self.cond + self.mask * self.latents
-        if self.condition is not None and self.condition.prefix and self.order.stop_step == self.order.model.num_steps:
+        if (self.condition is not None and self.condition.prefix
+                and self.order.stop_step == self.order.model.num_steps):
             # the clip's own frames: the reference frames in front are not decoded
             self.latents = self.latents[:, :, self.condition.prefix:]
         last = self.order.stop_step == self.order.model.num_steps
@@ -231,7 +236,8 @@ class _Halo:
         self.gang = order.gang
         self.window = order.window
         self.nbrs = neighbours(order.gang, order.member)
-        self.weights = {k: torch.tensor(blend_weights(self.gang[k]), dtype=torch.float32, device=device)
+        self.weights = {k: torch.tensor(blend_weights(self.gang[k]), dtype=torch.float32,
+                                        device=device)
                         for k in (self.me, *self.nbrs)}  # (n_k,) over window k's frames
         # One path for the whole gang: the kernel takes up to MAX_SOURCES windows, and
         # windows must step shared frames identically, so if any has more, all use the

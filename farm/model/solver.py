@@ -68,12 +68,15 @@ class Handoff:
         if codec != "exact":
             from reelfarm_kernels.handoff_codec import encode_tensors
 
-            tensors = encode_tensors({name: _frames_as_channels(t) for name, t in tensors.items()}, codec)
+            tensors = encode_tensors({name: _frames_as_channels(t)
+                                      for name, t in tensors.items()}, codec)
         tensors = {name: t.to("cpu").contiguous() for name, t in tensors.items()}
         header = {
             "format": FORMAT, "kind": self.state.kind, "step_index": self.state.step_index,
-            "begin_index": self.state.begin_index, "num_model_outputs": len(self.state.model_outputs),
-            "timestep_list": self.state.timestep_list, "lower_order_nums": self.state.lower_order_nums,
+            "begin_index": self.state.begin_index,
+            "num_model_outputs": len(self.state.model_outputs),
+            "timestep_list": self.state.timestep_list,
+            "lower_order_nums": self.state.lower_order_nums,
             "this_order": self.state.this_order, "codec": codec,
         }
         if codec != "exact":
@@ -93,7 +96,8 @@ class Handoff:
             from reelfarm_kernels.handoff_codec import decode_tensors
 
             tensors = decode_tensors(tensors, header["codec"])
-            tensors = {name: t.reshape(header["shapes"][name]) if name in header.get("shapes", {}) else t
+            tensors = {name: (t.reshape(header["shapes"][name]) if name in header.get("shapes", {})
+                              else t)
                        for name, t in tensors.items()}
         state = SolverState(
             kind=header["kind"], step_index=header["step_index"], begin_index=header["begin_index"],

@@ -43,4 +43,5 @@ def encode_text(tokenizer, encoder, text: str, max_len: int) -> torch.Tensor:
 def encode_prompts(tokenizer, encoder, prompt: str, negative: str, max_len: int,
                    with_negative: bool) -> PromptEmbeds:
     return PromptEmbeds(encode_text(tokenizer, encoder, prompt, max_len),
-                        encode_text(tokenizer, encoder, negative, max_len) if with_negative else None)
+                        (encode_text(tokenizer, encoder, negative, max_len)
+                         if with_negative else None))

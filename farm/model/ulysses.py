@@ -181,7 +181,8 @@ class UlyssesAttnProcessor:
                  rotary_emb=None):
         group = _ACTIVE.get()
         if group is None or encoder_hidden_states is not None:
-            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask,
+                              rotary_emb)
         from diffusers.models.attention_dispatch import dispatch_attention_fn
         from diffusers.models.transformers.transformer_wan import _get_qkv_projections
 
@@ -197,7 +198,8 @@ class UlyssesAttnProcessor:
         q, k, v = (group.heads_to_sequence(t, group.total) for t in (q, k, v))
         # 4. attention of my heads over the whole sequence: (B, S, H/sp, D)
         out = dispatch_attention_fn(q, k, v, attn_mask=attention_mask, dropout_p=0.0,
-                                    is_causal=False, backend=getattr(self.inner, "_attention_backend", None))
+                                    is_causal=False,
+                                    backend=getattr(self.inner, "_attention_backend", None))
         # 5. all-to-all back: (B, S, H/sp, D) -> (B, S_r, H, D) -> (B, S_r, H*D)
         out = group.sequence_to_heads(out.type_as(q), local).flatten(2, 3)
         # 6. output projection: (B, S_r, C)

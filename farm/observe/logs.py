@@ -32,7 +32,8 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        ids = " ".join(f"{k}={getattr(record, k)}" for k in ("film_id", "scene_id", "unit_id", "phase")
+        ids = " ".join(f"{k}={getattr(record, k)}"
+                       for k in ("film_id", "scene_id", "unit_id", "phase")
                        if getattr(record, k, None) not in (None, "", -1))
         base = super().format(record)
         return f"{base} [{ids}]" if ids else base

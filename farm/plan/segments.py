@@ -66,7 +66,8 @@ def plan_chain(num_latent: int, window: int, shared: int = 1) -> tuple[Window, .
     (1: one carried frame; 2: five carried frames, Animate's and VACE's other choice)."""
     _check(num_latent, window)
     if window <= shared and num_latent > 1:
-        raise ValueError(f"a chain sharing {shared} latent frame(s) needs longer windows than {window}")
+        raise ValueError(f"a chain sharing {shared} latent frame(s) "
+                         f"needs longer windows than {window}")
     if num_latent <= window:
         return (Window(0, num_latent),)
     new = num_latent - shared  # latent frames after the first clip's shared ones

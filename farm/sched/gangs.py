@@ -94,7 +94,8 @@ class GangPolicy:
 
 def place_phase(rnd: Round, policy: GangPolicy | None, need: Need, excluded: frozenset[str],
                 preferred: tuple[str | None, ...], *, family: str, height: int,
-                guidance: float, previous: GangMemo | None = None) -> tuple[tuple[str, ...], Layout, str] | None:
+                guidance: float,
+                previous: GangMemo | None = None) -> tuple[tuple[str, ...], Layout, str] | None:
     """Workers for a unit's phase (one member per segment, in order, each member's ranks
     together, rank 0 where the member's data is), its layout and the name of its gangs
     ("" = new); None if it does not fit. The `previous` phase's gangs are reused when the

@@ -22,7 +22,8 @@ def apply(f: FilmRecord, resume: tuple[UnitResume, ...]) -> None:
             if r is None:
                 continue
             if not 0 <= r.phases_done <= num_phases:
-                raise ValueError(f"{u.plan.id}: phases_done {r.phases_done} not in [0, {num_phases}]")
+                raise ValueError(f"{u.plan.id}: phases_done {r.phases_done} "
+                                 f"not in [0, {num_phases}]")
             latest = dict(r.latest)
             if not r.decoded and r.phases_done and set(latest) != {s.id for s in u.plan.segments}:
                 raise ValueError(f"{u.plan.id}: resume needs a key for every segment")

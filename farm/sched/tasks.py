@@ -159,7 +159,8 @@ def _start_phase(led: Ledger, f: FilmRecord, sc: SceneState, u: UnitState,
     tid = f"{f.film_id}/{u.plan.id}/p{p}/a{attempt}"
     k = layout.size
     members = tuple(
-        MemberTask(seg.id, ids[i * k], u.latest.get(seg.id), f"{f.film_id}:{seg.id}:p{p}:a{attempt}",
+        MemberTask(seg.id, ids[i * k], u.latest.get(seg.id),
+                   f"{f.film_id}:{seg.id}:p{p}:a{attempt}",
                    ids[i * k + 1:(i + 1) * k])
         for i, seg in enumerate(u.plan.segments))
     cond = sc.units[u.plan.index - 1].condition_key if u.plan.after else sc.image_key

@@ -55,7 +55,8 @@ def reelfarm(workload: Workload, gpus: int, costs: CostModel, *, fleet: str = "p
     config = SchedulerConfig(gangs=costs.gang_policy(min_efficiency) if gangs else None)
     result = Simulation(workload, workers, costs, failures_per_gpu_hour=failures_per_gpu_hour,
                         seed=seed, config=config).run()
-    note = ("gangs" if gangs else "no gangs") + (f", phases<={max_phase_steps}" if max_phase_steps else "")
+    note = ("gangs" if gangs else "no gangs") + (f", phases<={max_phase_steps}"
+                                                 if max_phase_steps else "")
     if gangs and min_efficiency != 0.8:
         note += f", efficiency>={min_efficiency:g}"
     return replace(result, note=note)
@@ -75,7 +76,8 @@ def best_official(workload: Workload, gpus: int, costs: CostModel) -> tuple[int,
 def compare(workload: Workload, gpus: int, costs: CostModel, *,
             failures_per_gpu_hour: float = 0.0, seed: int = 0) -> list[dict]:
     """One row per system, with labels; `makespan_over_best` compares the systems."""
-    rf = best_reelfarm(workload, gpus, costs, failures_per_gpu_hour=failures_per_gpu_hour, seed=seed)
+    rf = best_reelfarm(workload, gpus, costs,
+                       failures_per_gpu_hour=failures_per_gpu_hour, seed=seed)
     group, off = best_official(workload, gpus, costs)
     naive = clip_queue(workload, gpus, 1, costs)
     rows = []

@@ -208,7 +208,8 @@ class CostModel:
     def latent_bytes(self, plan: FilmPlan, latent_frames: int) -> int:
         film = plan.film
         s = film.profile.vae_spatial
-        return 4 * film.profile.latent_channels * latent_frames * (film.height // s) * (film.width // s)
+        return (4 * film.profile.latent_channels * latent_frames * (film.height // s)
+                * (film.width // s))
 
     def handoff_bytes(self, plan: FilmPlan, latent_frames: int) -> int:
         """Latents + UniPC state (two model outputs, last sample): 4x the latents."""

@@ -104,7 +104,8 @@ def expert_pools(gpus: int, workload: Workload, costs: CostModel, *, flex: float
     fleet = []
     for pool, n in dedicated.items():
         for i in range(n):
-            fleet.append(SimWorker(WorkerSpec(f"{pool}#{i}", frozenset({pool, "text", "vae"})), pool))
+            fleet.append(SimWorker(WorkerSpec(f"{pool}#{i}", frozenset({pool, "text", "vae"})),
+                                   pool))
     for family, n in general.items():
         experts = frozenset(p for p in work if p.startswith(family + "/"))
         for i in range(n):

@@ -67,7 +67,8 @@ def _scenes(plan: FilmPlan, arrival: float, costs: CostModel,
                                    for lay, r in policy.options(film.profile.family, height, g[e])])
         start = costs.text() + (costs.image(plan) if sp.scene.image is not None else 0.0)
         latents = sum(sum(w.size for _, w in u.decode_slices) for u in sp.units)
-        denoise = sum(costs.unit_phase_s(plan, u, k) for u in sp.units for k in range(len(plan.phases)))
+        denoise = sum(costs.unit_phase_s(plan, u, k)
+                      for u in sp.units for k in range(len(plan.phases)))
         members = min(len(u.segments) for u in sp.units)
         fixed_work += start + per_latent * latents  # decode GPU-s: at least one pass
         out.append((arrival + start + fastest * latents, denoise, members, env))

@@ -55,11 +55,13 @@ def check(rows: list[dict], ceilings: dict[int, float] | None = None) -> list[st
     ceilings = ceilings or {}
     by, out = _by(rows), []
     for gpus in sorted({r["gpus"] for r in rows}):
-        rf, off = by.get((gpus, "single-film", "reelfarm")), by.get((gpus, "single-film", "official"))
+        rf, off = (by.get((gpus, "single-film", "reelfarm")),
+                   by.get((gpus, "single-film", "official")))
         if rf and off:
             ok = rf["makespan_s"] <= off["makespan_s"]
-            out.append(f"single film, {gpus:>3} GPUs: makespan {rf['makespan_s']:.1f} s vs official "
-                       f"{off['makespan_s']:.1f} s ({off['config']}): {'met' if ok else 'NOT met'}")
+            out.append(f"single film, {gpus:>3} GPUs: makespan {rf['makespan_s']:.1f} s "
+                       f"vs official {off['makespan_s']:.1f} s ({off['config']}): "
+                       f"{'met' if ok else 'NOT met'}")
         rf, off = by.get((gpus, "backlog-50", "reelfarm")), by.get((gpus, "backlog-50", "official"))
         if rf and off:
             x = rf["throughput_films_per_h"] / off["throughput_films_per_h"]
@@ -99,7 +101,8 @@ def _why_film(costs: CostModel, gpus: int, best: dict) -> str:
     group = int(best["config"].removeprefix("G="))
     table = costs.speedup("t2v-a14b", 720)
     mine = costs.gang_policy().choose("t2v-a14b", 720, 4.0, waiting=12, idle=gpus)
-    faster = table.ratio(mine, costs.ib_bytes_per_s) < table.ratio(Layout(1, group), costs.ib_bytes_per_s)
+    faster = (table.ratio(mine, costs.ib_bytes_per_s)
+              < table.ratio(Layout(1, group), costs.ib_bytes_per_s))
     per_latent = dict(costs.decode_s)[720] / 21
     return (f"{gpus} GPUs / 12 segments: reelfarm's gang per segment ({mine.cfg}x{mine.sp}) is "
             f"{'faster' if faster else 'no faster'} than the official Ulysses-{group} group by the "
@@ -133,7 +136,8 @@ def _why_backlog(costs: CostModel, rf: dict) -> str:
 
 def _why_queue(rf: dict, best: dict, arrival: float, load: float) -> str:
     return (f"at {load:.0%} offered load both keep up, so the makespan is the last arrival "
-            f"({arrival:.0f} s) plus that film's latency (reelfarm {rf['makespan_s'] - arrival:.0f} s, "
+            f"({arrival:.0f} s) plus that film's latency "
+            f"(reelfarm {rf['makespan_s'] - arrival:.0f} s, "
             f"{best['system']} {best['makespan_s'] - arrival:.0f} s): reelfarm's gangs share the "
             f"GPUs idle when a phase starts, where the official gives every clip its G GPUs "
             f"(p95 film latency {rf['p95_latency_s']:.0f} s vs {best['p95_latency_s']:.0f} s).")

@@ -159,12 +159,14 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelPro
     overlap = spec.overlap or board.overlap or min(profile.overlap, window - 1)
     own = spec.window is not None or spec.overlap is not None
     if overlap >= window and own and not errors:
-        errors.append(FieldError(at + "overlap", f"overlap {overlap} must be smaller than window {window}"))
+        errors.append(FieldError(at + "overlap",
+                                 f"overlap {overlap} must be smaller than window {window}"))
     continuity = spec.continuity
     if continuity == "chain" and not profile.supports_chain:
         chainable = sorted(p.family for p in PROFILES.values() if p.supports_chain)
         errors.append(FieldError(at + "continuity", (
-            f"'chain' needs a model that takes frames of the previous clip; {profile.family} does not. "
+            "'chain' needs a model that takes frames of the previous clip; "
+            f"{profile.family} does not. "
             f"Families that support it: {', '.join(chainable)}")))
     if errors or num_frames is None:
         return None, errors
@@ -225,7 +227,8 @@ def _scene_frames(at: str, spec: SceneSpec, fps: int) -> tuple[int | None, list[
         near = nearest_frame_counts(max(1, int(exact)))
         secs = or_list(tuple(f"{f / fps:g} s ({f} frames)" for f in near))
         return None, [FieldError(at + "seconds", (
-            f"{spec.seconds:g} s at {fps} fps is {exact:g} frames, not 4k+1; nearest valid: {secs}"))]
+            f"{spec.seconds:g} s at {fps} fps is {exact:g} frames, not 4k+1; "
+            f"nearest valid: {secs}"))]
     return n, []
 
 

@@ -54,7 +54,8 @@ class Footprint:
 def check_limits(film: Film, limits: Limits) -> list[FieldError]:
     errors = []
     if len(film.scenes) > limits.max_scenes:
-        errors.append(FieldError("scenes", f"{len(film.scenes)} scenes; the limit is {limits.max_scenes}"))
+        errors.append(FieldError("scenes",
+                                 f"{len(film.scenes)} scenes; the limit is {limits.max_scenes}"))
     if film.num_frames > limits.max_frames_per_film:
         errors.append(FieldError("scenes", f"the film has {film.num_frames} frames; the limit "
                                            f"is {limits.max_frames_per_film}"))
@@ -84,7 +85,8 @@ def _scene_limits(scene, limits: Limits) -> list[FieldError]:
         bad = sorted({f"U+{ord(c):04X}" for c in text
                       if unicodedata.category(c) == "Cc" and c not in "\n\t"})
         if bad:
-            errors.append(FieldError(at + name, f"control characters are not allowed: {', '.join(bad)}"))
+            errors.append(FieldError(at + name,
+                                     f"control characters are not allowed: {', '.join(bad)}"))
     return errors
 
 
@@ -96,11 +98,13 @@ def window_memory_bytes(film: Film, footprint: Footprint) -> int:
     state (x4 for UniPC) in float32.
     """
     p = film.profile
-    per_frame = (film.height // (p.vae_spatial * p.patch)) * (film.width // (p.vae_spatial * p.patch))
+    per_frame = ((film.height // (p.vae_spatial * p.patch))
+                 * (film.width // (p.vae_spatial * p.patch)))
     window = max(min(s.window, s.num_latent_frames) for s in film.scenes)
     tokens = window * per_frame
     activations = tokens * (footprint.ffn_dim + 6 * footprint.dim) * footprint.act_bytes
-    latent = window * (film.height // p.vae_spatial) * (film.width // p.vae_spatial) * p.latent_channels
+    latent = (window * (film.height // p.vae_spatial) * (film.width // p.vae_spatial)
+              * p.latent_channels)
     return footprint.weight_bytes + activations + 5 * 4 * latent
 
 

@@ -156,13 +156,15 @@ VACE_A14B = ModelProfile(
 # reference latent, 3 frames dropped); sizes padded to multiples of 64.
 # The official sample_neg_prompt, used when a scene's negative prompt is empty (as the
 # official generate() does for n_prompt == "").
-S2V_NEGATIVE = ("画面模糊，最差质量，画面模糊，细节模糊不清，情绪激动剧烈，手快速抖动，字幕，丑陋的，残缺的，"
+S2V_NEGATIVE = ("画面模糊，最差质量，画面模糊，细节模糊不清，情绪激动剧烈，"
+                "手快速抖动，字幕，丑陋的，残缺的，"
                 "多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
                 "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
 S2V_14B = ModelProfile(
     family="s2v-14b", experts=("dense",), boundaries=(), steps=40, shift=3.0, guidance=(4.5,),
     fps=16, frames=77, vae_spatial=8, vae_temporal=4, latent_channels=16,
-    conditioning=frozenset({"image", "audio", "pose_video"}), requires=frozenset({"image", "audio"}),
+    conditioning=frozenset({"image", "audio", "pose_video"}),
+    requires=frozenset({"image", "audio"}),
     carry=(73,), motion_frames=73, size_align=64, negative_prompt=S2V_NEGATIVE,
     input_note=("Wan2.2-S2V animates one character: `image` (its reference photo), one "
                 "`audio` track and optionally a `pose_video`; several characters (per-character "

@@ -160,7 +160,8 @@ def _from_pydantic(err: Any) -> FieldError:
 
 def _is_union_tag(part: str) -> bool:
     # pydantic names union branches in error locations ("float", "dict[str,...]").
-    return part in {"float", "int", "str"} or part.startswith(("dict[", "function-", "constrained-"))
+    return (part in {"float", "int", "str"}
+            or part.startswith(("dict[", "function-", "constrained-")))
 
 
 def _first_index(items, field: str, noun: str) -> tuple[dict[str, int], list[FieldError]]:
@@ -171,7 +172,8 @@ def _first_index(items, field: str, noun: str) -> tuple[dict[str, int], list[Fie
     for i, item in enumerate(items):
         if item.id in first:
             errors.append(FieldError(f"{field}[{i}].id",
-                                     f"duplicate {noun} id {item.id!r} (also {field}[{first[item.id]}])"))
+                                     f"duplicate {noun} id {item.id!r} "
+                                     f"(also {field}[{first[item.id]}])"))
         first.setdefault(item.id, i)
     return first, errors
 
@@ -186,7 +188,8 @@ def _check_cast(board: Storyboard) -> list[FieldError]:
         for j, cid in enumerate(scene.cast or ()):
             if cid not in known:
                 errors.append(FieldError(f"scenes[{i}].cast[{j}]", (
-                    f"{cid!r} is not in `characters`; known: {', '.join(sorted(known)) or 'none'}")))
+                    f"{cid!r} is not in `characters`; "
+                    f"known: {', '.join(sorted(known)) or 'none'}")))
     return errors
 
 
@@ -199,7 +202,8 @@ def _check_reference_ids(board: Storyboard) -> list[FieldError]:
     for i, ref in enumerate(board.references):
         if ref.id in known or ref.id in characters:
             other = f"references[{known[ref.id]}]" if ref.id in known else "a character"
-            errors.append(FieldError(f"references[{i}].id", f"duplicate id {ref.id!r} (also {other})"))
+            errors.append(FieldError(f"references[{i}].id",
+                                     f"duplicate id {ref.id!r} (also {other})"))
         known.setdefault(ref.id, i)
     ids = sorted(set(known) | characters)
     for i, scene in enumerate(board.scenes):
@@ -207,7 +211,8 @@ def _check_reference_ids(board: Storyboard) -> list[FieldError]:
             if is_reference_id(entry) and entry not in known and entry not in characters:
                 errors.append(FieldError(f"scenes[{i}].references[{j}]", (
                     f"{entry!r} is not the id of a reference or character; known: "
-                    f"{', '.join(ids) or 'none'} (a file needs a suffix or a path, e.g. ./{entry})")))
+                    f"{', '.join(ids) or 'none'} "
+                    f"(a file needs a suffix or a path, e.g. ./{entry})")))
     return errors
 
 

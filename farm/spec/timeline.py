@@ -149,9 +149,11 @@ def _film_settings(timeline: Any, overrides: dict[str, Any],
     paths = {k: f"metadata.reelfarm.{k}" for k in FILM_KEYS}
     if not isinstance(md, dict):
         return {}, paths, [FieldError("metadata.reelfarm", (
-            f"must be a mapping of film settings ({', '.join(FILM_KEYS)}), got {type(md).__name__}"))]
+            f"must be a mapping of film settings ({', '.join(FILM_KEYS)}), "
+            f"got {type(md).__name__}"))]
     errors = [FieldError(f"metadata.reelfarm.{k}", (
-        "unknown film setting; allowed: " + ", ".join(FILM_KEYS))) for k in md if k not in FILM_KEYS]
+        "unknown film setting; allowed: " + ", ".join(FILM_KEYS)))
+              for k in md if k not in FILM_KEYS]
     # Unknown settings are reported here (by timeline path); the rest go to the schema.
     film = {k: v for k, v in md.items() if k in FILM_KEYS}
     film.setdefault("title", timeline.name or default_title)
@@ -181,7 +183,8 @@ def _fps(film: dict[str, Any], paths: dict[str, str]) -> int | FieldError:
     where = paths.get("fps", "metadata.reelfarm.fps")
     if fps is None:
         return FieldError(where, "the timeline has no rate; set metadata.reelfarm.fps or --fps")
-    if isinstance(fps, bool) or not isinstance(fps, int | float) or fps != int(fps) or not 1 <= fps <= 240:
+    if (isinstance(fps, bool) or not isinstance(fps, int | float) or fps != int(fps)
+            or not 1 <= fps <= 240):
         return FieldError(where, (
             f"{fps!r} is not a whole number of frames per second in 1..240 (the film's fps; "
             "set metadata.reelfarm.fps or --fps, durations then convert exactly or are errors)"))
@@ -218,7 +221,8 @@ def _walk(track: Any, index: int, fps: int,
             errors.append(FieldError(at, (
                 f"transition {item.name or ''!r} ({item.transition_type}): transitions are not "
                 "supported (a dissolve needs rendered handle frames past the cut); use a cut")))
-        elif isinstance(item, otio.schema.Gap) or (isinstance(item, otio.schema.Clip) and not item.enabled):
+        elif (isinstance(item, otio.schema.Gap)
+                or (isinstance(item, otio.schema.Clip) and not item.enabled)):
             frames, err = _item_frames(item, at, fps, whole_only=True)
             errors += err
             slots.append(Slot("gap", frames or 0, item=j))
@@ -268,7 +272,8 @@ def _clip_metadata(clip: Any) -> Any:
     """metadata["reelfarm"], completed by `* REELFARM KEY: value` EDL comments."""
     md = _plain(clip.metadata)
     own = md.get("reelfarm", {})
-    comments = md.get("cmx_3600", {}).get("comments", []) if isinstance(md.get("cmx_3600"), dict) else []
+    comments = (md.get("cmx_3600", {}).get("comments", [])
+                if isinstance(md.get("cmx_3600"), dict) else [])
     from_edl = {}
     for line in comments:
         m = re.match(r"^\s*REELFARM\s+([A-Za-z_]+)\s*:\s*(.*)$", str(line), re.IGNORECASE)
@@ -286,7 +291,8 @@ def _scene_id(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]+", "_", name.lower()).strip("_")[:64]
 
 
-def _item_frames(item: Any, at: str, fps: int, *, whole_only: bool) -> tuple[int | None, list[FieldError]]:
+def _item_frames(item: Any, at: str, fps: int, *,
+                 whole_only: bool) -> tuple[int | None, list[FieldError]]:
     """The item's duration in frames at `fps`, exactly; a clip's must also be 4k+1."""
     name = item.name or ("gap" if whole_only else "unnamed")
     try:
@@ -294,7 +300,8 @@ def _item_frames(item: Any, at: str, fps: int, *, whole_only: bool) -> tuple[int
     except Exception:  # noqa: BLE001 - OTIO raises when neither range is known
         return None, [FieldError(f"{at}.source_range", (
             f"{name!r} has no source_range and its media has no available_range"))]
-    exact = Fraction(duration.value).limit_denominator(10**6) * fps / Fraction(duration.rate).limit_denominator(1001)
+    exact = (Fraction(duration.value).limit_denominator(10**6) * fps
+             / Fraction(duration.rate).limit_denominator(1001))
     where = f"{at}.source_range.duration"
     if exact.denominator != 1:
         near = (int(exact), int(exact) + 1)
@@ -314,7 +321,8 @@ def _start_frame(timeline: Any, fps: int) -> tuple[int, list[FieldError]]:
     start = timeline.global_start_time
     if start is None:
         return 0, []
-    exact = Fraction(start.value).limit_denominator(10**6) * fps / Fraction(start.rate).limit_denominator(1001)
+    exact = (Fraction(start.value).limit_denominator(10**6) * fps
+             / Fraction(start.rate).limit_denominator(1001))
     if exact.denominator != 1 or exact < 0:
         return 0, [FieldError("global_start_time", (
             f"{start.value:g} at {start.rate:g} fps is not a whole frame at the film's {fps} fps"))]
@@ -335,7 +343,8 @@ def _rename(err: FieldError, paths: dict[str, str]) -> FieldError:
     if m and m.group(1) in paths:
         rest = ".source_range.duration" if m.group(2) == ".frames" else m.group(2)
         return FieldError(paths[m.group(1)].removesuffix(".metadata.reelfarm") + rest
-                          if rest.startswith(".source_range") else paths[m.group(1)] + rest, err.message)
+                          if rest.startswith(".source_range") else paths[m.group(1)] + rest,
+                          err.message)
     head, _, rest = err.path.partition(".")
     if head in paths:
         sep = "." if rest else ""

@@ -86,7 +86,8 @@ class FrameStream:
                 return item
             if self._next >= self.total:
                 return None
-            raise StreamClosed(self._error or f"stream closed after {self._next} of {self.total} frames")
+            raise StreamClosed(self._error
+                               or f"stream closed after {self._next} of {self.total} frames")
 
     def __iter__(self) -> Iterator[StreamFrame]:
         while (item := self.get()) is not None:

@@ -38,7 +38,8 @@ class CheckpointRow(Base):
 
     __tablename__ = "checkpoints"
 
-    film_id: Mapped[str] = mapped_column(ForeignKey("films.id", ondelete="CASCADE"), primary_key=True)
+    film_id: Mapped[str] = mapped_column(ForeignKey("films.id", ondelete="CASCADE"),
+                                         primary_key=True)
     segment_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     phase_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(Text)
@@ -67,7 +68,8 @@ class ExecutionRow(Base):
 class EventRow(Base):
     __tablename__ = "events"
 
-    film_id: Mapped[str] = mapped_column(ForeignKey("films.id", ondelete="CASCADE"), primary_key=True)
+    film_id: Mapped[str] = mapped_column(ForeignKey("films.id", ondelete="CASCADE"),
+                                         primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     # farm.director.records.FilmEvent as JSON
     event: Mapped[dict] = mapped_column(JSON)

@@ -82,7 +82,8 @@ class LocalVllm:
         line = self.proc.stdout.readline()
         if not line:
             code = self.proc.wait()
-            raise StoryError(f"the vLLM worker exited ({code}) loading {self.model}:\n{self._tail()}")
+            raise StoryError(f"the vLLM worker exited ({code}) loading {self.model}:\n"
+                             f"{self._tail()}")
         message = json.loads(line)
         if "error" in message and not message.get("missing"):
             raise StoryError(f"vLLM: {message['error']}")

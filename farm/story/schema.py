@@ -68,7 +68,8 @@ def _non_null(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def text(field: dict[str, Any], max_len: int, first: str = _FIRST, body: str = _BODY) -> dict[str, Any]:
+def text(field: dict[str, Any], max_len: int, first: str = _FIRST,
+         body: str = _BODY) -> dict[str, Any]:
     """A string field narrowed to 1..max_len characters of the given classes."""
     if field.get("type") != "string":
         raise ValueError(f"not a string field: {field}")
@@ -132,7 +133,8 @@ def frame_choices(profile: ModelProfile, fixed: int | None = None) -> list[int]:
     window of the family (81 for A14B, 121 for TI2V-5B)."""
     if fixed is not None:
         return [fixed]
-    return [n for n in range(5, profile.frames + 1) if is_valid_frame_count(n, profile.vae_temporal)]
+    return [n for n in range(5, profile.frames + 1)
+            if is_valid_frame_count(n, profile.vae_temporal)]
 
 
 def cast_schema(ids: list[str]) -> dict[str, Any]:

@@ -75,7 +75,8 @@ def ask(llm: Llm, name: str, stage_schema: dict[str, Any],
         try:
             value = json.loads(text)
         except ValueError as exc:
-            raise StoryError(f"{name}: the LLM's answer is not JSON ({exc}): {text[:200]!r}") from None
+            raise StoryError(f"{name}: the LLM's answer is not JSON ({exc}): "
+                             f"{text[:200]!r}") from None
         problems = schema.conforms(stage_schema, value)
         if problems:
             where = f"{name}[{i}]" if len(messages) > 1 else name
@@ -179,7 +180,8 @@ def to_yaml(data: dict[str, Any], profile: ModelProfile, out_dir: str | Path,
     and the bible keeps the images either way."""
     missing = [FieldError(f"scenes[{i}].references", f"no such file: {ref}")
                for i, s in enumerate(data["scenes"]) for ref in (s.get("references") or ())
-               if not is_reference_id(ref) and "://" not in ref and not Path(os.path.normpath(Path(out_dir) / ref)).is_file()]
+               if (not is_reference_id(ref) and "://" not in ref
+                   and not Path(os.path.normpath(Path(out_dir) / ref)).is_file())]
     if missing:
         raise SpecError(missing)
     if "references" not in profile.conditioning:

@@ -25,18 +25,24 @@ class TrainConfig:
     vae_train_latents: int = 3     # latent frames with gradients per clip step
     vae_crop: int = 32             # pixels (a multiple of 8): a quarter of a frame's cost
     vae_lr: float = 1e-3
-    vae_chroma: float = 2.0        # weight of the opponent-colour L1 (vae_train.pixel_loss; 0: RGB only)
+    vae_chroma: float = 2.0        # weight of the opponent-colour L1 (vae_train.pixel_loss;
+                                   # 0: RGB only)
     vae_lr_steps: float = 500.0    # lr / sqrt(1 + step / vae_lr_steps), both VAE phases
-    vae_ema: float = 0.998         # step 1 keeps an EMA of its steps (the L1 of single steps swings)
+    vae_ema: float = 0.998         # step 1 keeps an EMA of its steps (the L1 of single steps
+                                   # swings)
     decoder_batch: int = 4         # whole-frame clips per clip step of the decoder fine-tune
     decoder_lr: float = 1e-3
     decoder_ema: float = 0.99
-    decoder_temporal: float = 5.0  # weight of the frame-change L1 in step 4 (vae_train.temporal_loss; 0: none)
-    decoder_restart: bool = False  # resume only: step 4 on from the folder's decoder weights (`recorded`)
+    decoder_temporal: float = 5.0  # weight of the frame-change L1 in step 4
+                                   # (vae_train.temporal_loss; 0: none)
+    decoder_restart: bool = False  # resume only: step 4 on from the folder's decoder weights
+                                   # (`recorded`)
     dit_batch: int = 32
     dit_lr: float = 5e-4
-    dit_warmup: int = 100          # expert steps of linear lr warm-up (again after an expert restart)
-    dit_anneal: int = 0            # the last N expert steps decay the lr linearly to 0 (needs dit_steps)
+    dit_warmup: int = 100          # expert steps of linear lr warm-up (again after an expert
+                                   # restart)
+    dit_anneal: int = 0            # the last N expert steps decay the lr linearly to 0
+                                   # (needs dit_steps)
     expert_restart: bool = False   # resume only: step 3 on from the folder's weights (`recorded`)
     drop_text: float = 0.1
     ema: float = 0.995
@@ -47,25 +53,30 @@ class TrainConfig:
         out = []
         for name in ("vae_images", "vae_batch", "decoder_batch", "dit_batch"):
             if getattr(self, name) % self.workers:
-                out.append(f"{name} ({getattr(self, name)}) must be divisible by workers ({self.workers})")
+                out.append(f"{name} ({getattr(self, name)}) must be divisible by "
+                           f"workers ({self.workers})")
         if self.dit_anneal < 0 or (self.dit_anneal and self.dit_steps is None):
-            out.append(f"dit_anneal must be >= 0 and needs dit_steps (the step it ends at), got {self.dit_anneal}")
+            out.append("dit_anneal must be >= 0 and needs dit_steps (the step it ends at), "
+                       f"got {self.dit_anneal}")
         if self.dit_warmup < 1:
             out.append(f"dit_warmup must be >= 1, got {self.dit_warmup}")
         if self.vae_frames_every < 1:
-            out.append(f"vae_frames_every must be >= 1 (1: image steps only), got {self.vae_frames_every}")
+            out.append("vae_frames_every must be >= 1 (1: image steps only), "
+                       f"got {self.vae_frames_every}")
         if not self.vae_chroma >= 0:
             out.append(f"vae_chroma must be >= 0 (0: RGB L1 only), got {self.vae_chroma}")
         if not self.vae_lr_steps > 0:
             out.append(f"vae_lr_steps must be > 0, got {self.vae_lr_steps}")
         if not self.decoder_temporal >= 0:
-            out.append(f"decoder_temporal must be >= 0 (0: no temporal term), got {self.decoder_temporal}")
+            out.append("decoder_temporal must be >= 0 (0: no temporal term), "
+                       f"got {self.decoder_temporal}")
         if not 0 <= self.vae_ema < 1:
             out.append(f"vae_ema must be in [0, 1), got {self.vae_ema}")
         if self.vae_crop % 8 or not 8 <= self.vae_crop <= 64:
             out.append(f"vae_crop must be a multiple of 8 in 8..64, got {self.vae_crop}")
         if self.vae_frames % 4 != 1 or (self.vae_frames - 1) // 4 + 1 < self.vae_train_latents:
-            out.append(f"vae_frames must be 4k+1 with >= vae_train_latents latent frames, got {self.vae_frames}")
+            out.append("vae_frames must be 4k+1 with >= vae_train_latents latent frames, "
+                       f"got {self.vae_frames}")
         return out
 
 

@@ -39,7 +39,8 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "blue": (25, 40, 115), "green": (25, 80, 40), "red": (110, 25, 25),
 }
 KINDS = ("circle", "square", "triangle")
-DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0),
+                                          "up": (0, -1), "down": (0, 1)}
 SPEEDS: dict[str, float] = {"slowly": 0.75, "": 1.25, "quickly": 2.0}  # pixels per frame
 SIZE = 64          # frames are SIZE x SIZE
 FRAMES = 17        # pixel frames of a training clip (5 latent frames)

@@ -37,9 +37,11 @@ def build_tokenizer():
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>",
+                                                       special_tokens=[("</s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
-                                   unk_token="<unk>", model_max_length=TEXT_LEN, padding_side="right")
+                                   unk_token="<unk>", model_max_length=TEXT_LEN,
+                                   padding_side="right")
 
 
 def build_text_encoder(vocab_size: int, seed: int = 0):
@@ -109,5 +111,6 @@ def encode_prompts(tokenizer, encoder, prompts: list[str], device: torch.device,
                        add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
     ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
     hidden = encoder(ids, mask).last_hidden_state * mask[..., None]  # (B, L, D), pads zeroed
-    pad = hidden.new_zeros(hidden.size(0), 1 if short else TEXT_LEN - hidden.size(1), hidden.size(2))
+    pad = hidden.new_zeros(hidden.size(0), 1 if short else TEXT_LEN - hidden.size(1),
+                           hidden.size(2))
     return torch.cat([hidden, pad], dim=1)

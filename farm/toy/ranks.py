@@ -100,7 +100,8 @@ def init(rank: int, world: int, store_file: str) -> Ranks:
         import torch.distributed as dist
 
         torch.set_num_threads(1)
-        dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=world)
+        dist.init_process_group("gloo", init_method=f"file://{store_file}",
+                                rank=rank, world_size=world)
     return Ranks(rank, world)
 
 

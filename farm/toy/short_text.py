@@ -34,7 +34,8 @@ class PaddedCrossAttention:
                  rotary_emb=None):
         length = encoder_hidden_states.shape[1]
         if length > self.total:
-            raise ValueError(f"text of {length} tokens is longer than the {self.total} it stands for")
+            raise ValueError(f"text of {length} tokens is longer than the {self.total} "
+                             "it stands for")
         bias = hidden_states.new_zeros(1, 1, 1, length)                   # (1, heads, Lq, Lk)
         bias[..., -1] = math.log(self.total - length + 1)
         return self.inner(attn, hidden_states, encoder_hidden_states, bias, rotary_emb)

@@ -91,7 +91,8 @@ class Experts:
         gen.set_state(state["gen"])
         return load_phase(state, self.live, self.ema, opt), state.get("origin", 0)
 
-    def step_loss(self, latents, prompts, cfg: TrainConfig, gen, ranks: Ranks, device) -> dict[str, torch.Tensor]:
+    def step_loss(self, latents, prompts, cfg: TrainConfig, gen, ranks: Ranks,
+                  device) -> dict[str, torch.Tensor]:
         """Both experts' losses on this rank's part of one global batch each (every draw
         is of the global batch, so the ranks together compute the single-process step)."""
         losses, part = {}, ranks.part(cfg.dit_batch)
@@ -100,7 +101,8 @@ class Experts:
                 losses[name] = self._loss(name, lo, hi, latents, prompts, cfg, gen, part, device)
         return losses
 
-    def _loss(self, name, lo, hi, latents, prompts, cfg: TrainConfig, gen, part, device) -> torch.Tensor:
+    def _loss(self, name, lo, hi, latents, prompts, cfg: TrainConfig, gen, part,
+              device) -> torch.Tensor:
         """One expert's flow loss on this rank's `part` of a global batch drawn from `gen`;
         the text is short (farm.toy.short_text), read as the farm's 512 zero-padded tokens."""
         idx = torch.randint(len(prompts), (cfg.dit_batch,), generator=gen)
@@ -136,7 +138,8 @@ def restart_stream(cfg: TrainConfig, start: int) -> int:
 
 
 def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: Clock, ranks: Ranks,
-                  device, log, save: Callable[[dict], None], state: dict | None = None, start: int = 0) -> int:
+                  device, log, save: Callable[[dict], None], state: dict | None = None,
+                  start: int = 0) -> int:
     """Step 3: both experts (and the text encoder) on the cached latents; returns the steps
     done in all. Every save passes the whole training state (`Experts.state`); `state`
     continues from one (the same steps, draws and optimizer moments as a run that never stopped).
@@ -196,29 +199,36 @@ def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Ca
         experts = Experts(tokenizer, text, high, low)
         kept = (directory / STATE).is_file() and not cfg.expert_restart
         state = torch.load(directory / STATE, weights_only=False) if kept else None
-        log(f"resumed {directory}: {record['vae_steps']} VAE steps, {record['dit_steps']} expert steps done")
+        log(f"resumed {directory}: {record['vae_steps']} VAE steps, "
+            f"{record['dit_steps']} expert steps done")
     else:
         vae = toy.build_vae(cfg.seed).to(dev)
-        record["vae_steps"] = train_vae(vae, cfg, Clock(cfg.vae_steps, cfg.minutes * 60 * cfg.vae_share),
+        record["vae_steps"] = train_vae(vae, cfg,
+                                        Clock(cfg.vae_steps, cfg.minutes * 60 * cfg.vae_share),
                                         ranks, dev, log)
-        experts, state = Experts(tokenizer, toy.build_text_encoder(len(tokenizer), cfg.seed).to(dev),
+        experts, state = Experts(tokenizer,
+                                 toy.build_text_encoder(len(tokenizer), cfg.seed).to(dev),
                                  toy.build_expert("transformer", cfg.seed).to(dev),
                                  toy.build_expert("transformer_2", cfg.seed).to(dev)), None
     decoder_more = wants_decoder(record, cfg)  # a new record has no decoder steps
     if not earlier or wants_experts(record, cfg):
-        latents, prompts = cache_latents(vae, cfg, ranks, dev, log)  # the encoder is never changed after step 1
+        # the encoder is never changed after step 1
+        latents, prompts = cache_latents(vae, cfg, ranks, dev, log)
         if ranks.rank == 0 and not earlier:
             vae.save_pretrained(directory / "vae")  # early, to check the reconstructions
-        left = max(0.0, cfg.minutes * 60 * (1 - cfg.decoder_share * decoder_more) - (time.monotonic() - t0))
+        left = max(0.0, cfg.minutes * 60 * (1 - cfg.decoder_share * decoder_more)
+                   - (time.monotonic() - t0))
         start = record["dit_steps"] if cfg.expert_restart else 0
-        record["dit_steps"] = train_experts(experts, latents, prompts, cfg, Clock(cfg.dit_steps, left),
+        record["dit_steps"] = train_experts(experts, latents, prompts, cfg,
+                                            Clock(cfg.dit_steps, left),
                                             ranks, dev, log, save, state, start)
     if decoder_more:
         left = max(0.0, cfg.minutes * 60 - (time.monotonic() - t0))
         again = "decoder_steps" in record and not cfg.decoder_restart
         dstate = torch.load(directory / DECODER_STATE, weights_only=False) if again else None
         keep = (lambda st: torch.save(st, directory / DECODER_STATE)) if ranks.rank == 0 else None
-        record["decoder_steps"] = train_vae(vae, cfg, Clock(cfg.decoder_steps, left), ranks, dev, log,
+        record["decoder_steps"] = train_vae(vae, cfg, Clock(cfg.decoder_steps, left),
+                                            ranks, dev, log,
                                             decoder=True, state=dstate, keep=keep,
                                             start=record.get("decoder_steps", 0))
         save()
@@ -251,33 +261,39 @@ def recorded(directory: Path, cfg: TrainConfig) -> dict:
         raise SetupError(f"resume: {path} does not exist (train without --resume first)")
     record = json.loads(path.read_text())
     if "dit_steps" not in record:
-        raise SetupError(f"resume: {path} records no saved expert steps; start again without --resume")
+        raise SetupError(f"resume: {path} records no saved expert steps; "
+                         "start again without --resume")
     for name in ("seed", "clips"):
         if record["config"][name] != getattr(cfg, name):
-            raise SetupError(f"resume: --{name} {getattr(cfg, name)} differs from the folder's {record['config'][name]}")
+            raise SetupError(f"resume: --{name} {getattr(cfg, name)} differs from the folder's "
+                             f"{record['config'][name]}")
     done, decoded = record["dit_steps"], record.get("decoder_steps")
     for flag, name, asked, had in (("dit", "expert", cfg.dit_steps, done),
                                    ("decoder", "decoder", cfg.decoder_steps, decoded)):
         if asked is not None and had is not None and asked < had:
-            raise SetupError(f"resume: --{flag}-steps {asked} is fewer than the {had} {name} steps done")
+            raise SetupError(f"resume: --{flag}-steps {asked} is fewer than "
+                             f"the {had} {name} steps done")
     if cfg.expert_restart and (cfg.dit_steps is None or cfg.dit_steps <= done):
-        raise SetupError(f"resume: --expert-restart needs --dit-steps larger than the {done} expert "
-                         f"steps done, got {cfg.dit_steps}")
+        raise SetupError(f"resume: --expert-restart needs --dit-steps larger than the {done} "
+                         f"expert steps done, got {cfg.dit_steps}")
     if wants_experts(record, cfg) and not cfg.expert_restart and not (directory / STATE).is_file():
         raise SetupError(f"resume: {directory / STATE} does not exist, so step 3 cannot continue "
-                         f"(--dit-steps {done} keeps its {done} steps; --expert-restart goes on from the weights)")
+                         f"(--dit-steps {done} keeps its {done} steps; "
+                         "--expert-restart goes on from the weights)")
     if cfg.decoder_restart and decoded is None:
-        raise SetupError(f"resume: --decoder-restart: {path} records no step 4 yet (--resume alone runs it)")
+        raise SetupError(f"resume: --decoder-restart: {path} records no step 4 yet "
+                         "(--resume alone runs it)")
     if cfg.decoder_restart and (cfg.decoder_steps is None or cfg.decoder_steps <= decoded):
-        raise SetupError(f"resume: --decoder-restart needs --decoder-steps larger than the {decoded} decoder "
-                         f"steps done, got {cfg.decoder_steps}")
+        raise SetupError("resume: --decoder-restart needs --decoder-steps larger than the "
+                         f"{decoded} decoder steps done, got {cfg.decoder_steps}")
     if (decoded is not None and wants_decoder(record, cfg) and not cfg.decoder_restart
             and not (directory / DECODER_STATE).is_file()):
-        raise SetupError(f"resume: {directory / DECODER_STATE} does not exist, so step 4 cannot continue")
+        raise SetupError(f"resume: {directory / DECODER_STATE} does not exist, "
+                         "so step 4 cannot continue")
     if not wants_experts(record, cfg) and not wants_decoder(record, cfg):
-        raise SetupError(f"resume: {path} already records {done} expert steps and {decoded} decoder steps: "
-                         "nothing to resume (a larger --dit-steps or --decoder-steps, or a time budget alone, "
-                         "trains further)")
+        raise SetupError(f"resume: {path} already records {done} expert steps and {decoded} "
+                         "decoder steps: nothing to resume (a larger --dit-steps or "
+                         "--decoder-steps, or a time budget alone, trains further)")
     return {**record, "resumed": [*record.get("resumed", []), asdict(cfg)]}
 
 
@@ -319,6 +335,7 @@ def train_toy(directory: str | Path, cfg: TrainConfig = DEFAULTS, device: str = 
         if cfg.workers == 1:
             _worker(0, out, cfg, device, store, log, None, os.getpid(), earlier)
         else:
-            torch.multiprocessing.spawn(_worker, args=(out, cfg, device, store, log, setup, os.getpid(), earlier),
+            torch.multiprocessing.spawn(_worker, args=(out, cfg, device, store, log, setup,
+                                                       os.getpid(), earlier),
                                         nprocs=cfg.workers)
     return json.loads((out / RECORD).read_text())

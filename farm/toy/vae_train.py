@@ -55,7 +55,8 @@ def crops(seed: int, indices, frames: int, crop: int) -> np.ndarray:
         rng = np.random.default_rng([seed, 7, int(i)])
         vx, vy = scene.velocity
         mid = (scene.start[0] + vx * frames / 2, scene.start[1] + vy * frames / 2)
-        ox, oy = (int(np.clip(8 * round((m - crop / 2 + rng.uniform(-8, 8)) / 8), 0, data.SIZE - crop))
+        ox, oy = (int(np.clip(8 * round((m - crop / 2 + rng.uniform(-8, 8)) / 8), 0,
+                              data.SIZE - crop))
                   for m in mid)
         out.append(clip[:, oy:oy + crop, ox:ox + crop])
     return np.stack(out)
@@ -138,12 +139,14 @@ def vae_loss(vae, x: torch.Tensor, train_from: int = 0, chroma: float = 0.0,
     return loss, (recon - x).abs().mean()
 
 
-def _batch(cfg: TrainConfig, ranks: Ranks, step: int, rng: np.random.Generator, decoder: bool = False):
+def _batch(cfg: TrainConfig, ranks: Ranks, step: int, rng: np.random.Generator,
+           decoder: bool = False):
     """(pixels of this rank's part, train_from, label) of VAE step `step` (step 1, or
     step 4 with `decoder`: its own clips, whole frames, `decoder_batch` of them)."""
     batch, crop = (cfg.decoder_batch, data.SIZE) if decoder else (cfg.vae_batch, cfg.vae_crop)
     # streams apart from the cached clips and from each other
-    first = (1 << 21) + step * max(cfg.vae_images, batch) if decoder else (1 << 20) + step * cfg.vae_images
+    first = ((1 << 21) + step * max(cfg.vae_images, batch) if decoder
+             else (1 << 20) + step * cfg.vae_images)
     if step % cfg.vae_frames_every == 0:
         idx = range(first, first + cfg.vae_images)[ranks.part(cfg.vae_images)]
         return crops(cfg.seed, idx, 1, data.SIZE), 0, "frames"
@@ -183,7 +186,8 @@ def train_vae(vae, cfg: TrainConfig, clock: Clock, ranks: Ranks, device, log: Ca
     step = _restore(state, live, ema, opt, rng) if state else start
     vae.train()
     while ranks.agree(clock.more(step)):
-        for group in opt.param_groups:  # lr / sqrt(1 + step / vae_lr_steps): counted in steps, not time
+        # lr / sqrt(1 + step / vae_lr_steps): counted in steps, not time
+        for group in opt.param_groups:
             group["lr"] = lr / (1.0 + step / cfg.vae_lr_steps) ** 0.5
         pixels, train_from, label = _batch(cfg, ranks, step, rng, decoder)
         loss, l1 = vae_loss(vae, to_pixels(pixels, device), train_from, cfg.vae_chroma,
@@ -198,7 +202,8 @@ def train_vae(vae, cfg: TrainConfig, clock: Clock, ranks: Ranks, device, log: Ca
             log(f"{'decoder' if decoder else 'vae'} step {step} ({label}): L1 {l1.item():.4f}")
         step += 1
     if keep is not None:
-        keep(phase_state(step, live, ema, opt, rng=rng.bit_generator.state, torch_rng=torch.get_rng_state()))
+        keep(phase_state(step, live, ema, opt, rng=rng.bit_generator.state,
+                         torch_rng=torch.get_rng_state()))
     live.load_state_dict(ema.state_dict())
     vae.eval().requires_grad_(True)
     return step
@@ -214,7 +219,8 @@ def _restore(state: dict, live, ema, opt, rng: np.random.Generator) -> int:
 def phase_state(step: int, live, ema, opt, **streams) -> dict:
     """What a training phase continues from: its step, weights (live and EMA), AdamW
     moments and its random `streams` (steps 3 and 4 save one; farm.toy.train)."""
-    return {"step": step, "live": live.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+    return {"step": step, "live": live.state_dict(), "ema": ema.state_dict(),
+            "opt": opt.state_dict(),
             **streams}
 
 
@@ -227,7 +233,8 @@ def load_phase(state: dict, live, ema, opt) -> int:
 
 
 @torch.no_grad()
-def cache_latents(vae, cfg: TrainConfig, ranks: Ranks, device, log) -> tuple[torch.Tensor, list[str]]:
+def cache_latents(vae, cfg: TrainConfig, ranks: Ranks, device,
+                  log) -> tuple[torch.Tensor, list[str]]:
     """Step 2: (N, 16, 5, 8, 8) normalised latents and their prompts; sets the VAE's stats.
     Each rank encodes an equal share of the clips (the last share padded with repeats)."""
     vae.eval()

@@ -144,7 +144,8 @@ class _Handlers:
         except Exception as exc:  # noqa: BLE001
             return _error(exc)
         return StreamingResponse(chunks, media_type="video/mp4", headers={
-            "Content-Disposition": f'attachment; filename="{film}.mp4"', "Cache-Control": "no-store"})
+            "Content-Disposition": f'attachment; filename="{film}.mp4"',
+            "Cache-Control": "no-store"})
 
     async def films_watch(self, request: Request) -> Response:
         return await self._polled(request, self.m.films, "films")
@@ -194,7 +195,8 @@ def _after(request: Request, default: int) -> int:
     except ValueError:
         value = -2
     if value < default:
-        raise InvalidArgument([FieldError("after", f"must be an integer >= {default}, got {raw!r}")])
+        raise InvalidArgument([FieldError("after",
+                                          f"must be an integer >= {default}, got {raw!r}")])
     return value
 
 

@@ -2,8 +2,9 @@
 
 Per solver step a window blends its prediction with its neighbours' and then steps its
 solver: as diffusers' `scheduler.step`, about a dozen elementwise torch ops, each a full
-pass over the latents. Here it is one pass (farm.model.phase runs it for windows). The host computes the step's scalar coefficients
-(reelfarm_kernels.solver_step); the kernel reads every input once and writes once:
+pass over the latents. Here it is one pass (farm.model.phase runs it for windows). The host
+computes the step's scalar coefficients (reelfarm_kernels.solver_step); the kernel reads
+every input once and writes once:
 
     v  = sum_k w_k p_k / sum_k w_k      over the windows covering a frame, ascending order
     Euler:   x_next = x + dt * v
@@ -140,14 +141,16 @@ def _check(sources: Sequence[Source], sample: torch.Tensor, coeffs: StepCoeffici
     b, c, f, h, w = sample.shape
     if not sources:
         raise ValueError("need at least one source (my own prediction)")
-    if any(s.weights is None for s in sources) and (len(sources) > 1 or sources[0].pred.shape[2] != f):
+    if any(s.weights is None for s in sources) and (len(sources) > 1
+                                                    or sources[0].pred.shape[2] != f):
         raise ValueError("only a single source covering every frame may come without weights")
     for k, s in enumerate(sources):
         check_dtype(f"sources[{k}].pred", s.pred, (torch.float32,))
         n = s.pred.shape[2]
         check_shape(f"sources[{k}].pred", s.pred, (b, c, n, h, w))
         if not 0 <= s.start <= s.start + n <= f:
-            raise ValueError(f"sources[{k}] covers frames [{s.start}, {s.start + n}) outside [0, {f})")
+            raise ValueError(f"sources[{k}] covers frames [{s.start}, {s.start + n}) "
+                             f"outside [0, {f})")
         if s.weights is not None:
             check_dtype(f"sources[{k}].weights", s.weights, (torch.float32,))
             check_shape(f"sources[{k}].weights", s.weights, (n,))
@@ -159,7 +162,8 @@ def _check(sources: Sequence[Source], sample: torch.Tensor, coeffs: StepCoeffici
     corr = coeffs.corrector
     reads = (corr is not None or coeffs.predictor.order == 2, corr is not None and corr.order == 2,
              corr is not None)
-    for name, t, read in zip(("m0", "m1", "last_sample"), (m0, m1, last_sample), reads, strict=True):
+    for name, t, read in zip(("m0", "m1", "last_sample"), (m0, m1, last_sample), reads,
+                             strict=True):
         if read and t is None:
             raise ValueError(f"this step reads {name}, got None")
         if read:

@@ -44,7 +44,8 @@ class PackedFrames:
     """One decoded chunk, packed for the frame writers."""
 
     rgb: torch.Tensor  # (f, H, W, 3) uint8
-    yuv: torch.Tensor | None  # (f, H*W + 2*Hc*Wc) uint8, planes Y | U | V per frame; None: not asked
+    yuv: torch.Tensor | None  # (f, H*W + 2*Hc*Wc) uint8, planes Y | U | V per frame;
+                              # None: not asked
     height: int
     width: int
 
@@ -52,7 +53,8 @@ class PackedFrames:
         """Views Y (f, H, W), U (f, Hc, Wc), V (f, Hc, Wc) of `yuv`."""
         if self.yuv is None:
             raise ValueError("these frames were packed without YUV (frame_pack(..., yuv=False))")
-        f, (h, w), (hc, wc) = self.yuv.shape[0], (self.height, self.width), chroma_size(self.height, self.width)
+        f, (h, w), (hc, wc) = (self.yuv.shape[0], (self.height, self.width),
+                               chroma_size(self.height, self.width))
         y, u, v = self.yuv.split([h * w, hc * wc, hc * wc], dim=1)
         return y.view(f, h, w), u.view(f, hc, wc), v.view(f, hc, wc)
 
@@ -61,7 +63,8 @@ def chroma_size(height: int, width: int) -> tuple[int, int]:
     return (height + 1) // 2, (width + 1) // 2
 
 
-def frame_pack(video: torch.Tensor, *, yuv: bool = True, use_triton: bool | None = None) -> PackedFrames:
+def frame_pack(video: torch.Tensor, *, yuv: bool = True,
+               use_triton: bool | None = None) -> PackedFrames:
     """Pack decoded frames; runs the Triton kernel where it can, else the reference."""
     frames = _frames_first(video)  # (f, 3, H, W), a view
     if not use_kernel(use_triton, frames):
@@ -71,7 +74,8 @@ def frame_pack(video: torch.Tensor, *, yuv: bool = True, use_triton: bool | None
     f, _, h, w = frames.shape
     hc, wc = chroma_size(h, w)
     rgb = torch.empty((f, h, w, 3), dtype=torch.uint8, device=frames.device)
-    planes = torch.empty((f, h * w + 2 * hc * wc), dtype=torch.uint8, device=frames.device) if yuv else None
+    planes = (torch.empty((f, h * w + 2 * hc * wc), dtype=torch.uint8, device=frames.device)
+              if yuv else None)
     launch(frames, rgb, planes)
     return PackedFrames(rgb, planes, h, w)
 

@@ -68,7 +68,8 @@ def step_coefficients(scheduler) -> StepCoefficients:
     if i > 0 and (i - 1) not in scheduler.disable_corrector and scheduler.last_sample is not None:
         q = scheduler.this_order  # the corrector runs at the previous predictor's order
         corrector = _bh(sig, i, i - 1, i - 2 if q == 2 else None, corrector=True)
-    order = min(cfg.solver_order, len(scheduler.timesteps) - i) if cfg.lower_order_final else cfg.solver_order
+    order = (min(cfg.solver_order, len(scheduler.timesteps) - i) if cfg.lower_order_final
+             else cfg.solver_order)
     p = min(order, scheduler.lower_order_nums + 1)
     predictor = _bh(sig, i + 1, i, i - 1 if p == 2 else None, corrector=False)
     return StepCoefficients("unipc", sigma=sig[i].item(), corrector=corrector, predictor=predictor)
@@ -83,7 +84,8 @@ def _bh(sigmas: torch.Tensor, t: int, s0: int, s1: int | None, corrector: bool) 
     h_phi_1 = torch.expm1(hh)
     b_h = torch.expm1(hh)  # bh2
     alpha_t = 1 - sigmas[t]
-    ratio, lin, gain = (sigmas[t] / sigmas[s0]).item(), (alpha_t * h_phi_1).item(), (alpha_t * b_h).item()
+    ratio, lin, gain = ((sigmas[t] / sigmas[s0]).item(), (alpha_t * h_phi_1).item(),
+                        (alpha_t * b_h).item())
     if s1 is None:
         return BhUpdate(1, ratio, lin, gain, rho_new=0.5 if corrector else 0.0)
     rk = (lam[s1] - lam[s0]) / h
@@ -97,7 +99,8 @@ def _bh(sigmas: torch.Tensor, t: int, s0: int, s1: int | None, corrector: bool) 
     r = torch.stack([torch.stack([torch.ones_like(rk), torch.ones_like(rk)]),
                      torch.stack([rk, torch.ones_like(rk)])])
     rhos = torch.linalg.solve(r, torch.stack(b))
-    return BhUpdate(2, ratio, lin, gain, rk=rk.item(), rho_hist=rhos[0].item(), rho_new=rhos[1].item())
+    return BhUpdate(2, ratio, lin, gain, rk=rk.item(), rho_hist=rhos[0].item(),
+                    rho_new=rhos[1].item())
 
 
 def _lambda(sigma: torch.Tensor) -> torch.Tensor:
@@ -107,7 +110,8 @@ def _lambda(sigma: torch.Tensor) -> torch.Tensor:
 
 def _check_euler(scheduler) -> None:
     if scheduler.config.stochastic_sampling:
-        raise ValueError("the fused step supports deterministic Euler only (stochastic_sampling=False)")
+        raise ValueError("the fused step supports deterministic Euler only "
+                         "(stochastic_sampling=False)")
 
 
 def _check_unipc(scheduler) -> None:

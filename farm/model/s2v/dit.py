@@ -67,10 +67,12 @@ class S2VTransformer(nn.Module):
         self.pose_in = nn.Conv3d(c.pose_dim, c.dim, kernel_size=(1, 2, 2), stride=(1, 2, 2))
         self.text_in = nn.Sequential(nn.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"),
                                      nn.Linear(c.dim, c.dim))
-        self.time_in = nn.Sequential(nn.Linear(c.freq_dim, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
+        self.time_in = nn.Sequential(nn.Linear(c.freq_dim, c.dim), nn.SiLU(),
+                                     nn.Linear(c.dim, c.dim))
         self.time_mod = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 6 * c.dim))
         self.segment_embed = nn.Embedding(3, c.dim)
-        self.blocks = nn.ModuleList(Block(c.dim, c.ffn_dim, c.heads, c.eps) for _ in range(c.layers))
+        self.blocks = nn.ModuleList(Block(c.dim, c.ffn_dim, c.heads, c.eps)
+                                    for _ in range(c.layers))
         self.audio = AudioEncoder(c.audio_dim, c.audio_layers, c.dim, c.audio_tokens)
         self.audio_inject = nn.ModuleList(AudioInjector(c.dim, c.heads) for _ in c.audio_inject)
         self.motion = FramePack(c.in_dim, c.dim)
@@ -107,7 +109,8 @@ class S2VTransformer(nn.Module):
         x = x.flatten(2).transpose(1, 2)                                      # (1, L hw/4, dim)
         rows, cols = spread(0, h // 2, h // 2), spread(0, w // 2, w // 2)
         parts = [x, self.patch_in(ref_latents.to(dtype)).flatten(2).transpose(1, 2)]
-        freqs = [grid_rope(table, list(range(frames)), rows, cols), grid_rope(table, [REF_FRAME], rows, cols)]
+        freqs = [grid_rope(table, list(range(frames)), rows, cols),
+                 grid_rope(table, [REF_FRAME], rows, cols)]
         if motion_latents.shape[2]:
             tokens, f = self.motion(motion_latents, table)
             parts.append(tokens)
@@ -143,7 +146,8 @@ class S2VTransformer(nn.Module):
         """Zero-padded to text_len tokens, projected: (1, text_len, dim)."""
         pad = self.config.text_len - embeds.shape[1]
         if pad > 0:
-            embeds = torch.cat([embeds, embeds.new_zeros(embeds.shape[0], pad, embeds.shape[2])], dim=1)
+            embeds = torch.cat([embeds, embeds.new_zeros(embeds.shape[0], pad, embeds.shape[2])],
+                               dim=1)
         return self.text_in(embeds.to(self.dtype))
 
     def _head(self, x: torch.Tensor, t_emb: torch.Tensor) -> torch.Tensor:

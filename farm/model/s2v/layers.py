@@ -32,7 +32,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        return ((xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
+                * self.weight)
 
 
 def layer_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -45,7 +46,8 @@ def layer_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
 def rope_table(head_dim: int, max_len: int = 1024, theta: float = 10000.0) -> torch.Tensor:
     """(max_len, head_dim / 2) complex128: frame, height and width parts side by side."""
     def part(dim: int) -> torch.Tensor:  # on the CPU even under a meta-device context
-        inv = 1.0 / torch.pow(theta, torch.arange(0, dim, 2, dtype=torch.float64, device="cpu").div(dim))
+        inv = 1.0 / torch.pow(theta, torch.arange(0, dim, 2, dtype=torch.float64,
+                                                  device="cpu").div(dim))
         angles = torch.outer(torch.arange(max_len, dtype=torch.float64, device="cpu"), inv)
         return torch.polar(torch.ones_like(angles), angles)
     d = head_dim
@@ -58,7 +60,8 @@ def spread(start: int, span: int, count: int) -> list[int]:
     return np.linspace(start, start + span - 1, count).astype(int).tolist()
 
 
-def grid_rope(table: torch.Tensor, frames: list[int], rows: list[int], cols: list[int]) -> torch.Tensor:
+def grid_rope(table: torch.Tensor, frames: list[int], rows: list[int],
+              cols: list[int]) -> torch.Tensor:
     """Multipliers of a (frames x rows x cols) token grid, row-major: (N, head_dim / 2)."""
     c = table.shape[1]
     ft, ht, wt = table.split([c - 2 * (c // 3), c // 3, c // 3], dim=1)
@@ -66,7 +69,8 @@ def grid_rope(table: torch.Tensor, frames: list[int], rows: list[int], cols: lis
     nf, nh, nw = len(frames), len(rows), len(cols)
     return torch.cat([f.view(nf, 1, 1, -1).expand(nf, nh, nw, -1),
                       ht[rows].view(1, nh, 1, -1).expand(nf, nh, nw, -1),
-                      wt[cols].view(1, 1, nw, -1).expand(nf, nh, nw, -1)], dim=-1).reshape(nf * nh * nw, -1)
+                      wt[cols].view(1, 1, nw, -1).expand(nf, nh, nw, -1)],
+                     dim=-1).reshape(nf * nh * nw, -1)
 
 
 def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
@@ -99,7 +103,8 @@ class Attention(nn.Module):
         v = self.v(ctx).view(b, ctx.shape[1], n, -1)
         if freqs is not None:
             q, k = apply_rope(q, freqs).to(dtype), apply_rope(k, freqs).to(dtype)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                             v.transpose(1, 2))
         return self.o(out.transpose(1, 2).flatten(2))  # (B, S, dim)
 
 

@@ -29,7 +29,8 @@ class FramePack(nn.Module):
         self.x2 = nn.Conv3d(in_dim, dim, kernel_size=(2, 4, 4), stride=(2, 4, 4))
         self.x4 = nn.Conv3d(in_dim, dim, kernel_size=(4, 8, 8), stride=(4, 8, 8))
 
-    def forward(self, motion: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, motion: torch.Tensor,
+                table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """motion (1, C, M, h, w) -> tokens (1, N, dim), RoPE multipliers (N, d / 2)."""
         _, c, m, h, w = motion.shape
         total = sum(BUCKETS)

@@ -22,7 +22,8 @@ def build_audio_encoder():
     features from 16 kHz), tiny widths. Call under a seeded RNG."""
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
-    cfg = Wav2Vec2Config(vocab_size=32, hidden_size=TINY.audio_dim, num_hidden_layers=TINY.audio_layers - 1,
+    cfg = Wav2Vec2Config(vocab_size=32, hidden_size=TINY.audio_dim,
+                         num_hidden_layers=TINY.audio_layers - 1,
                          num_attention_heads=2, intermediate_size=16, conv_dim=(8,) * 7,
                          num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
                          feat_extract_norm="layer", do_stable_layer_norm=True)

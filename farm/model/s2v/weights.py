@@ -70,7 +70,8 @@ def to_ours(key: str) -> str:
 def to_official(key: str) -> str:
     """Inverse of `to_ours` (writing a checkpoint in the official layout)."""
     for pattern, ours in KEY_RULES:
-        mine = re.escape(ours).replace(re.escape(r"\1"), r"(\d+)") + ("$" if pattern.endswith("$") else "")
+        mine = (re.escape(ours).replace(re.escape(r"\1"), r"(\d+)")
+                + ("$" if pattern.endswith("$") else ""))
         theirs = pattern.rstrip("$").replace(r"(\d+)", r"\1").replace("\\.", ".")
         if re.match(mine, key):
             return re.sub("^" + mine, theirs, key)
@@ -95,7 +96,8 @@ def config_from_official(cfg: dict) -> S2VConfig:
         audio_layers=cfg.get("audio_layers", d.audio_layers),  # ours; official: fixed 25
         audio_tokens=cfg.get("num_audio_token", d.audio_tokens),
         audio_inject=tuple(cfg.get("audio_inject_layers", d.audio_inject)),
-        pose_dim=cfg.get("cond_dim", d.pose_dim), motion_frames=cfg.get("motion_frames", d.motion_frames))
+        pose_dim=cfg.get("cond_dim", d.pose_dim),
+        motion_frames=cfg.get("motion_frames", d.motion_frames))
 
 
 def official_config(c: S2VConfig) -> dict:
@@ -104,7 +106,8 @@ def official_config(c: S2VConfig) -> dict:
             "text_len": c.text_len, "freq_dim": c.freq_dim, "eps": c.eps, "audio_dim": c.audio_dim,
             "num_audio_token": c.audio_tokens, "audio_inject_layers": list(c.audio_inject),
             "cond_dim": c.pose_dim, "zero_init": True, "motion_token_num": 1024,
-            "text_dim": c.text_dim, "audio_layers": c.audio_layers, "motion_frames": c.motion_frames}
+            "text_dim": c.text_dim, "audio_layers": c.audio_layers,
+            "motion_frames": c.motion_frames}
 
 
 def is_official_folder(path: Path) -> bool:

@@ -81,6 +81,7 @@ def launch(frames: torch.Tensor, rgb: torch.Tensor, yuv: torch.Tensor | None) ->
     f, _, h, w = frames.shape
     hc, wc = (h + 1) // 2, (w + 1) // 2
     grid = (f, triton.cdiv(hc, BH), triton.cdiv(wc, BW))
-    _frame_pack_kernel[grid](frames, rgb, rgb if yuv is None else yuv, h, w, hc, wc, *frames.stride(),
+    _frame_pack_kernel[grid](frames, rgb, rgb if yuv is None else yuv, h, w, hc, wc,
+                             *frames.stride(),
                              YR=YR, YG=YG, YB=YB, UR=UR, UG=UG, UB=UB, VR=VR, VG=VG, VB=VB,
                              YUV=yuv is not None, BH=BH, BW=BW, enable_fp_fusion=False)
