@@ -139,9 +139,10 @@ def _check_controls(report: dict, server, paused) -> None:
 
 
 def _check_pools_page(report: dict) -> None:
-    """The local worker holds everything; slots per expert 1 : 1."""
+    """The local worker holds everything of the one model served (by the model's name:
+    workers are namespaced by model); slots per expert 1 : 1."""
     assert [w["id"] for w in report["workers"]] == ["local"]
-    assert report["workers"][0]["cells"][2] == "high, low, text, vae"
+    assert report["workers"][0]["cells"][2] == "tiny/high, tiny/low, tiny/text, tiny/vae"
     assert any("Pool slots" in row and "high 1 : low 1" in row for row in report["split"])
 
 
