@@ -33,7 +33,7 @@ from farm.model.worker import TorchWorker
 from farm.observe.instruments import FarmMetrics
 from farm.plan.film import FilmPlan, plan_film
 from farm.sched.config import SchedulerConfig
-from farm.sched.output import Event, FilmState, FilmStateChanged, WorkerSpec
+from farm.sched.output import Event, FilmState, FilmStateChanged, WorkerSpec, model_parts
 from farm.sched.scheduler import Scheduler
 from farm.spec.film import Film
 from farm.spec.profiles import profile_for
@@ -158,7 +158,7 @@ def _workers(model: str, source: ModelSource, mode: str, device: str, dtype: tor
     experts = profile_for(source.family).experts
 
     def holds(*parts: str) -> frozenset[str]:
-        return frozenset(f"{model}/{p}" for p in parts)
+        return model_parts(model, parts)
 
     if mode == "single":
         return {f"{label}local": (TorchWorker(source, device, dtype),

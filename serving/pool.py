@@ -21,7 +21,7 @@ import ray
 
 from farm.engine.exchange import NoExchange
 from farm.engine.executor import failure_of, run_gang
-from farm.sched.output import FailureKind, WorkerSpec
+from farm.sched.output import FailureKind, WorkerSpec, model_parts
 from farm.store.artifacts import ArtifactStore, CheckpointError, is_checkpoint_key
 from serving.config import PoolConfig
 from serving.mailbox import MailboxExchange
@@ -103,7 +103,7 @@ class PoolWorker:
         self.worker_id = f"{self.pool.name.lower()}-{self.replica}-{self.registrations}"
         # pool: the Serve pool name, the `pool` label of the per-pool metrics and pages.
         # holds: "<model>/<part>", so only films of this model come here (Need.model).
-        spec = WorkerSpec(self.worker_id, frozenset(f"{self.model}/{h}" for h in self.pool.holds),
+        spec = WorkerSpec(self.worker_id, model_parts(self.model, self.pool.holds),
                           self.pool.slots, pool=self.pool.name)
         self.director.register.remote(spec).result()
         beat = threading.Thread(target=self._heartbeat, args=(self.worker_id,), daemon=True)

@@ -8,6 +8,7 @@ may be freed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -52,6 +53,16 @@ class FilmState(StrEnum):
     @property
     def is_final(self) -> bool:
         return self in (FilmState.SUCCEEDED, FilmState.FAILED, FilmState.CANCELLED)
+
+
+def model_part(model: str, part: str) -> str:
+    """The name a worker holds `part` of `model` by (WorkerSpec.holds): "<model>/<part>"."""
+    return f"{model}/{part}"
+
+
+def model_parts(model: str, parts: Iterable[str]) -> frozenset[str]:
+    """WorkerSpec.holds of a worker holding `parts` of `model`."""
+    return frozenset(model_part(model, p) for p in parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from farm.plan.film import FilmPlan, Unit
-from farm.sched.output import FilmState, Layout, TaskKind, WorkerSpec
+from farm.sched.output import FilmState, Layout, TaskKind, WorkerSpec, model_part
 
 
 @dataclass
@@ -146,7 +146,7 @@ class WorkerState:
         (the film's model name as served): it holds "<model>/<part>", or the bare part
         (a worker that serves that part of any model, e.g. in tests and the simulator)."""
         holds = self.spec.holds
-        return part in holds or f"{model}/{part}" in holds
+        return part in holds or model_part(model, part) in holds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,6 +37,7 @@ from farm.sched.output import (
     SchedulerOutput,
     TaskReport,
     WorkerSpec,
+    model_part,
 )
 from farm.sched.scheduler import Scheduler
 from farm.sim.costs import CostModel
@@ -183,7 +184,7 @@ class Simulation:
             keys = [m.input_key, task.prompt_key, task.condition_key]
             for wid in m.ranks:  # every rank reads the inputs and holds the expert
                 transfers.append(sum(self._fetch_s(k, wid) for k in keys if k)
-                                 + self._swap_s(wid, plan, f"{plan.film.model}/{expert}",
+                                 + self._swap_s(wid, plan, model_part(plan.film.model, expert),
                                                 task.layout))
             writes.append((m.output_key, m.worker_id,
                            self.costs.handoff_bytes(plan, seg.window.size)))

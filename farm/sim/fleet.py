@@ -34,7 +34,7 @@ or on CPU) fits an 80 GB H100 with room for 720p activations.
 
 from __future__ import annotations
 
-from farm.sched.output import WorkerSpec
+from farm.sched.output import WorkerSpec, model_part
 from farm.sim.costs import CostModel
 from farm.sim.engine import SimWorker
 from farm.sim.workload import Workload
@@ -47,7 +47,7 @@ def pool_work(workload: Workload, costs: CostModel) -> dict[str, float]:
         plan = a.plan
         for unit in plan.units:
             for k, phase in enumerate(plan.phases):
-                pool = f"{plan.film.model}/{plan.film.profile.experts[phase.expert]}"
+                pool = model_part(plan.film.model, plan.film.profile.experts[phase.expert])
                 members = len(unit.segments)
                 work[pool] = work.get(pool, 0.0) + members * costs.unit_phase_s(plan, unit, k)
     return work
@@ -60,7 +60,7 @@ def gang_sizes(workload: Workload) -> dict[str, int]:
         film = a.plan.film
         size = max(len(u.segments) for u in a.plan.units)
         for expert in film.profile.experts:
-            pool = f"{film.model}/{expert}"
+            pool = model_part(film.model, expert)
             out[pool] = max(out.get(pool, 1), size)
     return out
 
