@@ -155,14 +155,15 @@ def _labels(sources: dict[str, ModelSource]) -> list[str]:
 def _workers(model: str, source: ModelSource, mode: str, device: str, dtype: torch.dtype,
              label: str = "") -> dict[str, tuple[TorchWorker, frozenset[str]]]:
     """The workers of one model: each advertises its parts as "<model>/<part>"."""
-    experts = profile_for(source.family).experts
+    profile = profile_for(source.family)
+    experts, parts = profile.experts, profile.parts
 
     def holds(*parts: str) -> frozenset[str]:
         return model_parts(model, parts)
 
     if mode == "single":
         return {f"{label}local": (TorchWorker(source, device, dtype),
-                                  holds("text", "vae", *experts))}
+                                  holds(*parts))}
     if mode == "split":
         pool = {f"{label}text": (TorchWorker(source, device, dtype), holds("text")),
                 f"{label}vae": (TorchWorker(source, device, dtype), holds("vae"))}
@@ -171,6 +172,6 @@ def _workers(model: str, source: ModelSource, mode: str, device: str, dtype: tor
         return pool
     if mode == "devices":
         return {f"{label}dev{i}-{d}": (TorchWorker(source, d, dtype),
-                                       holds("text", "vae", *experts))
+                                       holds(*parts))
                 for i, d in enumerate(device.split(","))}
     raise ValueError(f"workers must be 'single', 'split' or 'devices', got {mode!r}")

@@ -200,7 +200,7 @@ def _parts(model: str) -> set[str]:
     from farm.model.loader import resolve_model
     from farm.spec.profiles import profile_for
 
-    return {*profile_for(resolve_model(model).family).experts, "text", "vae"}
+    return set(profile_for(resolve_model(model).family).parts)
 
 
 def _with_model(pool: Any, model: str) -> Any:

@@ -79,6 +79,12 @@ class ModelProfile:
     max_side: int = 0
 
     @property
+    def parts(self) -> tuple[str, ...]:
+        """What a worker may hold of a model of this family: its experts, the text
+        encoder ("text") and the VAE ("vae")."""
+        return (*self.experts, "text", "vae")
+
+    @property
     def size_multiple(self) -> int:
         """Width and height must be multiples of this (16 for the 2.1 VAE, 32 for 2.2)."""
         return self.size_align or self.vae_spatial * self.patch
