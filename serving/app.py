@@ -44,16 +44,16 @@ def build_app(args: dict) -> serve.Application:
     cfg = ServingConfig.model_validate(args)
     raw = cfg.model_dump()
     pools = []
-    for p in cfg.pools:
-        options: dict[str, Any] = {"num_cpus": p.num_cpus, "num_gpus": p.num_gpus}
-        if p.accelerator_type:
-            options["accelerator_type"] = p.accelerator_type
-        if p.resources:
-            options["resources"] = dict(p.resources)
+    for pool in cfg.pools:
+        options: dict[str, Any] = {"num_cpus": pool.num_cpus, "num_gpus": pool.num_gpus}
+        if pool.accelerator_type:
+            options["accelerator_type"] = pool.accelerator_type
+        if pool.resources:
+            options["resources"] = dict(pool.resources)
         pools.append(serve.deployment(PoolWorker).options(
-            name=f"Pool{p.name}", num_replicas=p.replicas, max_ongoing_requests=100,
+            name=f"Pool{pool.name}", num_replicas=pool.replicas, max_ongoing_requests=100,
             logging_config={"enable_access_log": False},
-            ray_actor_options=options).bind(p.model_dump(), p.model, cfg.device, cfg.dtype,
+            ray_actor_options=options).bind(pool.model_dump(), pool.model, cfg.device, cfg.dtype,
                                             cfg.artifacts))
     # The director is also the HTTP ingress: its replica owns the films, so the web
     # monitor (farm.web, built by DirectorServer.__serve_build_asgi_app__) runs there.

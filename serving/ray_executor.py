@@ -161,32 +161,34 @@ class RayExecutor:
             self._queues[worker_id].clear()
             return items
 
-    def report(self, r: WorkReport) -> None:
+    def report(self, report: WorkReport) -> None:
         with self._lock:
-            self._seen[r.worker_id] = self.clock() if r.worker_id in self._seen else 0.0
-            task = self._tasks.get(r.task_id)
-            if task is None or r.worker_id not in task.waiting:
+            self._seen[report.worker_id] = self.clock() if report.worker_id in self._seen else 0.0
+            task = self._tasks.get(report.task_id)
+            if task is None or report.worker_id not in task.waiting:
                 return  # already failed, cancelled, or the worker was declared lost
-            self.work_log.setdefault(r.worker_id, []).append((task.kind, task.expert, r.task_id))
-            if not r.ok:
-                if r.echo and self._hold_echo(task, r):
+            self.work_log.setdefault(report.worker_id, []).append(
+                (task.kind, task.expert, report.task_id))
+            if not report.ok:
+                if report.echo and self._hold_echo(task, report):
                     return
-                first = task.echo if r.echo and task.echo is not None else r
-                self._finish(r.task_id, TaskReport(r.task_id, False, first.error,
-                                                   None if first.echo else r.worker_id,
-                                                   first.lost_keys, first.duration,
-                                                   failure=_failure(first)))
+                first = task.echo if report.echo and task.echo is not None else report
+                self._finish(report.task_id, TaskReport(report.task_id, False, first.error,
+                                                        None if first.echo else report.worker_id,
+                                                        first.lost_keys, first.duration,
+                                                        failure=_failure(first)))
                 return
-            task.waiting.discard(r.worker_id)
-            task.outputs.update(r.outputs)
-            task.checkpoints.extend(r.checkpoints)
-            task.duration = max(task.duration, r.duration)
-            task.output_bytes += r.output_bytes
+            task.waiting.discard(report.worker_id)
+            task.outputs.update(report.outputs)
+            task.checkpoints.extend(report.checkpoints)
+            task.duration = max(task.duration, report.duration)
+            task.output_bytes += report.output_bytes
             if not task.waiting:
                 self.store.update(task.outputs)
                 self._saved.extend(task.checkpoints)
-                self._finish(r.task_id, TaskReport(r.task_id, True, duration=task.duration,
-                                                   output_bytes=task.output_bytes))
+                self._finish(report.task_id, TaskReport(report.task_id, True,
+                                                        duration=task.duration,
+                                                        output_bytes=task.output_bytes))
 
     def assignments(self) -> dict[str, list[str]]:
         """worker id -> tasks it holds a part of that it has not reported yet."""
@@ -269,7 +271,8 @@ class RayExecutor:
             return _phase_items(plan, task, self.store)
         if isinstance(task, DecodeTask):
             # the slices' latents, then (chain, scenes with inputs) the scene's inputs
-            keys = tuple(s.key for s in task.slices) + ((task.scene_key,) if task.scene_key else ())
+            keys = tuple(slice_.key for slice_ in task.slices)
+            keys += (task.scene_key,) if task.scene_key else ()
             order = decode_order(plan, task)
             outputs = (task.condition_key,) if task.condition_key else ()
             if not task.band_workers:
@@ -277,10 +280,10 @@ class RayExecutor:
                                                  _refs(self.store, keys), outputs)}
             # A band-parallel decode: one item per rank; rank 0 streams and writes.
             ranked = band_orders(task, order, self._gang_store(), self.gang_timeout_s)
-            return {wid: WorkItem(task.task_id, "decode", (o,), keys, _refs(self.store, keys),
-                                  outputs if r == 0 else ())
-                    for r, (wid, o) in enumerate(zip((task.worker_id, *task.band_workers), ranked,
-                                                     strict=True))}
+            members = zip((task.worker_id, *task.band_workers), ranked, strict=True)
+            return {wid: WorkItem(task.task_id, "decode", (rank_order,), keys,
+                                  _refs(self.store, keys), outputs if rank == 0 else ())
+                    for rank, (wid, rank_order) in enumerate(members)}
         if isinstance(task, PrepareTask):
             kind, order = "prepare", prompt_order(plan, task)
         else:

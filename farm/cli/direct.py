@@ -27,21 +27,21 @@ from farm.story.writer import StoryError, finish, rebase, rebased, to_yaml
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("direct", help="write a storyboard from a logline with an LLM (vLLM)",
-                       description=__doc__)
-    p.add_argument("logline", nargs="?", help="the film in a sentence")
-    p.add_argument("--storyboard", help="finish this storyboard instead (extension if its "
-                                        "`direct.extend_prompts` is on, and the bible)")
-    p.add_argument("-o", "--output", required=True, help="storyboard to write (.yaml)")
-    p.add_argument("--scenes", type=int, default=3, help="number of scenes (default 3)")
-    p.add_argument("--style", help="visual style, added to every prompt")
-    p.add_argument("--extend-prompts", action="store_true",
-                   help="Wan-style detailed prompts (sets direct.extend_prompts)")
-    p.add_argument("--characters", help="the bible: YAML list of {id, name, description, "
-                                        "references}; default: the LLM invents one")
-    p.add_argument("--max-characters", type=int, default=3,
-                   help="most characters the LLM may invent (0: none; default 3)")
-    film = p.add_argument_group("film (with a logline; a --storyboard keeps its own)")
+    parser = sub.add_parser("direct", help="write a storyboard from a logline with an LLM (vLLM)",
+                            description=__doc__)
+    parser.add_argument("logline", nargs="?", help="the film in a sentence")
+    parser.add_argument("--storyboard", help="finish this storyboard instead (extension if its "
+                                             "`direct.extend_prompts` is on, and the bible)")
+    parser.add_argument("-o", "--output", required=True, help="storyboard to write (.yaml)")
+    parser.add_argument("--scenes", type=int, default=3, help="number of scenes (default 3)")
+    parser.add_argument("--style", help="visual style, added to every prompt")
+    parser.add_argument("--extend-prompts", action="store_true",
+                        help="Wan-style detailed prompts (sets direct.extend_prompts)")
+    parser.add_argument("--characters", help="the bible: YAML list of {id, name, description, "
+                                             "references}; default: the LLM invents one")
+    parser.add_argument("--max-characters", type=int, default=3,
+                        help="most characters the LLM may invent (0: none; default 3)")
+    film = parser.add_argument_group("film (with a logline; a --storyboard keeps its own)")
     film.add_argument("--model", default=None, help="tiny | tiny-<family> | a model folder "
                                                     "(default tiny)")
     film.add_argument("--fps", type=int, help="default: the family's (16 for A14B)")
@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                  "chooses 4k+1 counts up to one window")
     film.add_argument("--seconds-per-scene", type=float, help="instead of --frames")
     film.add_argument("--seed", type=int, default=0, help="scene i gets seed+i (and the LLM's)")
-    llm = p.add_argument_group("LLM")
+    llm = parser.add_argument_group("LLM")
     llm.add_argument("--llm-url", default=os.environ.get("REELFARM_LLM_URL"),
                      help="OpenAI-compatible server (vllm serve, Ray Serve LLM); "
                           "$REELFARM_LLM_URL")
@@ -67,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     llm.add_argument("--vllm-python", help="Python with vLLM (default: $REELFARM_VLLM_PYTHON, "
                                            "this one, or .venv-vllm)")
     llm.add_argument("--verbose", action="store_true", help="show the engine's log")
-    p.set_defaults(run=run)
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,10 +19,10 @@ from farm.cli.remote import add_server_args, connect, print_api_error
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("films", help="list, inspect, control and fetch films on a server")
-    fsub = p.add_subparsers(dest="films_command", required=True, metavar="ACTION")
-    ls = fsub.add_parser("list", help="your films, oldest first")
-    ls.add_argument("--state", help="only films in this state, e.g. RUNNING")
+    parser = sub.add_parser("films", help="list, inspect, control and fetch films on a server")
+    fsub = parser.add_subparsers(dest="films_command", required=True, metavar="ACTION")
+    list_ = fsub.add_parser("list", help="your films, oldest first")
+    list_.add_argument("--state", help="only films in this state, e.g. RUNNING")
     get = _named(fsub, "get", "print a film's state (e.g. SUCCEEDED)")
     get.add_argument("--full", action="store_true", help="print the whole film resource")
     cancel = _named(fsub, "cancel", "cancel a queued or running film")
@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action.add_argument("--wait", action="store_true",
                             help="wait until the film has finished; exit 0 if it SUCCEEDED")
     log = _named(fsub, "executions", "the film's render log: every phase, decode and failure")
-    runs = ((ls, run_list), (get, run_get), (cancel, run_cancel), (fetch, run_fetch),
+    runs = ((list_, run_list), (get, run_get), (cancel, run_cancel), (fetch, run_fetch),
             (pause, run_pause), (resume, run_resume), (priority, run_priority),
             (retry, run_retry), (rerender, run_rerender), (log, run_executions))
     for action, run in runs:

@@ -8,8 +8,9 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("k8s", help="Kubernetes: the pool balancer for the Helm chart's RayService")
-    k8s = p.add_subparsers(dest="k8s_command", required=True, metavar="COMMAND")
+    parser = sub.add_parser(
+        "k8s", help="Kubernetes: the pool balancer for the Helm chart's RayService")
+    k8s = parser.add_subparsers(dest="k8s_command", required=True, metavar="COMMAND")
     b = k8s.add_parser("balance", help="patch a RayService's pool replicas toward the step split",
                        description=(
                            "Reads per-pool queue gauges (reelfarm_pool_*; see farm/k8s/metrics.py) "

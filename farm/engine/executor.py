@@ -307,8 +307,8 @@ def run_gang(workers: list[tuple[Worker, str]], orders: tuple[DenoiseOrder, ...]
     yielded, each is sent what its neighbours posted. Members are independent otherwise,
     so the result equals one member per process with a blocking exchange.
     """
-    gens = [w.denoise_steps(o, prompt, s, condition)
-            for (w, _), o, s in zip(workers, orders, states, strict=True)]
+    gens = [worker.denoise_steps(order, prompt, state, condition)
+            for (worker, _), order, state in zip(workers, orders, states, strict=True)]
     results: list[Any] = [None] * len(gens)
     inbox: dict[int, dict[int, Any]] = {i: {} for i in range(len(gens))}
     live, first = set(range(len(gens))), True

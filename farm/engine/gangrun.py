@@ -122,6 +122,6 @@ def run_threads(jobs: list[tuple[str, Callable[[], Any]]],
     for t in threads:
         t.join()
     if failures:  # the first failure that is not an echo of another rank's
-        _, wid, exc = min(failures, key=lambda f: (is_echo(f[2]), f[0]))
+        _, wid, exc = min(failures, key=lambda failure: (is_echo(failure[2]), failure[0]))
         raise GangFailed(wid, exc) from exc
     return results

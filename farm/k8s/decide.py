@@ -169,14 +169,15 @@ def decide(loads: Mapping[str, PoolLoad], current: Mapping[str, int],
            policies: Sequence[PoolPolicy], hysteresis: Hysteresis = Hysteresis(),
            state: BalancerState = BalancerState()) -> tuple[Decision, BalancerState]:
     """One balancing round: where the replicas should be, and what to apply now."""
-    pools = [p.pool for p in policies]
-    cur = {p: int(current[p]) for p in pools}
-    missing = [p for p in pools if p not in loads]
+    pools = [policy.pool for policy in policies]
+    cur = {pool: int(current[pool]) for pool in pools}
+    missing = [pool for pool in pools if pool not in loads]
     if missing:
         return Decision(cur, {}, cur, cur, f"hold: no metrics for {', '.join(missing)}"), \
             BalancerState()
     # Bounds first: a pool outside [min, max] is corrected whatever the hysteresis says.
-    start = {p.pool: min(max(cur[p.pool], p.min_replicas), p.max_replicas) for p in policies}
+    start = {policy.pool: min(max(cur[policy.pool], policy.min_replicas), policy.max_replicas)
+             for policy in policies}
     budget = sum(start.values())
     ideal = bounded_split(weights(loads, policies, hysteresis.prior_phases), policies, budget)
     target = apportion(ideal, policies, budget)
@@ -197,6 +198,7 @@ def decide(loads: Mapping[str, PoolLoad], current: Mapping[str, int],
     if streak < hysteresis.confirm_rounds:
         return hold(f"target seen {streak}/{hysteresis.confirm_rounds} rounds", new_state)
     nxt = step_toward(start, target, hysteresis.max_moves)
-    moves = ", ".join(f"{p} {start[p]}->{nxt[p]}" for p in pools if nxt[p] != start[p])
+    moves = ", ".join(f"{pool} {start[pool]}->{nxt[pool]}" for pool in pools
+                      if nxt[pool] != start[pool])
     reason = f"{repair}move: {moves} (gain {gain:.2f}, seen {streak} rounds)"
     return Decision(cur, ideal, target, nxt, reason), new_state

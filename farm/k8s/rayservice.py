@@ -94,24 +94,26 @@ def _policy_annotation(obj: dict) -> dict:
 def read_service(obj: dict) -> ServiceView:
     meta, spec = obj.get("metadata", {}), obj.get("spec", {})
     groups = spec.get("rayClusterConfig", {}).get("workerGroupSpecs") or []
-    index = {g.get("groupName"): i for i, g in enumerate(groups)}
+    index = {worker_group.get("groupName"): i for i, worker_group in enumerate(groups)}
     serve_config = spec.get("serveConfigV2") or ""
     try:
         args_pools = _serving_app(yaml.safe_load(serve_config) or {}).get("args", {})["pools"]
     except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
         raise BalancerConfigError(f"serveConfigV2 has no readable args.pools: {exc}") from None
-    serve = {p.get("name"): p for p in args_pools}
+    serve = {entry.get("name"): entry for entry in args_pools}
     bindings, replicas = [], {}
-    for pool, p in sorted(_policy_annotation(obj).items()):
-        group = p.get("group")
+    for pool, policy in sorted(_policy_annotation(obj).items()):
+        group = policy.get("group")
         if group not in index:
             raise BalancerConfigError(f"pool {pool}: no worker group {group!r}")
         if pool not in serve:
             raise BalancerConfigError(f"pool {pool}: not in serveConfigV2 args.pools")
-        g = groups[index[group]]
-        bindings.append(PoolBinding(pool, group, index[group], int(p.get("replicasPerWorker", 1)),
-                                    float(p["steps"]), int(g.get("minReplicas", 0)),
-                                    int(g.get("maxReplicas", 0))))
+        worker_group = groups[index[group]]
+        bindings.append(PoolBinding(pool, group, index[group],
+                                    int(policy.get("replicasPerWorker", 1)),
+                                    float(policy["steps"]),
+                                    int(worker_group.get("minReplicas", 0)),
+                                    int(worker_group.get("maxReplicas", 0))))
         replicas[pool] = int(serve[pool].get("replicas", 1))
     return ServiceView(meta.get("name", ""), meta.get("namespace", ""), tuple(bindings), replicas,
                        serve_config,

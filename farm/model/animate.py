@@ -56,17 +56,18 @@ def clip_condition(vae, features: dict[str, torch.Tensor], pose: torch.Tensor,
     """One clip: `pose` (1, 3, F, H, W) and `face` (1, 3, F, S, S) in [-1, 1], `prev`
     the previous clip's last `carry` decoded frames (1, 3, p, H, W) or None (first clip)."""
     t = vae.config.scale_factor_temporal
-    _, _, f, height, width = pose.shape
+    _, _, frames, height, width = pose.shape
     # 1. pose latents                                                        (1, 16, L, h, w)
     pose_latents = encode_latents(vae, pose)
     # 2. the previous clip's last frames, zeros after them                   (1, 16, L, h, w)
     first = prev is None
     if first:
         prev = torch.zeros(1, 3, carry, height, width)
-    video = torch.cat([prev.to(torch.float32), torch.zeros(1, 3, f - carry, height, width)], dim=2)
+    video = torch.cat([prev.to(torch.float32), torch.zeros(1, 3, frames - carry, height, width)],
+                      dim=2)
     prev_latents = encode_latents(vae, video)
     # 3. i2v mask: 1 on the carried frames (none for the first clip)          (1, 4, L, h, w)
-    mask = torch.zeros(1, 1, f, *prev_latents.shape[-2:])
+    mask = torch.zeros(1, 1, frames, *prev_latents.shape[-2:])
     if not first:
         mask[:, :, :carry] = 1
     mask = torch.cat([torch.repeat_interleave(mask[:, :, :1], t, dim=2), mask[:, :, 1:]], dim=2)

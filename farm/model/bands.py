@@ -107,17 +107,17 @@ def band_frames(vae, latents: torch.Tensor, bands: int, rank: int = 0, ranks: in
         raise ValueError(f"{bands} bands for {w} latent columns")
     if ranks > 1 and gather is None:
         raise ValueError("a band decode over several ranks needs their all-gather")
-    order = [b for r in range(ranks) for b in range(r, bands, ranks)]  # gathered order
+    order = [b for peer in range(ranks) for b in range(peer, bands, ranks)]  # gathered order
     decoders = [BandDecoder(vae, b, bands, halo) for b in mine]
     cols = {b: band_columns(w, bands, b)[1] - band_columns(w, bands, b)[0] for b in range(bands)}
-    for chunks in zip(*(d.decode(latents) for d in decoders), strict=True):
+    for chunks in zip(*(decoder.decode(latents) for decoder in decoders), strict=True):
         local = torch.cat(chunks, dim=-1)
         if ranks == 1:
             yield local
             continue
         scale = local.shape[-1] // sum(cols[b] for b in mine)
         widths = {b: scale * c for b, c in cols.items()}
-        sizes = [sum(widths[b] for b in range(r, bands, ranks)) for r in range(ranks)]
+        sizes = [sum(widths[b] for b in range(peer, bands, ranks)) for peer in range(ranks)]
         full = gather(local, sizes)
         parts = dict(zip(order, torch.split(full, [widths[b] for b in order], dim=-1), strict=True))
         yield torch.cat([parts[b] for b in range(bands)], dim=-1)

@@ -100,8 +100,8 @@ class TorchWorker:
         """Stream the unit's frames out; in a chain, return the next clip's conditioning
         (built from this clip's last frames and the scene's features)."""
         self._check(order.model)
-        z = torch.cat([h.latents[:, :, a:b]
-                       for h, (_, a, b) in zip(latents, order.slices, strict=True)],
+        z = torch.cat([h.latents[:, :, start:stop]
+                       for h, (_, start, stop) in zip(latents, order.slices, strict=True)],
                       dim=2)  # (1, C, L, h, w)
         if len(latents) == 1 and latents[0].lead is not None:  # S2V: the clip behind its
             z = torch.cat([latents[0].lead.to(z), z], dim=2)   # reference / motion latents

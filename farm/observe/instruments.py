@@ -18,29 +18,32 @@ from farm.sched.output import (
 class FarmMetrics:
     def __init__(self, sink: Sink):
         self.sink = sink
-        c, g, h = sink.counter, sink.gauge, sink.histogram
-        self.films = g("reelfarm_films", "Films known to the director, by state.", ("state",))
-        self.films_finished = c("reelfarm_films_finished_total",
-                                "Films that reached a final state.", ("state",))
-        self.queued = g("reelfarm_pool_queued_phases", "Ready phases a pool could run.", ("pool",))
-        self.running = g("reelfarm_pool_running_phases", "Phases running on a pool.", ("pool",))
-        self.replicas = g("reelfarm_pool_replicas", "Live workers of a pool.", ("pool",))
-        self.busy = g("reelfarm_pool_busy_fraction", "Share of a pool's slots running work.",
-                      ("pool",))
-        self.phases = c("reelfarm_phases_finished_total", "Phases finished.", ("expert",))
-        self.phase_s = h("reelfarm_phase_duration_seconds", "Seconds per phase.",
-                         SECONDS_BUCKETS, ("expert",))
-        self.step_s = h("reelfarm_step_duration_seconds", "Seconds per solver step of a segment.",
-                        STEP_BUCKETS, ("expert",))
-        self.handoff = c("reelfarm_handoff_bytes_total",
-                         "Bytes of phase outputs (latents + solver state) handed over.")
-        self.frames = c("reelfarm_frames_delivered_total", "Frames archived in film order.")
-        self.ttff = h("reelfarm_time_to_first_frame_seconds",
-                      "Seconds from a film's creation to its first frame.", SECONDS_BUCKETS)
-        self.retries = c("reelfarm_task_retries_total", "Tasks retried, by reason.", ("reason",))
-        self.failures = c("reelfarm_phase_failures_total", "Failed tasks, by reason.", ("reason",))
-        self.decision_s = h("reelfarm_scheduler_decision_seconds",
-                            "Seconds one schedule() call took.", STEP_BUCKETS)
+        counter, gauge, histogram = sink.counter, sink.gauge, sink.histogram
+        self.films = gauge("reelfarm_films", "Films known to the director, by state.", ("state",))
+        self.films_finished = counter("reelfarm_films_finished_total",
+                                      "Films that reached a final state.", ("state",))
+        self.queued = gauge("reelfarm_pool_queued_phases", "Ready phases a pool could run.",
+                            ("pool",))
+        self.running = gauge("reelfarm_pool_running_phases", "Phases running on a pool.", ("pool",))
+        self.replicas = gauge("reelfarm_pool_replicas", "Live workers of a pool.", ("pool",))
+        self.busy = gauge("reelfarm_pool_busy_fraction", "Share of a pool's slots running work.",
+                          ("pool",))
+        self.phases = counter("reelfarm_phases_finished_total", "Phases finished.", ("expert",))
+        self.phase_s = histogram("reelfarm_phase_duration_seconds", "Seconds per phase.",
+                                 SECONDS_BUCKETS, ("expert",))
+        self.step_s = histogram("reelfarm_step_duration_seconds",
+                                "Seconds per solver step of a segment.", STEP_BUCKETS, ("expert",))
+        self.handoff = counter("reelfarm_handoff_bytes_total",
+                               "Bytes of phase outputs (latents + solver state) handed over.")
+        self.frames = counter("reelfarm_frames_delivered_total", "Frames archived in film order.")
+        self.ttff = histogram("reelfarm_time_to_first_frame_seconds",
+                              "Seconds from a film's creation to its first frame.", SECONDS_BUCKETS)
+        self.retries = counter("reelfarm_task_retries_total", "Tasks retried, by reason.",
+                               ("reason",))
+        self.failures = counter("reelfarm_phase_failures_total", "Failed tasks, by reason.",
+                                ("reason",))
+        self.decision_s = histogram("reelfarm_scheduler_decision_seconds",
+                                    "Seconds one schedule() call took.", STEP_BUCKETS)
         self._pools: set[str] = set()
 
     def on_events(self, events: list[Event], experts: tuple[str, ...]) -> None:

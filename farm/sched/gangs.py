@@ -92,7 +92,7 @@ class GangPolicy:
                       key=lambda lr: lr[1])
 
 
-def place_phase(rnd: Round, policy: GangPolicy | None, need: Need, excluded: frozenset[str],
+def place_phase(round_: Round, policy: GangPolicy | None, need: Need, excluded: frozenset[str],
                 preferred: tuple[str | None, ...], *, family: str, height: int,
                 guidance: float,
                 previous: GangMemo | None = None) -> tuple[tuple[str, ...], Layout, str] | None:
@@ -106,39 +106,39 @@ def place_phase(rnd: Round, policy: GangPolicy | None, need: Need, excluded: fro
     members = len(preferred)
     layout = SINGLE
     if policy is not None:
-        idle = rnd.idle(need, excluded, soon=True)
-        layout = policy.choose(family, height, guidance, rnd.waiting(need), idle, members)
+        idle = round_.idle(need, excluded, soon=True)
+        layout = policy.choose(family, height, guidance, round_.waiting(need), idle, members)
     if (previous is not None and previous.layout == layout
-            and rnd.take(need, excluded, previous.worker_ids, previous.key)):
-        rnd.placed(need, members)
+            and round_.take(need, excluded, previous.worker_ids, previous.key)):
+        round_.placed(need, members)
         return previous.worker_ids, layout, previous.key
     if layout.size > 1:
-        ranks = tuple(w for p in preferred for w in (p, *[None] * (layout.size - 1)))
-        ids = rnd.place(need, excluded, members * layout.size, ranks, distinct=True)
+        ranks = tuple(w for lead in preferred for w in (lead, *[None] * (layout.size - 1)))
+        ids = round_.place(need, excluded, members * layout.size, ranks, distinct=True)
         if ids is not None:
-            rnd.placed(need, members)
+            round_.placed(need, members)
             return ids, layout, ""
         # Some of its workers are busy with short tasks (seconds): wait for them, holding
         # the free ones, rather than run for minutes on a narrower gang.
-        rnd.reserve(need, excluded)
-        rnd.placed(need, members)
+        round_.reserve(need, excluded)
+        round_.placed(need, members)
         return None
-    ids = rnd.place(need, excluded, members, preferred)
+    ids = round_.place(need, excluded, members, preferred)
     if ids is None:
         return None
-    rnd.placed(need, members)
+    round_.placed(need, members)
     return ids, SINGLE, ""
 
 
-def band_ranks(rnd: Round, need: Need, excluded: frozenset[str], extra: int) -> tuple[str, ...]:
+def band_ranks(round_: Round, need: Need, excluded: frozenset[str], extra: int) -> tuple[str, ...]:
     """Workers for the other bands of a decode (farm.plan.segments.decode_bands): free ones
     only, never a slot a gang holds, as many as there are up to `extra` (ranks share the
     bands out, so any number gives the same frames). They count as busy only shortly."""
-    n = min(extra, rnd.idle(need, excluded))
+    n = min(extra, round_.idle(need, excluded))
     while n > 0:
-        ids = rnd.place(need, excluded, n, (), distinct=True)
+        ids = round_.place(need, excluded, n, (), distinct=True)
         if ids is not None:
-            rnd.soon.update(ids)
+            round_.soon.update(ids)
             return ids
         n -= 1
     return ()

@@ -109,82 +109,83 @@ class Scheduler:
         check_priority(priority)
         if not weight > 0:
             raise ValueError(f"weight must be > 0, got {weight}")
-        scenes = [SceneState(sp.scene.id, i, [UnitState(u) for u in sp.units],
+        scenes = [SceneState(sp.scene.id, i, [UnitState(unit) for unit in sp.units],
                              has_image=sp.scene.has_inputs)
                   for i, sp in enumerate(plan.scenes)]
         self._seq += 1
-        f = FilmRecord(film_id, plan, tenant, priority, weight, self._seq, scenes)
-        resumed.apply(f, resume)
-        self._fair.activate(f, self._active())
-        self._ledger.films[film_id] = f
-        if resumed.all_decoded(f):
+        film = FilmRecord(film_id, plan, tenant, priority, weight, self._seq, scenes)
+        resumed.apply(film, resume)
+        self._fair.activate(film, self._active())
+        self._ledger.films[film_id] = film
+        if resumed.all_decoded(film):
             return [FilmStateChanged(film_id, FilmState.QUEUED, time=self._ledger.now)] + \
-                finish_film(self._ledger, f, FilmState.SUCCEEDED, "")
+                finish_film(self._ledger, film, FilmState.SUCCEEDED, "")
         return [FilmStateChanged(film_id, FilmState.QUEUED, time=self._ledger.now)]
 
     def rerender(self, film_id: str, unit_ids: tuple[str, ...]) -> list[Event]:
         """Compute these units again from initial noise and deliver their frames again;
         a finished film reopens. Running work of the units is cancelled."""
-        f = self._film(film_id)
-        units = resumed.units_by_id(f, unit_ids)
-        for sc, u in units:
-            reset_unit(self._ledger, f, sc, u)
-            sc.frames_done = min(sc.frames_done, u.plan.frame_start)
-        return self._reopen(f, "re-render")
+        film = self._film(film_id)
+        units = resumed.units_by_id(film, unit_ids)
+        for scene, unit in units:
+            reset_unit(self._ledger, film, scene, unit)
+            scene.frames_done = min(scene.frames_done, unit.plan.frame_start)
+        return self._reopen(film, "re-render")
 
     def retry_film(self, film_id: str) -> list[Event]:
         """A FAILED film gets fresh attempts (and no excluded workers); done work stays."""
-        f = self._film(film_id)
-        if f.state != FilmState.FAILED:
-            raise ValueError(f"film {film_id!r} is {f.state.value}, not FAILED")
-        resumed.clear_failures(f)
-        return self._reopen(f, "retry")
+        film = self._film(film_id)
+        if film.state != FilmState.FAILED:
+            raise ValueError(f"film {film_id!r} is {film.state.value}, not FAILED")
+        resumed.clear_failures(film)
+        return self._reopen(film, "retry")
 
     def forget_film(self, film_id: str) -> None:
         """Drop a finished film with nothing running (the director keeps its record)."""
-        f = self._film(film_id)
-        if not f.state.is_final or any(r.film_id == film_id
-                                       for r in self._ledger.running.values()):
+        film = self._film(film_id)
+        if not film.state.is_final or any(r.film_id == film_id
+                                          for r in self._ledger.running.values()):
             raise ValueError(f"film {film_id!r} is not finished")
         del self._ledger.films[film_id]
 
-    def _reopen(self, f: FilmRecord, why: str) -> list[Event]:
-        if not f.state.is_final:
+    def _reopen(self, film: FilmRecord, why: str) -> list[Event]:
+        if not film.state.is_final:
             return []
-        f.state, f.reason = FilmState.RUNNING, ""
-        self._fair.activate(f, self._active())
-        return [FilmStateChanged(f.film_id, FilmState.RUNNING, why, time=self._ledger.now)]
+        film.state, film.reason = FilmState.RUNNING, ""
+        self._fair.activate(film, self._active())
+        return [FilmStateChanged(film.film_id, FilmState.RUNNING, why, time=self._ledger.now)]
 
     def cancel_film(self, film_id: str, reason: str = "cancelled by user") -> list[Event]:
-        f = self._film(film_id)
-        if f.state.is_final:
+        film = self._film(film_id)
+        if film.state.is_final:
             return []
-        return finish_film(self._ledger, f, FilmState.CANCELLED, reason, FailureKind.CANCELLED)
+        return finish_film(self._ledger, film, FilmState.CANCELLED, reason, FailureKind.CANCELLED)
 
     def pause_film(self, film_id: str) -> list[Event]:
         """Stop handing out this film's work; running phases finish (phase boundary)."""
-        f = self._film(film_id)
-        if f.state.is_final or f.state == FilmState.PAUSED:
+        film = self._film(film_id)
+        if film.state.is_final or film.state == FilmState.PAUSED:
             return []
-        f.state = FilmState.PAUSED
+        film.state = FilmState.PAUSED
         return [FilmStateChanged(film_id, FilmState.PAUSED, time=self._ledger.now)]
 
     def resume_film(self, film_id: str) -> list[Event]:
-        f = self._film(film_id)
-        if f.state != FilmState.PAUSED:
+        film = self._film(film_id)
+        if film.state != FilmState.PAUSED:
             return []
-        self._fair.activate(f, self._active())  # no catch-up burst after a long pause
-        f.state = FilmState.RUNNING if f.started else FilmState.QUEUED
-        return [FilmStateChanged(film_id, f.state, time=self._ledger.now)]
+        self._fair.activate(film, self._active())  # no catch-up burst after a long pause
+        film.state = FilmState.RUNNING if film.started else FilmState.QUEUED
+        return [FilmStateChanged(film_id, film.state, time=self._ledger.now)]
 
     def set_priority(self, film_id: str, priority: int) -> None:
         check_priority(priority)
         self._film(film_id).priority = priority
 
     def progress(self, film_id: str) -> FilmProgress:
-        f = self._film(film_id)
-        return FilmProgress(film_id, f.state, f.phases_done, f.phases_total, f.frames_done,
-                            f.frames_total, f.reason, tuple(sorted(f.excluded)))
+        film = self._film(film_id)
+        return FilmProgress(film_id, film.state, film.phases_done, film.phases_total,
+                            film.frames_done, film.frames_total, film.reason,
+                            tuple(sorted(film.excluded)))
 
     def pool_stats(self) -> tuple[PoolStats, ...]:
         """Queue depth and occupancy per pool (pure bookkeeping, for metrics)."""
@@ -192,14 +193,15 @@ class Scheduler:
         for w in self._ledger.workers.values():
             if w.alive:
                 pools.setdefault(w.spec.pool or w.spec.worker_id, []).append(w)
-        ready = [(f, need) for f in self._active()
-                 for need, _, _ in (tasks.requirements(f, c) for c in tasks.candidates(f))]
+        ready = [(film, need) for film in self._active()
+                 for need, _, _ in (tasks.requirements(film, c) for c in tasks.candidates(film))]
         running = [(r, self._ledger.films.get(r.film_id)) for r in self._ledger.running.values()
                    if r.kind is TaskKind.PHASE]
         out = []
         for name, ws in sorted(pools.items()):
             ids = {w.spec.worker_id for w in ws}
-            queued = sum(1 for f, (part, model) in ready if part in f.plan.film.profile.experts
+            queued = sum(1 for film, (part, model) in ready
+                         if part in film.plan.film.profile.experts
                          and any(w.serves(part, model) for w in ws))
             busy = sum(1 for r, _ in running if ids & set(r.worker_ids))
             out.append(PoolStats(name, queued, busy, len(ws), sum(w.spec.slots for w in ws),
@@ -210,7 +212,7 @@ class Scheduler:
         return tuple(self._ledger.films)
 
     def has_unfinished_films(self) -> bool:
-        return any(not f.state.is_final for f in self._ledger.films.values())
+        return any(not film.state.is_final for film in self._ledger.films.values())
 
     def num_running_tasks(self) -> int:
         return len(self._ledger.running)
@@ -220,26 +222,26 @@ class Scheduler:
     def schedule(self, now: float) -> SchedulerOutput:
         """Hand out as much work as fits, best-ranked film first (see module NOTE)."""
         self._ledger.now = now
-        cands = {f.film_id: tasks.candidates(f) for f in self._active()}
+        cands = {film.film_id: tasks.candidates(film) for film in self._active()}
         reqs = {fid: [tasks.requirements(self._ledger.films[fid], c) for c in cs]
                 for fid, cs in cands.items()}
         demand: dict[Need, int] = {}
         for rs in reqs.values():
             for need, num, _ in rs:
                 demand[need] = demand.get(need, 0) + num
-        rnd = Round(self._ledger.workers.values(), demand, self._short_busy())
-        self._fail_starved(cands, reqs, rnd)
+        round_ = Round(self._ledger.workers.values(), demand, self._short_busy())
+        self._fail_starved(cands, reqs, round_)
         started: list[tasks.Task] = []
         heap = [(self._fair.rank(self._ledger.films[fid]), fid) for fid, c in cands.items() if c]
         heapq.heapify(heap)
-        while heap and rnd.has_free:
+        while heap and round_.has_free:
             rank, fid = heapq.heappop(heap)
-            f = self._ledger.films[fid]
-            if (now_rank := self._fair.rank(f)) != rank:  # stale after another placement
+            film = self._ledger.films[fid]
+            if (now_rank := self._fair.rank(film)) != rank:  # stale after another placement
                 heapq.heappush(heap, (now_rank, fid))
                 continue
-            if self._place_one(f, cands[fid], reqs[fid], rnd, started) and cands[fid]:
-                heapq.heappush(heap, (self._fair.rank(f), fid))
+            if self._place_one(film, cands[fid], reqs[fid], round_, started) and cands[fid]:
+                heapq.heappush(heap, (self._fair.rank(film), fid))
         return self._output(started)
 
     def update_from_output(self, reports: Iterable[TaskReport]) -> list[Event]:
@@ -257,7 +259,7 @@ class Scheduler:
             raise KeyError(f"unknown film {film_id!r}") from None
 
     def _active(self) -> list[FilmRecord]:
-        return [f for f in self._ledger.films.values() if f.schedulable]
+        return [film for film in self._ledger.films.values() if film.schedulable]
 
     def _short_busy(self) -> frozenset[str]:
         """Workers whose running tasks are all short (prompt, image, decode)."""
@@ -266,46 +268,46 @@ class Scheduler:
         long = {w for r in running if r.kind is TaskKind.PHASE for w in r.worker_ids}
         return frozenset(short - long)
 
-    def _fail_starved(self, cands: dict[str, list], reqs: dict[str, list], rnd: Round) -> None:
+    def _fail_starved(self, cands: dict[str, list], reqs: dict[str, list], round_: Round) -> None:
         """Fail films whose work no usable worker serves, before anything is placed: a
         film ending mid-round would free the inputs of tasks it was just given."""
         for fid in list(cands):
-            f = self._ledger.films[fid]
-            excluded = frozenset(f.excluded)
+            film = self._ledger.films[fid]
+            excluded = frozenset(film.excluded)
             for need in dict.fromkeys(need for need, _, _ in reqs[fid]):  # ordered
-                if not rnd.pool(need, excluded):
-                    self._pending += check_starved(self._ledger, f, need[0])
-            if not f.schedulable:
+                if not round_.pool(need, excluded):
+                    self._pending += check_starved(self._ledger, film, need[0])
+            if not film.schedulable:
                 del cands[fid], reqs[fid]
 
-    def _place_one(self, f: FilmRecord, cands: list[tasks.Candidate], reqs: list,
-                   rnd: Round, started: list[tasks.Task]) -> bool:
+    def _place_one(self, film: FilmRecord, cands: list[tasks.Candidate], reqs: list,
+                   round_: Round, started: list[tasks.Task]) -> bool:
         """Start the film's first candidate (playback order) that fits; False if none."""
-        excluded = frozenset(f.excluded)
+        excluded = frozenset(film.excluded)
         for i, (cand, (need, num, preferred)) in enumerate(zip(cands, reqs, strict=True)):
             is_phase = cand.kind is TaskKind.PHASE
             layout, gang = None, ""
             if is_phase:
-                placed = gangs.place_phase(rnd, self.config.gangs, need, excluded, preferred,
-                                           family=f.plan.film.profile.family,
-                                           height=f.plan.film.height,
-                                           guidance=tasks.phase_guidance(f, cand),
+                placed = gangs.place_phase(round_, self.config.gangs, need, excluded, preferred,
+                                           family=film.plan.film.profile.family,
+                                           height=film.plan.film.height,
+                                           guidance=tasks.phase_guidance(film, cand),
                                            previous=cand.unit.gang if cand.unit else None)
                 ids, layout, gang = placed if placed is not None else (None, None, "")
             else:
-                ids = rnd.place(need, excluded, num, preferred, backfill=True)
+                ids = round_.place(need, excluded, num, preferred, backfill=True)
                 if (ids is not None and cand.kind is TaskKind.DECODE
                         and self.config.gangs is not None):
-                    ids += gangs.band_ranks(rnd, need, excluded | {ids[0]},
-                                            tasks.decode_bands_of(f) - 1)
+                    ids += gangs.band_ranks(round_, need, excluded | {ids[0]},
+                                            tasks.decode_bands_of(film) - 1)
             if ids is None:
                 if is_phase and num > 1:
-                    rnd.reserve(need, excluded)
+                    round_.reserve(need, excluded)
                 continue
             if is_phase:
                 assert cand.unit is not None
-                self._fair.charge(f, tasks.phase_work(f, cand.unit))
-            task = tasks.start(self._ledger, f, cand, ids, layout, gang)
+                self._fair.charge(film, tasks.phase_work(film, cand.unit))
+            task = tasks.start(self._ledger, film, cand, ids, layout, gang)
             started.append(task)
             if is_phase:
                 for wid in ids:
@@ -313,9 +315,9 @@ class Scheduler:
                     if layout is not None and layout.size > 1:
                         self._ledger.workers[wid].gang = task.gang_key
             del cands[i], reqs[i]
-            if f.state == FilmState.QUEUED:
-                f.state = FilmState.RUNNING
-                self._pending.append(FilmStateChanged(f.film_id, FilmState.RUNNING,
+            if film.state == FilmState.QUEUED:
+                film.state = FilmState.RUNNING
+                self._pending.append(FilmStateChanged(film.film_id, FilmState.RUNNING,
                                                       time=self._ledger.now))
             return True
         return False

@@ -58,7 +58,7 @@ def clips(workload: Workload, costs: CostModel, group: int) -> list[Clip]:
 def clip_queue(workload: Workload, gpus: int, group: int, costs: CostModel) -> SimResult:
     """Simulate FIFO clips on gpus // group groups of `group` GPUs."""
     items = clips(workload, costs, group)
-    arrivals = [a.time for a in workload.arrivals]
+    arrivals = [arrival.time for arrival in workload.arrivals]
     n_groups = gpus // group
     if n_groups < 1:
         raise ValueError(f"a group of {group} GPUs does not fit in {gpus}")

@@ -75,20 +75,23 @@ def split(gpus: int, work: dict[str, float], gangs: dict[str, int] | None = None
     gangs = gangs or {}
     pools = sorted(work)
     total = sum(work.values())
-    exact = {p: gpus * work[p] / total for p in pools}
-    dedicated = {p: int(exact[p] * (1 - flex) // gangs.get(p, 1)) * gangs.get(p, 1)
-                 for p in pools}
-    families = sorted({p.split("/")[0] for p in pools})
-    mine = {f: [p for p in pools if p.split("/")[0] == f] for f in families}
-    general = {f: int(any(dedicated[p] == 0 for p in mine[f])) for f in families}
+    exact = {pool: gpus * work[pool] / total for pool in pools}
+    dedicated = {pool: int(exact[pool] * (1 - flex) // gangs.get(pool, 1)) * gangs.get(pool, 1)
+                 for pool in pools}
+    families = sorted({pool.split("/")[0] for pool in pools})
+    mine = {family: [pool for pool in pools if pool.split("/")[0] == family]
+            for family in families}
+    general = {family: int(any(dedicated[pool] == 0 for pool in mine[family]))
+               for family in families}
     spare = gpus - sum(dedicated.values())
     if spare < sum(general.values()):
         raise ValueError(f"{gpus} GPUs cannot serve {len(pools)} expert pools ({', '.join(pools)})")
-    short = {f: sum(exact[p] - dedicated[p] for p in mine[f]) - general[f] for f in families}
+    short = {family: sum(exact[pool] - dedicated[pool] for pool in mine[family]) - general[family]
+             for family in families}
     for _ in range(spare - sum(general.values())):
-        f = max(families, key=lambda f: (short[f], -families.index(f)))
-        general[f] += 1
-        short[f] -= 1
+        family = max(families, key=lambda name: (short[name], -families.index(name)))
+        general[family] += 1
+        short[family] -= 1
     return dedicated, general
 
 

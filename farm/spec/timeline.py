@@ -116,7 +116,7 @@ def _adapter_hint(path: Path) -> str:
 def load_timeline(path: str | Path, overrides: dict[str, Any] | None = None) -> TimelineImport:
     """Timeline file -> storyboard + cut; `overrides` (CLI flags) win over the timeline's
     metadata. Raises SpecError listing every problem, by timeline field path."""
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     timeline = read_timeline(path, overrides.get("fps"))
     film, paths, errors = _film_settings(timeline, overrides, Path(path).stem)
     fps = _fps(film, paths)
@@ -136,7 +136,8 @@ def load_timeline(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     except SpecError as exc:
         # Every problem at once: the schema's findings too, unless they only repeat
         # that scenes are missing (reported above, by clip).
-        errors += [_rename(e, paths) for e in exc.errors if not (e.path == "scenes" and not scenes)]
+        errors += [_rename(error, paths) for error in exc.errors
+                   if not (error.path == "scenes" and not scenes)]
     if errors or board is None:
         raise SpecError(errors)
     cut = Cut(tuple(slots), start, str(path), index, overrides.get("fps") or None)
@@ -243,15 +244,15 @@ def _walk(track: Any, index: int, fps: int,
 def _clip_scene(clip: Any, at: str, fps: int,
                 seen: dict[str, str]) -> tuple[dict | None, list[FieldError]]:
     name = clip.name or "unnamed"
-    md = _clip_metadata(clip)
-    if not isinstance(md, dict) or not md.get("prompt"):
+    metadata = _clip_metadata(clip)
+    if not isinstance(metadata, dict) or not metadata.get("prompt"):
         return None, [FieldError(f"{at}.metadata.reelfarm.prompt", (
             f"clip {name!r} has no prompt: set metadata['reelfarm']['prompt'] on the clip "
             "(or a '* REELFARM PROMPT: ...' comment in an EDL)"))]
-    errors = [FieldError(f"{at}.metadata.reelfarm.{k}", (
-        f"clip {name!r}: the duration comes from the clip's source_range, not from {k!r}"))
-        for k in ("frames", "seconds") if k in md]
-    sid = md.get("id") or _scene_id(name)
+    errors = [FieldError(f"{at}.metadata.reelfarm.{field}", (
+        f"clip {name!r}: the duration comes from the clip's source_range, not from {field!r}"))
+        for field in ("frames", "seconds") if field in metadata]
+    sid = metadata.get("id") or _scene_id(name)
     if not sid:
         errors.append(FieldError(f"{at}.metadata.reelfarm.id", (
             f"clip {name!r} has no usable name for a scene id; set metadata['reelfarm']['id']")))
@@ -264,8 +265,9 @@ def _clip_scene(clip: Any, at: str, fps: int,
     errors += f_errors
     if errors:
         return None, errors
-    return {**{k: v for k, v in md.items() if k not in ("frames", "seconds")},
-            "id": sid, "frames": frames}, []
+    kept = {field: value for field, value in metadata.items()
+            if field not in ("frames", "seconds")}
+    return {**kept, "id": sid, "frames": frames}, []
 
 
 def _clip_metadata(clip: Any) -> Any:

@@ -155,7 +155,7 @@ def finish(board: Storyboard, llm: Llm | None) -> dict[str, Any]:
         scene.pop("cast", None)
         # The named characters' images after the scene's own references (ids, files).
         refs = list(scene.pop("references", None) or [])
-        refs += [r for r in out.references if r not in refs]
+        refs += [ref for ref in out.references if ref not in refs]
         if out.cast:
             scene["cast"] = list(out.cast)
         if refs:

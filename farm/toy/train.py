@@ -160,7 +160,8 @@ def train_experts(experts: Experts, latents, prompts, cfg: TrainConfig, clock: C
         torch.nn.utils.clip_grad_norm_(experts.live.parameters(), 1.0)
         opt.step()
         ema_update(experts.ema, experts.live, step, cfg.ema)
-        avg = {k: 0.98 * avg.get(k, v) + 0.02 * v for k, v in ranks.mean(losses).items()}
+        avg = {name: 0.98 * avg.get(name, loss) + 0.02 * loss
+               for name, loss in ranks.mean(losses).items()}
         if step % 25 == 0:
             log(f"dit step {step}: loss high {avg['high']:.4f} low {avg['low']:.4f}")
         step += 1
@@ -195,7 +196,7 @@ def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Ca
         log(f"saved {directory} after {record['minutes']} min")
 
     if earlier:  # steps 1-2 done and step 3 saved: the folder holds their weights
-        text, vae, high, low = (m.to(dev) for m in toy.load_pipeline(directory))
+        text, vae, high, low = (part.to(dev) for part in toy.load_pipeline(directory))
         experts = Experts(tokenizer, text, high, low)
         kept = (directory / STATE).is_file() and not cfg.expert_restart
         state = torch.load(directory / STATE, weights_only=False) if kept else None
@@ -226,7 +227,8 @@ def _train(ranks: Ranks, directory: Path, cfg: TrainConfig, device: str, log: Ca
         left = max(0.0, cfg.minutes * 60 - (time.monotonic() - t0))
         again = "decoder_steps" in record and not cfg.decoder_restart
         dstate = torch.load(directory / DECODER_STATE, weights_only=False) if again else None
-        keep = (lambda st: torch.save(st, directory / DECODER_STATE)) if ranks.rank == 0 else None
+        keep = ((lambda snapshot: torch.save(snapshot, directory / DECODER_STATE))
+                if ranks.rank == 0 else None)
         record["decoder_steps"] = train_vae(vae, cfg, Clock(cfg.decoder_steps, left),
                                             ranks, dev, log,
                                             decoder=True, state=dstate, keep=keep,

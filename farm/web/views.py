@@ -110,23 +110,24 @@ def fleet_json(fleet: Fleet, excluded: Iterable[dict], failures: Iterable[dict])
     # Holds are "<model>/<part>" (bare parts in some fleets): the split is per expert name.
     experts = sorted(fleet.planned_steps) or sorted(
         {h.rsplit("/", 1)[-1] for w in fleet.workers for h in w.holds} - {"text", "vae"})
-    slots = {e: sum(w.slots for w in fleet.workers if w.alive and _holds(w.holds, e))
-             for e in experts}
+    slots = {expert: sum(w.slots for w in fleet.workers if w.alive and _holds(w.holds, expert))
+             for expert in experts}
     holds: dict[str, set[str]] = {}
     for w in fleet.workers:
         if w.alive:
             holds.setdefault(w.pool, set()).update(w.holds)
     return {
         "time": fleet.time,
-        "pools": [{"pool": p.pool, "holds": sorted(holds.get(p.pool, ())),
-                   "queued_phases": p.queued_phases, "running_phases": p.running_phases,
-                   "workers": p.workers, "slots": p.slots, "busy_slots": p.busy_slots,
-                   "busy_fraction": round(p.busy_fraction, 3)} for p in fleet.pools],
+        "pools": [{"pool": pool.pool, "holds": sorted(holds.get(pool.pool, ())),
+                   "queued_phases": pool.queued_phases, "running_phases": pool.running_phases,
+                   "workers": pool.workers, "slots": pool.slots, "busy_slots": pool.busy_slots,
+                   "busy_fraction": round(pool.busy_fraction, 3)} for pool in fleet.pools],
         "workers": [{"worker_id": w.worker_id, "pool": w.pool, "holds": list(w.holds),
                      "slots": w.slots, "busy": w.busy, "alive": w.alive, "warm": w.warm}
                     for w in fleet.workers],
         "split": {"experts": experts,
-                  "planned_steps": {e: fleet.planned_steps.get(e, 0) for e in experts},
+                  "planned_steps": {expert: fleet.planned_steps.get(expert, 0)
+                                    for expert in experts},
                   "pool_slots": slots},
         "excluded": list(excluded), "failures": list(failures),
     }

@@ -112,11 +112,11 @@ class S2VTransformer(nn.Module):
         freqs = [grid_rope(table, list(range(frames)), rows, cols),
                  grid_rope(table, [REF_FRAME], rows, cols)]
         if motion_latents.shape[2]:
-            tokens, f = self.motion(motion_latents, table)
+            tokens, motion_freqs = self.motion(motion_latents, table)
             parts.append(tokens)
-            freqs.append(f)
+            freqs.append(motion_freqs)
         # 5. one sequence, segment embeddings added
-        n = [p.shape[1] for p in parts]
+        n = [part.shape[1] for part in parts]
         seg = torch.cat([torch.full((k,), i, device=x.device) for i, k in enumerate(n)])
         seq = torch.cat(parts, dim=1).float() + self.segment_embed(seg).float()[None]
         freqs = torch.cat(freqs, dim=0)
