@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from farm.director.delivery import DeliveryMaker
 from farm.director.director import Director, DirectorConfig
 from farm.engine.core import EngineCore
 from farm.engine.executor import InlineExecutor
@@ -47,19 +48,21 @@ Models = str | ModelSource | Sequence[str | ModelSource]
 def local_director(models: Models, artifacts: str | Path, *, db: str | None = None,
                    device: str = "cpu", dtype: torch.dtype = torch.float32,
                    workers: str = "single", config: SchedulerConfig | None = None,
-                   metrics: FarmMetrics | None = None, **limits: int) -> Director:
+                   metrics: FarmMetrics | None = None, delivery: DeliveryMaker | None = None,
+                   **limits: int) -> Director:
     """A Director over the embedded farm (the `serve --local` runtime) serving `models`.
 
     `artifacts`: folder of frame archives and (fsspec) checkpoints; `db`: a SQLAlchemy
     URL of the job store. With a db, phase handoffs are checkpointed and films survive a
-    restart of the process.
+    restart of the process. `delivery`: what labels and signs each film's deliverables.
     """
     from farm.store.jobs import JobStore
 
     store = JobStore(db).migrate() if db else None
     farm = LocalFarm(models, device=device, dtype=dtype, workers=workers, config=config,
                      checkpoints=str(artifacts) if store is not None else None)
-    return Director(farm.engine, farm.router, DirectorConfig(Path(artifacts), **limits),
+    return Director(farm.engine, farm.router,
+                    DirectorConfig(Path(artifacts), delivery=delivery, **limits),
                     store=store, metrics=metrics)
 
 

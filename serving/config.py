@@ -129,6 +129,40 @@ def builtin_models() -> list[str]:
     return list(BUILTIN_MODELS)
 
 
+class MediaSettings(_Frozen):
+    """Uploaded media (UploadMedia): limits per file, and whether films need rights."""
+
+    max_bytes: Annotated[int, Field(ge=1)] = 512 * 1024 * 1024
+    max_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # Refuse films whose photo, video or voice inputs carry no rights statement.
+    require_rights: bool = False
+
+
+class SigningSettings(_Frozen):
+    """The key that signs the content credentials of every frame and mp4 the app delivers
+    (PEM files every director replica can read, e.g. a mounted Secret): the key, and its
+    certificate chain (its certificate, then the intermediates). Neither: the farm's own
+    chain, made once in `signing/` beside the artifact folder (on no trust list)."""
+
+    key: str | None = None
+    cert_chain: str | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> SigningSettings:
+        if (self.key is None) != (self.cert_chain is None):
+            raise ValueError("signing: give both `key` and `cert_chain`, or neither")
+        return self
+
+    def signer(self, artifacts: str) -> Any:
+        """The loaded signer (ValueError naming what is wrong with the files)."""
+        from farm.director.delivery import default_signer
+        from farm.media.credentials import SigningConfig
+
+        if self.key is None or self.cert_chain is None:
+            return default_signer(artifacts)
+        return SigningConfig(Path(self.key), Path(self.cert_chain)).load()
+
+
 class ServingConfig(_Frozen):
     # Models served, by the name films give: built-in names (tiny, toy, tiny-<family>)
     # and/or diffusers-format model folders visible to every replica. The first is the
@@ -136,11 +170,14 @@ class ServingConfig(_Frozen):
     models: Annotated[list[str], Field(min_length=1, default_factory=builtin_models)]
     device: Literal["cpu", "cuda"] = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    # Folder (shared by replicas of the director) where film archives are written.
+    # Folder (shared by replicas of the director) where film archives are written, and
+    # uploaded media are kept (media/: every pool worker reads the inputs it decodes here).
     artifacts: str = ".reelfarm/artifacts"
     # Per-model pools; none given: one pool per model holding all of it (whole_model_pools).
     pools: list[PoolConfig] = []
     director: DirectorSettings = DirectorSettings()
+    media: MediaSettings = MediaSettings()
+    signing: SigningSettings = SigningSettings()
     # File of `<tenant> <token>` lines for the API (a mounted Secret); None: open API.
     tokens_file: str | None = None
     # SQLAlchemy URL of the job store (films survive a director restart); None: the

@@ -15,9 +15,11 @@ from farm.api.auth import Authenticator
 from farm.api.errors import ModelNotServed
 from farm.api.rpcs import Rpc, bind_rpcs
 from farm.api.service import FilmApi
+from farm.director.delivery import WeightHashes, served_delivery
 from farm.director.director import Director, DirectorConfig
 from farm.director.records import FilmEvent, FilmInfo
 from farm.engine.core import EngineCore
+from farm.media.library import MediaLibrary, MediaLimits
 from farm.model.footprint import edge_checks
 from farm.observe.instruments import FarmMetrics
 from farm.observe.metrics import RaySink
@@ -58,13 +60,18 @@ class DirectorServer:
         engine = EngineCore(Scheduler(SchedulerConfig(max_attempts=cfg.director.max_attempts,
                                                       gangs=gangs)),
                             self.executor, wait_for_workers=True)
+        media = MediaLibrary(cfg.artifacts, MediaLimits(cfg.media.max_bytes,
+                                                        cfg.media.max_seconds))
+        delivery = served_delivery(cfg.signing.signer(cfg.artifacts), WeightHashes(self.sources),
+                                   media.describe)
         self.director = Director(engine, router, store=store, metrics=FarmMetrics(RaySink()),
                                  config=DirectorConfig(
             Path(cfg.artifacts), cfg.director.max_unfinished_films,
-            cfg.director.max_unfinished_per_tenant)).start()
+            cfg.director.max_unfinished_per_tenant, delivery=delivery)).start()
         self.limits = Limits(worker_memory_gb=cfg.director.worker_memory_gb)
-        self.rpc = ServeRpc(FilmApi(self.director, {m: s.family for m, s in self.sources.items()},
-                                    checks=self._edge_checks),
+        families = {name: source.family for name, source in self.sources.items()}
+        self.rpc = ServeRpc(FilmApi(self.director, families, checks=self._edge_checks,
+                                    media=media, require_rights=cfg.media.require_rights),
                             _authenticator(cfg.tokens_file))
 
     def _edge_checks(self, film: Film) -> list:
@@ -188,7 +195,13 @@ def _authenticator(tokens_file: str | None) -> Authenticator:
 
 def _ingress_method(rpc: Rpc) -> Callable:
     """DirectorServer's method for `rpc` (Serve's gRPC proxy calls it by the RPC's name;
-    a streaming RPC must be a generator)."""
+    a streaming RPC must be a generator; a client-streaming one a coroutine that Serve
+    hands the request stream)."""
+    if rpc.client_streaming:
+        async def client_stream(self: DirectorServer, request_stream, grpc_context):
+            return await self.rpc.client_stream(getattr(self.rpc.api, rpc.method),
+                                                request_stream, grpc_context, rpc.response())
+        return client_stream
     if not rpc.streaming:
         def unary(self: DirectorServer, request, grpc_context):
             return self.rpc.unary(getattr(self.rpc.api, rpc.method), request, grpc_context,

@@ -11,8 +11,11 @@ google.rpc details in the trailing metadata, as grpc.server would send them). He
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterator
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -43,9 +46,42 @@ class ServeRpc:
         except Exception as exc:  # noqa: BLE001
             _fail(exc, context)
 
+    async def client_stream(self, method: Callable, requests: AsyncIterator[Any], context: Any,
+                            empty: Any) -> Any:
+        """A client-streaming call (UploadMedia): FilmApi reads the messages as a plain
+        iterator in a worker thread while this coroutine feeds them from Serve's stream
+        (a few in flight: the upload is never held in memory). If FilmApi stops reading
+        early (a limit broken), so does the feeding."""
+        inbox: queue.Queue = queue.Queue(maxsize=4)
+        end, finished = object(), threading.Event()
+
+        def call() -> Any:
+            try:
+                return self.unary(method, iter(inbox.get, end), context, empty)
+            finally:
+                finished.set()
+
+        result = asyncio.create_task(asyncio.to_thread(call))
+        async for request in requests:
+            if not await asyncio.to_thread(_offer, inbox, request, finished):
+                break
+        await asyncio.to_thread(_offer, inbox, end, finished)
+        return await result
+
     @staticmethod
     def health(request: health_pb2.HealthCheckRequest) -> health_pb2.HealthCheckResponse:
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+
+def _offer(inbox: queue.Queue, item: Any, finished: threading.Event) -> bool:
+    """Put `item` for the reader; False once the reader has finished instead."""
+    while not finished.is_set():
+        try:
+            inbox.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def _fail(exc: Exception, context: Any) -> None:

@@ -2,6 +2,7 @@
 
     storyboard dict ──storyboard_to_film──> pb.Film ──film_to_storyboard──> storyboard dict
     FilmInfo (+ resolved Film) ──info_to_film──> pb.Film
+    MediaInfo ──media_to_pb──> pb.Media
     FilmEvent ──event_to_pb──> pb.WatchFilmResponse
     Execution (render log row) ──execution_to_pb──> pb.Execution
     ArchivedFrame ──frame_messages──> pb.StreamFramesResponse chunks ──FrameAssembler──> Frame
@@ -29,9 +30,11 @@ from farm.api.protos import pb
 from farm.director.records import FilmEvent, FilmInfo
 from farm.sched.output import FilmState
 from farm.spec.errors import FieldError, SpecError
+from farm.spec.inputs import MEDIA_FIELDS
 
 if TYPE_CHECKING:
     from farm.director.archive import ArchivedFrame
+    from farm.media.library import MediaInfo
     from farm.store.jobs import Execution
 
 # Largest `data` payload of one streamed message: well under gRPC's 4 MiB default limit,
@@ -42,7 +45,11 @@ _SOLVERS = {"unipc": pb.Film.SOLVER_UNIPC, "euler": pb.Film.SOLVER_EULER}
 _CONTINUITY = {"single": pb.Scene.CONTINUITY_SINGLE, "windows": pb.Scene.CONTINUITY_WINDOWS,
                "chain": pb.Scene.CONTINUITY_CHAIN}
 _OPTIONAL_FILM = ("steps", "shift", "window", "overlap")
-_OPTIONAL_SCENE = ("negative_prompt", "guidance", "window", "overlap")
+_OPTIONAL_SCENE = ("negative_prompt", "guidance", "window", "overlap", "carry_frames")
+# Where the media library keeps a blob: its name is media/<the file's name>.
+_BLOB = re.compile(r"/media/blobs/([0-9a-f]{64})$")
+_MEDIA_KINDS = {"image": pb.Media.KIND_IMAGE, "audio": pb.Media.KIND_AUDIO,
+                "video": pb.Media.KIND_VIDEO}
 _EXECUTION_KINDS = {"phase": pb.Execution.KIND_PHASE, "decode": pb.Execution.KIND_DECODE,
                     "failed": pb.Execution.KIND_FAILURE}
 ENCODINGS = {"png": pb.FRAME_ENCODING_PNG, "jpeg": pb.FRAME_ENCODING_JPEG,
@@ -86,9 +93,14 @@ def storyboard_to_film(board: dict[str, Any], priority: int | None = None) -> pb
         film.priority = priority
     for s in board["scenes"]:
         scene = film.scenes.add(id=s["id"], prompt=s["prompt"], seed=s.get("seed", 0))
-        for key in ("frames", "seconds", "window", "overlap", "negative_prompt"):
+        for key in ("frames", "seconds", "window", "overlap", "negative_prompt",
+                    "carry_frames", *MEDIA_FIELDS):
             if s.get(key) is not None:
-                setattr(scene, key, s[key])
+                value = s[key]
+                if key == "references":
+                    scene.references.extend(value)
+                else:
+                    setattr(scene, key, value)
         guidance = s.get("guidance")
         if isinstance(guidance, dict):
             scene.guidance_per_expert.update(guidance)
@@ -133,6 +145,10 @@ def _scene_to_storyboard(i: int, s: pb.Scene, errors: list[FieldError]) -> dict[
         out["guidance"] = dict(s.guidance_per_expert)
     if s.continuity:
         out["continuity"] = _enum_word(s.continuity, _CONTINUITY, f"scenes[{i}].continuity", errors)
+    for key in MEDIA_FIELDS:
+        value = list(getattr(s, key)) if key == "references" else getattr(s, key)
+        if value:
+            out[key] = value
     return out
 
 
@@ -173,14 +189,40 @@ def info_to_film(info: FilmInfo) -> pb.Film:
     done = {s.id: s.frames_done for s in info.scenes}
     experts = spec.profile.experts
     for s in spec.scenes:
-        film.scenes.add(id=s.id, prompt=s.prompt, negative_prompt=s.negative_prompt,
-                        frames=s.num_frames, seed=s.seed,
-                        guidance_per_expert=dict(zip(experts, s.guidance, strict=True)),
-                        continuity=_CONTINUITY[s.continuity], window=s.window, overlap=s.overlap,
-                        frames_done=done.get(s.id, 0))
+        scene = film.scenes.add(
+            id=s.id, prompt=s.prompt, negative_prompt=s.negative_prompt, frames=s.num_frames,
+            seed=s.seed, guidance_per_expert=dict(zip(experts, s.guidance, strict=True)),
+            continuity=_CONTINUITY[s.continuity], window=s.window, overlap=s.overlap,
+            frames_done=done.get(s.id, 0))
+        _media_names(scene, s.inputs)
     if info.time_to_first_frame is not None:
         film.time_to_first_frame.CopyFrom(_duration(info.time_to_first_frame))
     return film
+
+
+def _media_names(scene: pb.Scene, inputs) -> None:
+    """The scene's inputs as the media names the film was created with."""
+    for field, location in inputs.items():
+        m = _BLOB.search(location)
+        if m is None:  # a film created in-process with files: not API media
+            continue
+        name = f"media/{m.group(1)}"
+        if field.startswith("references"):
+            scene.references.append(name)
+        else:
+            setattr(scene, field, name)
+
+
+def media_to_pb(info: MediaInfo) -> pb.Media:
+    media = pb.Media(name=info.name, kind=_MEDIA_KINDS[info.kind], mime_type=info.mime_type,
+                     size_bytes=info.size_bytes, width=info.width, height=info.height,
+                     display_name=info.display_name, create_time=_timestamp(info.create_time))
+    if info.duration_s is not None:
+        media.duration.CopyFrom(_duration(info.duration_s))
+    if info.rights is not None:
+        media.rights.CopyFrom(pb.Rights(holder=info.rights.holder,
+                                        reference=info.rights.reference))
+    return media
 
 
 def event_to_pb(e: FilmEvent) -> pb.WatchFilmResponse:
@@ -244,21 +286,26 @@ def encode_frame(path: Path, encoding: int, jpeg_quality: int) -> bytes:
         rgb = im.convert("RGB")
     if encoding == pb.FRAME_ENCODING_RGB24:
         return np.asarray(rgb, dtype=np.uint8).tobytes()
-    buf = io.BytesIO()
-    rgb.save(buf, format="JPEG", quality=jpeg_quality)
+    from farm.media.provenance import label_tags
+
+    buf = io.BytesIO()  # the label as a JPEG comment (COM), as PNG frames carry it as text
+    rgb.save(buf, format="JPEG", quality=jpeg_quality,
+             comment=label_tags("png")["Comment"].encode())
     return buf.getvalue()
 
 
 def frame_messages(frame: ArchivedFrame, size: tuple[int, int], encoding: int,
                    jpeg_quality: int) -> Iterator[pb.StreamFramesResponse]:
     """One frame as messages of at most CHUNK_BYTES of data each."""
+    from farm.media.provenance import LABEL
+
     data = encode_frame(frame.path, encoding, jpeg_quality)
     encoding = encoding or pb.FRAME_ENCODING_PNG
     for offset in range(0, max(len(data), 1), CHUNK_BYTES):
         yield pb.StreamFramesResponse(
             scene_id=frame.scene_id, frame_index=frame.index, film_frame_index=frame.film_index,
             width=size[0], height=size[1], encoding=encoding, size_bytes=len(data),
-            offset=offset, data=data[offset:offset + CHUNK_BYTES])
+            offset=offset, data=data[offset:offset + CHUNK_BYTES], label=LABEL)
 
 
 def artifact_chunks(path: Path, file_name: str, mime_type: str) -> Iterator[pb.GetArtifactResponse]:
@@ -287,6 +334,8 @@ class Frame:
     # "png", "jpeg" or "rgb24".
     encoding: str
     data: bytes
+    # "AI-generated": the server's label of every frame (PNG and JPEG data say it too).
+    label: str = ""
 
     def to_array(self) -> np.ndarray:
         """(height, width, 3) uint8 RGB."""
@@ -318,7 +367,7 @@ class FrameAssembler:
         data = b"".join(self._parts)
         self._parts, self._have = [], 0
         return Frame(msg.scene_id, msg.frame_index, msg.film_frame_index, msg.width, msg.height,
-                     _ENCODING_WORDS.get(msg.encoding, "png"), data)
+                     _ENCODING_WORDS.get(msg.encoding, "png"), data, msg.label)
 
     def reset(self) -> None:
         """Drop a partial frame (its stream broke; the resumed stream resends it whole)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from farm.director.errors import DirectorError, FailedPrecondition
+from farm.director.errors import DirectorError, FailedPrecondition, NotFound
 from farm.spec.errors import FieldError
 
 
@@ -25,3 +25,7 @@ class ModelNotServed(FailedPrecondition):
         self.model, self.served = model, served
         super().__init__(f"this server does not serve model {model!r}; "
                          f"it serves: {', '.join(served)}")
+
+
+class MediaNotFound(NotFound):
+    """No media of that name that the caller uploaded."""

@@ -8,6 +8,7 @@ added to the proto is served by both once FilmApi has its method (a test checks 
     proto                              FilmApi method        response
     rpc CreateFilm(...) returns Film   create_film(req, tenant)          Film
     rpc WatchFilm(...) returns stream  watch_film(req, tenant, alive=)   iterator
+    rpc UploadMedia(stream ...)        upload_media(requests, tenant)    Media
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from farm.api.protos import pb
 class Rpc:
     name: str  # the RPC, e.g. "CreateFilm": the adapter's method name
     method: str  # FilmApi's method, e.g. "create_film"
-    streaming: bool  # server streaming (no FilmService RPC streams from the client)
+    streaming: bool  # server streaming
     response: type  # the response message class (an adapter's empty reply on error)
+    # Client streaming (UploadMedia): FilmApi's method takes an iterator of requests.
+    client_streaming: bool = False
 
 
 def film_service_rpcs() -> tuple[Rpc, ...]:
     service = pb.DESCRIPTOR.services_by_name["FilmService"]
     return tuple(Rpc(name=m.name, method=_snake(m.name), streaming=m.server_streaming,
-                     response=getattr(pb, m.output_type.name))
+                     response=getattr(pb, m.output_type.name),
+                     client_streaming=m.client_streaming)
                  for m in service.methods)
 
 

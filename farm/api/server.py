@@ -3,7 +3,7 @@
     client ──gRPC──> FilmServicer (auth -> tenant, errors -> status) ──> FilmApi ──> Director
                      grpc.health.v1.Health, grpc.reflection.v1alpha.ServerReflection
 
-Limits, set deliberately (README.md "API" repeats them):
+Limits, set deliberately (docs/api.md repeats them):
 - messages: 4 MiB each way. Requests are storyboards (kilobytes); every streamed
   response carries at most 1 MiB of data (convert.CHUNK_BYTES), so no legitimate message
   comes near the limit, and a bigger one is refused before it is buffered.
@@ -98,7 +98,10 @@ class FilmServicer(pb_grpc.FilmServiceServicer):
 
 def _servicer_method(rpc: Rpc) -> Callable:
     """FilmServicer's method for `rpc`. A stream that follows a film (its FilmApi method
-    takes `alive`) ends when the client goes away."""
+    takes `alive`) ends when the client goes away. A client stream (UploadMedia) is a
+    unary call whose request is grpc's iterator of the client's messages."""
+    if rpc.streaming and rpc.client_streaming:
+        raise NotImplementedError(f"{rpc.name}: no FilmService RPC streams both ways")
     if not rpc.streaming:
         def unary(self: FilmServicer, request, context: grpc.ServicerContext):
             return self._unary(getattr(self.api, rpc.method), request, context)
@@ -185,6 +188,7 @@ def is_loopback(host: str) -> bool:
 def local_server(models, artifacts: str | Path, auth: Authenticator,
                  config: ServerConfig = ServerConfig(), *, db: str | None = None,
                  metrics=None, edge_limits=None, max_streams_per_tenant: int = 32,
+                 media_limits=None, require_rights: bool = False, signer=None,
                  **limits: int):
     """The embedded runtime behind the API: a local Director serving `models` (a name or
     several: built-in names, model folders; the first is the default of films naming
@@ -192,20 +196,31 @@ def local_server(models, artifacts: str | Path, auth: Authenticator,
 
     `db`: SQLAlchemy URL of the job store; with one, films (and their render log) survive
     a restart on the same `db` and `artifacts`, and unfinished films resume. `limits`:
-    DirectorConfig's (max_unfinished_films, ..., max_queued_frames_per_tenant).
+    DirectorConfig's (max_unfinished_films, ..., max_queued_frames_per_tenant). Uploaded
+    media are kept under `artifacts`/media (farm.media.library; `media_limits` per file);
+    `require_rights`: refuse films whose photo, video or voice inputs have no rights
+    statement. `signer` (farm.media.credentials) signs the content credentials of every
+    frame and mp4 served; None: the farm's local chain beside `artifacts` (signing/).
     Returns (server, director), both started; stop the server first, then the director.
     """
+    from farm.director.delivery import WeightHashes, default_signer, served_delivery
     from farm.local import local_director, served_models
+    from farm.media.library import MediaLibrary, MediaLimits
 
     if auth.is_open and not is_loopback(config.host):
         raise ValueError(f"refusing to serve {config.host} without tokens: anyone who can reach "
                          "it could use the farm; give --tokens, or serve on 127.0.0.1")
     sources = served_models(models)
-    director = local_director(list(sources.values()), artifacts, db=db, metrics=metrics, **limits)
+    media = MediaLibrary(artifacts, media_limits or MediaLimits())
+    delivery = served_delivery(signer or default_signer(artifacts), WeightHashes(sources),
+                               media.describe)
+    director = local_director(list(sources.values()), artifacts, db=db, metrics=metrics,
+                              delivery=delivery, **limits)
     try:
         server = ApiServer(FilmApi(director, {name: s.family for name, s in sources.items()},
                                    checks=_edge_checks(sources, edge_limits),
-                                   max_streams_per_tenant=max_streams_per_tenant), auth, config)
+                                   max_streams_per_tenant=max_streams_per_tenant,
+                                   media=media, require_rights=require_rights), auth, config)
     except BaseException:
         director.stop()
         raise

@@ -10,7 +10,6 @@ every `poll_seconds` while waiting for the film, so a dropped client frees its t
 
 from __future__ import annotations
 
-import base64
 import functools
 import itertools
 import re
@@ -18,15 +17,21 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 from google.api import field_behavior_pb2
 
 from farm.api import convert
 from farm.api.errors import InvalidArgument, ModelNotServed
+from farm.api.media import MediaApi, public
+from farm.api.paging import page_offset, page_token
 from farm.api.protos import pb
 from farm.director.director import Director
 from farm.director.errors import FailedPrecondition, ResourceExhausted
 from farm.director.records import FilmInfo
+from farm.media.library import MediaLibrary
+from farm.media.probe import check_media
+from farm.media.provenance import DIR_MANIFEST, SIDECAR_SUFFIX
 from farm.sched.fairness import priority_problem
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.film import Film, resolve_film
@@ -58,13 +63,17 @@ def _limited(method):
     return stream
 
 
-class FilmApi:
+class FilmApi(MediaApi):
     def __init__(self, director: Director, models: Mapping[str, str], *, poll_seconds: float = 1.0,
                  checks: Callable[[Film], list[FieldError]] | None = None,
-                 max_streams_per_tenant: int = 32):
+                 max_streams_per_tenant: int = 32, media: MediaLibrary | None = None,
+                 require_rights: bool = False):
         """`models`: the served model names (as films name them) -> model family; the
         first one is the default for films that name none. `checks`: the farm's limits
-        (farm.model.footprint.edge_checks), applied to every film before it is queued."""
+        (farm.model.footprint.edge_checks), applied to every film before it is queued.
+        `media`: the uploaded media (farm.media.library); `require_rights`: refuse films
+        whose photo, video or voice inputs carry no rights statement."""
+        self.media, self.require_rights = media, require_rights
         if not models:
             raise ValueError("a server must serve at least one model")
         self.director, self.models, self.poll_seconds = director, dict(models), poll_seconds
@@ -92,12 +101,12 @@ class FilmApi:
     # ---- unary ----------------------------------------------------------------------------
 
     def create_film(self, request: pb.CreateFilmRequest, tenant: str) -> pb.Film:
-        film, priority = self._checked_film(request)
+        film, priority = self._checked_film(request, tenant)
         info = self.director.create_film(film, tenant=tenant, request_id=request.request_id,
                                          priority=priority)
         return convert.info_to_film(info)
 
-    def _checked_film(self, request: pb.CreateFilmRequest) -> tuple[Film, int]:
+    def _checked_film(self, request: pb.CreateFilmRequest, tenant: str) -> tuple[Film, int]:
         """The requested film, resolved for its model; every problem in one InvalidArgument
         (the model not served, a FAILED_PRECONDITION, only once the request is well formed)."""
         if not request.HasField("film"):
@@ -121,9 +130,12 @@ class FilmApi:
             raise ModelNotServed(model, list(self.models))
         if board is not None:
             try:  # the model's rules; reported together with the request's other problems
-                film = resolve_film(board, profile_for(self.models[model]), model=model)
+                film = resolve_film(board, profile_for(self.models[model]), model=model,
+                                    locator=self.media_locator(tenant))
                 violations += [FieldError(convert.request_path(e.path, spec), e.message)
                                for e in self.checks(film)]
+                violations += [FieldError(convert.request_path(e.path, spec), public(e.message))
+                               for e in check_media(film)]
             except SpecError as exc:
                 violations += self._violations(exc, spec)
         if violations or film is None:
@@ -189,7 +201,7 @@ class FilmApi:
             raise InvalidArgument([FieldError("page_size",
                                               f"must be >= 0, got {request.page_size}")])
         size = min(request.page_size or DEFAULT_EXECUTIONS_PAGE_SIZE, MAX_PAGE_SIZE)
-        start = _page_offset(request.page_token, request.parent)
+        start = page_offset(request.page_token, request.parent, "ListExecutions")
         self.director.get_film(film_id, tenant)  # NOT_FOUND / PERMISSION_DENIED first
         if self.director.store is None:
             raise FailedPrecondition("this server keeps no render log: it runs without a job "
@@ -200,7 +212,7 @@ class FilmApi:
         more = start + size < len(log)
         return pb.ListExecutionsResponse(
             executions=page,
-            next_page_token=_page_token(request.parent, start + size) if more else "")
+            next_page_token=page_token(request.parent, start + size) if more else "")
 
     # ---- streaming ------------------------------------------------------------------------
 
@@ -246,8 +258,9 @@ class FilmApi:
                      tenant: str) -> Iterator[pb.GetArtifactResponse]:
         film_id = _film_id(request.name)
         if not request.scene_id:
-            yield from convert.artifact_chunks(self.director.mp4_path(film_id, tenant), "film.mp4",
-                                               "video/mp4")
+            mp4 = self.director.mp4_path(film_id, tenant)
+            yield from convert.artifact_chunks(mp4, "film.mp4", "video/mp4")
+            yield from _manifest(mp4.with_name(mp4.name + SIDECAR_SUFFIX))
             return
         info = self.director.get_film(film_id, tenant)
         scene = next((s for s in info.scenes if s.id == request.scene_id), None)
@@ -259,9 +272,13 @@ class FilmApi:
                                      f"{scene.num_frames} frames; its PNGs exist "
                                      "once all are rendered")
         frames = self.director.frames(film_id, tenant, scene.id, 0, timeout=self.poll_seconds)
+        folder = None
         for frame in itertools.islice(frames, scene.num_frames):
+            folder = frame.path.parent
             yield from convert.artifact_chunks(frame.path, f"{scene.id}/{frame.path.name}",
                                                "image/png")
+        if folder is not None:  # written when the film finishes (the PNGs are signed already)
+            yield from _manifest(folder / DIR_MANIFEST, f"{scene.id}/{DIR_MANIFEST}")
 
     @staticmethod
     def _frames_args(request: pb.StreamFramesRequest, info: FilmInfo) -> tuple[int, int, int]:
@@ -296,6 +313,12 @@ def _position(info: FilmInfo, scene_id: str, index: int) -> tuple[int, FieldErro
                                  f"not {index}")
         offset += s.num_frames
     return 0, FieldError("start_scene_id", f"the film has no scene {scene_id!r}")
+
+
+def _manifest(path: Path, name: str | None = None) -> Iterator[pb.GetArtifactResponse]:
+    """A deliverable's provenance manifest, when the farm has written it."""
+    if path.is_file():
+        yield from convert.artifact_chunks(path, name or path.name, "application/json")
 
 
 def _film_id(name: str, field: str = "name") -> str:
@@ -359,24 +382,6 @@ def _check_frame_range(info: FilmInfo, scene_id: str, first: int, last: int) -> 
                                                    f"scene {scene_id}, got {last}"))
     if violations:
         raise InvalidArgument(violations)
-
-
-def _page_token(parent: str, offset: int) -> str:
-    return base64.urlsafe_b64encode(f"{parent}@{offset}".encode()).decode()
-
-
-def _page_offset(token: str, parent: str) -> int:
-    """Offset of a ListExecutions page token, which is only valid for its own film."""
-    if not token:
-        return 0
-    try:
-        where, _, offset = base64.urlsafe_b64decode(token.encode()).decode().rpartition("@")
-        if where == parent and offset.isdigit():
-            return int(offset)
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise InvalidArgument([FieldError("page_token", "not a token returned by a previous "
-                                                    "ListExecutions call for this film")])
 
 
 def _parse_filter(text: str):

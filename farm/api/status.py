@@ -12,7 +12,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from farm.api.errors import InvalidArgument, ModelNotServed, Unauthenticated
 from farm.director.errors import (
     FailedPrecondition,
-    FilmNotFound,
+    NotFound,
     PermissionDenied,
     ResourceExhausted,
 )
@@ -21,7 +21,7 @@ from farm.director.errors import (
 CODES: tuple[tuple[type[Exception], int], ...] = (
     (InvalidArgument, code_pb2.INVALID_ARGUMENT),
     (Unauthenticated, code_pb2.UNAUTHENTICATED),
-    (FilmNotFound, code_pb2.NOT_FOUND),
+    (NotFound, code_pb2.NOT_FOUND),
     (PermissionDenied, code_pb2.PERMISSION_DENIED),
     (ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION),

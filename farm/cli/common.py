@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.film import Film, resolve_film
@@ -54,23 +55,30 @@ def load_film(path: str | Path, **flags) -> Film:
     return load_source(path, **flags).film
 
 
+def load_board(path: str | Path, **flags) -> tuple[Storyboard, Cut | None, Any]:
+    """(storyboard, the timeline's cut or None, how to rename timeline error paths) of a
+    storyboard or timeline file, with the command line's film flags applied."""
+    overrides = {k: v for k, v in flags.items() if v is not None and k != "model"}
+    cut, rename = None, list
+    if is_timeline(path):
+        imported = load_timeline(path, overrides)
+        board, cut, rename, overrides = imported.board, imported.cut, imported.rename, {}
+    else:
+        board = load_storyboard(path)
+    if flags.get("model") is not None:
+        overrides["model"] = flags["model"]
+    if overrides:
+        board = _reparse({**board.model_dump(exclude_unset=True), **overrides}, overrides)
+    return board, cut, rename
+
+
 def load_source(path: str | Path, *, model: str | None = None, steps: int | None = None,
                 width: int | None = None, height: int | None = None,
                 fps: int | None = None) -> LoadedFilm:
     """Like load_film, keeping the storyboard and the cut (what the deliverables need)."""
     from farm.model.loader import resolve_model
 
-    overrides = {k: v for k, v in (("steps", steps), ("width", width), ("height", height),
-                                   ("fps", fps)) if v is not None}
-    rename = list
-    if is_timeline(path):
-        imported = load_timeline(path, overrides)
-        board, cut, rename = imported.board, imported.cut, imported.rename
-    else:
-        board = load_storyboard(path)
-        if overrides:
-            board = _reparse({**board.model_dump(exclude_unset=True), **overrides}, overrides)
-        cut = None
+    board, cut, rename = load_board(path, steps=steps, width=width, height=height, fps=fps)
     ref = model or board.model
     try:
         source = resolve_model(ref)

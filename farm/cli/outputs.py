@@ -1,5 +1,6 @@
 """The deliverables of `reelfarm render`: flags, the writer the frame loop feeds, and the
-provenance manifests and timeline export once the film is done."""
+provenance (signed C2PA credentials in mp4 and PNGs, sidecar manifests) and timeline export
+once the film is done."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from farm import __version__
 from farm.cli.common import LoadedFilm
+from farm.cli.signing import add_signing_flags, load_signer
 
 
 def add_output_flags(p: argparse.ArgumentParser) -> None:
@@ -27,6 +28,7 @@ def add_output_flags(p: argparse.ArgumentParser) -> None:
                                       "<otio name>_frames/ beside it)")
     p.add_argument("--label", action="store_true",
                    help="burn a visible 'AI-generated' label into every rendered frame")
+    add_signing_flags(p)
 
 
 def check_output_flags(args: argparse.Namespace) -> str:
@@ -38,7 +40,9 @@ def check_output_flags(args: argparse.Namespace) -> str:
             return f"--exr-dir: {why}"
     if args.otio_out and Path(args.otio_out).suffix.lower() != ".otio":
         return f"--otio-out: must name an .otio file, not {Path(args.otio_out).name}"
-    return ""
+    signer, problem = load_signer(args)
+    args.signer = signer  # loaded once, here: finish() signs with it
+    return problem
 
 
 def frames_dir(args: argparse.Namespace) -> Path | None:
@@ -66,7 +70,7 @@ class ProvenanceRecorder:
     renders (a real checkpoint is tens of GB, minutes of sha256)."""
 
     def __init__(self, loaded: LoadedFilm):
-        from farm.media.provenance import weight_hashes
+        from farm.media.provenance import input_media_hashes, weight_hashes
         from farm.model.loader import resolve_model
 
         self.loaded = loaded
@@ -76,29 +80,37 @@ class ProvenanceRecorder:
         source = resolve_model(loaded.film.model)
         self._weights: Future = self._pool.submit(weight_hashes, loaded.film.model,
                                                   source.seed, source.path)
+        self._inputs: Future = self._pool.submit(input_media_hashes, loaded.film.scenes)
 
     def record(self, first_frame_s: float | None) -> dict[str, Any]:
-        from farm.media.provenance import sha256_path
+        from farm.media.provenance import film_record, sha256_path
 
-        f = self.loaded.film
-        weights = self._weights.result()
+        loaded = self.loaded
+        weights, inputs = self._weights.result(), self._inputs.result()
         self._pool.shutdown()
-        return {
-            "software": {"name": "reelfarm", "version": __version__},
-            "model": {"ref": f.model, "family": f.profile.family, "weights": weights},
-            "source": {"file": self.loaded.source.name, "sha256": sha256_path(self.loaded.source)},
-            "film": {"title": f.title, "fps": f.fps, "width": f.width, "height": f.height,
-                     "steps": f.num_steps, "shift": f.shift, "solver": f.solver,
-                     "start_frame": self.loaded.cut.start_frame},
-            "scenes": [{"id": s.id, "seed": s.seed, "frames": s.num_frames, "prompt": s.prompt,
-                        "negative_prompt": s.negative_prompt, "guidance": list(s.guidance)}
-                       for s in f.scenes],
-            "gaps": [{"after": _previous_scene(self.loaded.cut, i), "frames": slot.frames}
-                     for i, slot in enumerate(self.loaded.cut.slots) if slot.kind == "gap"],
+        record = film_record(loaded.film, weights, _with_rights(inputs, loaded))
+        record["film"]["start_frame"] = loaded.cut.start_frame
+        return record | {
+            "source": {"file": loaded.source.name, "sha256": sha256_path(loaded.source)},
+            "gaps": [{"after": _previous_scene(loaded.cut, i), "frames": slot.frames}
+                     for i, slot in enumerate(loaded.cut.slots) if slot.kind == "gap"],
             "times": {"started": self.started, "finished": _now(),
                       "seconds": round(time.monotonic() - self._t0, 3),
                       "time_to_first_frame_s": first_frame_s},
         }
+
+
+def _with_rights(inputs: list[dict], loaded: LoadedFilm) -> list[dict]:
+    """The storyboard's rights statements on the inputs they cover (input_media_hashes
+    lists the inputs in scene order, field order, as below)."""
+    from farm.spec.inputs import locate
+
+    base = loaded.source.resolve().parent
+    rights = {locate(r.media, base)[0]: {"holder": r.holder, "reference": r.reference}
+              for r in loaded.board.rights}
+    locations = [loc for s in loaded.film.scenes for _, loc in s.inputs.items()]
+    return [entry | ({"rights": rights[loc]} if loc in rights else {})
+            for entry, loc in zip(inputs, locations, strict=True)]
 
 
 def finish(args: argparse.Namespace, loaded: LoadedFilm, written: Any,
@@ -109,7 +121,12 @@ def finish(args: argparse.Namespace, loaded: LoadedFilm, written: Any,
     from farm.media.provenance import DIGITAL_SOURCE_TYPE, LABEL, Provenance
 
     add_audio(Path(args.output), loaded)
-    provenance = Provenance(recorder.record(first_frame_s))
+    signer = getattr(args, "signer", None)
+    if signer is None:  # check_output_flags did not run (a caller of finish alone)
+        signer, problem = load_signer(args)
+        if problem:
+            raise ValueError(problem)
+    provenance = Provenance(recorder.record(first_frame_s), signer)
     out = write_manifests(written, provenance)
     if args.otio_out:
         from farm.media.otio_export import export_timeline

@@ -7,67 +7,86 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
+
+from farm.cli.signing import add_signing_flags, load_signer
 
 DEFAULT_DB = "sqlite:///.reelfarm/reelfarm.db"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve the gRPC API: embedded (--local) or on Ray (--config)")
-    mode = p.add_mutually_exclusive_group(required=True)
+    parser = sub.add_parser(
+        "serve", help="serve the gRPC API: embedded (--local) or on Ray (--config)")
+    mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--local", action="store_true",
                       help="run the farm in this process")
     mode.add_argument("--config", help="a Ray Serve config YAML (see serving/serve_config.yaml): "
                                        "deploy the reelfarm app on Ray")
-    p.add_argument("--address", help="with --config: join this Ray cluster (e.g. auto or "
-                                      "HOST:6379; default RAY_ADDRESS if set) instead of "
-                                      "starting a private one here")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; others need --tokens)")
-    p.add_argument("--port", type=int, default=50051, help="port (0: any free port)")
-    p.add_argument("--model", action="append", metavar="MODEL",
-                   help="with --local: serve this model, by the name films give (repeatable): "
-                        "a built-in (tiny, toy, tiny-<family>) or a model folder. Default: every "
-                        "built-in model. Each loads the first time a film asks for it")
-    p.add_argument("--artifacts", default=".reelfarm/artifacts",
-                   help="folder for frames, mp4s and phase checkpoints "
-                   "(default .reelfarm/artifacts)")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="URL",
-                   help="SQLAlchemy URL of the job store: films, events, render log, checkpoints "
-                        f"(default {DEFAULT_DB}, a SQLite file in the working directory; "
-                        "postgresql+psycopg://... for a server). Films survive a restart on the "
-                        "same --db and --artifacts.")
-    p.add_argument("--tokens", help="file of `<tenant> <token>` lines; without it the API is open")
-    p.add_argument("--tls-cert", help="serve TLS with this certificate (PEM) ...")
-    p.add_argument("--tls-key", help="... and its key (PEM)")
-    p.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mTLS)")
-    p.add_argument("--max-films", type=int, default=100, help="unfinished films at once")
-    p.add_argument("--max-films-per-tenant", type=int, default=20,
-                   help="unfinished films per tenant")
-    p.add_argument("--max-queued-frames-per-tenant", type=int, default=100_000,
-                   help="frames not yet delivered, summed over a tenant's unfinished films")
-    p.add_argument("--max-concurrent-rpcs", type=int, default=32,
-                   help="calls served at once (each open stream holds one); beyond it "
-                        "RESOURCE_EXHAUSTED")
-    p.add_argument("--max-streams-per-tenant", type=int, default=32,
-                   help="open WatchFilm/StreamFrames/GetArtifact calls per tenant")
-    p.add_argument("--metrics-port", type=int, metavar="PORT",
-                   help="serve Prometheus metrics at http://HOST:PORT/metrics (same --host)")
-    p.add_argument("--web-port", type=int, metavar="PORT",
-                   help="serve the web monitor at http://HOST:PORT/ (same --host, tokens and "
-                        "TLS: https with --tls-cert); "
-                        "with --config: the Serve HTTP port it is served on (default the config's)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text",
-                   help="json: one object per line with film/scene/unit/phase ids")
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    p.set_defaults(run=run)
+    parser.add_argument("--address", help="with --config: join this Ray cluster (e.g. auto or "
+                                           "HOST:6379; default RAY_ADDRESS if set) instead of "
+                                           "starting a private one here")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; others need --tokens)")
+    parser.add_argument("--port", type=int, default=50051, help="port (0: any free port)")
+    parser.add_argument("--model", action="append", metavar="MODEL",
+                        help="with --local: serve this model, by the name films give "
+                             "(repeatable): a built-in (tiny, toy, tiny-<family>) or a model "
+                             "folder. Default: every built-in model. Each loads the first time a "
+                             "film asks for it")
+    parser.add_argument("--artifacts", default=".reelfarm/artifacts",
+                        help="folder for frames, mp4s and phase checkpoints "
+                        "(default .reelfarm/artifacts)")
+    parser.add_argument("--db", default=DEFAULT_DB, metavar="URL",
+                        help="SQLAlchemy URL of the job store: films, events, render log, "
+                             f"checkpoints (default {DEFAULT_DB}, a SQLite file in the working "
+                             "directory; postgresql+psycopg://... for a server). Films survive a "
+                             "restart on the same --db and --artifacts.")
+    parser.add_argument("--tokens",
+                        help="file of `<tenant> <token>` lines; without it the API is open")
+    parser.add_argument("--tls-cert", help="serve TLS with this certificate (PEM) ...")
+    parser.add_argument("--tls-key", help="... and its key (PEM)")
+    parser.add_argument("--tls-client-ca",
+                        help="require client certificates signed by this CA (mTLS)")
+    parser.add_argument("--max-films", type=int, default=100, help="unfinished films at once")
+    parser.add_argument("--max-films-per-tenant", type=int, default=20,
+                        help="unfinished films per tenant")
+    parser.add_argument("--max-queued-frames-per-tenant", type=int, default=100_000,
+                        help="frames not yet delivered, summed over a tenant's unfinished films")
+    parser.add_argument("--max-concurrent-rpcs", type=int, default=32,
+                        help="calls served at once (each open stream holds one); beyond it "
+                             "RESOURCE_EXHAUSTED")
+    parser.add_argument("--max-streams-per-tenant", type=int, default=32,
+                        help="open WatchFilm/StreamFrames/GetArtifact calls per tenant")
+    add_signing_flags(parser)
+    parser.add_argument("--require-rights", action="store_true",
+                        help="refuse films whose photo, video or voice inputs were uploaded "
+                             "without a rights statement (who holds the rights or consented)")
+    parser.add_argument("--max-media-bytes", type=int, default=512 * 1024 * 1024, metavar="N",
+                        help="largest media file an upload may be (default 512 MiB)")
+    parser.add_argument("--max-media-seconds", type=float, default=600.0, metavar="S",
+                        help="longest video or recording an upload may be (default 600 s)")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (same --host)")
+    parser.add_argument("--web-port", type=int, metavar="PORT",
+                        help="serve the web monitor at http://HOST:PORT/ (same --host, tokens and "
+                             "TLS: https with --tls-cert); "
+                             "with --config: the Serve HTTP port it is served on "
+                             "(default the config's)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: one object per line with film/scene/unit/phase ids")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.config:
-        if args.model:
-            print("error: --model goes with --local; a --config names its models in its app "
-                  "args (`models`)", file=sys.stderr)
-            return 2
+        for flag, value in (("--model", args.model), ("--signing-key", args.signing_key),
+                            ("--require-rights", args.require_rights)):
+            if value:
+                print(f"error: {flag} goes with --local; a --config sets it in its app args "
+                      "(`models`, `signing`, `media`)", file=sys.stderr)
+                return 2
         from serving.cli import serve_config
 
         return serve_config(args.config, args.address, args.web_port)
@@ -78,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
         auth, tls = _auth(args), _tls(args)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # The farm's own chain, without flags, beside the artifacts (.reelfarm/signing).
+    args.signer, problem = load_signer(args, Path(args.artifacts).parent / "signing")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     quiet_libraries()
     configure_logging(args.log_format, args.log_level)
@@ -128,6 +152,16 @@ def _models(args: argparse.Namespace) -> list[str]:
     return models
 
 
+def _media_limits(args: argparse.Namespace):
+    from farm.media.library import MediaLimits
+
+    if args.max_media_bytes < 1:
+        raise ValueError(f"--max-media-bytes: must be at least 1, got {args.max_media_bytes}")
+    if not args.max_media_seconds > 0:
+        raise ValueError(f"--max-media-seconds: must be > 0, got {args.max_media_seconds}")
+    return MediaLimits(args.max_media_bytes, args.max_media_seconds)
+
+
 def _auth(args: argparse.Namespace):
     from farm.api.auth import Authenticator
 
@@ -155,12 +189,14 @@ def _start_api(args: argparse.Namespace, models: list[str], auth, tls, metrics):
     from farm.api.server import ServerConfig, local_server
 
     try:
+        media_limits = _media_limits(args)
         return local_server(
             models, args.artifacts, auth,
             ServerConfig(host=args.host, port=args.port, tls=tls,
                          max_workers=args.max_concurrent_rpcs,
                          max_concurrent_rpcs=args.max_concurrent_rpcs),
             max_streams_per_tenant=args.max_streams_per_tenant,
+            media_limits=media_limits, require_rights=args.require_rights, signer=args.signer,
             db=args.db, metrics=metrics, max_unfinished_films=args.max_films,
             max_unfinished_per_tenant=args.max_films_per_tenant,
             max_queued_frames_per_tenant=args.max_queued_frames_per_tenant)

@@ -12,17 +12,20 @@ import sys
 import threading
 from pathlib import Path
 
-from farm.cli.common import print_spec_error
+from farm.cli.common import add_film_flags, film_flags, load_board, print_spec_error
 from farm.cli.remote import add_server_args, connect, print_api_error
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("submit", help="submit a storyboard to a reelfarm server and follow it")
-    p.add_argument("storyboard", help="storyboard file (.yaml or .json)")
+    p.add_argument("storyboard", help="storyboard (.yaml, .json) or timeline (.otio, .otioz, "
+                                      ".otiod, .edl); the media files it names are uploaded "
+                                      "first (only those the server does not have)")
     add_server_args(p)
     p.add_argument("-o", "--output", help="download the film's mp4 here once it has succeeded")
     p.add_argument("--frames-dir", help="write frames as they stream: DIR/<scene>/<scene>.NNNN.png")
     p.add_argument("--priority", type=int, help="0 to 100, higher first (default 50)")
+    add_film_flags(p)
     p.add_argument("--detach", action="store_true",
                    help="print the film's name (films/...) and return at once")
     p.set_defaults(run=run)
@@ -34,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     with connect(args) as client:
         try:
-            handle = client.submit(args.storyboard, priority=args.priority)
+            board, _, _ = load_board(args.storyboard, **film_flags(args))
+            handle = client.submit(board, priority=args.priority,
+                                   base_dir=Path(args.storyboard).parent)
             if args.detach:
                 print(handle.name)
                 return 0

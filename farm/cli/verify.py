@@ -1,7 +1,14 @@
-"""`reelfarm verify DELIVERABLE...`: check deliverables against their provenance manifests.
+"""`reelfarm verify DELIVERABLE...`: check deliverables against their embedded C2PA
+content credentials (mp4, PNG: signed, they travel with the file) and their provenance
+manifests (the sidecar JSON, or a sequence folder's provenance.json), whichever they have.
+Each signed file's line names its signer, the issuer, and whether the root is trusted.
 
-Exit 0 when every path matches its manifest, 1 when a file was modified (or a sequence
-lost or gained files), 2 when a path has no manifest (it cannot be verified).
+Exit status (the worst path decides):
+  0  every path verifies: its credentials are intact and/or it matches its manifest
+     (a file renamed together with its sidecar verifies, noting the old name)
+  1  a file was modified: a credential's hash or signature fails, its sha256 differs from
+     the manifest, or a sequence lost or gained files
+  2  a path cannot be verified: missing, or with neither credentials nor a usable manifest
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ EXIT = {"ok": 0, "modified": 1, "no-manifest": 2}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("verify", help="check deliverables against their provenance manifests")
+    p = sub.add_parser("verify", help="check deliverables against their content credentials "
+                                      "and provenance manifests")
     p.add_argument("paths", nargs="+", metavar="DELIVERABLE",
                    help="a deliverable file (mp4, PNG, EXR, contact sheet, .otio), one frame of "
                         "a sequence, or a sequence folder")

@@ -9,7 +9,7 @@ farm.client.sync with `await` / `async for`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -17,8 +17,8 @@ import grpc
 from farm.api.convert import Frame, FrameAssembler
 from farm.api.protos import pb, pb_grpc
 from farm.api.tls import ClientTls
-from farm.client import common
-from farm.client.errors import from_rpc_error
+from farm.client import common, media
+from farm.client.errors import NotFoundError, from_rpc_error
 
 
 class AsyncClient:
@@ -49,9 +49,43 @@ class AsyncClient:
             raise from_rpc_error(err) from None
 
     async def submit(self, storyboard, *, priority: int | None = None,
-                     request_id: str | None = None) -> AsyncFilmHandle:
-        film = await self.call("CreateFilm", common.film_request(storyboard, priority, request_id))
+                     request_id: str | None = None,
+                     base_dir: str | Path | None = None) -> AsyncFilmHandle:
+        board, base = media.load(storyboard, base_dir)
+        names = {f.location: (await self.upload(f)).name
+                 for f in media.media_files(board, base)}
+        request = common.film_request(media.with_media_names(board, base, names), priority,
+                                      request_id)
+        film = await self.call("CreateFilm", request)
         return AsyncFilmHandle(self, film.name, film)
+
+    async def upload(self, file: media.MediaFile | str | Path, *,
+                     rights: pb.Rights | None = None) -> pb.Media:
+        if not isinstance(file, media.MediaFile):
+            file = media.MediaFile(str(Path(file).resolve()), Path(file).name, rights)
+        digest = await asyncio.to_thread(media.sha256, file.location)
+        try:
+            found = await self.call("GetMedia", pb.GetMediaRequest(name=f"media/{digest}"))
+        except NotFoundError:
+            found = None
+        if not media.needs_upload(found, file):
+            return found
+        try:
+            return await self.stub.UploadMedia(_in_thread(media.upload_messages(file)),
+                                               metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    async def list_media(self, page_size: int = 50) -> AsyncIterator[pb.Media]:
+        token = ""
+        while True:
+            page = await self.call("ListMedia", pb.ListMediaRequest(page_size=page_size,
+                                                                    page_token=token))
+            for item in page.media:
+                yield item
+            token = page.next_page_token
+            if not token:
+                return
 
     def film(self, name: str) -> AsyncFilmHandle:
         return AsyncFilmHandle(self, common.film_name(name))
@@ -198,3 +232,9 @@ class AsyncFilmHandle:
             finally:
                 call.cancel()
             await asyncio.sleep(common.backoff(failures))
+
+
+async def _in_thread(messages: Iterator) -> AsyncIterator:
+    """A file's upload messages, read in a worker thread (file reads never block the loop)."""
+    while (message := await asyncio.to_thread(next, messages, None)) is not None:
+        yield message

@@ -24,9 +24,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from farm.api import convert
 from farm.api.protos import pb
-from farm.spec.errors import FieldError, SpecError
 from farm.spec.film import resolve_film
-from farm.spec.inputs import MEDIA_FIELDS
 from farm.spec.profiles import DEFAULT_FAMILY, PROFILES, profile_for
 from farm.spec.storyboard import Storyboard, load_storyboard, parse_storyboard
 
@@ -93,6 +91,8 @@ def check_storyboard(storyboard: str | Path | dict | Storyboard,
 
     The schema is always checked; the model's rules (frame counts, sizes, guidance) too
     when the storyboard names a built-in model, whose family is known without the server.
+    Media inputs must be media names by now (the clients upload files and substitute
+    their names first: farm.client.media).
     """
     if isinstance(storyboard, str | Path):
         board = load_storyboard(storyboard)
@@ -101,15 +101,17 @@ def check_storyboard(storyboard: str | Path | dict | Storyboard,
     else:
         board = parse_storyboard(storyboard)
     data = board.model_dump(exclude_unset=True)
-    images = [FieldError(f"scenes[{i}].{name}", "media inputs are not supported over the API "
-                         "yet; render films with media with `reelfarm render`")
-              for i, s in enumerate(board.scenes) for name in MEDIA_FIELDS if getattr(s, name)]
-    if images:
-        raise SpecError(images)
     family = builtin_family(data.get("model"))
     if family is not None:
-        resolve_film(board, profile_for(family))
+        resolve_film(board, profile_for(family), locator=_uploaded)
     return convert.storyboard_to_film(data, priority)
+
+
+def _uploaded(_field: str, raw: str) -> tuple[str, str | None]:
+    if raw.startswith("media/"):
+        return raw, None
+    return raw, (f"{raw!r} is a file: send storyboards with Client.submit, which uploads the "
+                 "files they name (UploadMedia) and names them media/{sha256}")
 
 
 def builtin_family(model: str | None) -> str | None:
@@ -152,6 +154,10 @@ def is_final(film: Any) -> bool:
     return convert.state_word(film.state) in ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
+# A deliverable's provenance manifest is `<file>.provenance.json` (farm.media.provenance).
+SIDECAR = ".provenance.json"
+
+
 class ArtifactWriter:
     """Writes GetArtifact chunks to `path` (or to files under folder `path`) as they
     arrive; a chunk at offset 0 (re)starts its file, so a resumed stream that resends a
@@ -172,6 +178,8 @@ class ArtifactWriter:
 
     def add(self, chunk: pb.GetArtifactResponse) -> None:
         target = self.path / chunk.file_name if self.folder else self.path
+        if not self.folder and chunk.file_name.endswith(SIDECAR):  # the movie's manifest,
+            target = self.path.with_name(self.path.name + SIDECAR)  # beside it as saved
         if chunk.offset == 0:
             if self._out is not None:
                 self._out.close()

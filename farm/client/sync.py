@@ -1,7 +1,8 @@
 """The synchronous SDK: Client and FilmHandle.
 
     with Client("127.0.0.1:50051", token=...) as client:
-        film = client.submit("film.yaml")          # validated here first, then CreateFilm
+        film = client.submit("film.yaml")          # validated here, its media uploaded, then
+                                                   # CreateFilm
         for event in film.watch(): ...             # pb.WatchFilmResponse, until the end
         for frame in film.frames(): frame.to_array()   # resumes after a dropped connection
         film.download("film.mp4")
@@ -24,8 +25,8 @@ import grpc
 from farm.api.convert import Frame, FrameAssembler
 from farm.api.protos import pb, pb_grpc
 from farm.api.tls import ClientTls
-from farm.client import common
-from farm.client.errors import from_rpc_error
+from farm.client import common, media
+from farm.client.errors import NotFoundError, from_rpc_error
 
 
 class Client:
@@ -58,14 +59,51 @@ class Client:
             raise from_rpc_error(err) from None
 
     def submit(self, storyboard, *, priority: int | None = None,
-               request_id: str | None = None) -> FilmHandle:
-        """Create a film from a storyboard (path, dict or Storyboard).
+               request_id: str | None = None,
+               base_dir: str | Path | None = None) -> FilmHandle:
+        """Create a film from a storyboard (path, dict or Storyboard), first uploading the
+        media files it names that the server does not have yet (paths relative to the
+        storyboard file, or for a dict or Storyboard to `base_dir`, default the working
+        directory).
 
-        Raises farm.spec.errors.SpecError before any call if the storyboard is invalid,
-        InvalidArgumentError if the server rejects it.
+        Raises farm.spec.errors.SpecError before any call if the storyboard is invalid
+        or names a missing file, InvalidArgumentError if the server rejects it.
         """
-        film = self.call("CreateFilm", common.film_request(storyboard, priority, request_id))
+        board, base = media.load(storyboard, base_dir)
+        names = {f.location: self.upload(f).name for f in media.media_files(board, base)}
+        request = common.film_request(media.with_media_names(board, base, names), priority,
+                                      request_id)
+        film = self.call("CreateFilm", request)
         return FilmHandle(self, film.name, film)
+
+    def upload(self, file: media.MediaFile | str | Path, *,
+               rights: pb.Rights | None = None) -> pb.Media:
+        """A media file on the server (media/{sha256}): sent only if the server lacks it
+        (or lacks the rights statement given)."""
+        if not isinstance(file, media.MediaFile):
+            file = media.MediaFile(str(Path(file).resolve()), Path(file).name, rights)
+        name = f"media/{media.sha256(file.location)}"
+        try:
+            found = self.call("GetMedia", pb.GetMediaRequest(name=name))
+        except NotFoundError:
+            found = None
+        if not media.needs_upload(found, file):
+            return found
+        try:  # no deadline: a large file takes what it takes (keepalive guards the link)
+            return self.stub.UploadMedia(media.upload_messages(file), metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def list_media(self, page_size: int = 50) -> Iterator[pb.Media]:
+        """The caller's media, oldest first."""
+        token = ""
+        while True:
+            page = self.call("ListMedia", pb.ListMediaRequest(page_size=page_size,
+                                                              page_token=token))
+            yield from page.media
+            token = page.next_page_token
+            if not token:
+                return
 
     def film(self, name: str) -> FilmHandle:
         return FilmHandle(self, common.film_name(name))

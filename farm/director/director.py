@@ -24,6 +24,7 @@ from pathlib import Path
 from farm.director import commands, controls, fleet
 from farm.director.archive import ArchivedFrame, FrameArchive
 from farm.director.commands import Add, Cancel, Command
+from farm.director.delivery import DeliveryMaker
 from farm.director.entry import Entry
 from farm.director.errors import (
     FailedPrecondition,
@@ -35,6 +36,7 @@ from farm.director.persist import Recorder, log_event
 from farm.director.records import FilmEvent, FilmInfo
 from farm.director.restore import restore
 from farm.engine.core import EngineCore, EngineStalled
+from farm.media.provenance import label_tags
 from farm.observe.instruments import FarmMetrics
 from farm.plan.film import plan_film
 from farm.sched.fairness import check_priority
@@ -53,6 +55,9 @@ class DirectorConfig:
     max_unfinished_per_tenant: int = 20
     # Frames not yet delivered, summed over a tenant's unfinished films.
     max_queued_frames_per_tenant: int = 100_000
+    # What labels, signs and completes each film's deliverables (farm.director.delivery);
+    # None: plain PNGs and mp4 (tests of the director alone).
+    delivery: DeliveryMaker | None = None
 
     def __post_init__(self) -> None:
         if min(self.max_unfinished_films, self.max_unfinished_per_tenant,
@@ -118,7 +123,7 @@ class Director:
             self._check_quota(tenant, film.num_frames)
             film_id = uuid.uuid4().hex[:12]
             entry = Entry(film_id, film, plan_film(film), tenant, request_id, priority,
-                          self.clock(), self._archive(film_id, film))
+                          self.clock(), self._archive(film_id, film, tenant))
             self.adopt(entry)
             if self._recorder is not None:
                 self._recorder.film_created(entry)
@@ -233,11 +238,12 @@ class Director:
                 f"tenant {tenant!r} has {queued} frames queued; {frames} more would exceed its "
                 f"quota of {self.config.max_queued_frames_per_tenant}")
 
-    def _archive(self, film_id: str, film: Film) -> FrameArchive:
+    def _archive(self, film_id: str, film: Film, tenant: str) -> FrameArchive:
+        make = self.config.delivery
         return FrameArchive(self.config.artifacts / "films" / film_id,
                             [(s.id, s.num_frames) for s in film.scenes], film.fps, film.width,
-                            film.height,
-                            {"title": film.title, "comment": "AI-generated with reelfarm"})
+                            film.height, {"title": film.title, **label_tags("mp4")},
+                            make(film_id, film, tenant) if make is not None else None)
 
     def _loop(self) -> None:
         idle = True

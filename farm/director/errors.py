@@ -7,7 +7,11 @@ class DirectorError(Exception):
     """Base class; `str(err)` is safe to show to the caller."""
 
 
-class FilmNotFound(DirectorError):
+class NotFound(DirectorError):
+    """The named resource does not exist, or is another tenant's."""
+
+
+class FilmNotFound(NotFound):
     pass
 
 

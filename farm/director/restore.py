@@ -25,7 +25,8 @@ def restore(d: Director) -> None:
         film = film_from_dict(row.film)
         state = FilmState(row.state)
         entry = Entry(row.id, film, plan_film(film), row.tenant, row.request_id or "", row.priority,
-                      row.create_time, d._archive(row.id, film), state=state, reason=row.reason,
+                      row.create_time, d._archive(row.id, film, row.tenant), state=state,
+                      reason=row.reason,
                       events=[event_from_json(e) for e in d.store.events(row.id)])
         entry.update_time, entry.first_frame_time = row.update_time, row.first_frame_time
         d.adopt(entry)

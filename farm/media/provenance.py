@@ -1,32 +1,35 @@
-"""Provenance of deliverables: an "AI-generated" label inside every file, and a manifest
-JSON beside it that says how it was made and pins its bytes with sha256.
+"""Provenance of deliverables: an "AI-generated" label inside every file, C2PA content
+credentials (a signed manifest) inside every mp4 and PNG, and a manifest JSON beside each
+deliverable that says how it was made and pins its bytes with sha256.
 
     film.mp4                      film.mp4.provenance.json      (a file deliverable)
     frames/s010/s010.0001.png ... frames/s010/provenance.json   (a sequence: one per folder)
 
-`verify(path)` recomputes the hashes. The manifest proves integrity (the file is the one
-the farm wrote), not authenticity: anyone can write a new manifest for a changed file, so
-pipelines that need more sign the manifest. The label inside the file survives renaming
-and travels without the manifest.
+`verify(path)` checks both. The sidecar proves integrity (the file is the one the farm
+wrote), not authenticity: anyone can write a new sidecar for a changed file. The embedded
+credentials are signed (farm.media.credentials) and travel with the file: a signed file
+verifies without its sidecar, even renamed. The label inside the file survives renaming too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from farm import __version__
+from farm.media.credentials import DIGITAL_SOURCE_TYPE, Credentials, read_credentials, sign_file
 
 LABEL = "AI-generated"
-# IPTC's term for media made by a trained model (what C2PA and platform labels use).
-DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 SCHEMA = "reelfarm.provenance/1"
 DIR_MANIFEST = "provenance.json"
 SIDECAR_SUFFIX = ".provenance.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
+# The kinds that carry embedded, signed C2PA manifests (farm.media.credentials).
+SIGNED = (".mp4", ".png")
 
 
 def label_tags(kind: str) -> dict[str, str]:
@@ -44,10 +47,14 @@ def label_tags(kind: str) -> dict[str, str]:
 
 
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+        return _sha256_stream(f)
+
+
+def _sha256_stream(f: Any) -> str:
+    h = hashlib.sha256()
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
     return h.hexdigest()
 
 
@@ -74,28 +81,93 @@ def weight_hashes(model_ref: str, seed: int = 0,
             for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in WEIGHT_SUFFIXES}
 
 
+def input_media_hashes(scenes: Iterable[Any]) -> list[dict[str, Any]]:
+    """The media each scene was given (farm.spec.inputs), pinned: {"scene", "field",
+    "location" (the file's name), "sha256"}; a URL is read through fsspec, and one that
+    cannot be read gets a "note" instead of a hash. Callers may add keys to an entry (a
+    "rights" statement: {"holder", "reference"}); the record carries them as given."""
+    hashed: dict[str, dict[str, str]] = {}  # a file shared by scenes is read once
+    out = []
+    for scene in scenes:
+        for name, location in scene.inputs.items():
+            if location not in hashed:
+                hashed[location] = _input_hash(location)
+            base = location.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+            out.append({"scene": scene.id, "field": name, "location": base, **hashed[location]})
+    return out
+
+
+def _input_hash(location: str) -> dict[str, str]:
+    from farm.spec.inputs import is_url
+
+    try:
+        if is_url(location):
+            import fsspec
+
+            with fsspec.open(location, "rb") as f:
+                return {"sha256": _sha256_stream(f)}
+        return {"sha256": sha256_file(location)}
+    except Exception as exc:  # noqa: BLE001 - any store's error: the record says so, no hash
+        return {"note": f"not hashed: cannot read it ({type(exc).__name__}: {exc})"}
+
+
+def film_record(film: Any, weights: Any, inputs: list[dict]) -> dict[str, Any]:
+    """What made a film (farm.spec.film.Film), as every manifest and credential of it
+    says, rendered locally or served."""
+    return {
+        "software": {"name": "reelfarm", "version": __version__},
+        "model": {"ref": film.model, "family": film.profile.family, "weights": weights},
+        "film": {"title": film.title, "fps": film.fps, "width": film.width,
+                 "height": film.height, "steps": film.num_steps, "shift": film.shift,
+                 "solver": film.solver},
+        "scenes": [{"id": s.id, "seed": s.seed, "frames": s.num_frames, "prompt": s.prompt,
+                    "negative_prompt": s.negative_prompt, "guidance": list(s.guidance)}
+                   for s in film.scenes],
+        "inputs": inputs,
+    }
+
+
 @dataclass
 class Provenance:
     """What every manifest of one render shares (everything but the deliverable itself)."""
 
     record: dict[str, Any] = field(default_factory=dict)
+    # A farm.media.credentials.Signer: mp4 and PNG files get embedded, signed C2PA
+    # manifests too. None: the label and the sidecar only.
+    signer: Any = None
 
     def manifest(self, deliverable: dict[str, Any]) -> dict[str, Any]:
         return {"schema": SCHEMA, "label": LABEL, "digital_source_type": DIGITAL_SOURCE_TYPE,
                 "deliverable": deliverable, **self.record}
 
-    def write_file(self, path: str | Path, kind: str) -> Path:
-        """`<file>.provenance.json` for one deliverable file."""
+    def sign(self, path: Path, kind: str, name: str | None = None) -> None:
+        """Embed the signed credential (mp4, PNG; others keep label and sidecar). Before
+        hashing, so the sidecar's sha256 covers the signed bytes. The embedded record is
+        the sidecar's minus the hashes (a file cannot hold its own hash). `name`: the
+        file's final name, when it is signed under a temporary one."""
+        if self.signer is not None and path.suffix.lower() in SIGNED:
+            sign_file(path, self.manifest({"kind": kind, "file": name or path.name}),
+                      self.signer, title=name or path.name)
+
+    def write_file(self, path: str | Path, kind: str, name: str | None = None) -> Path:
+        """`<file>.provenance.json` for one deliverable file (`<name>.provenance.json` when
+        `path` is the file under a temporary name, moved to `name` next)."""
         path = Path(path)
-        out = path.with_name(path.name + SIDECAR_SUFFIX)
-        body = self.manifest({"kind": kind, "file": path.name, "bytes": path.stat().st_size,
+        name = name or path.name
+        self.sign(path, kind, name)
+        out = path.with_name(name + SIDECAR_SUFFIX)
+        body = self.manifest({"kind": kind, "file": name, "bytes": path.stat().st_size,
                               "sha256": sha256_file(path)})
         out.write_text(json.dumps(body, indent=2) + "\n")
         return out
 
-    def write_sequence(self, folder: str | Path, kind: str, files: list[Path]) -> Path:
-        """`<folder>/provenance.json` for an image sequence: every frame file's hash."""
+    def write_sequence(self, folder: str | Path, kind: str, files: list[Path],
+                       sign: bool = True) -> Path:
+        """`<folder>/provenance.json` for an image sequence: every frame file's hash
+        (`sign=False`: the frames were signed as they were written)."""
         folder = Path(folder)
+        for p in files if sign else ():
+            self.sign(Path(p), kind)
         body = self.manifest({"kind": kind, "frames": len(files),
                               "files": {p.name: sha256_file(p) for p in sorted(files)}})
         out = folder / DIR_MANIFEST
@@ -124,40 +196,113 @@ def find_manifest(path: Path) -> tuple[Path | None, str]:
 
 
 def verify(path: str | Path) -> Verdict:
-    """Check a deliverable (a file, a frame of a sequence, or a sequence folder)."""
+    """Check a deliverable (a file, a frame of a sequence, or a sequence folder): its
+    embedded credentials (mp4, PNG) and its sidecar manifest, whichever it has."""
     path = Path(path)
     if not path.exists():
         return Verdict(False, "no-manifest", (f"{path}: no such file or folder",))
-    manifest_path, key = find_manifest(path)
-    if manifest_path is None:
-        where = ((path / DIR_MANIFEST) if path.is_dir()
-                 else path.with_name(path.name + SIDECAR_SUFFIX))
-        return Verdict(False, "no-manifest", (
-            f"{path}: no provenance manifest (looked for {where}); it cannot be verified",))
+    if path.is_dir():
+        return _verify_folder(path)
+    return _combine(path, read_credentials(path), _check_sidecar(path))
+
+
+def _load_manifest(manifest_path: Path) -> tuple[dict[str, Any], str]:
+    """(the manifest's deliverable, '') or ({}, why it is no reelfarm manifest)."""
     try:
         manifest = json.loads(manifest_path.read_text())
+        if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+            got = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
+            raise ValueError(f"schema {got!r}, expected {SCHEMA!r}")
         deliverable = manifest["deliverable"]
-        if manifest.get("schema") != SCHEMA:
-            raise ValueError(f"schema {manifest.get('schema')!r}, expected {SCHEMA!r}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return Verdict(False, "no-manifest", (f"{manifest_path}: not a reelfarm manifest ({exc})",))
+        if not isinstance(deliverable, dict) or not (isinstance(deliverable.get("files"), dict)
+                or isinstance(deliverable.get("sha256"), str)):
+            raise ValueError("its deliverable has no sha256")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return {}, f"{manifest_path}: not a reelfarm manifest ({exc})"
+    return deliverable, ""
+
+
+def _check_sidecar(path: Path) -> Verdict | None:
+    """The file against its sidecar or its folder's manifest; None when it has neither."""
+    manifest_path, key = find_manifest(path)
+    if manifest_path is None:
+        return None
+    deliverable, problem = _load_manifest(manifest_path)
+    if problem:
+        return Verdict(False, "no-manifest", (problem,))
     if "files" in deliverable:
-        return _verify_sequence(path, manifest_path, deliverable["files"], key)
-    return _verify_files(manifest_path, {deliverable["file"]: deliverable["sha256"]}, [path])
-
-
-def _verify_sequence(path: Path, manifest_path: Path, files: dict[str, str], key: str) -> Verdict:
-    folder = manifest_path.parent
-    if key:
-        if key not in files:
+        files = deliverable["files"]
+        if (key or path.name) not in files:
             return Verdict(False, "no-manifest", (f"{path}: not listed in {manifest_path}",))
-        return _verify_files(manifest_path, {key: files[key]}, [path])
+        return _verify_files(manifest_path, {path.name: files[key or path.name]}, [path])
+    verdict = _verify_files(manifest_path, {path.name: deliverable["sha256"]}, [path])
+    recorded = deliverable.get("file")
+    if verdict.ok and recorded != path.name:  # moved together with its sidecar
+        return Verdict(True, "ok", (f"{verdict.lines[0]}; renamed from {recorded}",))
+    return verdict
+
+
+def _combine(path: Path, creds: Credentials, sidecar: Verdict | None) -> Verdict:
+    """Either check failing is a modification; either one passing verifies the file."""
+    side = sidecar.lines if sidecar else ()
+    if creds.present and not creds.valid:
+        by = f"; they were signed by {creds.signer}" if creds.signer else ""
+        why = "; ".join(creds.problems) or "invalid"
+        return Verdict(False, "modified", side + (
+            f"{path}: MODIFIED: its content credentials do not match it ({why}){by}",))
+    if sidecar is not None and sidecar.status == "modified":
+        return sidecar
+    if creds.present:
+        if sidecar is not None and not sidecar.ok:
+            side = (f"{side[0]}; the embedded credentials suffice",)
+        return Verdict(True, "ok", side + (_credentials_line(path, creds),))
+    if sidecar is not None:
+        return sidecar
+    where = path.with_name(path.name + SIDECAR_SUFFIX)
+    why = f" ({creds.problems[0]})" if creds.problems else ""
+    return Verdict(False, "no-manifest", (
+        f"{path}: no provenance manifest (looked for {where}) and no content credentials"
+        f"{why}; it cannot be verified",))
+
+
+def _credentials_line(path: Path, creds: Credentials, scope: str = "") -> str:
+    root = "trusted root" if creds.trusted else "untrusted root"
+    if creds.source_type == DIGITAL_SOURCE_TYPE:
+        source = f"{LABEL} (trainedAlgorithmicMedia)"
+    else:
+        source = f"source type {creds.source_type}" if creds.source_type else "no source type"
+    record = ("reelfarm render record" if creds.record is not None
+              else "no reelfarm record (signed outside this farm)")
+    return (f"{path}: content credentials valid{scope}: signed by {creds.signer}, {root}; "
+            f"{source}, {record}")
+
+
+def _verify_folder(folder: Path) -> Verdict:
+    manifest_path = folder / DIR_MANIFEST
+    if not manifest_path.is_file():
+        return Verdict(False, "no-manifest", (
+            f"{folder}: no provenance manifest (looked for {manifest_path}); "
+            "it cannot be verified",))
+    deliverable, problem = _load_manifest(manifest_path)
+    if problem or "files" not in deliverable:
+        return Verdict(False, "no-manifest", (problem or f"{manifest_path}: lists no files",))
+    files = deliverable["files"]
     extra = sorted(p.name for p in folder.iterdir()
                    if p.is_file() and p.name != DIR_MANIFEST and p.name not in files)
     verdict = _verify_files(manifest_path, files, [folder / n for n in sorted(files)])
     if extra:
         lines = verdict.lines + (f"{folder}: files not in the manifest: {', '.join(extra)}",)
         return Verdict(False, "modified", lines)
+    if not verdict.ok:
+        return verdict
+    creds = {n: read_credentials(folder / n) for n in sorted(files)
+             if Path(n).suffix.lower() in SIGNED}
+    if bad := [n for n, c in creds.items() if c.present and not c.valid]:
+        return Verdict(False, "modified", (
+            f"{folder}: MODIFIED: the content credentials of {', '.join(bad)} do not match",))
+    if signed := [c for c in creds.values() if c.present]:
+        scope = f" in {len(signed)} of {len(creds)} files"
+        return Verdict(True, "ok", verdict.lines + (_credentials_line(folder, signed[0], scope),))
     return verdict
 
 

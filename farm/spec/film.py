@@ -17,7 +17,7 @@ from farm.spec.frames import (
     nearest_multiples,
     or_list,
 )
-from farm.spec.inputs import SceneInputs, resolve_inputs
+from farm.spec.inputs import Locator, SceneInputs, files_under, resolve_inputs
 from farm.spec.profiles import PROFILES, ModelProfile
 from farm.spec.storyboard import SceneSpec, Storyboard
 
@@ -90,16 +90,18 @@ class Film:
 
 
 def resolve_film(board: Storyboard, profile: ModelProfile, model: str | None = None,
-                 base_dir: str | Path | None = None) -> Film:
+                 base_dir: str | Path | None = None, locator: Locator | None = None) -> Film:
     """Check `board` against `profile` and fill defaults; raises SpecError with all errors.
 
-    Relative media paths (scene images) are resolved against `base_dir`.
+    Relative media paths (scene images) are resolved against `base_dir`, or by
+    `locator` when given (a server's media names).
     """
+    locator = locator or files_under(base_dir or ".")
     errors = _check_size(board, profile)
     errors += _check_window_settings("", board.window, board.overlap, profile)
     scenes = []
     for i, spec in enumerate(board.scenes):
-        scene, scene_errors = _resolve_scene(i, spec, board, profile, Path(base_dir or "."))
+        scene, scene_errors = _resolve_scene(i, spec, board, profile, locator)
         errors += scene_errors
         if scene is not None:
             scenes.append(scene)
@@ -145,10 +147,10 @@ def _check_window_settings(prefix: str, window: int | None, overlap: int | None,
 
 
 def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelProfile,
-                   base_dir: Path) -> tuple[Scene | None, list[FieldError]]:
+                   locator: Locator) -> tuple[Scene | None, list[FieldError]]:
     at = f"scenes[{i}]."
     num_frames, errors = _scene_frames(at, spec, board.fps)
-    inputs, i_errors = resolve_inputs(at, spec, board, profile, base_dir)
+    inputs, i_errors = resolve_inputs(at, spec, board, profile, locator)
     errors += i_errors
     carry, c_errors = _scene_carry(at, spec, profile)
     errors += c_errors
@@ -163,7 +165,7 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelPro
                                  f"overlap {overlap} must be smaller than window {window}"))
     continuity = spec.continuity
     if continuity == "chain" and not profile.supports_chain:
-        chainable = sorted(p.family for p in PROFILES.values() if p.supports_chain)
+        chainable = sorted(other.family for other in PROFILES.values() if other.supports_chain)
         errors.append(FieldError(at + "continuity", (
             "'chain' needs a model that takes frames of the previous clip; "
             f"{profile.family} does not. "

@@ -13,12 +13,14 @@
                                                                    s2v-14b: drives the scene
 
 Locations are URLs (anything with "://", read through fsspec) or paths relative to the
-storyboard file. Decoding is checked later (farm.media.probe, before any model work);
-here only the rules and that local files exist (pure: no media libraries).
+storyboard file; a server resolves media names (`media/{sha256}`) to its media store
+instead (the `Locator` it passes). Decoding is checked later (farm.media.probe, before any
+model work); here only the rules and that local files exist (pure: no media libraries).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -28,9 +30,20 @@ from farm.spec.storyboard import SceneSpec, Storyboard, is_reference_id
 
 MEDIA_FIELDS = ("image", "last_image", "references", "pose_video", "face_video",
                 "control_video", "mask", "audio")
+# What each field takes, by the kind a file decodes as (farm.media.library sniffs it).
+FIELD_KINDS = {"image": ("image",), "last_image": ("image",), "references": ("image",),
+               "pose_video": ("video",), "face_video": ("video",), "control_video": ("video",),
+               "mask": ("image", "video"), "audio": ("audio",)}
+# Inputs taken of a person (a photo, a video, a voice) that a server run with
+# --require-rights only accepts with a rights statement; a mask is drawn, not recorded.
+PERSONAL = frozenset(FIELD_KINDS) - {"mask"}
 # Every family takes audio: it is decoded, aligned to the frames and muxed (s2v-14b, our
 # Wan2.2-S2V adapter, also generates from it).
 ANY_FAMILY = frozenset({"audio"})
+
+# (field, as written) -> (location, error or None): where a worker reads one media input.
+# `field` is the storyboard field ("image", "references", ...), for rules by kind.
+Locator = Callable[[str, str], tuple[str, "str | None"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +85,7 @@ def families_with(name: str) -> list[str]:
 
 
 def resolve_inputs(at: str, spec: SceneSpec, board: Storyboard, profile: ModelProfile,
-                   base_dir: Path) -> tuple[SceneInputs, list[FieldError]]:
+                   locator: Locator) -> tuple[SceneInputs, list[FieldError]]:
     """The scene's inputs with locations resolved; every rule broken is an error."""
     errors: list[FieldError] = []
     given = {n for n in MEDIA_FIELDS if getattr(spec, n)}
@@ -87,25 +100,25 @@ def resolve_inputs(at: str, spec: SceneSpec, board: Storyboard, profile: ModelPr
         errors.append(FieldError(at + "mask", (
             "a mask marks what to keep of `control_video` (black) and what to generate (white): "
             "give control_video too")))
-    refs, ref_errors = _references(at, spec, board, base_dir)
+    refs, ref_errors = _references(at, spec, board, locator)
     errors += ref_errors
     if "references" in profile.conditioning and refs:
-        lo, hi = profile.min_references, profile.max_references
-        if not lo <= len(refs) <= hi:
-            want = f"exactly {lo}" if lo == hi else f"{lo} to {hi}"
+        fewest, most = profile.min_references, profile.max_references
+        if not fewest <= len(refs) <= most:
+            want = f"exactly {fewest}" if fewest == most else f"{fewest} to {most}"
             errors.append(FieldError(at + "references", (
                 f"{profile.family} takes {want} reference image(s), got {len(refs)}")))
     values = {}
     for name in MEDIA_FIELDS[:2] + MEDIA_FIELDS[3:]:
         raw = getattr(spec, name)
-        values[name], err = (None, None) if raw is None else locate(raw, base_dir)
+        values[name], err = (None, None) if raw is None else locator(name, raw)
         if err:
             errors.append(FieldError(at + name, err))
     return SceneInputs(references=tuple(refs), **values), errors
 
 
 def _references(at: str, spec: SceneSpec, board: Storyboard,
-                base_dir: Path) -> tuple[list[str], list[FieldError]]:
+                locator: Locator) -> tuple[list[str], list[FieldError]]:
     """Entries by id (a reference, or every image of a character) or by location; each
     image once, in order. Ids were checked by parse_storyboard."""
     by_id = {r.id: [r.image] for r in board.references}
@@ -117,12 +130,18 @@ def _references(at: str, spec: SceneSpec, board: Storyboard,
             errors.append(FieldError(f"{at}references[{j}]",
                                      f"character {entry!r} has no reference images"))
         for raw in by_id.get(entry, [entry]) if is_reference_id(entry) else [entry]:
-            location, err = locate(raw, base_dir)
+            location, err = locator("references", raw)
             if err:
                 errors.append(FieldError(f"{at}references[{j}]", err))
             elif location not in out:
                 out.append(location)
     return out, errors
+
+
+def files_under(base_dir: str | Path) -> Locator:
+    """The local renderer's locator: paths relative to `base_dir` (the storyboard's
+    folder), or URLs."""
+    return lambda _field, raw: locate(raw, Path(base_dir))
 
 
 def locate(raw: str, base_dir: Path) -> tuple[str, str | None]:

@@ -88,6 +88,17 @@ class Reference(_Strict):
     image: Media
 
 
+class MediaRights(_Strict):
+    """Who holds the rights to a media input or gave consent to its use (the person in a
+    photo, the speaker of a voice), and where the agreement is kept. Recorded in the
+    content credentials of every deliverable made from the file; a server run with
+    --require-rights refuses photos, videos and voices without one."""
+
+    media: Media
+    holder: Annotated[str, Field(min_length=1, max_length=1024)]
+    reference: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
 class DirectSpec(_Strict):
     """Settings of the story writer (`reelfarm direct`); rendering ignores them."""
 
@@ -114,6 +125,7 @@ class Storyboard(_Strict):
     scenes: Annotated[list[SceneSpec], Field(min_length=1)]
     characters: list[Character] = []
     references: list[Reference] = []
+    rights: list[MediaRights] = []
     direct: DirectSpec | None = None
 
 
@@ -138,7 +150,8 @@ def parse_storyboard(data: Any) -> Storyboard:
         board = Storyboard.model_validate(data)
     except ValidationError as exc:
         raise SpecError([_from_pydantic(e) for e in exc.errors()]) from None
-    errors = _check_scene_ids(board) + _check_cast(board) + _check_reference_ids(board)
+    errors = (_check_scene_ids(board) + _check_cast(board) + _check_reference_ids(board)
+              + _check_rights(board))
     if errors:
         raise SpecError(errors)
     return board
@@ -214,6 +227,25 @@ def _check_reference_ids(board: Storyboard) -> list[FieldError]:
                     f"{', '.join(ids) or 'none'} "
                     f"(a file needs a suffix or a path, e.g. ./{entry})")))
     return errors
+
+
+def media_entries(board: Storyboard) -> list[str]:
+    """Every media file the film names, as written (scene fields, reference images)."""
+    out = [r.image for r in board.references] + [i for c in board.characters for i in c.references]
+    for scene in board.scenes:
+        for name in ("image", "last_image", "pose_video", "face_video", "control_video", "mask",
+                     "audio"):
+            if (value := getattr(scene, name)) is not None:
+                out.append(value)
+        out += [r for r in scene.references or () if not is_reference_id(r)]
+    return list(dict.fromkeys(out))
+
+
+def _check_rights(board: Storyboard) -> list[FieldError]:
+    used = media_entries(board)
+    return [FieldError(f"rights[{i}].media", (
+        f"{r.media!r} is not a media input of this film; its inputs: "
+        f"{', '.join(used) or 'none'}")) for i, r in enumerate(board.rights) if r.media not in used]
 
 
 def is_reference_id(entry: str) -> bool:

@@ -118,8 +118,10 @@ class Monitor:
                 return out
 
     def mp4(self, tenant: str, film_id: str) -> Iterator[bytes]:
-        """The mp4's bytes through GetArtifact (raises before the first chunk if there is none)."""
-        chunks = self.api.get_artifact(pb.GetArtifactRequest(name=f"films/{film_id}"), tenant)
+        """The mp4's bytes through GetArtifact (raises before the first chunk if there is
+        none); its manifest, which GetArtifact sends next, is the deliverables view's."""
+        chunks = (c for c in self.api.get_artifact(pb.GetArtifactRequest(name=f"films/{film_id}"),
+                                                   tenant) if c.file_name == "film.mp4")
         first = next(chunks)
         return _data(first, chunks)
 

@@ -122,8 +122,13 @@ def test_verify_passes_then_catches_a_modified_file(rendered, capsys):
     assert main(["verify", str(frame)]) == 1
     assert "MODIFIED" in capsys.readouterr().err
     assert main(["verify", str(out / "film_frames" / "sh020")]) == 1
+    # A signed file verifies on its own (its credentials travel with it); the timeline,
+    # which carries no embedded credentials, cannot be verified without its manifest.
     (out / "sheet.png.provenance.json").unlink()
-    assert main(["verify", str(out / "sheet.png")]) == 2
+    assert main(["verify", str(out / "sheet.png")]) == 0
+    assert "content credentials valid" in capsys.readouterr().out
+    (out / "film.otio.provenance.json").unlink()
+    assert main(["verify", str(out / "film.otio")]) == 2
     assert "no provenance manifest" in capsys.readouterr().err
 
 

@@ -72,3 +72,17 @@ def test_weight_hashes_cover_every_weight_file_of_a_folder(tmp_path):
         "transformer/w.safetensors": hashlib.sha256(b"abc").hexdigest(),
         "vae.bin": hashlib.sha256(b"def").hexdigest()}
     assert weight_hashes("tiny-ti2v-5b", seed=4) == "tiny:4"
+
+
+def test_a_renamed_pair_and_odd_sidecars_verify_without_a_traceback(delivered):
+    root, _, sheet = delivered
+    moved = root / "renamed.png"
+    sheet.rename(moved)
+    (root / "sheet.png.provenance.json").rename(root / "renamed.png.provenance.json")
+    verdict = verify(moved)
+    assert verdict.ok and "renamed from sheet.png" in verdict.lines[0]
+    for body in ('["a list"]', '{"schema": "reelfarm.provenance/1", "deliverable": 3}',
+                 '{"schema": "reelfarm.provenance/1", "deliverable": {"file": "x"}}'):
+        (root / "renamed.png.provenance.json").write_text(body)
+        verdict = verify(moved)
+        assert verdict.status == "no-manifest" and "not a reelfarm manifest" in verdict.lines[0]

@@ -134,7 +134,7 @@ def test_each_expert_replica_ran_only_its_expert(ray_app):
         pool = worker.split("-")[0]
         if pool in ("high", "low"):
             assert work == {("phase", pool)}, (worker, work)
-        else:
+        elif pool == "decode":  # (the media models' pools are tests/serving/test_ray_media)
             assert {k for k, _ in work} <= {"prepare", "decode", "image"}
 
 

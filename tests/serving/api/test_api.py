@@ -54,9 +54,10 @@ def test_sdk_round_trip_of_a_two_scene_film(connect, tmp_path):
         (f"s{i}", k, 9 * i + k) for i in range(2) for k in range(9)]
     handle.download(tmp_path / "film.mp4")
     assert probe_video(tmp_path / "film.mp4")["frames"] == 18
-    pngs = handle.download(tmp_path / "frames", scene_id="s1")
+    *pngs, manifest = handle.download(tmp_path / "frames", scene_id="s1")
     assert [p.name for p in pngs] == [f"s1.{k:04d}.png" for k in range(1, 10)]
     assert [p.read_bytes() for p in pngs] == [f.data for f in frames[9:]]
+    assert manifest.name == "provenance.json"  # the scene's PNGs, hashed
     # AIP-155: the same request_id returns the same film, not a second one
     again = client.submit(tiny_board(), request_id="round-trip-1")
     assert again.name == handle.name

@@ -4,6 +4,8 @@ could decode), and a film accepted before the fuzzing renders identically meanwh
 
 from __future__ import annotations
 
+import hashlib
+
 import grpc
 import numpy as np
 import pytest
@@ -46,7 +48,21 @@ REQUESTS = st.one_of(
                                                  start_scene_id=TEXT, start_frame=INT32,
                                                  encoding=INT32, jpeg_quality=INT32)),
     st.tuples(st.just("GetArtifact"), st.builds(pb.GetArtifactRequest, name=TEXT, scene_id=TEXT)),
+    st.tuples(st.just("GetMedia"), st.builds(pb.GetMediaRequest, name=TEXT | st.just(
+        "media/" + "0" * 64))),
+    st.tuples(st.just("ListMedia"), st.builds(pb.ListMediaRequest, page_size=INT32,
+                                              page_token=TEXT)),
 )
+# An upload: any mix of metadata and data messages, bytes that are media or not (a tiny
+# PNG, its truncations, noise), chunks up to just over the 1 MiB limit.
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108020000009077"
+                    "53de0000000c4944415408d763f8cfc0000003010100c9fe92ef0000000049454e44ae426082")
+MEDIA = st.builds(pb.Media, name=TEXT, display_name=TEXT, rights=st.builds(
+    pb.Rights, holder=TEXT, reference=TEXT))
+CHUNK = st.one_of(st.binary(max_size=64), st.sampled_from(
+    [PNG, PNG[:20], PNG[:-5], b"\0" * (1024 * 1024 + 1)]))
+UPLOAD = st.lists(st.one_of(st.builds(pb.UploadMediaRequest, media=MEDIA),
+                            st.builds(pb.UploadMediaRequest, data=CHUNK)), max_size=5)
 BOARD = {"title": "steady", "fps": 16, "width": 32, "height": 32, "steps": 6,
          "scenes": [{"id": "a", "prompt": "a fox", "frames": 17, "seed": 4},
                     {"id": "b", "prompt": "a boat", "frames": 9, "seed": 5}]}
@@ -86,6 +102,23 @@ def test_hostile_messages_get_deliberate_statuses(fuzz_server, req, token):
     assert code in OK_CODES, (method, request, code)
     if code == grpc.StatusCode.OK and method == "CreateFilm":
         pass  # a random film that happens to be valid is fine; quotas bound how many
+
+
+@SETTINGS
+@given(UPLOAD, st.sampled_from([TOKEN, None]))
+def test_hostile_uploads_get_deliberate_statuses(fuzz_server, messages, token):
+    _, stub = fuzz_server
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    try:
+        media = stub.UploadMedia(iter(messages), metadata=metadata, timeout=10)
+    except grpc.RpcError as err:
+        assert err.code() in OK_CODES, (messages, err.code(), err.details())
+        return
+    # Accepted: metadata first, then bytes that decode (the PNG, whole), named by their hash.
+    sent = b"".join(m.data for m in messages[1:])
+    assert messages[0].WhichOneof("payload") == "media" and sent.startswith(PNG), messages
+    assert media.name == "media/" + hashlib.sha256(sent).hexdigest()
+    assert media.kind == pb.Media.KIND_IMAGE
 
 
 @SETTINGS

@@ -35,6 +35,6 @@ def test_reflection_describes_the_api(api_server):
         assert [m.name for m in service.methods] == [
             "CreateFilm", "GetFilm", "ListFilms", "UpdateFilm", "CancelFilm", "PauseFilm",
             "ResumeFilm", "RetryFilm", "RerenderFilm", "ListExecutions", "WatchFilm",
-            "StreamFrames", "GetArtifact"]
+            "StreamFrames", "GetArtifact", "UploadMedia", "GetMedia", "ListMedia"]
         state = pool.FindMessageTypeByName("reelfarm.v1.Film").enum_types_by_name["State"]
         assert state.values[0].name == "STATE_UNSPECIFIED" and state.values[0].number == 0
