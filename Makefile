@@ -62,6 +62,7 @@ lint: $(BIN)/.installed lint-protos
 	$(BIN)/ruff check farm serving kernels tests bench
 	$(BIN)/lint-imports
 	$(BIN)/vulture
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict   # docs -> out/site; no --quiet: it hides the warnings strict fails on
 
 # The Helm chart (helm/reelfarm): `helm lint --strict`, `helm template` of the default, tiny
 # and 64-GPU values, every rendered object validated strictly (Kubernetes schemas, KubeRay's

@@ -9,16 +9,16 @@ import argparse
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from farm.model.tiny import TINY_KINDS
 
-    p = sub.add_parser("models", help="manage model folders")
-    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    parser = sub.add_parser("models", help="manage model folders")
+    msub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     init = msub.add_parser("init-tiny",
                            help="write a tiny random-weight Wan model (diffusers format)")
     init.add_argument("directory")
     init.add_argument("--kind", choices=TINY_KINDS, default="t2v-a14b")
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(run=run_init_tiny)
-    toy = msub.add_parser("train-toy", help="train the toy model on CPU (procedural clips; README "
-                          "'The toy model') and write it as a diffusers-format folder")
+    toy = msub.add_parser("train-toy", help="train the toy model on CPU (procedural clips; "
+                          "docs/toy-model.md) and write it as a diffusers-format folder")
     toy.add_argument("directory")
     toy.add_argument("--minutes", type=float, default=60.0,
                      help="wall-clock budget of the whole training (default 60)")

@@ -45,11 +45,11 @@ def resolve_model(ref: str) -> ModelSource:
     """Turn a model reference into a source; ValueError with a clear message if invalid."""
     if ref == "tiny":
         return ModelSource(ref, DEFAULT_FAMILY, None)
-    if ref in SHIPPED:  # trained weights shipped in the package (README "The toy model")
+    if ref in SHIPPED:  # trained weights shipped in the package (docs/toy-model.md)
         folder = SHIPPED[ref]
         if not (folder / "model_index.json").is_file():
             raise ValueError(f"model {ref!r}: its trained weights are not in this package yet "
-                             "(README \"The toy model\"); train one with `reelfarm models "
+                             "(docs/toy-model.md); train one with `reelfarm models "
                              "train-toy DIR` and pass DIR as the model")
         return ModelSource(ref, detect_family(folder), folder)
     if ref.startswith("tiny-"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# farm/toy/weights: the toy model (README "The toy model"; `reelfarm models train-toy`).
+# farm/toy/weights: the toy model (docs/toy-model.md; `reelfarm models train-toy`).
 TOY_WEIGHTS = Path(__file__).resolve().parents[1] / "toy" / "weights"
 
 SHIPPED: dict[str, Path] = {"toy": TOY_WEIGHTS}

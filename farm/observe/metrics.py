@@ -22,7 +22,7 @@ excluded, cancelled), named where the failure was known and carried on the event
 
 Two sinks: a prometheus_client registry (`serve --local --metrics-port`: /metrics), and
 Ray's metrics API in the cluster (Ray exports them with a `ray_` prefix from every node's
-metrics agent; see README "Observability").
+metrics agent; see docs/operations.md).
 """
 
 from __future__ import annotations

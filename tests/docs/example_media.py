@@ -1,4 +1,4 @@
-"""The example media under examples/media/ (README "Media inputs" and "Speech-to-video"):
+"""The example media under examples/media/ (docs/media.md and docs/s2v.md):
 small, synthetic and made deterministically by this script, so anyone can regenerate
 them (numpy, Pillow and PyAV, all installed with reelfarm):
 

@@ -36,7 +36,7 @@ def test_every_shell_and_python_block_says_whether_it_runs():
 
 def test_file_blocks_equal_their_files():
     blocks = [b for b in BLOCKS if b.file]
-    assert blocks, "README shows example files (file=...)"
+    assert blocks, "the docs show example files (file=...)"
     wrong = []
     for b in blocks:
         path = ROOT / b.file
