@@ -284,3 +284,29 @@ def test_image_recipe_matches_the_charts_ray_version():
     values = yaml.safe_load((cc.CHART / "values.yaml").read_text())
     # KubeRay picks the autoscaler image by rayVersion: it must be the image's Ray.
     assert f"ARG RAY_VERSION={values['rayVersion']}\n" in dockerfile
+
+
+def test_signing_secret_and_media_settings_reach_the_app(rendered):
+    """`signing.existingSecret` mounts the key and chain read-only in every Ray container and
+    names them in the app's args (ServingConfig.signing); `media` becomes its media limits.
+    Without a Secret, no signing args: the farm signs with its own chain."""
+    args = serve_config(rendered["default"])["applications"][0]["args"]
+    assert "signing" not in args
+    assert args["media"] == {"max_bytes": 536870912, "max_seconds": 600,
+                             "require_rights": False}
+    values = cc.load_values("default")
+    values["signing"] = {"existingSecret": "studio-c2pa"}
+    values["media"] = {"maxBytes": 1000, "maxSeconds": 30, "requireRights": True}
+    objects = cc.render(values)
+    assert [e for obj in objects for e in cc.validate_object(obj)] == []
+    args = serve_config(objects)["applications"][0]["args"]
+    assert args["signing"] == {"key": "/etc/reelfarm/signing/key.pem",
+                               "cert_chain": "/etc/reelfarm/signing/chain.pem"}
+    assert args["media"] == {"max_bytes": 1000, "max_seconds": 30, "require_rights": True}
+    cluster = one(objects, "RayService")["spec"]["rayClusterConfig"]
+    for spec in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        pod = spec["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "signing")
+        assert volume["secret"]["secretName"] == "studio-c2pa"
+        assert {"name": "signing", "mountPath": "/etc/reelfarm/signing", "readOnly": True} in (
+            pod["containers"][0]["volumeMounts"])

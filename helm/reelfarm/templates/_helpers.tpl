@@ -65,6 +65,11 @@ ServingConfig itself.
 {{- if .Values.api.auth -}}
 {{- $_ := set $args "tokens_file" "/etc/reelfarm/secret/tokens" -}}
 {{- end -}}
+{{- $m := .Values.media -}}
+{{- $_ := set $args "media" (dict "max_bytes" (int64 $m.maxBytes) "max_seconds" $m.maxSeconds "require_rights" $m.requireRights) -}}
+{{- if .Values.signing.existingSecret -}}
+{{- $_ := set $args "signing" (dict "key" "/etc/reelfarm/signing/key.pem" "cert_chain" "/etc/reelfarm/signing/chain.pem") -}}
+{{- end -}}
 {{- toYaml $args -}}
 {{- end -}}
 
@@ -148,6 +153,16 @@ applications:
     # Ray runs as a non-root user: the file must be readable by it.
     defaultMode: 0444
 {{- end }}
+{{- if .Values.signing.existingSecret }}
+- name: signing
+  secret:
+    secretName: {{ .Values.signing.existingSecret }}
+    items:
+      - {key: key.pem, path: key.pem}
+      - {key: chain.pem, path: chain.pem}
+    # Readable by Ray's non-root user only (the key signs in the farm's name).
+    defaultMode: 0400
+{{- end }}
 {{- end -}}
 
 {{- define "reelfarm.volumeMounts" -}}
@@ -160,6 +175,9 @@ applications:
 {{- end }}
 {{- if .Values.api.auth }}
 - {name: secret, mountPath: /etc/reelfarm/secret, readOnly: true}
+{{- end }}
+{{- if .Values.signing.existingSecret }}
+- {name: signing, mountPath: /etc/reelfarm/signing, readOnly: true}
 {{- end }}
 {{- end -}}
 
