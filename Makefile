@@ -18,7 +18,7 @@ NODE   := clients/node
 WEBTESTS := clients/web-tests
 PROTOS := $(wildcard protos/reelfarm/*/*.proto)
 
-.PHONY: demo test lint lint-protos node webtests chart bench clean vllm dali lock
+.PHONY: demo test cluster-test lint lint-protos node webtests chart bench clean vllm dali lock
 
 # The lock holds everything: the dev and kernels extras (triton: tests/kernels run the
 # Triton kernels under its CPU interpreter), pip itself and the build backend. Installed
@@ -57,6 +57,11 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	MKL_CBWR=COMPATIBLE $(BIN)/python -m pytest -q
 	$(BIN)/lint-imports
+
+# The multi-host scenarios alone (tests/cluster: Ray nodes in network namespaces on a
+# bridge; needs root and iproute2). `make test` runs them too.
+cluster-test: $(BIN)/.installed
+	MKL_CBWR=COMPATIBLE $(BIN)/python -m pytest -q tests/cluster
 
 lint: $(BIN)/.installed lint-protos
 	$(BIN)/ruff check farm serving kernels tests bench

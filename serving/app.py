@@ -59,5 +59,7 @@ def build_app(args: dict) -> serve.Application:
     # monitor (farm.web, built by DirectorServer.__serve_build_asgi_app__) runs there.
     return serve.deployment(serve.ingress()(DirectorServer)).options(
         name="DirectorServer", num_replicas=1, max_ongoing_requests=10_000,
-        ray_actor_options={"num_cpus": cfg.director.num_cpus},
+        ray_actor_options={"num_cpus": cfg.director.num_cpus,
+                           **({"resources": dict(cfg.director.resources)}
+                              if cfg.director.resources else {})},
         logging_config={"enable_access_log": False}).bind(raw, *pools)

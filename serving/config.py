@@ -115,6 +115,9 @@ class DirectorSettings(_Frozen):
     # A worker that sends no heartbeat for this long is lost; its tasks are retried.
     liveness_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     num_cpus: NonNegative = 0.5
+    # Custom Ray resources the director's replica needs: pin it to a node (e.g. the head,
+    # beside the job store) by a resource only that node offers.
+    resources: dict[str, float] = {}
     max_attempts: Annotated[int, Field(ge=1)] = 3
     # None: every segment's phase on one replica; else gangs inside a segment.
     gangs: GangSettings | None = None

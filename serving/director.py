@@ -78,7 +78,8 @@ class DirectorServer:
         return edge_checks(film, self.sources[film.model], self.limits)
 
     def __del__(self) -> None:
-        self.director.stop(timeout=1.0)
+        if hasattr(self, "director"):  # (not when __init__ failed part way)
+            self.director.stop(timeout=1.0)
 
     def __serve_build_asgi_app__(self):  # noqa: N807 - Ray Serve's hook for serve.ingress()
         """The web monitor over this replica's FilmApi and tokens (HTTP ingress)."""

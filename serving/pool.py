@@ -98,9 +98,11 @@ class PoolWorker:
                 time.sleep(1.0)
 
     def _register(self) -> None:
-        # <pool>-<Serve replica id>-<registration>: operators can find the replica by it.
+        # <pool>-<Serve replica id>-<registration>@<node address>: operators find the
+        # replica by it, and the render log says which host ran each phase.
         self.registrations += 1
-        self.worker_id = f"{self.pool.name.lower()}-{self.replica}-{self.registrations}"
+        self.worker_id = (f"{self.pool.name.lower()}-{self.replica}-{self.registrations}"
+                          f"@{ray.util.get_node_ip_address()}")
         # pool: the Serve pool name, the `pool` label of the per-pool metrics and pages.
         # holds: "<model>/<part>", so only films of this model come here (Need.model).
         spec = WorkerSpec(self.worker_id, model_parts(self.model, self.pool.holds),

@@ -1,0 +1,69 @@
+"""Scenarios on a real multi-host cluster (tests/cluster/conftest.py): a film whose handoffs
+cross hosts, and a host lost mid-film."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from farm.api.protos import pb
+from farm.client import Client
+from tests.serving.api.helpers import wait_final
+from tests.serving.test_ray_runtime import inline_frames
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.cluster]
+
+# Three scenes; the last one longer than a window, rendered as parallel windows.
+FILM = {"title": "hosts", "fps": 16, "width": 32, "height": 32, "model": "tiny", "steps": 4,
+        "scenes": [{"id": "a", "prompt": "a boat at dawn", "frames": 9, "seed": 2},
+                   {"id": "b", "prompt": "a fox in snow", "frames": 9, "seed": 3},
+                   {"id": "c", "prompt": "waves", "frames": 33, "seed": 4,
+                    "continuity": "windows", "window": 5, "overlap": 2}]}
+
+
+def render(cluster, board: dict, during=None, timeout: float = 600.0):
+    """(final film, frames, phases of the render log) of `board` on the cluster; `during`
+    runs once the film's first phase is done."""
+    with Client(cluster.address) as client:
+        film = client.submit(board)
+        if during is not None:
+            deadline = time.monotonic() + timeout
+            while film.get().phases_done == 0:
+                assert time.monotonic() < deadline, "no phase finished"
+                time.sleep(0.2)
+            during()
+        done = wait_final(film, timeout=timeout)
+        frames = np.stack([f.to_array() for f in film.frames()])
+        log = list(film.executions())
+    return done, frames, log
+
+
+def test_handoffs_across_hosts_equal_the_inline_render(cluster):
+    done, frames, log = render(cluster, FILM)
+    assert done.state == pb.Film.STATE_SUCCEEDED, done.state_reason
+    assert np.array_equal(frames, inline_frames(FILM))
+    phases = [e for e in log if e.kind == pb.Execution.KIND_PHASE]
+    hosts = {(e.expert, cluster.host_of(w)) for e in phases for w in e.worker_ids}
+    assert hosts == {("high", "high"), ("low", "low")}, hosts  # every phase names its host
+
+
+def test_a_host_lost_mid_film_changes_nothing_in_the_frames(cluster):
+    """Every process of the low-noise host is SIGKILLed after the film's first phase; a
+    spare host offering the same resource has joined, Serve starts the pool's replica
+    there, and the film completes with the inline render's frames."""
+    spare = cluster.add_node("spare", {"rf_low": 10})
+    killed = []
+    done, frames, log = render(cluster, FILM,
+                               during=lambda: killed.append(cluster.net.kill_host(
+                                   cluster.hosts["low"])))
+    assert killed and killed[0] > 0
+    assert done.state == pb.Film.STATE_SUCCEEDED, done.state_reason
+    assert np.array_equal(frames, inline_frames(FILM))
+    phases = [e for e in log if e.kind == pb.Execution.KIND_PHASE]
+    low_hosts = {cluster.host_of(w) for e in phases if e.expert == "low" for w in e.worker_ids}
+    assert "spare" in low_hosts, low_hosts  # the lost host's work ran on the spare
+    assert spare.address in {w.rsplit("@", 1)[-1] for e in phases for w in e.worker_ids}
+    failures = [e for e in log if e.kind == pb.Execution.KIND_FAILURE]
+    assert failures or low_hosts == {"spare"}, log  # lost work shows in the render log
