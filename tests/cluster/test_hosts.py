@@ -67,3 +67,29 @@ def test_a_host_lost_mid_film_changes_nothing_in_the_frames(cluster):
     assert spare.address in {w.rsplit("@", 1)[-1] for e in phases for w in e.worker_ids}
     failures = [e for e in log if e.kind == pb.Execution.KIND_FAILURE]
     assert failures or low_hosts == {"spare"}, log  # lost work shows in the render log
+
+
+def test_a_partitioned_host_rejoins_and_the_film_completes(cluster):
+    """The high-noise host's link goes down for longer than the director's liveness
+    timeout (5 s), then comes back: the director declares its worker lost, holds the high
+    phases (no other host offers them), and gives them to the worker once it has
+    re-registered; every frame arrives once, equal to the inline render."""
+    host = cluster.hosts["high"]
+    healed = []
+
+    def partition() -> None:
+        cluster.net.link(host, up=False)
+        time.sleep(8.0)
+        cluster.net.link(host, up=True)
+        healed.append(time.time())
+
+    done, frames, log = render(cluster, FILM, during=partition)
+    assert done.state == pb.Film.STATE_SUCCEEDED, done.state_reason
+    assert len(frames) == sum(s["frames"] for s in FILM["scenes"])  # none lost or repeated
+    assert np.array_equal(frames, inline_frames(FILM))
+    after = [e for e in log if e.kind == pb.Execution.KIND_PHASE and e.expert == "high"
+             and e.end_time.ToNanoseconds() / 1e9 > healed[0]]
+    assert after, "the returning host got no work"
+    assert {cluster.host_of(w) for e in after for w in e.worker_ids} == {"high"}
+    # it came back as a new registration of the same replica (<pool>-<replica>-<n>@host)
+    assert {w.split("@")[0].rsplit("-", 1)[1] for e in after for w in e.worker_ids} != {"1"}
