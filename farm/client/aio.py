@@ -227,7 +227,7 @@ class AsyncFilmHandle:
                 return
             except grpc.RpcError as err:
                 failures += 1
-                if err.code() not in common.RESUMABLE or failures > common.MAX_RECONNECTS:
+                if not common.resumable(err) or failures > common.MAX_RECONNECTS:
                     raise from_rpc_error(err) from None
             finally:
                 call.cancel()

@@ -34,6 +34,17 @@ SERVICE = "reelfarm.v1.FilmService"
 UNARY_TIMEOUT = 30.0
 # Stream codes after which the handles reconnect and resume.
 RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+# Ray Serve's gRPC proxy reports a director replica that died mid-stream as INTERNAL with
+# the actor's death in the details; Serve starts a new replica, so that is resumable too.
+_REPLICA_DIED = ("The actor died", "ActorDiedError", "ActorUnavailableError")
+
+
+def resumable(err: grpc.RpcError) -> bool:
+    """Whether a broken stream is worth resuming (the server went away, not a refusal)."""
+    if err.code() in RESUMABLE:
+        return True
+    details = err.details() or ""
+    return err.code() == grpc.StatusCode.INTERNAL and any(m in details for m in _REPLICA_DIED)
 # Consecutive failed reconnects before giving up, and the backoff between them.
 MAX_RECONNECTS = 6
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024

@@ -255,7 +255,7 @@ class FilmHandle:
                 return
             except grpc.RpcError as err:
                 failures += 1
-                if err.code() not in common.RESUMABLE or failures > common.MAX_RECONNECTS:
+                if not common.resumable(err) or failures > common.MAX_RECONNECTS:
                     raise from_rpc_error(err) from None
             finally:
                 call.cancel()  # a consumer that stops early ends the call now

@@ -38,7 +38,14 @@ class Entry:
         # The scheduler finished every decode; SUCCEEDED waits for the archive.
         self.denoised = False
         self.events: list[FilmEvent] = list(events or [])
+        # Phases done as the film's log last said (a film read back after a restart: a
+        # finished one never reaches the scheduler again, whose progress counts them).
+        self.logged_phases = self.events[-1].phases_done if self.events else 0
         self._cv = threading.Condition()
+
+    @property
+    def phases_done(self) -> int:
+        return self.progress.phases_done if self.progress else self.logged_phases
 
     def info(self) -> FilmInfo:
         p = self.progress
@@ -53,7 +60,7 @@ class Entry:
         ttff = None if self.first_frame_time is None else self.first_frame_time - self.create_time
         return FilmInfo(self.film_id, self.tenant, self.film.title, self.film.model, self.state,
                         self.reason, self.priority, self.request_id, self.create_time,
-                        self.update_time, tuple(scenes), p.phases_done if p else 0, phases_total,
+                        self.update_time, tuple(scenes), self.phases_done, phases_total,
                         written, self.film.num_frames, ttff, self.film)
 
     # ---- events ---------------------------------------------------------------------------
@@ -61,9 +68,8 @@ class Entry:
     def publish(self, now: float, kind: str, message: str, **fields: object) -> None:
         with self._cv:
             self.update_time = now
-            p = self.progress
             event = FilmEvent(len(self.events) + 1, now, kind, self.state, message,
-                              p.phases_done if p else 0, self.archive.written, **fields)
+                              self.phases_done, self.archive.written, **fields)
             self.events.append(event)
             self.on_publish(event)  # durable before any watcher sees it
             self._cv.notify_all()

@@ -3,7 +3,11 @@ cross hosts, and a host lost mid-film."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +97,50 @@ def test_a_partitioned_host_rejoins_and_the_film_completes(cluster):
     assert {cluster.host_of(w) for e in after for w in e.worker_ids} == {"high"}
     # it came back as a new registration of the same replica (<pool>-<replica>-<n>@host)
     assert {w.split("@")[0].rsplit("-", 1)[1] for e in after for w in e.worker_ids} != {"1"}
+
+
+def _director_pids(cluster) -> list[int]:
+    """The DirectorServer replica's process on the head (Ray names it in its title)."""
+    out = []
+    for pid in cluster.hosts["head"].pids():
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"DirectorServer" in title and b"ServeReplica" in title:
+            out.append(pid)
+    return out
+
+
+def test_the_director_restarts_and_every_film_resumes(cluster):
+    """A finished film and a running one; the director's process is SIGKILLed mid-film.
+    Serve starts a new replica on the head, which reads the films back from PostgreSQL:
+    the finished film reads as before (progress and render log), the running one resumes
+    from its finished phases, and a client streaming its frames through the restart gets
+    every frame exactly once, equal to the inline render."""
+    with Client(cluster.address) as client:
+        first = client.submit(FILM)
+        finished = wait_final(first, timeout=300)
+        before = (finished.phases_done, finished.phases_total, finished.frames_done,
+                  [(e.kind, e.unit_id, e.phase_index) for e in first.executions()])
+        film = client.submit(FILM | {"title": "through a restart"})
+        streamed = []
+        reader = threading.Thread(target=lambda: streamed.extend(film.frames()), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 300
+        while film.get().phases_done == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        pids = _director_pids(cluster)
+        assert len(pids) == 1, pids
+        os.kill(pids[0], signal.SIGKILL)
+        done = wait_final(film, timeout=600)
+        reader.join(timeout=300)
+        again = first.get()
+        after = (again.phases_done, again.phases_total, again.frames_done,
+                 [(e.kind, e.unit_id, e.phase_index) for e in first.executions()])
+    assert _director_pids(cluster) and _director_pids(cluster) != pids  # a new replica
+    assert done.state == pb.Film.STATE_SUCCEEDED, done.state_reason
+    assert after == before
+    assert [f.film_index for f in streamed] == list(range(len(streamed)))
+    assert np.array_equal(np.stack([f.to_array() for f in streamed]), inline_frames(FILM))

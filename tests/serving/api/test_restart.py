@@ -43,7 +43,8 @@ def word(film) -> str:
 def test_films_survive_a_restart_and_unfinished_ones_complete(tmp_path):
     with serve(tmp_path) as client:
         done = client.submit(tiny_board(scenes=2))
-        assert word(wait_final(done)) == "SUCCEEDED"
+        finished = wait_final(done)
+        assert word(finished) == "SUCCEEDED"
         done_frames = [f.data for f in done.frames()]
         paused = client.submit(tiny_board(scenes=2))
         paused.pause()
@@ -59,6 +60,10 @@ def test_films_survive_a_restart_and_unfinished_ones_complete(tmp_path):
         assert [word(client.get(n)) for n in (done.name, paused.name)] == ["SUCCEEDED", "PAUSED"]
         again = client.film(done.name)
         assert [f.data for f in again.frames()] == done_frames
+        # progress reads as before the restart (it used to say 0 of 4 phases done)
+        read_back = again.get()
+        assert (read_back.phases_done, read_back.phases_total, read_back.frames_done) == (
+            finished.phases_done, finished.phases_total, finished.frames_done) == (4, 4, 18)
         again.download(tmp_path / "done.mp4")
         assert probe_video(tmp_path / "done.mp4")["frames"] == 18
 
