@@ -12,7 +12,7 @@ needs them: a server of every built-in model costs one idle process per model.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -184,8 +184,20 @@ class ServingConfig(_Frozen):
     # File of `<tenant> <token>` lines for the API (a mounted Secret); None: open API.
     tokens_file: str | None = None
     # SQLAlchemy URL of the job store (films survive a director restart); None: the
-    # REELFARM_DATABASE_URL environment variable of the director, else in memory only.
+    # REELFARM_DATABASE_URL environment variable of the director, else a SQLite file in
+    # the artifact folder (durable by default; give PostgreSQL for a real cluster).
     database_url: str | None = None
+
+    def job_store_url(self, environ: Mapping[str, str]) -> str | None:
+        """The job store the director uses: the config's, the environment's, else SQLite
+        beside the artifacts; None only when the artifacts are an object store URL (no
+        file for SQLite: films then live in the director's memory)."""
+        url = self.database_url or environ.get("REELFARM_DATABASE_URL")
+        if url:
+            return url
+        if "://" in self.artifacts:
+            return None
+        return f"sqlite:///{Path(self.artifacts).resolve() / 'reelfarm.db'}"
 
     @model_validator(mode="before")
     @classmethod

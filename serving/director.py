@@ -54,7 +54,7 @@ class DirectorServer:
                                     mailbox_factory=create_mailbox, notify=self._wake,
                                     checkpoints=ArtifactStore(cfg.artifacts))
         # The edge of the serving process: the only place that reads the environment.
-        db = cfg.database_url or os.environ.get("REELFARM_DATABASE_URL")
+        db = cfg.job_store_url(os.environ)
         store = JobStore(db).migrate() if db else None
         gangs = cfg.director.gangs.policy() if cfg.director.gangs is not None else None
         engine = EngineCore(Scheduler(SchedulerConfig(max_attempts=cfg.director.max_attempts,

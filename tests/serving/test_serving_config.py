@@ -66,3 +66,17 @@ def test_expert_layouts_are_per_model_and_named_after_it():
         ("ToyHigh", "toy"), ("ToyLow", "toy"), ("ToyDecode", "toy"),
         ("TinyTi2v5bDense", "tiny-ti2v-5b"), ("TinyTi2v5bDecode", "tiny-ti2v-5b")]
     assert two.models == ["toy", "tiny-ti2v-5b"]
+
+
+def test_the_job_store_is_durable_by_default():
+    """The config's URL, else REELFARM_DATABASE_URL, else SQLite beside the artifacts; an
+    object-store artifact URL has no file for SQLite (then films live in memory)."""
+    from serving.config import ServingConfig
+
+    cfg = ServingConfig(models=["tiny"], artifacts="/srv/art")
+    assert cfg.job_store_url({}) == "sqlite:////srv/art/reelfarm.db"
+    assert cfg.job_store_url({"REELFARM_DATABASE_URL": "postgresql+psycopg://h/db"}) == (
+        "postgresql+psycopg://h/db")
+    pg = ServingConfig(models=["tiny"], artifacts="/srv/art", database_url="postgresql://x/y")
+    assert pg.job_store_url({"REELFARM_DATABASE_URL": "other"}) == "postgresql://x/y"
+    assert ServingConfig(models=["tiny"], artifacts="s3://bucket/art").job_store_url({}) is None

@@ -186,8 +186,8 @@ applications:
 - {name: HF_HUB_OFFLINE, value: "1"}
 - {name: TRANSFORMERS_OFFLINE, value: "1"}
 {{- if or .Values.secret.existingSecret .Values.secret.databaseUrl }}
-# The job store's SQLAlchemy URL, for the director. ServingConfig has no database field yet,
-# so the app does not read it until the store is wired into Serve (default: a SQLite file).
+# The job store's SQLAlchemy URL, for the director (ServingConfig.job_store_url); without
+# it the director keeps a SQLite file on the artifacts volume.
 - name: REELFARM_DATABASE_URL
   valueFrom:
     secretKeyRef:
