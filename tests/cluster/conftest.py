@@ -44,7 +44,6 @@ class Cluster:
     root: Path
     address: str  # the Serve gRPC proxy on the head, for clients
     database_url: str
-    serve_log: Path
 
     temp: Path = Path("/tmp")
 
@@ -198,4 +197,4 @@ def cluster(tmp_path_factory):
                                  f"{head.address}:{GCS_PORT}"], log, env=_env())
         _wait("the Serve app", lambda: "running; gRPC on port" in log.read_text(), 400, log,
               serve)
-        yield Cluster(net, hosts, root, f"{head.address}:{GRPC_PORT}", url, log, temp)
+        yield Cluster(net, hosts, root, f"{head.address}:{GRPC_PORT}", url, temp)
