@@ -235,7 +235,7 @@ def event_to_pb(e: FilmEvent) -> pb.WatchFilmResponse:
     elif e.kind == "phase":
         msg.phase_finished.CopyFrom(R.PhaseFinished(
             scene_id=e.scene_id, segment_id=e.unit_id, phase_index=e.phase_index,
-            expert=e.expert, worker_ids=list(e.worker_ids)))
+            expert=e.expert, worker_ids=list(e.worker_ids), output_bytes=e.output_bytes))
     elif e.kind == "frames":
         msg.frames_decoded.CopyFrom(R.FramesDecoded(scene_id=e.scene_id, frame_start=e.frame_start,
                                                     frame_stop=e.frame_stop))

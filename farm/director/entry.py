@@ -96,7 +96,8 @@ class Entry:
                          f"{e.unit_id} phase {e.phase_index} ({experts[e.expert]}) done",
                          scene_id=e.unit_id.split("/")[0], unit_id=e.unit_id,
                          phase_index=e.phase_index, expert=experts[e.expert],
-                         worker_ids=e.worker_ids, duration=e.duration, num_steps=e.num_steps)
+                         worker_ids=e.worker_ids, duration=e.duration, num_steps=e.num_steps,
+                         output_bytes=e.output_bytes)
         elif isinstance(e, FramesDecoded):
             self.publish(now, "frames",
                          f"{e.scene_id} frames {e.frame_start}..{e.frame_stop - 1} decoded",

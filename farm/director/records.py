@@ -67,5 +67,7 @@ class FilmEvent:
     # solver steps times segments.
     duration: float = 0.0
     num_steps: int = 0
+    # kind "phase": bytes of its output (latents + solver state) handed to the next task.
+    output_bytes: int = 0
     # kind "priority": the film's new priority.
     priority: int = 0

@@ -1,200 +1,27 @@
-"""A multi-host Ray cluster on this machine, for the tests of tests/cluster (`make
-cluster-test`; CI runs them as root):
-
-    ns head    198.18.0.1   Ray head (GCS), the director (resource rf_head), PostgreSQL
-    ns high    198.18.0.2   Ray worker: the high-noise pool (rf_high)
-    ns low     198.18.0.3   Ray worker: the low-noise pool (rf_low)
-    ns decode  198.18.0.4   Ray worker: VAE + text encoder pool (rf_decode)
-    this test process       198.18.0.254, a client of the gRPC proxy on the head
-
-The same Serve app as production (`reelfarm serve --config` -> serving.app:build_app), with
-a PostgreSQL job store on the head host and the artifact store on a folder every host sees
-(a shared filesystem, as NFS or a bucket would be). Every wait has a deadline; the network,
-the processes and the database go away when the module ends, fails or is interrupted.
-"""
+"""The multi-host cluster the tests of tests/cluster share (bench/cluster_harness.py): a
+host per pool and the head, as network namespaces on this machine. `make cluster-test`;
+`make test` (and so CI, which runs as root) runs these tests too."""
 
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.cluster.hosts import Host, Network
-
-BIN = Path(sys.executable).parent
-GCS_PORT, GRPC_PORT, HTTP_PORT, PG_PORT = 6379, 9000, 8000, 5432
-ROLES = ("head", "high", "low", "decode")
-
-
-@dataclass
-class Cluster:
-    net: Network
-    hosts: dict[str, Host]
-    root: Path
-    address: str  # the Serve gRPC proxy on the head, for clients
-    database_url: str
-
-    temp: Path = Path("/tmp")
-
-    def add_node(self, role: str, resources: dict[str, float]) -> Host:
-        """A new host joining the cluster with `resources` (e.g. a spare for a lost one);
-        returns once its Ray node is up."""
-        host = self.net.add_host(role)
-        self.hosts[role] = host
-        proc = _start_ray(self.net, host, self.hosts["head"], self.temp, self.root,
-                          resources=resources)
-        if not _node_alive(self, host):
-            log = (self.root / f"ray-{role}.log").read_text()[-3000:]
-            raise TimeoutError(f"the Ray node on {role} did not join (exit {proc.poll()})\n{log}")
-        return host
-
-    def host_of(self, worker_id: str) -> str:
-        """The role of the host a worker id (`<pool>-<replica>-<n>@<address>`) names."""
-        address = worker_id.rsplit("@", 1)[-1]
-        return next(name for name, h in self.hosts.items() if h.address == address)
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", MKL_CBWR="COMPATIBLE", HF_HUB_OFFLINE="1",
-               RAY_USAGE_STATS_ENABLED="0")
-    return env
-
-
-def _wait(what: str, ready, timeout: float, log: Path | None = None,
-          proc: subprocess.Popen | None = None) -> None:
-    """Until `ready()`; TimeoutError (with the log's end) after `timeout` s or as soon as
-    `proc` has exited."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
-            tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
-            raise TimeoutError(f"{what} not ready after {timeout} s\n{tail}")
-        time.sleep(0.5)
-
-
-def _listening(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-_NODE_UP = """
-import sys, time, ray
-ray.init(address=sys.argv[1], logging_level="ERROR")
-deadline = time.monotonic() + float(sys.argv[3])
-while time.monotonic() < deadline:
-    if any(n["Alive"] and n["NodeManagerAddress"] == sys.argv[2] for n in ray.nodes()):
-        sys.exit(0)
-    time.sleep(0.5)
-sys.exit(1)
-"""
-
-
-def _node_alive(cluster: Cluster, host: Host, timeout: float = 120.0) -> bool:
-    """Whether the cluster lists a live Ray node at the host's address within `timeout`
-    (asked from the head: a Ray driver there, which exits once it knows)."""
-    head = cluster.hosts["head"]
-    done = cluster.net.run(head, [sys.executable, "-c", _NODE_UP, f"{head.address}:{GCS_PORT}",
-                                  host.address, str(timeout)], env=_env(), timeout=timeout + 60)
-    return done.returncode == 0
-
-
-def _postgres(net: Network, head: Host, root: Path) -> str:
-    """Debian's PostgreSQL in the head's namespace, listening on the head's address."""
-    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    if not binaries:
-        pytest.skip("PostgreSQL server binaries not installed (.ci/run installs them)")
-    # Its own folder: pytest's are private to root, and postgres runs as its own user.
-    data = Path(tempfile.mkdtemp(prefix="reelfarm-pg-"))
-    shutil.chown(data, "postgres", "postgres")
-    net.cleanups.append(lambda: shutil.rmtree(data, ignore_errors=True))
-    as_pg = ["runuser", "-u", "postgres", "--"]
-    done = net.run(head, [*as_pg, f"{binaries[-1]}/initdb", "-D", str(data), "-A", "trust",
-                          "-U", "reelfarm"])
-    assert done.returncode == 0, done.stderr
-    with (data / "pg_hba.conf").open("a") as hba:  # the hosts' subnet, and nothing else
-        hba.write(f"host all reelfarm {head.address.rsplit('.', 1)[0]}.0/24 trust\n")
-    opts = f"-c listen_addresses={head.address} -p {PG_PORT} -k {data}"
-    done = net.run(head, [*as_pg, f"{binaries[-1]}/pg_ctl", "-D", str(data), "-o", opts,
-                          "-l", f"{data}/server.log", "-w", "-t", "60", "start"])
-    assert done.returncode == 0, done.stderr
-    return f"postgresql+psycopg://reelfarm@{head.address}:{PG_PORT}/postgres"
-
-
-def _start_ray(net: Network, host: Host, head: Host, temp: Path, root: Path,
-               resources: dict[str, float] | None = None) -> subprocess.Popen:
-    """A Ray node on `host` (the head if it is the head), offering rf_<role>; its sockets
-    and logs under `temp` (short: a socket's path is at most 107 bytes)."""
-    # Nodes on one machine share a filesystem: each keeps its sockets and logs apart.
-    common = ["--node-ip-address", host.address, "--num-cpus", "2",
-              "--temp-dir", str(temp / host.name),
-              "--resources", json.dumps(resources or {f"rf_{host.name}": 10}), "--block",
-              "--disable-usage-stats"]
-    if host is head:
-        argv = [str(BIN / "ray"), "start", "--head", "--port", str(GCS_PORT),
-                "--include-dashboard", "false", *common]
-    else:
-        argv = [str(BIN / "ray"), "start", "--address", f"{head.address}:{GCS_PORT}", *common]
-    return net.start(host, argv, root / f"ray-{host.name}.log", env=_env())
-
-
-def serve_config(root: Path, database_url: str, threads: int) -> dict:
-    """The production app (serving.app:build_app), its pools pinned to their hosts."""
-    def pool(name: str, holds: list[str], role: str) -> dict:
-        return {"name": name, "holds": holds, "replicas": 1, "num_cpus": 0.5,
-                "torch_threads": threads, "resources": {f"rf_{role}": 1}}
-    args = {"models": ["tiny"], "artifacts": str(root / "art"), "database_url": database_url,
-            "pools": [pool("High", ["high"], "high"), pool("Low", ["low"], "low"),
-                      pool("Decode", ["vae", "text"], "decode")],
-            "director": {"num_cpus": 0.25, "resources": {"rf_head": 1},
-                         "liveness_timeout_s": 5.0}}
-    return {"proxy_location": "HeadOnly",
-            "http_options": {"host": "0.0.0.0", "port": HTTP_PORT},
-            "grpc_options": {"port": GRPC_PORT, "grpc_servicer_functions": [
-                "reelfarm.v1.film_service_pb2_grpc.add_FilmServiceServicer_to_server",
-                "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server"]},
-            "applications": [{"name": "reelfarm", "route_prefix": "/reelfarm",
-                              "import_path": "serving.app:build_app", "args": args}]}
+from bench.cluster_harness import HOSTS, start_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2: the hosts are network namespaces")
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        pytest.skip("PostgreSQL server binaries not installed (.ci/run installs them)")
     import torch
 
-    root = Path(tmp_path_factory.mktemp("cluster"))
-    with Network() as net:
-        hosts = {role: net.add_host(role) for role in ROLES}
-        head = hosts["head"]
-        url = _postgres(net, head, root)
-        temp = Path(tempfile.mkdtemp(prefix="rf"))
-        net.cleanups.append(lambda: shutil.rmtree(temp, ignore_errors=True))
-        ray_head = _start_ray(net, head, head, temp, root)
-        _wait("the Ray head", lambda: _listening(head.address, GCS_PORT), 120,
-              root / "ray-head.log", ray_head)
-        for role in ROLES[1:]:
-            _start_ray(net, hosts[role], head, temp, root)
-        (root / "serve.yaml").write_text(yaml.safe_dump(
-            serve_config(root, url, torch.get_num_threads())))
-        log = root / "serve.log"
-        serve = net.start(head, [str(BIN / "reelfarm"), "serve", "--config",
-                                 str(root / "serve.yaml"), "--address",
-                                 f"{head.address}:{GCS_PORT}"], log, env=_env())
-        _wait("the Serve app", lambda: "running; gRPC on port" in log.read_text(), 400, log,
-              serve)
-        yield Cluster(net, hosts, root, f"{head.address}:{GRPC_PORT}", url, temp)
+    with start_cluster(Path(tmp_path_factory.mktemp("cluster")), HOSTS,
+                       threads=torch.get_num_threads()) as running:
+        yield running

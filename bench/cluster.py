@@ -1,0 +1,96 @@
+"""Cross-host handoffs over slow links: the same film on one host, and on four hosts (the
+head, and one per pool: high-noise, low-noise, decode) whose links are shaped with tc netem
+(0 / 5 / 20 ms one-way delay, 1 Gbit/s), as ratios against the one-host run of the same
+invocation. Needs root (network namespaces; bench/cluster_harness.py).
+
+    python bench/cluster.py [--size 128] [--frames 17] [--steps 4] [--delays 0,5,20]
+
+Per run: time to first frame and total time (measured by the director), the bytes each
+phase hands to the next task (WatchFilm's PhaseFinished.output_bytes: latents + solver
+state), and seconds per handoff (the render log: a segment's low-noise phase starting after
+its high-noise phase ended; dispatch and the object transfer included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+from cluster_harness import HOSTS, ONE_HOST, start_cluster
+
+from farm.api.protos import pb
+from farm.client import Client
+
+
+def board(size: int, frames: int, steps: int, title: str) -> dict:
+    return {"title": title, "fps": 16, "width": size, "height": size, "model": "tiny",
+            "steps": steps, "scenes": [{"id": f"s{i}", "prompt": f"shot {i}", "frames": frames,
+                                        "seed": i + 1} for i in range(3)]}
+
+
+def render(address: str, film: dict) -> dict[str, float]:
+    with Client(address) as client:
+        handle = client.submit(film)
+        sent = [e.phase_finished.output_bytes for e in handle.watch()
+                if e.WhichOneof("event") == "phase_finished"]
+        done = handle.get()
+        assert done.state == pb.Film.STATE_SUCCEEDED, done.state_reason
+        log = [e for e in handle.executions() if e.kind == pb.Execution.KIND_PHASE]
+    ends = {(e.unit_id, e.phase_index): e.end_time.ToNanoseconds() / 1e9 for e in log}
+    gaps = [ends[(e.unit_id, e.phase_index)] - e.duration.ToNanoseconds() / 1e9
+            - ends[(e.unit_id, e.phase_index - 1)]
+            for e in log if e.phase_index > 0 and (e.unit_id, e.phase_index - 1) in ends]
+    return {"ttff": done.time_to_first_frame.ToNanoseconds() / 1e9,
+            "total": (done.update_time.ToNanoseconds() - done.create_time.ToNanoseconds()) / 1e9,
+            "bytes": statistics.mean(b for b in sent if b) if any(sent) else 0.0,
+            "handoff": statistics.mean(gaps) if gaps else 0.0}
+
+
+def runs(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
+    threads = torch.get_num_threads()
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        with start_cluster(Path(tmp) / "one", ONE_HOST, threads=threads) as one:
+            render(one.address, board(args.size, args.frames, args.steps, "warm-up"))
+            out.append(("1 host", render(one.address, board(args.size, args.frames,
+                                                                args.steps, "1 host"))))
+        with start_cluster(Path(tmp) / "four", HOSTS, threads=threads) as four:
+            render(four.address, board(args.size, args.frames, args.steps, "warm-up"))
+            for delay in args.delays:
+                for role in ("high", "low", "decode"):
+                    four.net.shape(four.hosts[role], delay, rate_mbit=1000)
+                name = f"4 hosts, {delay:g} ms"
+                out.append((name, render(four.address, board(args.size, args.frames,
+                                                              args.steps, name))))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--frames", type=int, default=17)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--delays", default="0,5,20",
+                        help="one-way link delays (ms) of the 4-host runs, comma-separated")
+    args = parser.parse_args()
+    args.delays = [float(d) for d in args.delays.split(",")]
+    results = runs(args)
+    base = results[0][1]
+    print(f"film: tiny model, 3 scenes x {args.frames} frames at {args.size}x{args.size}, "
+          f"{args.steps} steps, high/low expert split; links 1 Gbit/s with netem delay on every "
+          "worker host's link (both directions); one warm-up film per cluster; 2 cores shared "
+          "by every host, so compute does not scale out here: the ratios show what the network "
+          "adds")
+    print(f"{'run':<18}{'ttff s':>8}{'total s':>9}{'bytes/handoff':>15}{'s/handoff':>11}"
+          f"{'ttff x':>8}{'total x':>9}")
+    for name, r in results:
+        print(f"{name:<18}{r['ttff']:>8.2f}{r['total']:>9.2f}{r['bytes']:>15,.0f}"
+              f"{r['handoff']:>11.3f}{r['ttff'] / base['ttff']:>8.2f}"
+              f"{r['total'] / base['total']:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
