@@ -1,9 +1,11 @@
 """Cross-host handoffs over slow links: the same film on one host, and on four hosts (the
-head, and one per pool: high-noise, low-noise, decode) whose links are shaped with tc netem
-(0 / 5 / 20 ms one-way delay, 1 Gbit/s), as ratios against the one-host run of the same
-invocation. Needs root (network namespaces; bench/cluster_harness.py).
+head, and one per pool: high-noise, low-noise, decode) whose links are shaped with tc (a
+rate: 1 Gbit/s, 100 Mbit/s; a one-way delay: 5, 20 ms with netem, where the kernel has it),
+as ratios against the one-host run of the same invocation. Needs root (network
+namespaces; bench/cluster_harness.py).
 
-    python bench/cluster.py [--size 128] [--frames 17] [--steps 4] [--delays 0,5,20]
+    python bench/cluster.py [--size 128] [--frames 17] [--steps 4] [--delays 5,20]
+                            [--rates 1000,100]
 
 Per run: time to first frame and total time (measured by the director), the bytes each
 phase hands to the next task (WatchFilm's PhaseFinished.output_bytes: latents + solver
@@ -14,6 +16,7 @@ its high-noise phase ended; dispatch and the object transfer included).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -59,10 +62,17 @@ def runs(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
                                                                 args.steps, "1 host"))))
         with start_cluster(Path(tmp) / "four", HOSTS, threads=threads) as four:
             render(four.address, board(args.size, args.frames, args.steps, "warm-up"))
-            for delay in args.delays:
+            shapes = [(0.0, None)] + [(0.0, r) for r in args.rates]
+            if four.net.can_delay():
+                shapes += [(d, 1000.0) for d in args.delays]
+            else:
+                print(f"no tc netem in this kernel ({os.uname().release}): the delay rows "
+                      f"({', '.join(f'{d:g} ms' for d in args.delays)}) are left out")
+            for delay, rate in shapes:
                 for role in ("high", "low", "decode"):
-                    four.net.shape(four.hosts[role], delay, rate_mbit=1000)
-                name = f"4 hosts, {delay:g} ms"
+                    four.net.shape(four.hosts[role], delay, rate)
+                name = "4 hosts" + (f", {rate:g} Mbit/s" if rate else ", unshaped") + (
+                    f", {delay:g} ms" if delay else "")
                 out.append((name, render(four.address, board(args.size, args.frames,
                                                               args.steps, name))))
     return out
@@ -73,21 +83,23 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--delays", default="0,5,20",
-                        help="one-way link delays (ms) of the 4-host runs, comma-separated")
+    parser.add_argument("--delays", default="5,20",
+                        help="one-way link delays (ms) of 4-host runs at 1 Gbit/s (netem)")
+    parser.add_argument("--rates", default="1000,100",
+                        help="link rates (Mbit/s) of 4-host runs without delay (tbf)")
     args = parser.parse_args()
-    args.delays = [float(d) for d in args.delays.split(",")]
+    args.delays = [float(d) for d in args.delays.split(",") if d]
+    args.rates = [float(r) for r in args.rates.split(",") if r]
     results = runs(args)
     base = results[0][1]
     print(f"film: tiny model, 3 scenes x {args.frames} frames at {args.size}x{args.size}, "
-          f"{args.steps} steps, high/low expert split; links 1 Gbit/s with netem delay on every "
-          "worker host's link (both directions); one warm-up film per cluster; 2 cores shared "
-          "by every host, so compute does not scale out here: the ratios show what the network "
-          "adds")
-    print(f"{'run':<18}{'ttff s':>8}{'total s':>9}{'bytes/handoff':>15}{'s/handoff':>11}"
+          f"{args.steps} steps, high/low expert split; every worker host's link shaped in both "
+          "directions; one warm-up film per cluster; all hosts share this machine's cores, so "
+          "compute does not scale out here: the ratios show what the network adds")
+    print(f"{'run':<30}{'ttff s':>8}{'total s':>9}{'bytes/handoff':>15}{'s/handoff':>11}"
           f"{'ttff x':>8}{'total x':>9}")
     for name, r in results:
-        print(f"{name:<18}{r['ttff']:>8.2f}{r['total']:>9.2f}{r['bytes']:>15,.0f}"
+        print(f"{name:<30}{r['ttff']:>8.2f}{r['total']:>9.2f}{r['bytes']:>15,.0f}"
               f"{r['handoff']:>11.3f}{r['ttff'] / base['ttff']:>8.2f}"
               f"{r['total'] / base['total']:>9.2f}")
 

@@ -186,6 +186,7 @@ def start_cluster(root: Path, layout: dict[str, dict[str, float]] = HOSTS, *,
                   threads: int = 1) -> Iterator[Cluster]:
     """The cluster of `layout`, its app serving; `threads`: torch threads per pool replica
     (equal to the inline render's for pixel-equal frames)."""
+    root.mkdir(parents=True, exist_ok=True)
     with Network() as net:
         hosts = {role: net.add_host(role) for role in layout}
         head = hosts["head"]

@@ -1,13 +1,14 @@
 """Hosts on one machine: Linux network namespaces on a bridge, each with its own address in
 198.18.0.0/15 (reserved for benchmarking networks), for tests of what crosses a network.
 
-    root namespace (this test process)          198.18.0.254/24 on the bridge
-        └── bridge rf<run>br ──┬── veth ── ns rf<run>h0  "head"   198.18.0.1   eth0
-                               ├── veth ── ns rf<run>h1  "high"   198.18.0.2   eth0
-                               └── veth ── ns rf<run>h2  ...
+    root namespace (this test process)          198.18.K.254/24 on the bridge
+        └── bridge rf<run>br ──┬── veth ── ns rf<run>h0  "head"   198.18.K.1   eth0
+                               ├── veth ── ns rf<run>h1  "high"   198.18.K.2   eth0
+                               └── veth ── ns rf<run>h2  ...       (K: a /24 not in use)
 
 Only what this module creates is touched: its namespaces, veths and bridge (names carry the
-run's id), the processes it starts in them, and addresses in 198.18.0.0/24. A host's
+run's id), the processes it starts in them, and addresses in a /24 of 198.18.0.0/15
+that no interface on the machine uses yet. A host's
 processes are ended by the PIDs of its namespace (`ip netns pids`), never by name; nothing
 like `ray stop` that ends every Ray process on the machine. `close()` undoes everything and
 is safe to call twice; use the Network as a context manager so that a failure or Ctrl-C
@@ -23,8 +24,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUBNET = "198.18.0"
-ROOT_ADDRESS = f"{SUBNET}.254"
+# Networks come from 198.18.0.0/15: 512 /24s, one per Network, never one in use already
+# (two runs at once, e.g. a test and a benchmark, each get their own).
+RANGE = [f"198.{18 + k // 256}.{k % 256}" for k in range(512)]
+
+
+def _free_subnet(start: int) -> str:
+    used = _ip("-4", "-o", "addr", "show").stdout
+    for k in range(512):
+        subnet = RANGE[(start + k) % 512]
+        if f" {subnet}." not in used:
+            return subnet
+    raise RuntimeError("every /24 of 198.18.0.0/15 is in use on this machine")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -52,7 +63,8 @@ class Network:
         # Run after the hosts are gone (e.g. removing a database's folder).
         self.cleanups: list = []
         _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{ROOT_ADDRESS}/24", "dev", self.bridge)
+        self.subnet = _free_subnet(os.getpid())
+        _ip("addr", "add", f"{self.subnet}.254/24", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
 
     def __enter__(self) -> Network:
@@ -63,7 +75,7 @@ class Network:
 
     def add_host(self, name: str) -> Host:
         index = len(self.hosts)
-        host = Host(name, f"rf{self.run_id}h{index}", f"{SUBNET}.{index + 1}",
+        host = Host(name, f"rf{self.run_id}h{index}", f"{self.subnet}.{index + 1}",
                     f"rf{self.run_id}v{index}")
         inner = f"rf{self.run_id}i{index}"
         _ip("netns", "add", host.namespace)
@@ -112,14 +124,32 @@ class Network:
         """Cut or restore the host's link (its processes live on, unreachable)."""
         _ip("link", "set", host.veth, "up" if up else "down")
 
-    def shape(self, host: Host, delay_ms: float, rate_mbit: float | None = None) -> None:
-        """tc netem on the host's link (both directions see it: it shapes the root side's
-        egress towards the host and the host's eth0 egress)."""
-        spec = ["delay", f"{delay_ms}ms"] + (["rate", f"{rate_mbit}mbit"] if rate_mbit else [])
-        subprocess.run(["tc", "qdisc", "replace", "dev", host.veth, "root", "netem", *spec],
-                       check=True, capture_output=True)
-        subprocess.run(["ip", "netns", "exec", host.namespace, "tc", "qdisc", "replace", "dev",
-                        "eth0", "root", "netem", *spec], check=True, capture_output=True)
+    def shape(self, host: Host, delay_ms: float = 0.0, rate_mbit: float | None = None) -> None:
+        """Shape the host's link in both directions (the root side's egress towards the
+        host, and the host's eth0): a one-way delay (tc netem) and/or a rate (netem's, or
+        tbf's when there is no delay). ValueError if the kernel lacks the qdisc."""
+        if delay_ms:
+            spec = ["netem", "delay", f"{delay_ms}ms"] + (
+                ["rate", f"{rate_mbit}mbit"] if rate_mbit else [])
+        elif rate_mbit:  # burst: one jiffy's worth at the rate, at least 64 kB
+            burst = max(65536, int(rate_mbit * 1e6 / 8 / 250))
+            spec = ["tbf", "rate", f"{rate_mbit}mbit", "burst", str(burst), "latency", "50ms"]
+        else:
+            spec = ["pfifo"]
+        for argv in (["tc", "qdisc", "replace", "dev", host.veth, "root", *spec],
+                     ["ip", "netns", "exec", host.namespace, "tc", "qdisc", "replace", "dev",
+                      "eth0", "root", *spec]):
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode:
+                raise ValueError(f"tc {spec[0]}: {done.stderr.strip()} (this kernel has no "
+                                 f"{spec[0]} qdisc?)")
+
+    def can_delay(self) -> bool:
+        """Whether this kernel has tc netem (needed for link delays)."""
+        done = subprocess.run(["tc", "qdisc", "replace", "dev", self.bridge, "root", "netem",
+                               "delay", "0ms"], capture_output=True)
+        subprocess.run(["tc", "qdisc", "del", "dev", self.bridge, "root"], capture_output=True)
+        return done.returncode == 0
 
     # ---- teardown -----------------------------------------------------------------------
 
