@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, PngImagePlugin
 
 from farm.media.provenance import Provenance, film_record, input_media_hashes, label_tags
+from farm.media.stills import write_png
 from farm.media.writers import png_path
 from farm.spec.film import Film
 
@@ -41,12 +41,7 @@ class Delivery:
         """One archived frame: a labelled PNG, signed before anyone can read it (written
         beside its final name, then moved into place)."""
         path = png_path(root, scene_id, index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        info = PngImagePlugin.PngInfo()
-        for key, value in label_tags("png").items():
-            info.add_text(key, value)
-        part = path.with_name(f".{path.name}.part.png")
-        Image.fromarray(frame).save(part, format="PNG", pnginfo=info, compress_level=1)
+        part = write_png(path.with_name(f".{path.name}.part.png"), frame, label_tags("png"))
         self.provenance.sign(part, "png", name=path.name)
         part.replace(path)
         return path
