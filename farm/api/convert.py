@@ -28,6 +28,7 @@ from PIL import Image
 
 from farm.api.protos import pb
 from farm.director.records import FilmEvent, FilmInfo
+from farm.media.library import blob_sha
 from farm.sched.output import FilmState
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.inputs import MEDIA_FIELDS
@@ -46,8 +47,6 @@ _CONTINUITY = {"single": pb.Scene.CONTINUITY_SINGLE, "windows": pb.Scene.CONTINU
                "chain": pb.Scene.CONTINUITY_CHAIN}
 _OPTIONAL_FILM = ("steps", "shift", "window", "overlap")
 _OPTIONAL_SCENE = ("negative_prompt", "guidance", "window", "overlap", "carry_frames")
-# Where the media library keeps a blob: its name is media/<the file's name>.
-_BLOB = re.compile(r"/media/blobs/([0-9a-f]{64})$")
 _MEDIA_KINDS = {"image": pb.Media.KIND_IMAGE, "audio": pb.Media.KIND_AUDIO,
                 "video": pb.Media.KIND_VIDEO}
 _EXECUTION_KINDS = {"phase": pb.Execution.KIND_PHASE, "decode": pb.Execution.KIND_DECODE,
@@ -203,10 +202,10 @@ def info_to_film(info: FilmInfo) -> pb.Film:
 def _media_names(scene: pb.Scene, inputs) -> None:
     """The scene's inputs as the media names the film was created with."""
     for field, location in inputs.items():
-        m = _BLOB.search(location)
-        if m is None:  # a film created in-process with files: not API media
+        sha = blob_sha(location)
+        if sha is None:  # a film created in-process with files: not API media
             continue
-        name = f"media/{m.group(1)}"
+        name = f"media/{sha}"
         if field.startswith("references"):
             scene.references.append(name)
         else:

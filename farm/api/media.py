@@ -13,7 +13,6 @@ FilmApi inherits these methods; FilmApi.__init__ sets `media` and `require_right
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from farm.api import convert
@@ -30,8 +29,6 @@ MAX_DISPLAY_NAME = 256
 MAX_RIGHTS_TEXT = 1024
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
-# Where a blob is in the store, as a decoder's error message names it.
-_BLOB_PATH = re.compile(r"\S*/media/blobs/([0-9a-f]{64})")
 
 
 class MediaApi:
@@ -96,11 +93,6 @@ class MediaApi:
                 return raw, f"no media {raw}: upload it first (UploadMedia)"
             return self.media.location(sha), _media_problem(field, info, self.require_rights)
         return locate
-
-
-def public(message: str) -> str:
-    """A message about media as its caller knows them: the store's paths become names."""
-    return _BLOB_PATH.sub(lambda m: f"media/{m.group(1)}", message)
 
 
 def _media_problem(field: str, info: MediaInfo, require_rights: bool) -> str | None:

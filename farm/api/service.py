@@ -23,13 +23,13 @@ from google.api import field_behavior_pb2
 
 from farm.api import convert
 from farm.api.errors import InvalidArgument, ModelNotServed
-from farm.api.media import MediaApi, public
+from farm.api.media import MediaApi
 from farm.api.paging import page_offset, page_token
 from farm.api.protos import pb
 from farm.director.director import Director
 from farm.director.errors import FailedPrecondition, ResourceExhausted
 from farm.director.records import FilmInfo
-from farm.media.library import MediaLibrary
+from farm.media.library import MediaLibrary, with_media_names
 from farm.media.probe import check_media
 from farm.media.provenance import DIR_MANIFEST, SIDECAR_SUFFIX
 from farm.sched.fairness import priority_problem
@@ -134,7 +134,8 @@ class FilmApi(MediaApi):
                                     locator=self.media_locator(tenant))
                 violations += [FieldError(convert.request_path(e.path, spec), e.message)
                                for e in self.checks(film)]
-                violations += [FieldError(convert.request_path(e.path, spec), public(e.message))
+                violations += [FieldError(convert.request_path(e.path, spec),
+                                          with_media_names(e.message))
                                for e in check_media(film)]
             except SpecError as exc:
                 violations += self._violations(exc, spec)

@@ -140,16 +140,12 @@ def finish(args: argparse.Namespace, loaded: LoadedFilm, written: Any,
 
 def add_audio(mp4: Path, loaded: LoadedFilm) -> bool:
     """Mux the scenes' audio (aligned to their frames, silence elsewhere) into the movie."""
-    from farm.media.audio import add_track, film_track
+    from farm.media.audio import add_film_audio
 
     audio = {s.id: s.inputs.audio for s in loaded.film.scenes}
     slots = [(slot.frames, audio.get(slot.scene_id) if slot.kind == "scene" else None)
              for slot in loaded.cut.slots]
-    track = film_track(slots, loaded.film.fps)
-    if track is None:
-        return False
-    add_track(mp4, track)
-    return True
+    return add_film_audio(mp4, slots, loaded.film.fps)
 
 
 def _previous_scene(cut: Any, i: int) -> str | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from farm.media.library import blob_sha
 from farm.media.provenance import Provenance, film_record, input_media_hashes, label_tags
 from farm.media.stills import write_png
 from farm.media.writers import png_path
@@ -49,12 +50,10 @@ class Delivery:
     def finish_movie(self, mp4: Path, frames_root: Path, name: str) -> None:
         """The assembled movie (`mp4`, to be renamed `name`) gets the scenes' sound and its
         credentials; the movie and each scene's frames get their manifests."""
-        from farm.media.audio import add_track, film_track
+        from farm.media.audio import add_film_audio
 
-        track = film_track([(s.num_frames, s.inputs.audio) for s in self.film.scenes],
-                           self.film.fps)
-        if track is not None:
-            add_track(mp4, track)
+        add_film_audio(mp4, [(s.num_frames, s.inputs.audio) for s in self.film.scenes],
+                       self.film.fps)
         self.provenance.write_file(mp4, "mp4", name=name)
         for scene in self.film.scenes:
             files = sorted((frames_root / scene.id).glob("*.png"))
@@ -99,7 +98,7 @@ def served_delivery(signer: Any, weights: Callable[[str], Any],
     is the model's weight hashes (computed once per model); `describe(tenant, sha256)`
     what the media library knows of an uploaded input (its name, rights statement)."""
     def make(film_id: str, film: Film, tenant: str) -> Delivery:
-        inputs = input_media_hashes(film.scenes)
+        inputs = input_media_hashes(film.scenes, blob_sha)  # uploads are hashed already
         for entry in inputs:
             entry.update(describe(tenant, entry.get("sha256", "")))
         return Delivery(film, Provenance(film_record(film, weights(film.model), inputs) | {

@@ -76,6 +76,16 @@ def film_track(slots: list[tuple[int, str | None]], fps: int,
     return np.concatenate(parts, axis=1)
 
 
+def add_film_audio(movie: str | Path, slots: list[tuple[int, str | None]], fps: int) -> bool:
+    """Mux the film's track (film_track of `slots`) into the finished `movie`; False, and
+    the movie untouched, when no slot has audio."""
+    track = film_track(slots, fps)
+    if track is None:
+        return False
+    add_track(movie, track)
+    return True
+
+
 def add_track(movie: str | Path, track: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Mux `track` into the finished `movie` in place (picture packets copied)."""
     from farm.media.movie import mux_audio

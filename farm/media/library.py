@@ -33,6 +33,9 @@ import fsspec
 from farm.media.decode import MediaError
 
 NAME = re.compile(r"^media/([0-9a-f]{64})$")
+# A blob where the store keeps it (a path or URL ending .../media/blobs/<sha256>), also
+# inside a decoder's error message.
+_BLOB = r"/media/blobs/([0-9a-f]{64})"
 KINDS = ("image", "audio", "video")
 
 
@@ -182,6 +185,17 @@ class MediaLibrary:
             os.replace(tmp, path)
         else:
             self.fs.pipe_file(path, body)
+
+
+def blob_sha(location: str) -> str | None:
+    """The sha256 of a blob's location in a media store, or None for any other file."""
+    m = re.search(_BLOB + "$", location)
+    return m.group(1) if m else None
+
+
+def with_media_names(text: str) -> str:
+    """`text` with every blob location replaced by its media name (what callers know)."""
+    return re.sub(r"\S*" + _BLOB, lambda m: f"media/{m.group(1)}", text)
 
 
 def parse_name(name: str) -> str | None:

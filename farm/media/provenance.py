@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,17 +81,20 @@ def weight_hashes(model_ref: str, seed: int = 0,
             for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in WEIGHT_SUFFIXES}
 
 
-def input_media_hashes(scenes: Iterable[Any]) -> list[dict[str, Any]]:
+def input_media_hashes(scenes: Iterable[Any],
+                       known: Callable[[str], str | None] = lambda _: None) -> list[dict[str, Any]]:
     """The media each scene was given (farm.spec.inputs), pinned: {"scene", "field",
     "location" (the file's name), "sha256"}; a URL is read through fsspec, and one that
-    cannot be read gets a "note" instead of a hash. Callers may add keys to an entry (a
-    "rights" statement: {"holder", "reference"}); the record carries them as given."""
+    cannot be read gets a "note" instead of a hash. `known(location)`: a sha256 already
+    known (a content-addressed store's blob: not read again). Callers may add keys to an
+    entry (a "rights" statement: {"holder", "reference"}); the record carries them."""
     hashed: dict[str, dict[str, str]] = {}  # a file shared by scenes is read once
     out = []
     for scene in scenes:
         for name, location in scene.inputs.items():
             if location not in hashed:
-                hashed[location] = _input_hash(location)
+                sha = known(location)
+                hashed[location] = {"sha256": sha} if sha else _input_hash(location)
             base = location.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
             out.append({"scene": scene.id, "field": name, "location": base, **hashed[location]})
     return out
