@@ -68,6 +68,26 @@ class Cluster:
             raise TimeoutError(f"the Ray node on {role} did not join (exit {proc.poll()})\n{log}")
         return host
 
+    def drain_node(self, role: str, deadline_s: int = 120) -> None:
+        """Ask Ray to drain the host's node, as an autoscaler does before it removes one:
+        Serve starts its replicas elsewhere and stops these, which leave the director
+        cleanly (serving.pool.PoolWorker.__del__)."""
+        head, gcs = self.hosts["head"], f"{self.hosts['head'].address}:{GCS_PORT}"
+        found = self.net.run(head, [sys.executable, "-c", _NODE_ID, gcs,
+                                    self.hosts[role].address], env=_env())
+        assert found.returncode == 0, found.stderr
+        done = self.net.run(head, [str(BIN / "ray"), "drain-node", "--address", gcs,
+                                   "--node-id", found.stdout.strip(),
+                                   "--reason", "DRAIN_NODE_REASON_PREEMPTION",
+                                   "--reason-message", f"host {role} leaves the cluster",
+                                   "--deadline-remaining-seconds", str(deadline_s)], env=_env())
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def stop_node(self, role: str) -> bool:
+        """Shut the host down (SIGTERM to its Ray node; SIGKILL after 30 s): True if it
+        stopped by itself."""
+        return self.net.stop_hosts([self.hosts[role]], grace_s=30.0)
+
     def host_of(self, worker_id: str) -> str:
         """The role of the host a worker id (`<pool>-<replica>-<n>@<address>`) names."""
         address = worker_id.rsplit("@", 1)[-1]
@@ -110,6 +130,14 @@ while time.monotonic() < deadline:
         sys.exit(0)
     time.sleep(0.5)
 sys.exit(1)
+"""
+
+
+_NODE_ID = """
+import sys, ray
+ray.init(address=sys.argv[1], logging_level="ERROR")
+print(next(n["NodeID"] for n in ray.nodes()
+           if n["Alive"] and n["NodeManagerAddress"] == sys.argv[2]))
 """
 
 
@@ -161,12 +189,15 @@ def _start_ray(net: Network, host: Host, head: Host, temp: Path, root: Path,
     return net.start(host, argv, root / f"ray-{host.name}.log", env=_env())
 
 
-def serve_config(root: Path, database_url: str, threads: int) -> dict:
+def serve_config(root: Path, database_url: str, threads: int,
+                 high_autoscaling: dict | None = None) -> dict:
     """The production app (serving.app:build_app), its pools pinned by resource: the pool
-    holding `high` needs rf_high, and so on (whichever hosts offer them)."""
+    holding `high` needs rf_high, and so on (whichever hosts offer them).
+    `high_autoscaling`: the high pool's PoolConfig.autoscaling (None: one replica)."""
     def pool(name: str, holds: list[str], role: str) -> dict:
+        scaling = {"autoscaling": high_autoscaling} if role == "high" and high_autoscaling else {}
         return {"name": name, "holds": holds, "replicas": 1, "num_cpus": 0.5,
-                "torch_threads": threads, "resources": {f"rf_{role}": 1}}
+                "torch_threads": threads, "resources": {f"rf_{role}": 1}, **scaling}
     args = {"models": ["tiny"], "artifacts": str(root / "art"), "database_url": database_url,
             "pools": [pool("High", ["high"], "high"), pool("Low", ["low"], "low"),
                       pool("Decode", ["vae", "text"], "decode")],
@@ -183,7 +214,7 @@ def serve_config(root: Path, database_url: str, threads: int) -> dict:
 
 @contextmanager
 def start_cluster(root: Path, layout: dict[str, dict[str, float]] = HOSTS, *,
-                  threads: int = 1) -> Iterator[Cluster]:
+                  threads: int = 1, high_autoscaling: dict | None = None) -> Iterator[Cluster]:
     """The cluster of `layout`, its app serving; `threads`: torch threads per pool replica
     (equal to the inline render's for pixel-equal frames)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -199,7 +230,7 @@ def start_cluster(root: Path, layout: dict[str, dict[str, float]] = HOSTS, *,
         for role in list(layout)[1:]:
             _start_ray(net, hosts[role], head, temp, root, layout[role])
         (root / "serve.yaml").write_text(yaml.safe_dump(
-            serve_config(root, url, threads)))
+            serve_config(root, url, threads, high_autoscaling)))
         log = root / "serve.log"
         serve = net.start(head, [str(BIN / "reelfarm"), "serve", "--config",
                                  str(root / "serve.yaml"), "--address",

@@ -153,24 +153,33 @@ class Network:
 
     # ---- teardown -----------------------------------------------------------------------
 
-    def close(self) -> None:
-        for host in self.hosts.values():
-            for proc in host.processes:  # our own children first, politely
+    def stop_hosts(self, hosts: list[Host], grace_s: float = 10.0) -> bool:
+        """End the hosts' processes: SIGTERM to our own children (a host shut down), then
+        SIGKILL whatever is left in their namespaces after `grace_s`. True if none was
+        left to kill."""
+        for host in hosts:
+            for proc in host.processes:
                 if proc.poll() is None:
                     try:
                         os.killpg(proc.pid, signal.SIGTERM)
                     except ProcessLookupError:
                         pass
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(h.pids() for h in self.hosts.values()):
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(h.pids() for h in hosts):
             time.sleep(0.2)
-        for host in self.hosts.values():
+        polite = not any(h.pids() for h in hosts)
+        for host in hosts:
             self.kill_host(host)
             for proc in host.processes:
                 try:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     pass
+        return polite
+
+    def close(self) -> None:
+        self.stop_hosts(list(self.hosts.values()))
+        for host in self.hosts.values():
             _ip("link", "del", host.veth, check=False)
             _ip("netns", "del", host.namespace, check=False)
         self.hosts.clear()

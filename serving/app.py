@@ -10,6 +10,9 @@
                      PoolHigh (expert "high")  PoolLow ("low")  PoolDecode ("vae", "text")
                        N replicas, each keeps    M replicas       K replicas
                        one expert resident
+           a pool with `autoscaling` grows and shrinks with its backlog: its replicas
+           report the director's queue (serving.autoscale) and Serve places new ones
+           wherever the cluster offers the pool's resources (e.g. a host that joined).
            latents + solver state move between pools as Ray object refs owned by
            the director; gangs of windows on several replicas swap halos through a
            per-phase HaloMailbox actor.
@@ -33,6 +36,7 @@ from typing import Any
 
 from ray import serve
 
+from serving.autoscale import autoscaling_config
 from serving.config import ServingConfig
 
 
@@ -50,8 +54,12 @@ def build_app(args: dict) -> serve.Application:
             options["accelerator_type"] = pool.accelerator_type
         if pool.resources:
             options["resources"] = dict(pool.resources)
+        scaling: dict[str, Any] = (
+            {"autoscaling_config": autoscaling_config(pool)} if pool.autoscaling is not None
+            else {"num_replicas": pool.replicas})
         pools.append(serve.deployment(PoolWorker).options(
-            name=f"Pool{pool.name}", num_replicas=pool.replicas, max_ongoing_requests=100,
+            name=f"Pool{pool.name}", max_ongoing_requests=100, **scaling,
+            graceful_shutdown_timeout_s=pool.drain_timeout_s,
             logging_config={"enable_access_log": False},
             ray_actor_options=options).bind(pool.model_dump(), pool.model, cfg.device, cfg.dtype,
                                             cfg.artifacts))

@@ -28,6 +28,31 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PoolAutoscaling(_Frozen):
+    """A pool whose replica count follows its backlog (serving.autoscale): Serve adds a
+    replica wherever the cluster offers the pool's resources, e.g. on a host that joined."""
+
+    # At least one: the backlog is reported by the pool's own replicas.
+    min_replicas: Annotated[int, Field(ge=1)] = 1
+    max_replicas: Annotated[int, Field(ge=1)]
+    # Queued + running phases one replica should carry (its slots, or more to keep fewer
+    # replicas for a short burst).
+    phases_per_replica: Annotated[float, Field(gt=0)] = 1.0
+    # How long the backlog must ask for more / fewer replicas before Serve moves. A real
+    # expert takes minutes to load (PoolConfig.preload), so scaling down waits longer.
+    upscale_delay_s: NonNegative = 30.0
+    downscale_delay_s: NonNegative = 600.0
+    # Window the reported backlog is averaged over.
+    look_back_period_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PoolAutoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"autoscaling.max_replicas ({self.max_replicas}) must be >= "
+                             f"autoscaling.min_replicas ({self.min_replicas})")
+        return self
+
+
 class PoolConfig(_Frozen):
     """One worker deployment: what its replicas hold and what each replica gets."""
 
@@ -63,6 +88,23 @@ class PoolConfig(_Frozen):
     # kernel on GPU); the reader decodes whatever the handoff names, so consumers need no
     # setting. Latents after the last step go to the decoder exact under every codec.
     handoff_codec: Literal["exact", "bf16", "fp8"] = "exact"
+    # None: `replicas` is fixed. Set: `replicas` is the start, and the backlog moves the
+    # count between autoscaling.min_replicas and max_replicas.
+    autoscaling: PoolAutoscaling | None = None
+    # How long a replica Serve stops (scale-down, a draining host) may finish the work it
+    # holds and hand it in before it is killed (Serve's graceful_shutdown_timeout_s):
+    # longer than a phase, or that phase runs again elsewhere.
+    drain_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+
+    @model_validator(mode="after")
+    def _start_within_bounds(self) -> PoolConfig:
+        scaling = self.autoscaling
+        if scaling is not None and not (scaling.min_replicas <= self.replicas
+                                        <= scaling.max_replicas):
+            raise ValueError(f"pool {self.name}: replicas ({self.replicas}) must be within "
+                             f"autoscaling.min_replicas..max_replicas "
+                             f"({scaling.min_replicas}..{scaling.max_replicas})")
+        return self
 
 
 class SpeedupTableSettings(_Frozen):

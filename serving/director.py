@@ -34,6 +34,7 @@ from farm.spec.storyboard import parse_storyboard
 from farm.stitch.stream import FrameRouter
 from farm.store.artifacts import ArtifactStore
 from farm.store.jobs import JobStore
+from serving.autoscale import QUEUED, RUNNING
 from serving.config import ServingConfig
 from serving.grpc_ingress import ServeRpc
 from serving.mailbox import create_mailbox
@@ -92,6 +93,20 @@ class DirectorServer:
 
     async def register(self, spec: WorkerSpec) -> None:
         self.executor.register(spec)
+
+    async def drain(self, worker_id: str) -> bool:
+        return self.executor.drain(worker_id)
+
+    async def leave(self, worker_id: str) -> None:
+        self.executor.leave(worker_id)
+
+    async def pool_load(self, pool: str) -> dict[str, float]:
+        """The pool's backlog for its autoscaling (serving.autoscale); empty while the
+        director has no live worker of it."""
+        for stats in self.director.fleet.pools:
+            if stats.pool == pool:
+                return {QUEUED: stats.queued_phases, RUNNING: stats.running_phases}
+        return {}
 
     async def heartbeat(self, worker_id: str) -> bool:
         return self.executor.heartbeat(worker_id)

@@ -3,13 +3,18 @@
     register ──> director          (once; again if the director forgot us)
     heartbeat ─> director          (every second, from its own thread)
     loop: next_work (long poll) ─> run each item in a thread ─> report (refs of results)
+    stopped by Serve (scale-down, a draining host):
+          drain ─> director        (no new work; keep running and reporting what we hold)
+          ...until it says nothing needs us ─> leave ─> exit
 
-Results are `ray.put` by this replica, which owns them: if it dies, the director's
-scheduler recomputes whatever still needed them.
+Results are `ray.put` by this replica, which owns them: a draining replica stays until
+every result it made has been read by the phases that needed it; if it dies (or its
+host does), the director's scheduler recomputes whatever still needed them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -69,6 +74,7 @@ class PoolWorker:
         self.replica = _replica_id()
         self.registrations = 0
         self.worker_id = ""
+        self.leaving = False
         self.error: str | None = None
         # Items run on `slots` long-lived threads: every new thread that calls torch gets
         # its own OpenMP team, and idle teams spinning on few cores slow everything down.
@@ -86,10 +92,29 @@ class PoolWorker:
         if self.error is not None:
             raise RuntimeError(self.error)
 
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """The pool's backlog, for a pool with autoscaling (serving.autoscale)."""
+        if not self.worker_id or self.leaving:
+            return {}
+        return await self.director.pool_load.remote(self.pool.name)
+
+    async def __del__(self) -> None:
+        """Serve stops this replica: drain (the director gives us nothing new while we
+        finish and report what we hold, and until the results we own have been read),
+        then leave. Serve kills us after the pool's drain_timeout_s whatever happens; the
+        director then recomputes what was lost."""
+        if not getattr(self, "worker_id", ""):  # (never registered, or __init__ failed)
+            return
+        while not await self.director.drain.remote(self.worker_id):
+            await asyncio.sleep(0.2)
+        self.leaving = True  # the pull loop and the heartbeats stop
+        await self.director.leave.remote(self.worker_id)
+        log.info("pool worker %s drained and left", self.worker_id)
+
     # ---- pull loop ------------------------------------------------------------------
 
     def _serve(self) -> None:
-        while True:
+        while not self.leaving:
             try:
                 self._register()
                 self._pull()
@@ -112,7 +137,7 @@ class PoolWorker:
         beat.start()
 
     def _heartbeat(self, worker_id: str) -> None:
-        while worker_id == self.worker_id:
+        while worker_id == self.worker_id and not self.leaving:
             try:
                 if not self.director.heartbeat.remote(worker_id).result():
                     return
@@ -121,7 +146,7 @@ class PoolWorker:
             time.sleep(1.0)
 
     def _pull(self) -> None:
-        while True:
+        while not self.leaving:
             items = self.director.next_work.remote(self.worker_id, 1.0).result()
             if items is None:
                 return  # the director lost us: register again under a new id

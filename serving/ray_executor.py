@@ -46,6 +46,7 @@ class _Task:
         self.echo: WorkReport | None = None
         self.duration = 0.0
         self.outputs: dict[str, Any] = {}
+        self.homes: dict[str, str] = {}  # output key -> the worker that made it
         self.checkpoints: list[Any] = []
         self.output_bytes = 0
 
@@ -73,10 +74,15 @@ class RayExecutor:
         self._lock = threading.Lock()
         self._plans: dict[str, FilmPlan] = {}
         self.store: dict[str, Any] = {}  # key -> ObjectRef
+        self._homes: dict[str, str] = {}  # key -> the worker that made (owns) it
         self._queues: dict[str, deque[WorkItem]] = {}
         self._seen: dict[str, float] = {}
         self._added: list[WorkerSpec] = []
         self._removed: list[str] = []
+        # Leaving cleanly (drain, then leave): asked, told to the scheduler, and gone.
+        self._draining: list[str] = []
+        self._drain_told: set[str] = set()
+        self._left: list[str] = []
         self._tasks: dict[str, _Task] = {}
         self._reports: queue.Queue[TaskReport] = queue.Queue()
         # worker id -> (kind, expert or "", task id) of every part it completed
@@ -92,15 +98,18 @@ class RayExecutor:
         with self._lock:
             for wid, seen in list(self._seen.items()):
                 if now - seen > self.liveness_timeout:
-                    self._forget(wid)
-            change = FleetChange(tuple(self._added), tuple(self._removed), data_lost=True)
-            self._added, self._removed = [], []
+                    self._forget(wid, self._removed)
+            change = FleetChange(tuple(self._added), tuple(self._removed),
+                                 tuple(self._draining), tuple(self._left))
+            self._drain_told.update(self._draining)
+            self._added, self._removed, self._draining, self._left = [], [], [], []
         return change
 
     def submit(self, output: SchedulerOutput) -> None:
         with self._lock:
             for key in output.freed_keys:
                 self.store.pop(key, None)
+                self._homes.pop(key, None)
             for task_id in output.cancelled_task_ids:
                 self._abort(task_id, "film finished")
             for task in (*output.decodes, *output.prepares, *output.images, *output.phases):
@@ -127,6 +136,7 @@ class RayExecutor:
             for task_id in list(self._tasks):
                 self._abort(task_id, "director shutting down")
             self.store.clear()
+            self._homes.clear()
 
     # ---- worker protocol (Serve request threads) ----------------------------------------
 
@@ -150,6 +160,26 @@ class RayExecutor:
                 return False
             self._seen[worker_id] = self.clock()
             return True
+
+    def drain(self, worker_id: str) -> bool:
+        """The worker is leaving (its replica is being stopped): from the next engine step
+        on it gets no new work. True once nothing needs it: the scheduler knows, nothing
+        is queued for it, it has reported every part it took, and every result it owns
+        (Ray objects die with their owner) has been read and freed; then it calls leave."""
+        with self._lock:
+            if worker_id not in self._seen:
+                return True
+            if worker_id not in self._drain_told and worker_id not in self._draining:
+                self._draining.append(worker_id)
+            return (worker_id in self._drain_told and not self._queues[worker_id]
+                    and not any(worker_id in t.waiting for t in self._tasks.values())
+                    and worker_id not in self._homes.values())
+
+    def leave(self, worker_id: str) -> None:
+        """A drained worker goes; nothing it made is still needed."""
+        with self._lock:
+            if worker_id in self._seen:
+                self._forget(worker_id, self._left)
 
     def take(self, worker_id: str) -> list[WorkItem] | None:
         """Everything queued for this worker; None if it must register again."""
@@ -180,11 +210,13 @@ class RayExecutor:
                 return
             task.waiting.discard(report.worker_id)
             task.outputs.update(report.outputs)
+            task.homes.update((key, report.worker_id) for key in report.outputs)
             task.checkpoints.extend(report.checkpoints)
             task.duration = max(task.duration, report.duration)
             task.output_bytes += report.output_bytes
             if not task.waiting:
                 self.store.update(task.outputs)
+                self._homes.update(task.homes)
                 self._saved.extend(task.checkpoints)
                 self._finish(report.task_id, TaskReport(report.task_id, True,
                                                         duration=task.duration,
@@ -204,10 +236,12 @@ class RayExecutor:
 
     # ---- internals (lock held) -------------------------------------------------------
 
-    def _forget(self, worker_id: str) -> None:
+    def _forget(self, worker_id: str, into: list[str]) -> None:
+        """`into`: the fleet change it goes out as (lost: removed; drained: left)."""
         self._seen.pop(worker_id, None)
         self._queues.pop(worker_id, None)
-        self._removed.append(worker_id)
+        self._drain_told.discard(worker_id)
+        into.append(worker_id)
         for task_id, task in list(self._tasks.items()):
             if worker_id in task.waiting:
                 # The scheduler fails this task when it removes the worker; stop its parts.

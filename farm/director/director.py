@@ -253,6 +253,7 @@ class Director:
             self._apply_commands(block=idle)
             if not self.engine.scheduler.has_unfinished_films():
                 self._forget_finished()
+                self.engine.apply_fleet()  # no film to lose: workers come and go quietly
                 self.sample_metrics()
                 idle = True
                 continue

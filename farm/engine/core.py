@@ -41,7 +41,7 @@ class EngineCore:
 
     def step(self) -> list[Event]:
         """Apply fleet changes, schedule what fits, execute, apply whatever finished."""
-        events = self._apply_fleet()
+        events = self.apply_fleet()
         started = self.clock()
         output = self.scheduler.schedule(started)
         self.last_decision_seconds = self.clock() - started
@@ -58,13 +58,19 @@ class EngineCore:
             raise EngineStalled(self._stall_reason())
         return events
 
-    def _apply_fleet(self) -> list[Event]:
+    def apply_fleet(self) -> list[Event]:
+        """Workers that joined, are leaving, left or were lost, into the scheduler (every
+        step; the director also calls it while it has no film, so the fleet stays known)."""
         change = self.executor.fleet()
         for spec in change.added:
             self.scheduler.add_worker(spec)
         events: list[Event] = []
+        for worker_id in change.draining:
+            self.scheduler.drain_worker(worker_id)
         for worker_id in change.removed:
-            events += self.scheduler.remove_worker(worker_id, data_lost=change.data_lost)
+            events += self.scheduler.remove_worker(worker_id, data_lost=True)
+        for worker_id in change.left:
+            events += self.scheduler.remove_worker(worker_id, data_lost=False)
         return events
 
     def run(self, on_events: Callable[[list[Event]], None] | None = None) -> None:

@@ -98,9 +98,14 @@ class FleetChange:
     """Workers that joined or disappeared since the executor was last asked."""
 
     added: tuple[WorkerSpec, ...] = ()
+    # Lost (missed heartbeats, its host gone): what it was running fails, and the data it
+    # produced is treated as gone with it (its host's object store may be).
     removed: tuple[str, ...] = ()
-    # Whether data a removed worker produced died with it (Ray: the worker owned it).
-    data_lost: bool = False
+    # Leaving: to get no new work (it finishes what it runs, then leaves).
+    draining: tuple[str, ...] = ()
+    # Left cleanly (drained: it handed in its work, and nothing it made is still needed):
+    # nothing is recomputed.
+    left: tuple[str, ...] = ()
 
 
 class Executor(Protocol):

@@ -49,7 +49,7 @@ class Round:
                  soon: frozenset[str] = frozenset()):
         """`soon`: workers busy only with short tasks (prompt, image, decode: seconds, where
         a phase takes minutes); a gang may wait for them rather than start narrower."""
-        self.workers = [w for w in workers if w.alive]
+        self.workers = [w for w in workers if w.alive and not w.draining]
         self.free = {w.spec.worker_id: w.free for w in self.workers}
         self.soon = set(soon)
         self.reserved: set[str] = set()

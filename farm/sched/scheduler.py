@@ -73,6 +73,12 @@ class Scheduler:
         self._ledger.workers[spec.worker_id] = WorkerState(
             spec, busy=old.busy if old else 0, warm=old.warm if old and old.alive else None)
 
+    def drain_worker(self, worker_id: str) -> None:
+        """The worker is leaving: nothing new is placed on it; what runs there finishes."""
+        w = self._ledger.workers.get(worker_id)
+        if w is not None:
+            w.draining = True
+
     def remove_worker(self, worker_id: str, data_lost: bool = False) -> list[Event]:
         """A worker disappeared: its running tasks fail (their units go back to the queue
         from their last completed phase, without using an attempt); with data_lost its

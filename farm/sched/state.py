@@ -136,10 +136,13 @@ class WorkerState:
     warm: tuple[str, str] | None = None
     # Name of the last gang a phase started here (the one its runtime keeps open).
     gang: str | None = None
+    # Leaving cleanly (its replica is being stopped): it finishes what it runs and gets
+    # nothing new.
+    draining: bool = False
 
     @property
     def free(self) -> int:
-        return max(0, self.spec.slots - self.busy) if self.alive else 0
+        return max(0, self.spec.slots - self.busy) if self.alive and not self.draining else 0
 
     def serves(self, part: str, model: str) -> bool:
         """Whether this worker can run work needing `part` ("high", "vae", ...) of `model`

@@ -40,7 +40,9 @@ def test_every_rendered_object_validates_strictly(profile, rendered):
 
 def test_optional_parts_render_only_when_asked(rendered):
     kinds = {p: sorted(o["kind"] for o in objs) for p, objs in rendered.items()}
-    assert kinds["default"] == ["PersistentVolumeClaim", "RayService"]
+    # the default runs its job store: PostgreSQL's Secret, Service and StatefulSet
+    assert kinds["default"] == ["PersistentVolumeClaim", "RayService", "Secret", "Service",
+                                "StatefulSet"]
     assert kinds["tiny"] == ["PersistentVolumeClaim", "RayService"]
     assert kinds["gpu64"] == sorted(["ConfigMap", "Deployment", "PodMonitor", "RayService", "Role",
                                      "RoleBinding", "Secret", "ServiceAccount"])
@@ -129,6 +131,8 @@ def test_values_schema_rejects(values, message):
     ({"pools": {"low": {"workers": {"replicas": 9}}}}, "must lie within"),
     ({"model": {"device": "cpu"}}, "never used"),
     ({"secret": {"existingSecret": ""}}, "api.auth is on"),
+    ({"secret": {"databaseUrl": "postgresql+psycopg://x@db/reelfarm"}},
+     "database.postgresql.enabled runs the job store in the chart"),
     ({"pools": {"high": {"model": "toy"}}}, r"pools.high.model \"toy\" is not in model.served"),
     ({"model": {"served": ["/models/a", "/models/b"]}}, "name the model the pool holds"),
 ])
@@ -310,3 +314,35 @@ def test_signing_secret_and_media_settings_reach_the_app(rendered):
         assert volume["secret"]["secretName"] == "studio-c2pa"
         assert {"name": "signing", "mountPath": "/etc/reelfarm/signing", "readOnly": True} in (
             pod["containers"][0]["volumeMounts"])
+
+
+def _database_env(objects) -> dict[str, dict]:
+    """The job store variables of every Ray container (head and workers), by name."""
+    rs = one(objects, "RayService")
+    specs = [rs["spec"]["rayClusterConfig"]["headGroupSpec"], *groups(objects).values()]
+    envs = [{e["name"]: e for e in spec["template"]["spec"]["containers"][0]["env"]
+             if e["name"].startswith("REELFARM_DATABASE")} for spec in specs]
+    assert all(env == envs[0] for env in envs)  # the director may be placed on any pod
+    return envs[0]
+
+
+def test_the_director_always_has_a_durable_job_store(rendered):
+    """Default: the chart's own PostgreSQL (its URL built from the Service and the password
+    Secret); gpu64: the studio's database from the API Secret; tiny: no variable, so the
+    director keeps SQLite on the artifacts volume (ServingConfig.job_store_url)."""
+    objects = rendered["default"]
+    pg = one(objects, "StatefulSet")
+    service, secret = one(objects, "Service"), one(objects, "Secret")
+    env = _database_env(objects)
+    assert env["REELFARM_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": secret["metadata"]["name"], "key": "password"}
+    host = f"{service['metadata']['name']}.{cc.NAMESPACE}.svc"
+    assert env["REELFARM_DATABASE_URL"]["value"] == (
+        f"postgresql+psycopg://reelfarm:$(REELFARM_DATABASE_PASSWORD)@{host}:5432/reelfarm")
+    assert service["spec"]["selector"] == pg["spec"]["template"]["metadata"]["labels"]
+    assert len(secret["data"]["password"]) >= 32  # base64 of 32 random characters
+    claim = pg["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    url = _database_env(rendered["gpu64"])["REELFARM_DATABASE_URL"]
+    assert url["valueFrom"]["secretKeyRef"]["key"] == "database-url"
+    assert _database_env(rendered["tiny"]) == {}

@@ -63,6 +63,9 @@ class Replica(PoolWorker):
     def _fetch(self, ref):
         return self.objects[ref]
 
+    def __del__(self):
+        pass  # no director to drain from (PoolWorker's is a coroutine Serve awaits)
+
 
 def run_film(worker: TorchWorker, embeds, tmp_path, codec: str, resume: bool = False):
     """Both phases through the replica; -> (wire value of the handoff, final Handoff)."""

@@ -28,6 +28,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- .Values.secret.existingSecret | default (printf "%s-secret" (include "reelfarm.fullname" .)) -}}
 {{- end -}}
 
+{{- define "reelfarm.postgresqlName" -}}
+{{- printf "%s-postgresql" (include "reelfarm.fullname" .) -}}
+{{- end -}}
+
 {{- define "reelfarm.artifactsClaim" -}}
 {{- .Values.artifacts.persistence.existingClaim | default (printf "%s-artifacts" (include "reelfarm.fullname" .)) -}}
 {{- end -}}
@@ -185,7 +189,21 @@ applications:
 # Nothing is fetched from a hub at run time.
 - {name: HF_HUB_OFFLINE, value: "1"}
 - {name: TRANSFORMERS_OFFLINE, value: "1"}
-{{- if or .Values.secret.existingSecret .Values.secret.databaseUrl }}
+{{- if .Values.database.postgresql.enabled }}
+{{- if .Values.secret.databaseUrl }}
+{{- fail "database.postgresql.enabled runs the job store in the chart: leave secret.databaseUrl empty (or disable it to use that external database)" }}
+{{- end }}
+# The job store the chart runs (templates/postgresql.yaml): the director's
+# ServingConfig.job_store_url, with the password from its Secret ($(...) is expanded by
+# Kubernetes from the variable above it).
+- name: REELFARM_DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.database.postgresql.existingSecret | default (include "reelfarm.postgresqlName" .) }}
+      key: password
+- name: REELFARM_DATABASE_URL
+  value: "postgresql+psycopg://reelfarm:$(REELFARM_DATABASE_PASSWORD)@{{ include "reelfarm.postgresqlName" . }}.{{ .Release.Namespace }}.svc:5432/reelfarm"
+{{- else if or .Values.secret.existingSecret .Values.secret.databaseUrl }}
 # The job store's SQLAlchemy URL, for the director (ServingConfig.job_store_url); without
 # it the director keeps a SQLite file on the artifacts volume.
 - name: REELFARM_DATABASE_URL
