@@ -95,6 +95,15 @@ class PoolConfig(_Frozen):
     # holds and hand it in before it is killed (Serve's graceful_shutdown_timeout_s):
     # longer than a phase, or that phase runs again elsewhere.
     drain_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    # Where the pool's experts wait between uses, for GPUs smaller than an expert plus its
+    # activations (farm.model.offload; docs/weights.md "Offload"): "none" on the GPU;
+    # "model" in host memory, the whole expert moved in for its phase (one expert on the
+    # GPU at a time); "group" block by block, each streamed in for its forward. Slower
+    # (farm.spec.weights.offload_seconds); results are the same bit for bit.
+    offload: Literal["none", "model", "group"] = "none"
+    # The GPU memory of one replica (GB). Given: a pool whose weights (under its offload)
+    # do not fit is refused at start, naming the pool, the bytes and this budget.
+    gpu_memory_gb: Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _start_within_bounds(self) -> PoolConfig:
@@ -104,6 +113,17 @@ class PoolConfig(_Frozen):
             raise ValueError(f"pool {self.name}: replicas ({self.replicas}) must be within "
                              f"autoscaling.min_replicas..max_replicas "
                              f"({scaling.min_replicas}..{scaling.max_replicas})")
+        return self
+
+    @model_validator(mode="after")
+    def _one_expert_at_a_time(self) -> PoolConfig:
+        # "model" offload moves an expert out when another one is asked for: with two
+        # units at once, one would lose its weights mid-phase.
+        experts = [h for h in self.holds if h in ("high", "low", "dense")]
+        if self.offload == "model" and len(experts) > 1 and self.slots > 1:
+            raise ValueError(f"pool {self.name}: offload 'model' keeps one of its experts "
+                             f"({', '.join(experts)}) on the GPU at a time; give it slots: 1, "
+                             "or offload 'group' / 'none'")
         return self
 
 
@@ -280,6 +300,26 @@ class ServingConfig(_Frozen):
             if missing := parts[m] - held[m]:
                 raise ValueError(f"no pool holds {sorted(missing)} of model {m}; every expert, "
                                  "'text' and 'vae' of every model must be held by some pool")
+        return self
+
+    @model_validator(mode="after")
+    def _pools_fit_their_gpus(self) -> ServingConfig:
+        """A pool with a gpu_memory_gb whose weights cannot fit it is refused before
+        anything starts (sizes from the model's configs, no weights read)."""
+        from farm.model.footprint import pool_weight_bytes
+        from farm.model.loader import resolve_model
+
+        for p in self.pools:
+            if p.gpu_memory_gb is None:
+                continue
+            need = pool_weight_bytes(resolve_model(p.model), p.holds, self.dtype,
+                                     offload=p.offload)
+            if need > p.gpu_memory_gb * 1e9:
+                raise ValueError(
+                    f"pool {p.name}: {', '.join(p.holds)} of {p.model} at {self.dtype} with "
+                    f"offload {p.offload!r} keep {need / 1e9:.1f} GB of weights on the GPU; its "
+                    f"gpu_memory_gb is {p.gpu_memory_gb:g} GB. Hold fewer parts per pool, or "
+                    "offload (none | model | group; docs/weights.md)")
         return self
 
     def sources(self) -> dict:

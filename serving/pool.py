@@ -66,7 +66,8 @@ class PoolWorker:
             torch.set_num_threads(self.pool.torch_threads)
         quiet_libraries()
         self.model = model
-        self.worker = TorchWorker(resolve_model(model), device, getattr(torch, dtype))
+        self.worker = TorchWorker(resolve_model(model), device, getattr(torch, dtype),
+                                  offload=self.pool.offload)
         self.artifacts = ArtifactStore(artifacts)
         if self.pool.preload:
             self._preload()

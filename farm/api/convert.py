@@ -46,6 +46,13 @@ _SOLVERS = {"unipc": pb.Film.SOLVER_UNIPC, "euler": pb.Film.SOLVER_EULER}
 _CONTINUITY = {"single": pb.Scene.CONTINUITY_SINGLE, "windows": pb.Scene.CONTINUITY_WINDOWS,
                "chain": pb.Scene.CONTINUITY_CHAIN}
 _OPTIONAL_FILM = ("steps", "shift", "window", "overlap")
+_D = pb.Delivery
+_SCALES = {"lanczos": _D.SCALE_LANCZOS, "bicubic": _D.SCALE_BICUBIC,
+           "bilinear": _D.SCALE_BILINEAR, "spline": _D.SCALE_SPLINE, "area": _D.SCALE_AREA,
+           "neighbor": _D.SCALE_NEIGHBOR}
+_FPS_METHODS = {"drop": _D.FPS_METHOD_DROP, "blend": _D.FPS_METHOD_BLEND,
+                "interpolate": _D.FPS_METHOD_INTERPOLATE}
+_FITS = {"pad": _D.FIT_PAD, "crop": _D.FIT_CROP}
 _OPTIONAL_SCENE = ("negative_prompt", "guidance", "window", "overlap", "carry_frames")
 _MEDIA_KINDS = {"image": pb.Media.KIND_IMAGE, "audio": pb.Media.KIND_AUDIO,
                 "video": pb.Media.KIND_VIDEO}
@@ -90,6 +97,8 @@ def storyboard_to_film(board: dict[str, Any], priority: int | None = None) -> pb
         film.solver = _SOLVERS[board["solver"]]
     if priority is not None:
         film.priority = priority
+    if board.get("delivery") is not None:
+        film.delivery.CopyFrom(_delivery_to_pb(board["delivery"]))
     for s in board["scenes"]:
         scene = film.scenes.add(id=s["id"], prompt=s["prompt"], seed=s.get("seed", 0))
         for key in ("frames", "seconds", "window", "overlap", "negative_prompt",
@@ -123,6 +132,8 @@ def film_to_storyboard(film: pb.Film) -> dict[str, Any]:
             data[key] = getattr(film, key)
     if film.solver:
         data["solver"] = _enum_word(film.solver, _SOLVERS, "solver", errors)
+    if film.HasField("delivery"):
+        data["delivery"] = _delivery_to_storyboard(film.delivery, errors)
     data["scenes"] = [_scene_to_storyboard(i, s, errors) for i, s in enumerate(film.scenes)]
     if errors:
         raise SpecError(errors)
@@ -148,6 +159,24 @@ def _scene_to_storyboard(i: int, s: pb.Scene, errors: list[FieldError]) -> dict[
         value = list(getattr(s, key)) if key == "references" else getattr(s, key)
         if value:
             out[key] = value
+    return out
+
+
+def _delivery_to_pb(d: dict[str, Any]) -> pb.Delivery:
+    """A storyboard's `delivery:` (a dict; unset sizes and rate stay 0: the film's)."""
+    out = pb.Delivery(fps=d.get("fps") or 0, width=d.get("width") or 0,
+                      height=d.get("height") or 0)
+    for key, table in (("scale", _SCALES), ("fps_method", _FPS_METHODS), ("fit", _FITS)):
+        if d.get(key):
+            setattr(out, key, table[d[key]])
+    return out
+
+
+def _delivery_to_storyboard(d: pb.Delivery, errors: list[FieldError]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: getattr(d, k) for k in ("fps", "width", "height") if getattr(d, k)}
+    for key, table in (("scale", _SCALES), ("fps_method", _FPS_METHODS), ("fit", _FITS)):
+        if value := getattr(d, key):
+            out[key] = _enum_word(value, table, f"delivery.{key}", errors)
     return out
 
 
@@ -185,6 +214,10 @@ def info_to_film(info: FilmInfo) -> pb.Film:
                    phases_total=info.phases_total, frames_done=info.frames_done,
                    frames_total=info.frames_total, create_time=_timestamp(info.create_time),
                    update_time=_timestamp(info.update_time))
+    if (d := spec.delivery) is not None:  # resolved: every field set
+        film.delivery.CopyFrom(pb.Delivery(
+            fps=d.fps, width=d.width, height=d.height, scale=_SCALES[d.scale],
+            fps_method=_FPS_METHODS[d.fps_method], fit=_FITS.get(d.fit, 0)))
     done = {s.id: s.frames_done for s in info.scenes}
     experts = spec.profile.experts
     for s in spec.scenes:

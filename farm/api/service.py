@@ -258,6 +258,11 @@ class FilmApi(MediaApi):
     def get_artifact(self, request: pb.GetArtifactRequest,
                      tenant: str) -> Iterator[pb.GetArtifactResponse]:
         film_id = _film_id(request.name)
+        if request.rendition == pb.RENDITION_DELIVERY:
+            yield from self._delivered(film_id, request.scene_id, tenant)
+            return
+        if request.rendition not in pb.Rendition.values():
+            raise InvalidArgument([FieldError("rendition", f"unknown value {request.rendition}")])
         if not request.scene_id:
             mp4 = self.director.mp4_path(film_id, tenant)
             yield from convert.artifact_chunks(mp4, "film.mp4", "video/mp4")
@@ -280,6 +285,27 @@ class FilmApi(MediaApi):
                                                "image/png")
         if folder is not None:  # written when the film finishes (the PNGs are signed already)
             yield from _manifest(folder / DIR_MANIFEST, f"{scene.id}/{DIR_MANIFEST}")
+
+    def _delivered(self, film_id: str, scene_id: str,
+                   tenant: str) -> Iterator[pb.GetArtifactResponse]:
+        """The film's delivery conform (farm.media.conform): delivery.mp4, or a scene's
+        conformed PNGs, each with its manifest; made when the film succeeds."""
+        info = self.director.get_film(film_id, tenant)
+        if info.film is None or info.film.delivery is None:
+            raise InvalidArgument([FieldError("rendition", f"films/{film_id} has no delivery "
+                                              "to conform to; use RENDITION_RENDER")])
+        if scene_id and scene_id not in {s.id for s in info.scenes}:
+            raise InvalidArgument([FieldError("scene_id", f"films/{film_id} has no scene "
+                                              f"{scene_id!r}")])
+        mp4 = self.director.mp4_path(film_id, tenant).with_name("delivery.mp4")
+        if not scene_id:
+            yield from convert.artifact_chunks(mp4, mp4.name, "video/mp4")
+            yield from _manifest(mp4.with_name(mp4.name + SIDECAR_SUFFIX))
+            return
+        folder = mp4.parent / "delivery" / scene_id
+        for path in sorted(folder.glob("*.png")):
+            yield from convert.artifact_chunks(path, f"{scene_id}/{path.name}", "image/png")
+        yield from _manifest(folder / DIR_MANIFEST, f"{scene_id}/{DIR_MANIFEST}")
 
     @staticmethod
     def _frames_args(request: pb.StreamFramesRequest, info: FilmInfo) -> tuple[int, int, int]:

@@ -3,33 +3,41 @@ validation errors."""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from farm.model import hub
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.film import Film, resolve_film
 from farm.spec.profiles import profile_for
 from farm.spec.storyboard import Storyboard, load_storyboard, parse_storyboard
 from farm.spec.timeline import Cut, cut_of_scenes, is_timeline, load_timeline
 
+if TYPE_CHECKING:
+    from farm.model.loader import ModelSource
+
 
 @dataclass(frozen=True, slots=True)
 class LoadedFilm:
     """A film as the CLI loaded it: the resolved film, the storyboard it came from (flags
-    applied) and its picture cut (gaps and timecode, from a timeline; none for storyboards)."""
+    applied), its picture cut (gaps and timecode, from a timeline; none for storyboards)
+    and its model, resolved once (a Hub repo id: its snapshot in the cache)."""
 
     film: Film
     board: Storyboard
     cut: Cut
     source: Path
+    model: ModelSource
 
 
 def add_film_flags(p) -> None:
     """The film settings a command line may override (they win over the file)."""
     p.add_argument("--model", help="tiny | tiny-<family> | toy | a diffusers-format model folder "
-                                   "(overrides the storyboard's model)")
+                                   "| a Hugging Face repo id OWNER/NAME[@REVISION] in the local "
+                                   "cache (overrides the storyboard's model)")
     p.add_argument("--steps", type=int, help="solver steps (overrides the storyboard)")
     p.add_argument("--width", type=int, help="frame width (overrides the storyboard / timeline)")
     p.add_argument("--height", type=int, help="frame height (overrides the storyboard / timeline)")
@@ -44,7 +52,9 @@ def film_flags(args) -> dict:
 def load_from_args(args) -> LoadedFilm | None:
     """`args.storyboard` with the film flags, or None after printing every problem."""
     try:
-        return load_source(args.storyboard, **film_flags(args))
+        # the Hugging Face cache by the environment of the command, read here at its edge
+        return load_source(args.storyboard, **film_flags(args),
+                           hub_cache=hub.cache_from_env(os.environ))
     except SpecError as exc:
         print_spec_error(exc, args.storyboard)
         return None
@@ -74,14 +84,16 @@ def load_board(path: str | Path, **flags) -> tuple[Storyboard, Cut | None, Any]:
 
 def load_source(path: str | Path, *, model: str | None = None, steps: int | None = None,
                 width: int | None = None, height: int | None = None,
-                fps: int | None = None) -> LoadedFilm:
-    """Like load_film, keeping the storyboard and the cut (what the deliverables need)."""
+                fps: int | None = None, hub_cache: Path | None = None) -> LoadedFilm:
+    """Like load_film, keeping the storyboard and the cut (what the deliverables need).
+    `hub_cache`: where a model named by Hugging Face repo id is (None: huggingface_hub's
+    default)."""
     from farm.model.loader import resolve_model
 
     board, cut, rename = load_board(path, steps=steps, width=width, height=height, fps=fps)
     ref = model or board.model
     try:
-        source = resolve_model(ref)
+        source = resolve_model(ref, hub_cache)
     except ValueError as exc:
         raise SpecError(rename([FieldError("model" if model is None else "--model",
                                            str(exc))])) from None
@@ -99,7 +111,7 @@ def load_source(path: str | Path, *, model: str | None = None, steps: int | None
     if errors:
         raise SpecError(rename(errors))
     cut = cut or cut_of_scenes([(s.id, s.num_frames) for s in film.scenes])
-    return LoadedFilm(film, board, cut, Path(path))
+    return LoadedFilm(film, board, cut, Path(path), source)
 
 
 def _reparse(data: dict, flags: dict) -> Storyboard:

@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fetch = _named(fsub, "fetch", "download a finished film's mp4 (and frames)")
     fetch.add_argument("-o", "--output", required=True, help="mp4 file to write")
     fetch.add_argument("--frames-dir", help="also write every frame: DIR/<scene>/<scene>.NNNN.png")
+    fetch.add_argument("--delivery", action="store_true",
+                       help="the film's delivery conform (delivery.mp4 and its frames) "
+                            "instead of the render")
     pause = _named(fsub, "pause", "pause a queued or running film (running phases finish)")
     resume = _named(fsub, "resume", "resume a paused film")
     priority = _named(fsub, "priority", "set a film's priority (0 to 100, higher first)")
@@ -108,12 +111,14 @@ def run_cancel(client, args: argparse.Namespace) -> int:
 def run_fetch(client, args: argparse.Namespace) -> int:
     handle = client.film(args.name)
     film = handle.get()
-    handle.download(args.output)
+    handle.download(args.output, delivery=args.delivery)
     print(f"wrote {args.output}")
     if args.frames_dir:
-        for scene in film.scenes:
-            handle.download(args.frames_dir, scene_id=scene.id)
-        print(f"wrote {film.frames_total} frames under {args.frames_dir}")
+        files = [p for scene in film.scenes
+                 for p in handle.download(args.frames_dir, scene_id=scene.id,
+                                          delivery=args.delivery)]
+        frames = sum(p.suffix == ".png" for p in files)
+        print(f"wrote {frames} frames under {args.frames_dir}")
     return 0
 
 

@@ -1,9 +1,12 @@
 """`reelfarm models init-tiny DIR`: write a tiny random-weight model folder;
-`reelfarm models train-toy DIR`: train the toy model (farm.toy) and write its folder."""
+`reelfarm models train-toy DIR`: train the toy model (farm.toy) and write its folder;
+`reelfarm models pull REPO`: fetch a Hugging Face repo into the local cache (the only
+command that touches the network; docs/weights.md)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,6 +53,56 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="decay the expert lr linearly to 0 over the last N of "
                      "--dit-steps (default 0: none)")
     toy.set_defaults(run=run_train_toy)
+    _add_pull(msub)
+
+
+def _add_pull(msub) -> None:
+    from farm.model.hub import POOLS
+
+    pull = msub.add_parser("pull", help="download a Hugging Face model repo (only the folders "
+                           "the named pools need) into the local Hugging Face cache")
+    pull.add_argument("repo", metavar="REPO",
+                      help="OWNER/NAME[@REVISION], e.g. Wan-AI/Wan2.2-T2V-A14B-Diffusers")
+    pull.add_argument("--pools", metavar="POOL,...",
+                      help=f"what the machine will run: {', '.join(POOLS)} (default: all)")
+    pull.add_argument("--revision", help="branch, tag or commit (default: main)")
+    pull.add_argument("--cache-dir", help="Hugging Face hub cache (default: HF_HUB_CACHE, "
+                      "else HF_HOME/hub, else ~/.cache/huggingface/hub)")
+    pull.set_defaults(run=run_pull)
+
+
+def pull_request(args: argparse.Namespace, env) -> dict:
+    """snapshot_download's arguments for `models pull` (ValueError naming the flag);
+    `env`: the environment, read here at the command line's edge."""
+    from farm.model.hub import cache_from_env, parse_pools, pull_arguments
+
+    cache = Path(args.cache_dir).expanduser() if args.cache_dir else cache_from_env(env)
+    return pull_arguments(args.repo, parse_pools(args.pools), args.revision, cache)
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    import os
+    import sys
+
+    try:
+        request = pull_request(args, os.environ)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    from farm.model.hub import pull
+
+    print(f"pulling {request['repo_id']} (revision {request['revision'] or 'main'}) into "
+          f"{request['cache_dir']}: {' '.join(request['allow_patterns'])}", flush=True)
+    try:
+        snapshot = pull(request)
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
+        print(f"error: pulling {args.repo}: {exc}", file=sys.stderr)
+        return 1
+    print(f"pulled {args.repo} to {snapshot}; render it with --model {args.repo} "
+          "(or `model:` in the storyboard), offline")
+    return 0
 
 
 def run_init_tiny(args: argparse.Namespace) -> int:

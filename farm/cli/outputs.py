@@ -28,11 +28,17 @@ def add_output_flags(p: argparse.ArgumentParser) -> None:
                                       "<otio name>_frames/ beside it)")
     p.add_argument("--label", action="store_true",
                    help="burn a visible 'AI-generated' label into every rendered frame")
+    p.add_argument("--delivery-out", help="for a film with `delivery:`: the conformed mp4 "
+                                          "(default <output>.delivery.mp4 beside -o)")
+    p.add_argument("--delivery-frames-dir",
+                   help="for a film with `delivery:`: the conformed PNG sequence (default "
+                        "<frames dir>_delivery/ when frames are written)")
     add_signing_flags(p)
 
 
-def check_output_flags(args: argparse.Namespace) -> str:
-    """'' if the deliverable flags can be honoured, else why not (before any work)."""
+def check_output_flags(args: argparse.Namespace, film: Any = None) -> str:
+    """'' if the deliverable flags can be honoured, else why not (before any work).
+    `film`: the resolved film (the delivery flags need its `delivery:`)."""
     if args.exr_dir:
         from farm.media.stills import exr_available
 
@@ -40,6 +46,8 @@ def check_output_flags(args: argparse.Namespace) -> str:
             return f"--exr-dir: {why}"
     if args.otio_out and Path(args.otio_out).suffix.lower() != ".otio":
         return f"--otio-out: must name an .otio file, not {Path(args.otio_out).name}"
+    if problem := _check_delivery_flags(args, film):
+        return problem
     signer, problem = load_signer(args)
     args.signer = signer  # loaded once, here: finish() signs with it
     return problem
@@ -54,15 +62,37 @@ def frames_dir(args: argparse.Namespace) -> Path | None:
     return None
 
 
+def _check_delivery_flags(args: argparse.Namespace, film: Any) -> str:
+    given = [f for f in ("delivery_out", "delivery_frames_dir") if getattr(args, f, None)]
+    if given and film is not None and film.delivery is None:
+        return f"--{given[0].replace('_', '-')}: the film has no `delivery:` to conform to"
+    if getattr(args, "delivery_out", None) and Path(args.delivery_out).suffix.lower() != ".mp4":
+        return f"--delivery-out: must name an .mp4 file, not {Path(args.delivery_out).name}"
+    return ""
+
+
+def delivery_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """(conformed mp4, conformed frames folder or None) of a film with `delivery:`."""
+    out = Path(args.output)
+    mp4 = (Path(args.delivery_out) if args.delivery_out
+           else out.with_name(out.stem + ".delivery.mp4"))
+    if args.delivery_frames_dir:
+        return mp4, Path(args.delivery_frames_dir)
+    render = frames_dir(args)
+    return mp4, render.with_name(render.name + "_delivery") if render is not None else None
+
+
 def open_deliverables(args: argparse.Namespace, loaded: LoadedFilm) -> Any:
     from farm.media.deliverables import DeliverableOptions, Deliverables
 
     f = loaded.film
+    mp4, frames = delivery_paths(args) if f.delivery is not None else (None, None)
     options = DeliverableOptions(
         mp4=Path(args.output), frames_dir=frames_dir(args), png_bits=args.png_depth,
         exr_dir=Path(args.exr_dir) if args.exr_dir else None,
-        contact_sheet=Path(args.contact_sheet) if args.contact_sheet else None, label=args.label)
-    return Deliverables(options, loaded.cut, f.fps, f.width, f.height, f.title)
+        contact_sheet=Path(args.contact_sheet) if args.contact_sheet else None, label=args.label,
+        delivery_mp4=mp4, delivery_frames_dir=frames)
+    return Deliverables(options, loaded.cut, f.fps, f.width, f.height, f.title, f.delivery)
 
 
 class ProvenanceRecorder:
@@ -71,13 +101,12 @@ class ProvenanceRecorder:
 
     def __init__(self, loaded: LoadedFilm):
         from farm.media.provenance import input_media_hashes, weight_hashes
-        from farm.model.loader import resolve_model
 
         self.loaded = loaded
         self.started = _now()
         self._t0 = time.monotonic()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="weight-hash")
-        source = resolve_model(loaded.film.model)
+        source = loaded.model
         self._weights: Future = self._pool.submit(weight_hashes, loaded.film.model,
                                                   source.seed, source.path)
         self._inputs: Future = self._pool.submit(input_media_hashes, loaded.film.scenes)
@@ -121,6 +150,8 @@ def finish(args: argparse.Namespace, loaded: LoadedFilm, written: Any,
     from farm.media.provenance import DIGITAL_SOURCE_TYPE, LABEL, Provenance
 
     add_audio(Path(args.output), loaded)
+    if loaded.film.delivery is not None:
+        add_audio(delivery_paths(args)[0], loaded, loaded.film.delivery)
     signer = getattr(args, "signer", None)
     if signer is None:  # check_output_flags did not run (a caller of finish alone)
         signer, problem = load_signer(args)
@@ -133,19 +164,23 @@ def finish(args: argparse.Namespace, loaded: LoadedFilm, written: Any,
 
         render = {"label": LABEL, "digital_source_type": DIGITAL_SOURCE_TYPE,
                   **{k: provenance.record[k] for k in ("software", "model", "source", "times")}}
-        path = export_timeline(args.otio_out, loaded.film, loaded.cut, frames_dir(args), render)
+        conformed = delivery_paths(args)[1] if loaded.film.delivery is not None else None
+        path = export_timeline(args.otio_out, loaded.film, loaded.cut, frames_dir(args), render,
+                               delivery_frames_dir=conformed)
         out.append(provenance.write_file(path, "otio"))
     return out
 
 
-def add_audio(mp4: Path, loaded: LoadedFilm) -> bool:
-    """Mux the scenes' audio (aligned to their frames, silence elsewhere) into the movie."""
+def add_audio(mp4: Path, loaded: LoadedFilm, delivery: Any = None) -> bool:
+    """Mux the scenes' audio (aligned to their frames, silence elsewhere) into the movie;
+    with `delivery` (farm.spec.delivery), to the conformed movie's frames."""
     from farm.media.audio import add_film_audio
 
     audio = {s.id: s.inputs.audio for s in loaded.film.scenes}
-    slots = [(slot.frames, audio.get(slot.scene_id) if slot.kind == "scene" else None)
+    frames = delivery.frames if delivery is not None else (lambda n: n)
+    slots = [(frames(slot.frames), audio.get(slot.scene_id) if slot.kind == "scene" else None)
              for slot in loaded.cut.slots]
-    return add_film_audio(mp4, slots, loaded.film.fps)
+    return add_film_audio(mp4, slots, delivery.fps if delivery is not None else loaded.film.fps)
 
 
 def _previous_scene(cut: Any, i: int) -> str | None:

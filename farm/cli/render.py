@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.address and args.executor != "ray":
         print("error: --address goes with --executor ray", file=sys.stderr)
         return 2
-    if problem := check_output_flags(args):
+    if problem := check_output_flags(args, loaded.film):
         print(f"error: {problem}", file=sys.stderr)
         return 2
     film = loaded.film
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"cluster ready after {source.startup_s:.1f} s")
     else:
         dtype = getattr(torch, args.dtype or ("float32" if args.device == "cpu" else "bfloat16"))
-        source = InlineSource(film, args.device, dtype, args.workers)
+        source = InlineSource(film, args.device, dtype, args.workers, loaded.model)
     stats = RenderStats(film)
     recorder = ProvenanceRecorder(loaded)
     out = open_deliverables(args, loaded)
@@ -86,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
     gaps = f" + {out.gap_frames} gap frames" if out.gap_frames else ""
     console.print(f"wrote {Path(args.output)} ({film.num_frames} frames{gaps} at {film.fps} fps) "
                   f"and {len(manifests)} provenance manifest(s)")
+    if (conformed := out.conformed) is not None:
+        d = conformed.delivery
+        console.print(f"conformed {conformed.mp4} ({sum(n for _, n in conformed.slots)} frames "
+                      f"at {d.fps} fps, {d.width}x{d.height}; farm/spec/delivery.py's rule)")
     return 0
 
 

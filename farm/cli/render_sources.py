@@ -24,10 +24,12 @@ from farm.spec.storyboard import Storyboard
 class InlineSource:
     """The embedded farm; its engine (all torch work) runs on a background thread."""
 
-    def __init__(self, film: Film, device: str, dtype: Any, workers: str):
+    def __init__(self, film: Film, device: str, dtype: Any, workers: str, model: Any = None):
+        """`model`: the film's model as the command resolved it (a ModelSource; None: by
+        its name)."""
         from farm.local import LocalFarm
 
-        self.farm = LocalFarm(film.model, device=device, dtype=dtype, workers=workers)
+        self.farm = LocalFarm(model or film.model, device=device, dtype=dtype, workers=workers)
         self.film_id, self.stream = self.farm.submit(film)
         self.phases_total = self.farm.engine.scheduler.progress(self.film_id).phases_total
         self._events: queue.Queue = queue.Queue()
@@ -117,6 +119,8 @@ def cluster_storyboard(board: Storyboard, film: Film) -> dict:
     (`board` as loaded from a storyboard or timeline file)."""
     data = board.model_dump(exclude_unset=True, exclude_none=True)
     data.update(model=film.model, steps=film.num_steps)
+    # The conform is made here, from the frames the cluster streams back (outputs.py).
+    data.pop("delivery", None)
     for spec, scene in zip(data["scenes"], film.scenes, strict=True):
         for name, location in scene.inputs.items():
             if name.startswith("references["):

@@ -30,9 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=50051, help="port (0: any free port)")
     parser.add_argument("--model", action="append", metavar="MODEL",
                         help="with --local: serve this model, by the name films give "
-                             "(repeatable): a built-in (tiny, toy, tiny-<family>) or a model "
-                             "folder. Default: every built-in model. Each loads the first time a "
-                             "film asks for it")
+                             "(repeatable): a built-in (tiny, toy, tiny-<family>), a model "
+                             "folder or a Hugging Face repo id OWNER/NAME[@REVISION] in the "
+                             "local cache. Default: every built-in model. Each loads the first "
+                             "time a film asks for it")
     parser.add_argument("--artifacts", default=".reelfarm/artifacts",
                         help="folder for frames, mp4s and phase checkpoints "
                         "(default .reelfarm/artifacts)")
@@ -110,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(started, int):
         return started
     server, director = started
-    print(f"reelfarm API on {server.address} (models {', '.join(models)}; each loads when a "
+    names = ", ".join(m.ref for m in models)
+    print(f"reelfarm API on {server.address} (models {names}; each loads when a "
           f"film first needs it; artifacts {args.artifacts}, db {_safe_url(args.db)})", flush=True)
     if sink is not None:
         from farm.observe.http import serve_metrics
@@ -138,18 +140,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models(args: argparse.Namespace) -> list[str]:
-    """The models to serve (--model, else every built-in), each checked now: a bad name
-    fails before anything starts, naming the flag and the built-in names."""
+def _models(args: argparse.Namespace) -> list:
+    """The models to serve (--model, else every built-in), each resolved now (ModelSource):
+    a bad name fails before anything starts, naming the flag and the built-in names; a
+    Hugging Face repo id is looked up in the cache of this command's environment."""
+    import os
+
+    from farm.model.hub import cache_from_env
     from farm.model.loader import BUILTIN_MODELS, resolve_model
 
-    models = list(dict.fromkeys(args.model or BUILTIN_MODELS))
-    for ref in models:
+    hub_cache = cache_from_env(os.environ)
+    sources = []
+    for ref in dict.fromkeys(args.model or BUILTIN_MODELS):
         try:
-            resolve_model(ref)
+            sources.append(resolve_model(ref, hub_cache))
         except ValueError as exc:
             raise ValueError(f"--model: {exc}") from None
-    return models
+    return sources
 
 
 def _media_limits(args: argparse.Namespace):
@@ -182,7 +189,7 @@ def _metrics(args: argparse.Namespace):
     return sink, FarmMetrics(sink)
 
 
-def _start_api(args: argparse.Namespace, models: list[str], auth, tls, metrics):
+def _start_api(args: argparse.Namespace, models: list, auth, tls, metrics):
     """(grpc server, director) started, or the exit code after printing why not."""
     from sqlalchemy.exc import SQLAlchemyError
 

@@ -207,12 +207,15 @@ class AsyncFilmHandle:
                 pos = frame.film_index + 1
                 yield frame
 
-    async def download(self, path: str | Path, scene_id: str = "") -> list[Path]:
-        """The mp4 to `path`, or with `scene_id`, that scene's PNGs into folder `path`."""
+    async def download(self, path: str | Path, scene_id: str = "",
+                             delivery: bool = False) -> list[Path]:
+        """The mp4 to `path`, or with `scene_id`, that scene's PNGs into folder `path`;
+        `delivery`: the film's delivery conform instead of the render."""
+        rendition = pb.RENDITION_DELIVERY if delivery else pb.RENDITION_UNSPECIFIED
         # Chunks are at most 1 MiB: writing them inline blocks the loop only briefly.
         with common.ArtifactWriter(Path(path), folder=bool(scene_id)) as writer:
             async for chunk in self._resuming("GetArtifact", lambda: pb.GetArtifactRequest(
-                    name=self.name, scene_id=scene_id)):
+                    name=self.name, scene_id=scene_id, rendition=rendition)):
                 writer.add(chunk)
         return writer.written
 

@@ -235,11 +235,14 @@ class FilmHandle:
                 pos = frame.film_index + 1
                 yield frame
 
-    def download(self, path: str | Path, scene_id: str = "") -> list[Path]:
-        """The mp4 to `path`, or with `scene_id`, that scene's PNGs into folder `path`."""
+    def download(self, path: str | Path, scene_id: str = "",
+                 delivery: bool = False) -> list[Path]:
+        """The mp4 to `path`, or with `scene_id`, that scene's PNGs into folder `path`;
+        `delivery`: the film's delivery conform instead of the render."""
+        rendition = pb.RENDITION_DELIVERY if delivery else pb.RENDITION_UNSPECIFIED
         with common.ArtifactWriter(Path(path), folder=bool(scene_id)) as writer:
             for chunk in self._resuming("GetArtifact", lambda: pb.GetArtifactRequest(
-                    name=self.name, scene_id=scene_id)):
+                    name=self.name, scene_id=scene_id, rendition=rendition)):
                 writer.add(chunk)
         return writer.written
 

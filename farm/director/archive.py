@@ -4,6 +4,8 @@
                                                                  └─ frames/<scene>/<scene>.NNNN.png
     readers (StreamFrames, resumable) <── PNGs already written, then follow live
     all frames on disk ──> film.mp4 (h264), assembled from the PNGs
+                       └─> with `delivery:`, delivery.mp4 + delivery/<scene>/<scene>.NNNN.png,
+                           conformed from the same PNGs (farm.media.conform), scene by scene
 
 The PNGs are the film's durable record: a restarted director resumes after the last
 contiguous frame on disk, a re-render rewrites a range, and the mp4 is (re)built from
@@ -13,6 +15,7 @@ Readers never hold frames in memory beyond the one they are sending.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from farm.stitch.stream import FrameStream, StreamClosed
 
 if TYPE_CHECKING:
     from farm.director.delivery import Delivery
+    from farm.spec.delivery import Delivery as Conform
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +45,13 @@ class ArchivedFrame:
 class FrameArchive:
     def __init__(self, root: Path, scenes: list[tuple[str, int]], fps: int, width: int,
                  height: int, metadata: dict[str, str] | None = None,
-                 delivery: Delivery | None = None):
+                 delivery: Delivery | None = None, conform: Conform | None = None):
         """`delivery` (farm.director.delivery): labels, signs and completes what the
-        archive delivers; None writes plain PNGs and a plain mp4."""
+        archive delivers; None writes plain PNGs and a plain mp4. `conform`: the film's
+        `delivery:` (farm.spec.delivery), made beside the mp4."""
         self.root = root
         self.delivery = delivery
+        self.conform = conform
         self.scenes = scenes
         self.total = sum(n for _, n in scenes)
         self.fps, self.width, self.height = fps, width, height
@@ -61,6 +67,10 @@ class FrameArchive:
     @property
     def mp4_path(self) -> Path:
         return self.root / "film.mp4"
+
+    @property
+    def delivery_mp4_path(self) -> Path:
+        return self.root / "delivery.mp4"
 
     def _frames_on_disk(self) -> int:
         """Contiguous frames already archived (a restarted director continues after them)."""
@@ -112,7 +122,9 @@ class FrameArchive:
             if self.written < self.total:
                 raise OSError(f"{self.total - self.written} frame(s) missing from the archive")
             self._assemble_mp4()
-        except (StreamClosed, OSError, ValueError) as exc:
+            if self.conform is not None:
+                self._assemble_delivery(self.conform)
+        except (StreamClosed, OSError, ValueError, RuntimeError) as exc:
             self.error = str(exc)
         finally:
             with self._cv:
@@ -126,17 +138,39 @@ class FrameArchive:
         part = self.root / ".film.part.mp4"  # an .mp4 suffix: the credentials go by type
         with Mp4Writer(part, self.fps, self.width, self.height, metadata=self.metadata) as mp4:
             for pos in range(self.total):
-                path = self._path(pos)
-                try:
-                    im = Image.open(path)
-                except FileNotFoundError:  # removed after the count above: the same fault
-                    raise OSError(f"{path.name} went missing from the archive while film.mp4 "
-                                  "was assembled") from None
-                with im:
-                    mp4.write(np.asarray(im.convert("RGB")))
+                mp4.write(self._read(pos, "film.mp4"))
         if self.delivery is not None:
             self.delivery.finish_movie(part, self.root / "frames", self.mp4_path.name)
         part.replace(self.mp4_path)
+
+    def _read(self, pos: int, making: str) -> np.ndarray:
+        path = self._path(pos)
+        try:
+            im = Image.open(path)
+        except FileNotFoundError:  # removed after the count above: the same fault
+            raise OSError(f"{path.name} went missing from the archive while {making} "
+                          "was assembled") from None
+        with im:
+            return np.asarray(im.convert("RGB"))
+
+    def _assemble_delivery(self, conform: Conform) -> None:
+        """delivery.mp4 and its PNG sequence, conformed from the archived PNGs at the
+        stage film.mp4 is made (written beside, then moved into place)."""
+        from farm.media.conform import DeliveryWriter
+
+        folder = self.root / "delivery"
+        shutil.rmtree(folder, ignore_errors=True)  # a re-render rebuilds it whole
+        part = self.root / ".delivery.part.mp4"
+        writer = DeliveryWriter(conform, part, folder, title=self.metadata.get("title", ""))
+        try:
+            for pos in range(self.total):
+                sid, idx = self._locate(pos)
+                writer.write(sid, idx, self._read(pos, "delivery.mp4"), dict(self.scenes)[sid])
+        finally:
+            writer.close()
+        if self.delivery is not None:
+            self.delivery.finish_conformed(part, writer, self.delivery_mp4_path.name)
+        part.replace(self.delivery_mp4_path)
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:

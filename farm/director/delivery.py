@@ -7,6 +7,9 @@ file, the farm's signed content credentials, manifests, and the scenes' sound.
     every frame ──FrameArchive──> .film.part.mp4 ──finish_movie──> + scene audio (aligned as
                            locally), labelled tags, signed  ──> film.mp4
                            film.mp4.provenance.json, frames/<scene>/provenance.json
+    with `delivery:`  ──DeliveryWriter──> .delivery.part.mp4 + delivery/<scene>/*.png
+                           ──finish_conformed──> + the sound (to the conformed frames),
+                           signed, manifests saying what was conformed ──> delivery.mp4
 
 The record inside every credential and manifest says what made the film: the model and its
 weights, each scene's prompt and seed, and each input media file with its sha256 and the
@@ -19,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +31,9 @@ from farm.media.provenance import Provenance, film_record, input_media_hashes, l
 from farm.media.stills import write_png
 from farm.media.writers import png_path
 from farm.spec.film import Film
+
+if TYPE_CHECKING:
+    from farm.media.conform import DeliveryWriter
 
 # (film id, film, tenant) -> its Delivery; the server's (local_server, DirectorServer).
 DeliveryMaker = Callable[[str, Film, str], "Delivery"]
@@ -58,6 +64,20 @@ class Delivery:
         for scene in self.film.scenes:
             files = sorted((frames_root / scene.id).glob("*.png"))
             self.provenance.write_sequence(frames_root / scene.id, "png", files, sign=False)
+
+    def finish_conformed(self, mp4: Path, writer: DeliveryWriter, name: str) -> None:
+        """The conformed movie (`mp4`, to be renamed `name`) and sequence: the scenes'
+        sound cut to the delivered frames, the label and credentials as on the render's,
+        and manifests (and credentials) that say what was conformed."""
+        from farm.media.audio import add_film_audio
+
+        audio = {s.id: s.inputs.audio for s in self.film.scenes}
+        add_film_audio(mp4, [(n, audio.get(sid) if sid else None) for sid, n in writer.slots],
+                       writer.delivery.fps)
+        extra = {"conform": writer.record()}
+        self.provenance.write_file(mp4, "mp4", name=name, extra=extra)
+        for folder, files in writer.sequences.items():
+            self.provenance.write_sequence(folder, "png", files, extra=extra)
 
 
 class WeightHashes:

@@ -243,7 +243,8 @@ class Director:
         return FrameArchive(self.config.artifacts / "films" / film_id,
                             [(s.id, s.num_frames) for s in film.scenes], film.fps, film.width,
                             film.height, {"title": film.title, **label_tags("mp4")},
-                            make(film_id, film, tenant) if make is not None else None)
+                            make(film_id, film, tenant) if make is not None else None,
+                            conform=film.delivery)
 
     def _loop(self) -> None:
         idle = True

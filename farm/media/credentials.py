@@ -218,9 +218,23 @@ def _manifest(record: dict[str, Any], title: str) -> dict[str, Any]:
     agent = {"name": "reelfarm", "version": __version__}
     created = {"action": "c2pa.created", "digitalSourceType": DIGITAL_SOURCE_TYPE,
                "softwareAgent": agent}
+    actions = [created] + _conform_actions(record, agent)
     return {"claim_generator_info": [agent], "title": title,
-            "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [created]}},
+            "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": actions}},
                            {"label": RECORD_LABEL, "data": record}]}
+
+
+def _conform_actions(record: dict[str, Any], agent: dict[str, str]) -> list[dict[str, Any]]:
+    """A conformed deliverable (farm.media.conform) was made from the render by a
+    non-editorial conversion: C2PA's `c2pa.transcoded`, saying what changed."""
+    conform = (record.get("deliverable") or {}).get("conform")
+    if not conform:
+        return []
+    rate, size = conform["fps"], conform["size"]
+    what = (f"conformed from {rate['from']} to {rate['to']} fps ({conform['fps_method']}), "
+            f"{size['from']} to {size['to']} ({conform['scale']}, fit {conform['fit']})")
+    return [{"action": "c2pa.transcoded", "softwareAgent": agent, "description": what,
+             "parameters": {"filters": conform["filters"]}}]
 
 
 def _embed(src: Any, dst: Any, mime: str, record: dict, title: str, signer: Signer) -> None:

@@ -5,6 +5,9 @@
     FRAMES/<scene>/<scene>.NNNN.png   per-scene PNG sequences (8 or 16 bits)
     EXR/<scene>/<scene>.NNNN.exr      per-scene OpenEXR sequences (half float, linear)
     SHEET.png                   contact sheet: one labelled thumbnail strip per scene
+    DELIVERY.mp4, DELIVERY_FRAMES/<scene>/<scene>.NNNN.png
+                                with the film's `delivery:`, the same cut conformed to the
+                                edit's rate and size (farm.media.conform), frame by frame
 
 Gaps are not rendered and have no image sequence (a gap is no scene): they exist as
 black frames in the mp4 and as Gaps in an exported timeline. Every file carries the
@@ -19,10 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from farm.media import stills
+from farm.media.conform import DeliveryWriter
 from farm.media.contact import SceneStrip, burn_label, contact_sheet, thumbnail_indices
 from farm.media.movie import timecode
 from farm.media.provenance import Provenance, label_tags
 from farm.media.writers import Mp4Writer
+from farm.spec.delivery import Delivery
 from farm.spec.timeline import Cut
 
 
@@ -35,6 +40,9 @@ class DeliverableOptions:
     contact_sheet: Path | None = None
     # Burn a visible "AI-generated" into every rendered frame (off by default).
     label: bool = False
+    # The conformed deliverables (written only for a film with a `delivery:`).
+    delivery_mp4: Path | None = None
+    delivery_frames_dir: Path | None = None
 
 
 @dataclass
@@ -43,13 +51,15 @@ class Written:
 
     files: list[tuple[Path, str]] = field(default_factory=list)
     sequences: dict[Path, tuple[str, list[Path]]] = field(default_factory=dict)
+    # What was conformed, per conformed file or sequence folder (their manifests say it).
+    conform: dict[Path, dict] = field(default_factory=dict)
 
 
 class Deliverables:
     """Takes (scene id, index, frame) in film order; places gaps; writes every deliverable."""
 
     def __init__(self, options: DeliverableOptions, cut: Cut, fps: int, width: int, height: int,
-                 title: str):
+                 title: str, delivery: Delivery | None = None):
         self.options, self.cut = options, cut
         self.width, self.height = width, height
         self.movie = Mp4Writer(options.mp4, fps, width, height,
@@ -60,15 +70,22 @@ class Deliverables:
                         for s in cut.slots if s.kind == "scene"}
         self.written = Written()
         self.gap_frames = 0
+        self.conformed = None
+        if delivery is not None and options.delivery_mp4 is not None:
+            self.conformed = DeliveryWriter(
+                delivery, options.delivery_mp4, options.delivery_frames_dir, title=title,
+                start_frame=cut.start_frame, label=options.label, png_bits=options.png_bits)
 
     def write(self, scene_id: str, index: int, frame: np.ndarray) -> None:
         if index == 0:
             self._place_gaps_before(scene_id)
+        strip = self._strips[scene_id]
+        if self.conformed is not None:  # the unlabelled frame: the label is burned after
+            self.conformed.write(scene_id, index, frame, strip.num_frames)
         if self.options.label:
             frame = burn_label(frame)
         self.movie.write(frame)
         self._write_stills(scene_id, index, frame)
-        strip = self._strips[scene_id]
         if index in thumbnail_indices(strip.num_frames):
             strip.thumbs.append((index, frame))
 
@@ -87,6 +104,8 @@ class Deliverables:
         for _ in range(frames):
             self.movie.write(black)
         self.gap_frames += frames
+        if self.conformed is not None:
+            self.conformed.gap(frames)
 
     def _write_stills(self, scene_id: str, index: int, frame: np.ndarray) -> None:
         o = self.options
@@ -110,16 +129,29 @@ class Deliverables:
                     self._write_gap(slot.frames)
         self.movie.close()
         self.written.files.append((self.options.mp4, "mp4"))
+        if self.conformed is not None:
+            self._close_conformed(self.conformed)
         if self.options.contact_sheet is not None:
             sheet = contact_sheet(list(self._strips.values()), self.width, self.height)
             stills.write_png(self.options.contact_sheet, sheet, label_tags("png"))
             self.written.files.append((self.options.contact_sheet, "contact-sheet"))
         return self.written
 
+    def _close_conformed(self, conformed: DeliveryWriter) -> None:
+        conformed.close()
+        record = {"conform": conformed.record()}
+        self.written.files.append((conformed.mp4, "mp4"))
+        self.written.conform[conformed.mp4] = record
+        for folder, files in conformed.sequences.items():
+            self.written.sequences[folder] = (f"png{conformed.png_bits}-sequence", files)
+            self.written.conform[folder] = record
+
 
 def write_manifests(written: Written, provenance: Provenance) -> list[Path]:
-    """A manifest beside every deliverable file and in every sequence folder."""
-    out = [provenance.write_file(path, kind) for path, kind in written.files]
-    out += [provenance.write_sequence(folder, kind, files)
+    """A manifest beside every deliverable file and in every sequence folder; those of
+    conformed ones also say what was conformed."""
+    out = [provenance.write_file(path, kind, extra=written.conform.get(path))
+           for path, kind in written.files]
+    out += [provenance.write_sequence(folder, kind, files, extra=written.conform.get(folder))
             for folder, (kind, files) in written.sequences.items()]
     return out

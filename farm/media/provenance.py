@@ -143,35 +143,39 @@ class Provenance:
         return {"schema": SCHEMA, "label": LABEL, "digital_source_type": DIGITAL_SOURCE_TYPE,
                 "deliverable": deliverable, **self.record}
 
-    def sign(self, path: Path, kind: str, name: str | None = None) -> None:
+    def sign(self, path: Path, kind: str, name: str | None = None,
+             extra: dict[str, Any] | None = None) -> None:
         """Embed the signed credential (mp4, PNG; others keep label and sidecar). Before
         hashing, so the sidecar's sha256 covers the signed bytes. The embedded record is
         the sidecar's minus the hashes (a file cannot hold its own hash). `name`: the
-        file's final name, when it is signed under a temporary one."""
+        file's final name, when it is signed under a temporary one. `extra`: more about
+        this deliverable (a conformed one's {"conform": ...})."""
         if self.signer is not None and path.suffix.lower() in SIGNED:
-            sign_file(path, self.manifest({"kind": kind, "file": name or path.name}),
+            sign_file(path, self.manifest({"kind": kind, "file": name or path.name,
+                                           **(extra or {})}),
                       self.signer, title=name or path.name)
 
-    def write_file(self, path: str | Path, kind: str, name: str | None = None) -> Path:
+    def write_file(self, path: str | Path, kind: str, name: str | None = None,
+                   extra: dict[str, Any] | None = None) -> Path:
         """`<file>.provenance.json` for one deliverable file (`<name>.provenance.json` when
         `path` is the file under a temporary name, moved to `name` next)."""
         path = Path(path)
         name = name or path.name
-        self.sign(path, kind, name)
+        self.sign(path, kind, name, extra)
         out = path.with_name(name + SIDECAR_SUFFIX)
-        body = self.manifest({"kind": kind, "file": name, "bytes": path.stat().st_size,
-                              "sha256": sha256_file(path)})
+        body = self.manifest({"kind": kind, "file": name, **(extra or {}),
+                              "bytes": path.stat().st_size, "sha256": sha256_file(path)})
         out.write_text(json.dumps(body, indent=2) + "\n")
         return out
 
     def write_sequence(self, folder: str | Path, kind: str, files: list[Path],
-                       sign: bool = True) -> Path:
+                       sign: bool = True, extra: dict[str, Any] | None = None) -> Path:
         """`<folder>/provenance.json` for an image sequence: every frame file's hash
         (`sign=False`: the frames were signed as they were written)."""
         folder = Path(folder)
         for p in files if sign else ():
-            self.sign(Path(p), kind)
-        body = self.manifest({"kind": kind, "frames": len(files),
+            self.sign(Path(p), kind, extra=extra)
+        body = self.manifest({"kind": kind, **(extra or {}), "frames": len(files),
                               "files": {p.name: sha256_file(p) for p in sorted(files)}})
         out = folder / DIR_MANIFEST
         out.write_text(json.dumps(body, indent=2) + "\n")

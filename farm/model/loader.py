@@ -15,11 +15,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from farm.model import families, tiny
+from farm.model import families, hub, tiny
+from farm.model.checkpoint import cast, read_component
 from farm.model.families import Family, FolderConfigs
+from farm.model.offload import check_mode as offload_mode
+from farm.model.offload import offload as offload_hooks
 from farm.model.shipped import SHIPPED
 from farm.spec.profiles import DEFAULT_FAMILY, PROFILES
 
@@ -33,7 +37,8 @@ log = logging.getLogger("farm.model")
 
 @dataclass(frozen=True, slots=True)
 class ModelSource:
-    # The reference as given: "tiny", "tiny-<family>", "toy" or a folder.
+    # The reference as given: "tiny", "tiny-<family>", "toy", a folder or a Hugging Face
+    # repo id "OWNER/NAME[@REVISION]" (then `path` is its snapshot in the cache).
     ref: str
     family: str
     # None: build the tiny model in memory.
@@ -41,8 +46,10 @@ class ModelSource:
     seed: int = 0
 
 
-def resolve_model(ref: str) -> ModelSource:
-    """Turn a model reference into a source; ValueError with a clear message if invalid."""
+def resolve_model(ref: str, hub_cache: Path | None = None) -> ModelSource:
+    """Turn a model reference into a source; ValueError with a clear message if invalid.
+    `hub_cache`: the Hugging Face cache repo ids are looked up in, offline (farm.model.hub;
+    None: huggingface_hub's default)."""
     if ref == "tiny":
         return ModelSource(ref, DEFAULT_FAMILY, None)
     if ref in SHIPPED:  # trained weights shipped in the package (docs/toy-model.md)
@@ -58,7 +65,8 @@ def resolve_model(ref: str) -> ModelSource:
             raise ValueError(f"unknown tiny model {ref!r}; allowed: {', '.join(BUILTIN_MODELS)}, "
                              "or a model folder")
         return ModelSource(ref, kind, None)
-    path = Path(ref).expanduser()
+    # OWNER/NAME[@REVISION] naming no existing folder: its snapshot in the cache
+    path = hub.find_snapshot(ref, hub_cache) or Path(ref).expanduser()
     own = families.own_folder(path)  # a family's own layout (S2V's official folder)
     if own is not None:
         return ModelSource(ref, own, path.resolve())
@@ -87,36 +95,19 @@ def detect_family(path: Path) -> str:
     return found
 
 
-def cast(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """Move to device and dtype, keeping the modules diffusers wants in float32 in float32."""
-    module = module.to(device)
-    if dtype == torch.float32:
-        return module
-    module = module.to(dtype)
-    keep = getattr(module, "_keep_in_fp32_modules", None) or []
-    for name, sub in module.named_modules():
-        if any(k in name.split(".") for k in keep):
-            sub.float()
-    return module
-
-
-def _aligned(module: torch.nn.Module) -> torch.nn.Module:
-    # Weights mmapped from safetensors sit at odd alignments and MKL's results depend on
-    # alignment; a copy makes a loaded model compute exactly like a freshly built one.
-    for p in module.parameters():
-        p.data = p.data.clone()
-    return module.eval()
-
-
 class ModelLoader:
-    """Loads components of one model on one device; each at most once."""
+    """Loads components of one model on one device; each at most once. `offload`: where
+    the experts wait between uses (farm.model.offload: "none", "model", "group")."""
 
     def __init__(self, source: ModelSource, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype = torch.float32,
+                 offload: str = "none"):
         self.source = source
         self.device = torch.device(device)
         self.dtype = dtype
         self.vae_dtype = vae_dtype
+        self.offload = offload_mode(offload)
+        self._hooks: dict[str, Any] = {}  # expert -> its "model" offload hook
         self._cache: dict[str, object] = {}
         self._weights: list[str] = []
         self._lock = threading.Lock()  # gang members of one worker may load concurrently
@@ -155,19 +146,31 @@ class ModelLoader:
                 enc = tiny.build_text_encoder(len(tok), self.source.seed)
             else:
                 tok = AutoTokenizer.from_pretrained(self.source.path / "tokenizer")
-                enc = _aligned(UMT5EncoderModel.from_pretrained(self.source.path / "text_encoder"))
+                enc = read_component(UMT5EncoderModel, self.source.path / "text_encoder",
+                                     self.dtype, self.device)
             return tok, cast(enc, self.device, self.dtype)
         return self._once("text", build, weights=True)
 
     def expert(self, name: str):
+        """The expert `name`; under "model" offload, the worker's other experts go back
+        to host memory (this one moves in at its first forward)."""
         def build():
             sub = EXPERT_SUBFOLDER[name]
+            # offloaded: read into host memory; the hooks bring it to the device
+            at = torch.device("cpu") if self.offload != "none" else self.device
             if self.source.path is None:
-                model = self.family.build_transformer(sub, self.source.seed)
+                model = cast(self.family.build_transformer(sub, self.source.seed), at, self.dtype)
             else:
-                model = _aligned(self.family.load_expert(self.source.path, sub))
-            return cast(model, self.device, self.dtype)
-        return self._once(f"expert:{name}", build, weights=True)
+                model = self.family.load_expert(self.source.path, sub, self.dtype, at)
+            hook = offload_hooks(model, self.offload, self.device)
+            if hook is not None:
+                self._hooks[name] = hook
+            return model
+        model = self._once(f"expert:{name}", build, weights=True)
+        for other, hook in list(self._hooks.items()):
+            if other != name:
+                hook.offload()
+        return model
 
     def transformer_config(self) -> dict:
         """The experts' config (sizes a VAE worker needs: VACE layers, Animate's face
@@ -188,8 +191,8 @@ class ModelLoader:
                 processor, encoder = tiny.build_image_encoder(self.source.seed)
             else:
                 processor = CLIPImageProcessor.from_pretrained(self.source.path / "image_processor")
-                encoder = _aligned(
-                    CLIPVisionModel.from_pretrained(self.source.path / "image_encoder"))
+                encoder = read_component(CLIPVisionModel, self.source.path / "image_encoder",
+                                         torch.float32, self.device)
             return processor, cast(encoder, self.device, torch.float32)  # pixel values are fp32
         return self._once("image_encoder", build, weights=True)
 
@@ -205,7 +208,7 @@ class ModelLoader:
 
                 folder = self.source.path / WAV2VEC_DIR
                 extractor = Wav2Vec2FeatureExtractor.from_pretrained(folder)
-                model = _aligned(Wav2Vec2ForCTC.from_pretrained(folder))
+                model = read_component(Wav2Vec2ForCTC, folder, torch.float32, self.device)
             return extractor, cast(model, self.device, torch.float32)
         return self._once("audio_encoder", build, weights=True)
 
@@ -217,7 +220,8 @@ class ModelLoader:
                 model = self.family.build_vae(self.source.seed)
             else:
                 # the folder itself (`subfolder=` would pick up S2V's top-level weights)
-                model = _aligned(AutoencoderKLWan.from_pretrained(self.source.path / "vae"))
+                model = read_component(AutoencoderKLWan, self.source.path / "vae",
+                                       self.vae_dtype, self.device)
             return cast(model, self.device, self.vae_dtype)
         return self._once("vae", build, weights=True)
 

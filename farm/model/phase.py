@@ -35,6 +35,7 @@ from farm.engine.exchange import Exchange
 from farm.engine.orders import DenoiseOrder
 from farm.model.condition import Condition, first_frame_mask
 from farm.model.gang import Gang
+from farm.model.offload import run_device
 from farm.model.solver import Handoff, export_state, import_state
 from farm.model.text import PromptEmbeds
 from farm.model.ulysses import sequence_parallel
@@ -93,7 +94,8 @@ class _Run:
                  latents: torch.Tensor | None, handoff: Handoff | None, expand_timesteps: bool,
                  condition: Condition | None):
         self.model, self.scheduler, self.order = transformer, scheduler, order
-        device, self.dtype = transformer.device, transformer.dtype
+        # where it computes: an offloaded expert's weights wait in host memory
+        device, self.dtype = run_device(transformer), transformer.dtype
         # 0. The solver as it was after the previous phase (or fresh at step 0).
         scheduler.set_timesteps(order.model.num_steps, device=device)
         if handoff is None:

@@ -40,8 +40,10 @@ from farm.spec.profiles import profile_for
 
 class TorchWorker:
     def __init__(self, source: ModelSource, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype = torch.float32):
-        self.loader = ModelLoader(source, device, dtype, vae_dtype)
+                 dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype = torch.float32,
+                 offload: str = "none"):
+        """`offload`: where its experts wait between uses (PoolConfig.offload)."""
+        self.loader = ModelLoader(source, device, dtype, vae_dtype, offload)
         self.profile = profile_for(source.family)
         self.gangs = OpenGangs()
 

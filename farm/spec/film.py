@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from farm.spec.delivery import Delivery, resolve_delivery
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.frames import (
     is_valid_frame_count,
@@ -77,6 +78,8 @@ class Film:
     shift: float
     solver: str
     scenes: tuple[Scene, ...]
+    # The conform of the deliverables to the edit's rate and size; None: as rendered.
+    delivery: Delivery | None = None
 
     @property
     def num_frames(self) -> int:
@@ -99,6 +102,8 @@ def resolve_film(board: Storyboard, profile: ModelProfile, model: str | None = N
     locator = locator or files_under(base_dir or ".")
     errors = _check_size(board, profile)
     errors += _check_window_settings("", board.window, board.overlap, profile)
+    delivery, d_errors = resolve_delivery(board.delivery, board.fps, board.width, board.height)
+    errors += d_errors
     scenes = []
     for i, spec in enumerate(board.scenes):
         scene, scene_errors = _resolve_scene(i, spec, board, profile, locator)
@@ -111,7 +116,7 @@ def resolve_film(board: Storyboard, profile: ModelProfile, model: str | None = N
         title=board.title, fps=board.fps, width=board.width, height=board.height,
         model=model or board.model, profile=profile,
         num_steps=board.steps or profile.steps, shift=board.shift or profile.shift,
-        solver=board.solver or profile.solver, scenes=tuple(scenes),
+        solver=board.solver or profile.solver, scenes=tuple(scenes), delivery=delivery,
     )
 
 

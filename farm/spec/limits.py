@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from farm.spec.errors import FieldError
 from farm.spec.film import Film
-from farm.spec.profiles import PROFILES
+from farm.spec.profiles import PROFILES, ModelProfile
 
 # Each family's own default (ModelProfile.max_side); a family without one has no limit.
 DEFAULT_MAX_SIDE = {p.family: p.max_side for p in PROFILES.values() if p.max_side}
@@ -91,21 +91,27 @@ def _scene_limits(scene, limits: Limits) -> list[FieldError]:
 
 
 def window_memory_bytes(film: Film, footprint: Footprint) -> int:
-    """Peak memory of one expert pass over the film's largest window (an estimate).
-
-    weights + activations: tokens x (FFN hidden + 6 x model dim) values live at once in a
-    block (attention through a flash kernel is linear in tokens) + latents and solver
-    state (x4 for UniPC) in float32.
-    """
-    p = film.profile
-    per_frame = ((film.height // (p.vae_spatial * p.patch))
-                 * (film.width // (p.vae_spatial * p.patch)))
+    """Peak memory of one expert pass over the film's largest window (an estimate):
+    weights + pass_bytes."""
     window = max(min(s.window, s.num_latent_frames) for s in film.scenes)
-    tokens = window * per_frame
+    return footprint.weight_bytes + pass_bytes(film.profile, film.width, film.height, window,
+                                               footprint)
+
+
+def pass_bytes(profile: ModelProfile, width: int, height: int, latent_frames: int,
+               footprint: Footprint) -> int:
+    """What one expert pass over `latent_frames` latent frames at width x height holds
+    besides the weights (the estimate the edge check and bench/footprint.py share):
+    activations, tokens x (FFN hidden + 6 x model dim) values live at once in a block
+    (attention through a flash kernel is linear in tokens), + latents and solver state
+    (x4 for UniPC) in float32."""
+    p = profile
+    per_frame = (height // (p.vae_spatial * p.patch)) * (width // (p.vae_spatial * p.patch))
+    tokens = latent_frames * per_frame
     activations = tokens * (footprint.ffn_dim + 6 * footprint.dim) * footprint.act_bytes
-    latent = (window * (film.height // p.vae_spatial) * (film.width // p.vae_spatial)
-              * p.latent_channels)
-    return footprint.weight_bytes + activations + 5 * 4 * latent
+    latent = latent_frames * (height // p.vae_spatial) * (width // p.vae_spatial) \
+        * p.latent_channels
+    return activations + 5 * 4 * latent
 
 
 def check_memory(film: Film, footprint: Footprint, limits: Limits) -> list[FieldError]:

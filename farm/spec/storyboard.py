@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from farm.spec.delivery import DeliverySpec
 from farm.spec.document import parse_document
 from farm.spec.errors import FieldError, SpecError, format_path
 
@@ -127,6 +128,9 @@ class Storyboard(_Strict):
     references: list[Reference] = []
     rights: list[MediaRights] = []
     direct: DirectSpec | None = None
+    # The edit's frame rate and size (farm.spec.delivery): a conformed mp4 and image
+    # sequence beside the render's.
+    delivery: DeliverySpec | None = None
 
 
 def load_storyboard(path: str | Path) -> Storyboard:

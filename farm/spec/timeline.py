@@ -36,7 +36,7 @@ from farm.spec.storyboard import Storyboard, parse_storyboard
 TIMELINE_SUFFIXES = (".otio", ".otioz", ".otiod", ".edl")
 # Storyboard settings a timeline may carry; the rest of the film comes from the timeline.
 FILM_KEYS = ("title", "fps", "width", "height", "model", "steps", "shift", "solver",
-             "negative_prompt", "window", "overlap")
+             "negative_prompt", "window", "overlap", "delivery")
 # An EDL has no frame rate of its own; the cmx_3600 adapter assumes 24 unless told.
 EDL_DEFAULT_RATE = 24
 

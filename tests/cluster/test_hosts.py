@@ -44,6 +44,14 @@ def render(cluster, board: dict, during=None, timeout: float = 600.0):
     return done, frames, log
 
 
+def note_recomputed(scenario: str, log) -> None:
+    """Print (pytest -s / -rP) how many tasks the render log says failed and ran again:
+    what a scenario cost in recomputation (the closing notes quote it)."""
+    failed = [e for e in log if e.kind == pb.Execution.KIND_FAILURE]
+    phases = sum(1 for e in failed if e.expert)
+    print(f"{scenario}: {len(failed)} failed tasks ran again ({phases} phases)")
+
+
 def test_handoffs_across_hosts_equal_the_inline_render(cluster):
     done, frames, log = render(cluster, FILM)
     assert done.state == pb.Film.STATE_SUCCEEDED, done.state_reason
@@ -71,6 +79,7 @@ def test_a_host_lost_mid_film_changes_nothing_in_the_frames(cluster):
     assert spare.address in {w.rsplit("@", 1)[-1] for e in phases for w in e.worker_ids}
     failures = [e for e in log if e.kind == pb.Execution.KIND_FAILURE]
     assert failures or low_hosts == {"spare"}, log  # lost work shows in the render log
+    note_recomputed("host lost", log)
 
 
 def test_a_partitioned_host_rejoins_and_the_film_completes(cluster):
@@ -88,6 +97,7 @@ def test_a_partitioned_host_rejoins_and_the_film_completes(cluster):
         healed.append(time.time())
 
     done, frames, log = render(cluster, FILM, during=partition)
+    note_recomputed("partition", log)
     assert done.state == pb.Film.STATE_SUCCEEDED, done.state_reason
     assert len(frames) == sum(s["frames"] for s in FILM["scenes"])  # none lost or repeated
     assert np.array_equal(frames, inline_frames(FILM))

@@ -13,7 +13,7 @@ rules, size rule, default limits), is farm.spec.profiles.PROFILES under the same
     tiny_vae           its VAE at tiny sizes (default: the Wan2.1 VAE)
     tiny_pipeline      its tiny model as the diffusers pipeline `init-tiny` saves
     inputs             its MediaInputs: a scene's media -> features and clip conditions
-    own_folder, load_expert, footprint, save_tiny
+    own_folder, load_expert, component_configs, footprint, save_tiny
                        its checkpoint folder's layout (default: diffusers format)
 """
 
@@ -28,9 +28,16 @@ from typing import Any, ClassVar
 import torch
 
 from farm.model import parts
+from farm.model.checkpoint import read_component
 from farm.model.inputs import MediaInputs
 from farm.spec.limits import Footprint
 from farm.spec.profiles import ModelProfile
+from farm.spec.weights import weights
+
+# A diffusers-format folder's components that have weights.
+COMPONENT_FOLDERS = ("transformer", "transformer_2", "text_encoder", "vae", "image_encoder")
+# Footprint.act_bytes -> the run dtype it stands for.
+ACT_DTYPE = {2: "bfloat16", 4: "float32"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +117,25 @@ class Family(ABC):
         """A folder in the family's own (not diffusers) layout."""
         return False
 
-    def load_expert(self, path: Path, subfolder: str) -> torch.nn.Module:
-        return self.transformer_class().from_pretrained(path, subfolder=subfolder)
+    def load_expert(self, path: Path, subfolder: str, dtype: torch.dtype = torch.float32,
+                    device: torch.device | str = "cpu") -> torch.nn.Module:
+        """One expert at its run dtype on its device, read once (farm.model.checkpoint)."""
+        return read_component(self.transformer_class(), path / subfolder, dtype,
+                              torch.device(device))
+
+    def component_configs(self, path: Path) -> dict[str, dict[str, Any]]:
+        """Each component's config by folder name ("transformer", "text_encoder", ...):
+        what farm.spec.weights sizes them from, no weights read."""
+        return {name: json.loads((path / name / "config.json").read_text())
+                for name in COMPONENT_FOLDERS if (path / name / "config.json").is_file()}
 
     def footprint(self, path: Path, act_bytes: int) -> Footprint:
-        """One expert's weight bytes and hidden sizes, from configs and file sizes."""
-        cfg = json.loads((path / "transformer" / "config.json").read_text())
-        weights = sum(f.stat().st_size for f in (path / "transformer").glob("*.safetensors"))
+        """One expert's weight bytes at the run dtype and hidden sizes, from its config
+        (farm.spec.weights: not the files' size, whose dtype may not be the run's)."""
+        cfg = self.component_configs(path)["transformer"]
+        size = weights(cfg).bytes(ACT_DTYPE[act_bytes])
         dim = int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])
-        return Footprint(weights, dim, int(cfg["ffn_dim"]), act_bytes)
+        return Footprint(size, dim, int(cfg["ffn_dim"]), act_bytes)
 
     def save_tiny(self, path: Path, seed: int = 0) -> Path:
         self.build_pipeline(seed).save_pretrained(path)

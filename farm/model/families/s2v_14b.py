@@ -15,7 +15,7 @@ import torch
 from farm.engine.orders import ClipInputs, ModelRef
 from farm.media.decode import decode_video
 from farm.model.condition import Condition
-from farm.model.families.base import Family, FolderConfigs
+from farm.model.families.base import ACT_DTYPE, Family, FolderConfigs
 from farm.model.inputs import Carried, MediaInputs, frames_tensor
 from farm.model.parts import (
     build_audio_encoder,
@@ -27,6 +27,7 @@ from farm.model.s2v import tiny as s2v_tiny
 from farm.model.s2v import weights
 from farm.spec.limits import Footprint
 from farm.spec.profiles import S2V_14B
+from farm.spec.weights import s2v_transformer
 
 
 class S2VInputs(MediaInputs):
@@ -81,12 +82,23 @@ class S2V14B(Family):
     def own_folder(self, path: Path) -> bool:
         return weights.is_official_folder(path)
 
-    def load_expert(self, path: Path, subfolder: str) -> torch.nn.Module:
-        return weights.load_official(path)  # one dense expert: the DiT at the top
+    def load_expert(self, path: Path, subfolder: str, dtype: torch.dtype = torch.float32,
+                    device: torch.device | str = "cpu") -> torch.nn.Module:
+        return weights.load_official(path, dtype, device)  # one dense expert: the DiT at the top
+
+    def component_configs(self, path: Path) -> dict[str, dict[str, Any]]:
+        """The official layout: the DiT's config at the top, wav2vec2 beside it."""
+        configs = {"transformer": {"_class_name": "WanModel_S2V",
+                                   **json.loads((path / "config.json").read_text())}}
+        for name, folder in (("text_encoder", "text_encoder"), ("vae", "vae"),
+                             ("audio_encoder", weights.WAV2VEC_DIR)):
+            if (path / folder / "config.json").is_file():
+                configs[name] = json.loads((path / folder / "config.json").read_text())
+        return configs
 
     def footprint(self, path: Path, act_bytes: int) -> Footprint:
-        cfg = json.loads((path / "config.json").read_text())
-        size = sum(f.stat().st_size for f in path.glob("diffusion_pytorch_model*.safetensors"))
+        cfg = self.component_configs(path)["transformer"]
+        size = s2v_transformer(cfg).bytes(ACT_DTYPE[act_bytes])
         return Footprint(size, int(cfg["dim"]), int(cfg["ffn_dim"]), act_bytes)
 
     def save_tiny(self, path: Path, seed: int = 0) -> Path:

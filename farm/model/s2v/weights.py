@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from farm.model.checkpoint import read_safetensors, realign
 from farm.model.s2v.dit import S2VConfig, S2VTransformer
 
 WAV2VEC_DIR = "wav2vec2-large-xlsr-53-english"
@@ -117,21 +118,17 @@ def is_official_folder(path: Path) -> bool:
         return False
 
 
-def load_official(path: Path) -> S2VTransformer:
-    """The DiT from an official folder, on the CPU in the checkpoint's dtype (built on the
-    meta device: a 14B model is never allocated twice)."""
-    from safetensors.torch import load_file
-
+def load_official(path: Path, dtype: torch.dtype = torch.float32,
+                  device: torch.device | str = "cpu") -> S2VTransformer:
+    """The DiT from an official folder at `dtype` on `device` (built on the meta device and
+    each tensor converted as it is read: a 14B model is never allocated twice)."""
     with torch.device("meta"):
         model = S2VTransformer(config_from_official(json.loads((path / "config.json").read_text())))
     files = sorted(path.glob("diffusion_pytorch_model*.safetensors"))
     if not files:
         raise ValueError(f"{path}: no diffusion_pytorch_model*.safetensors")
-    theirs: dict[str, torch.Tensor] = {}
-    for f in files:
-        theirs |= load_file(str(f))
-    load_official_state(model, theirs)
-    return model.eval()
+    load_official_state(model, read_safetensors(files, dtype, device))
+    return realign(model, dtype).eval()
 
 
 def load_official_state(model: S2VTransformer, theirs: dict[str, torch.Tensor]) -> None:
