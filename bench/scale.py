@@ -1,30 +1,33 @@
-"""reelfarm vs official-style and naive baselines at 8, 64 and 256 H100s (simulated).
+"""reelfarm vs the official script, an xDiT/LightX2V-style CFG-parallel baseline and naive
+one-GPU clips at 8, 64 and 256 H100s (simulated; issue 34).
 
-Drives the real scheduler in the discrete-event simulator (farm/sim) with the cost model
-calibrated on the published Wan2.2 H100 table. Workloads:
-  (a) single-film: one 60 s 720p T2V film, 6 scenes of 161 frames, each a windows gang
-  (b) queue-50:    50 mixed films (T2V/I2V, 480p/720p, 1-6 scenes), Poisson arrivals at
-                   80 % offered load
-  (c) backlog-50:  the same 50 films, all queued at t = 0 (throughput: films per hour)
+Drives the real scheduler in the discrete-event simulator (farm/sim) and the baselines'
+clip queues (farm/sim/baselines) on one cost model, calibrated on published timings
+(farm/sim/costs; the table is printed below the results). Workloads:
+  single-film  one 60 s 720p T2V film, 6 scenes of 161 frames (two windows each)
+  queue-50     50 mixed films (T2V/I2V, 480p/720p, 1-6 scenes), Poisson arrivals at 80 %
+               offered load                                              (seeded)
+  backlog-50   the same 50 films, all queued at t = 0                    (seeded)
+  mixed-30     a studio's queue: shorts, episodes (3-6 scenes), features (8-12), scenes
+               of 1-3 windows or chain units, 480p/720p, T2V/I2V, in bursts, 80 % load
+                                                                          (seeded)
+Every system is shown at its best configuration, searched per row and seed (reelfarm:
+fleet, phase chunks, gang efficiency floor; baselines: G, fixed groups or wave planner,
+efficiency floor). Seeded rows show the median over seeds and the makespan's spread.
 
-reelfarm runs its gang rule (phases on CFG x Ulysses gangs sized from the backlog and the
-idle GPUs, farm.sched.gangs) on the speedup table the official baseline uses; for each
-row the best of its configurations (expert pools or generalists; phases whole or in
-chunks of <= 7 steps) is shown, as the official baseline's best group size G is.
+Columns: makespan, /bound (over the common lower bound: any layout, same costs), /best
+(over the fastest system of the row), time to first frame and p50 / p95 film latency
+(medians over films), utilisation.
 
-Columns: makespan / lower bound (the system's own bound: max(GPU work / GPUs, critical
-path, arrivals); how well the work was scheduled), makespan / best system in the group
-(who is fastest), GPU utilisation (all, and per pool for reelfarm), time to first frame
-(median over films; / one segment's latency = the published 1-GPU time of one clip),
-p50 / p95 film latency. Rows where reelfarm loses are printed like any other.
-
-    python bench/scale.py [--json] [--gpus 8 64 256] [--failures-per-gpu-hour 0] [--seed 0]
+    python bench/scale.py [--quick] [--json] [--gpus 8 64 256] [--seeds 0 1 2]
+                          [--workloads ...] [--sensitivity] [--pareto] [--costs legacy]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import textwrap
 import time
@@ -33,73 +36,87 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farm.sim import targets  # noqa: E402
-from farm.sim.compare import at_load, compare, reelfarm  # noqa: E402
+from farm.sim import report, targets  # noqa: E402
+from farm.sim.baselines import run, systems  # noqa: E402
+from farm.sim.compare import RF_CONFIGS, at_load, compare, reelfarm  # noqa: E402
 from farm.sim.costs import CostModel  # noqa: E402
-from farm.sim.workload import film_queue, trailer  # noqa: E402
+from farm.sim.workload import Workload, film_queue, single_scenes, studio_queue, trailer  # noqa: E402
 
 LOAD = 0.8
+WORKLOADS = ("single-film", "queue-50", "backlog-50", "mixed-30")
+SEEDS = (0, 1, 2)
+# The cost model before issue 34 (free CFG parallel, activations shrinking with the
+# Ulysses degree, UMT5 at 9.4 GB, no nodes), for the before/after tables.
+LEGACY = CostModel(cfg_efficiency=1.0, expert_bytes=28.5e9, text_bytes=9.4e9, vae_bytes=0.2e9,
+                   legacy_memory=True, node_gpus=10**6, switch_s=8.0)
 
 
-WORKLOADS = ("single-film", "queue-50", "backlog-50")
+def workload(name: str, gpus: int, seed: int, costs: CostModel) -> Workload | None:
+    """The named workload at this fleet size and seed (None: not seeded, seed > first)."""
+    if name == "single-film":
+        return trailer() if seed == SEEDS[0] else None
+    if name.startswith("single-"):
+        return single_scenes() if seed == SEEDS[0] else None
+    if name == "queue-50":
+        return at_load(film_queue(50, seed=seed), gpus, LOAD, costs)
+    if name == "backlog-50":
+        return replace(film_queue(50, seed=seed).at_rate(0.0), name="backlog-50")
+    if name == "mixed-30":
+        return at_load(studio_queue(30, seed=seed), gpus, LOAD, costs)
+    raise ValueError(f"unknown workload {name}")
 
 
-def rows(gpus_list: list[int], failures: float, seed: int,
-         workloads: tuple[str, ...] = WORKLOADS) -> list[dict]:
-    costs = CostModel()
-    queue = film_queue(50, seed=seed)
+def rows(gpus_list: list[int], failures: float, seeds: tuple[int, ...] = SEEDS,
+         workloads: tuple[str, ...] = WORKLOADS, costs: CostModel | None = None) -> list[dict]:
+    """Every system's row for every fleet size, workload and seed."""
+    costs = costs or CostModel()
     out = []
-    backlog = replace(queue.at_rate(0.0), name="backlog-50")
     for gpus in gpus_list:
-        for workload in (trailer(), at_load(queue, gpus, LOAD, costs), backlog):
-            if workload.name in workloads:
-                out += compare(workload, gpus, costs, failures_per_gpu_hour=failures, seed=seed)
-    for r in out:
-        r["throughput_films_per_h"] = round(r["films_ok"] * 3600 / r["makespan_s"], 3)
+        for name in workloads:
+            for seed in seeds:
+                w = workload(name, gpus, seed, costs)
+                if w is None:
+                    continue
+                for r in compare(w, gpus, costs, failures_per_gpu_hour=failures, seed=seed):
+                    out.append({**r, "seed": seed})
     return out
 
 
-def ceilings(rs: list[dict], seed: int) -> dict[int, float]:
-    """Per fleet size: the most reelfarm's backlog throughput can exceed the official's."""
-    costs, backlog = CostModel(), film_queue(50, seed=seed).at_rate(0.0)
-    return {r["gpus"]: targets.throughput_ceiling(backlog, costs, r["gpus"], r["makespan_s"])
-            for r in rs if r["workload"] == "backlog-50" and r["system"] == "official"}
+def _variant(job: tuple[str, CostModel, str | None, list[int], tuple[int, ...],
+                         tuple[str, ...]]) -> tuple[str, dict[tuple[int, str], float]]:
+    name, costs, swap, gpus_list, seeds, workloads = job
+    # a workload variant (scene structure) only changes the single-film rows
+    names = (swap,) if swap else workloads
+    verdict = report.verdicts(rows(gpus_list, 0.0, seeds, names, costs))
+    return name, {(v["gpus"], "single-film" if v["workload"] == swap else v["workload"]):
+                  v["ratio"] for v in verdict}
 
 
-def last_arrivals(gpus_list: list[int], seed: int) -> dict[tuple[int, str], float]:
-    costs, queue = CostModel(), film_queue(50, seed=seed)
-    return {(g, queue.name): at_load(queue, g, LOAD, costs).arrivals[-1].time for g in gpus_list}
+def sensitivity(gpus_list: list[int], seeds: tuple[int, ...], workloads: tuple[str, ...],
+                processes: int = 2) -> dict[str, dict[tuple[int, str], float]]:
+    """reelfarm / best baseline (median over seeds) per row under each cost variant."""
+    jobs = [(name, costs, swap, gpus_list, seeds, workloads)
+            for name, costs, swap in report.variants(CostModel())
+            if swap is None or "single-film" in workloads]
+    with multiprocessing.Pool(processes) as pool:
+        return dict(pool.map(_variant, jobs, chunksize=1))
 
 
-def _util(r: dict) -> str:
-    pools = " ".join(f"{k.replace('-a14b', '').replace('high', 'hi').replace('low', 'lo')} "
-                     f"{v:.2f}" for k, v in r["utilisation_per_pool"].items())
-    return f"{r['utilisation']:.2f}" + (f" ({pools})" if len(r["utilisation_per_pool"]) > 1 else "")
-
-
-def table(rs: list[dict]) -> str:
-    head = (f"{'GPUs':>4} {'workload':<11} {'system':<8} {'config':<50} {'makespan':>9} "
-            f"{'/LB':>6} {'/best':>6} {'films/h':>8} {'TTFF s':>7} {'/seg':>5} {'p50 s':>7} "
-            f"{'p95 s':>7}  utilisation (per pool)")
-    lines = [head, "-" * len(head)]
-    for r in rs:
-        lines.append(
-            f"{r['gpus']:>4} {r['workload']:<11} {r['system']:<8} {r['config']:<50} "
-            f"{r['makespan_s']:>9.1f} {r['makespan_over_lower_bound']:>6.3f} "
-            f"{r['makespan_over_best']:>6.2f} {r['throughput_films_per_h']:>8.2f} "
-            f"{r['ttff_s']:>7.1f} "
-            f"{r['ttff_over_segment_latency']:>5.2f} {r['p50_latency_s']:>7.1f} "
-            f"{r['p95_latency_s']:>7.1f}  {_util(r)}")
+def pareto(gpus: int, name: str, seed: int) -> str:
+    """Every configuration of every system on one row: makespan, TTFF, p50 latency."""
+    costs = CostModel()
+    w = workload(name, gpus, seed, costs)
+    lines = [f"Pareto view, {gpus} GPUs, {name}, seed {seed}: makespan / TTFF / p50 latency (s)"]
+    runs = [(f"reelfarm {f} phases<={k} eff>={e:g} gangs>={m}",
+             reelfarm(w, gpus, costs, fleet=f, max_phase_steps=k, min_efficiency=e, min_gang=m))
+            for f, k, e, m in RF_CONFIGS]
+    runs += [(f"{s.name} {s.label}", run(w, gpus, s, costs)) for s in systems(gpus)]
+    for label, r in sorted(runs, key=lambda lr: lr[1].makespan):
+        ttff = sorted(f.ttff for f in r.films if f.ttff is not None)
+        lat = sorted(f.latency for f in r.films if f.latency is not None)
+        lines.append(f"  {label:<44} {r.makespan:>9.1f} {ttff[len(ttff) // 2]:>8.1f} "
+                     f"{lat[len(lat) // 2]:>8.1f}")
     return "\n".join(lines)
-
-
-def calibration() -> str:
-    c = CostModel()
-    steps = ", ".join(f"{fam.split('-')[0]} {h}p {c.ref_step_s(fam, h, 'high'):.2f} s"
-                      for fam, h in (("t2v-a14b", 720), ("t2v-a14b", 480),
-                                     ("i2v-a14b", 720), ("i2v-a14b", 480)))
-    return (f"calibration: one CFG step of an 81-frame segment: {steps}; swap {c.swap_s:g} s "
-            f"per clip (naive only), text {c.text_s:g} s, decode 5.0/2.2 s per clip (720p/480p)")
 
 
 def resilience(gpus: int, per_gpu_hour: float, seed: int) -> str:
@@ -111,39 +128,55 @@ def resilience(gpus: int, per_gpu_hour: float, seed: int) -> str:
     ok = sum(f.state == "SUCCEEDED" for f in rough.films)
     return (f"reelfarm, {gpus} GPUs, queue-50, {per_gpu_hour:g} failures per GPU-hour: "
             f"{rough.num_failures} failures, {ok}/{len(rough.films)} films succeeded, "
-            f"makespan {rough.makespan:.0f} s (fault-free {calm.makespan:.0f} s), "
-            f"denoising GPU-s {rough.phase_gpu_s:.0f} (fault-free {calm.phase_gpu_s:.0f})")
+            f"makespan {rough.makespan:.0f} s (fault-free {calm.makespan:.0f} s)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     ap.add_argument("--gpus", type=int, nargs="+", default=[8, 64, 256])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    ap.add_argument("--quick", action="store_true", help="one seed (0)")
+    ap.add_argument("--costs", choices=("calibrated", "legacy"), default="calibrated")
+    ap.add_argument("--sensitivity", action="store_true",
+                    help="reelfarm / best baseline per row under each cost assumption varied")
+    ap.add_argument("--pareto", action="store_true", help="every configuration, 64-GPU queue")
+    ap.add_argument("--processes", type=int, default=2, help="--sensitivity: variants at once")
     ap.add_argument("--failures-per-gpu-hour", type=float, default=0.0,
                     help="reelfarm worker failures (seeded Poisson; lost data, 120 s restart)")
-    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    seeds = (SEEDS[0],) if args.quick else tuple(args.seeds)
     started = time.perf_counter()
-    rs = rows(args.gpus, args.failures_per_gpu_hour, args.seed)
+    if args.sensitivity:
+        cells = sensitivity(args.gpus, seeds, tuple(args.workloads), args.processes)
+        print("reelfarm makespan / best baseline's (median over seeds; <= 1: reelfarm wins)")
+        print(report.sensitivity_table(cells))
+        print(f"\n(simulated in {time.perf_counter() - started:.1f} s)")
+        return
+    if args.pareto:
+        print(pareto(64, "queue-50", seeds[0]))
+        return
+    costs = LEGACY if args.costs == "legacy" else CostModel()
+    rs = rows(args.gpus, args.failures_per_gpu_hour, seeds, tuple(args.workloads), costs)
     if args.json:
         print(json.dumps(rs, indent=1))
         return
-    print(table(rs))
-    print("\n/LB: makespan over the system's own lower bound (how well it was scheduled); "
-          "/best: over the fastest system of the group (who wins). TTFF and /seg: median over "
-          "films; /seg divides by the published 1-GPU time of one 81-frame clip.")
-    print("\ntargets (issue 17):")
-    for line in targets.check(rs, ceilings(rs, args.seed)):
+    print(report.table(report.aggregate(rs)))
+    print("\n/bound: over the common lower bound (any layout on any phase, same costs, "
+          "nothing avoidable paid); /best: over the fastest system of the row.")
+    print("\ntargets (issue 34), median over seeds:")
+    verdict = report.verdicts(rs)
+    for line in targets.check(verdict):
         print(f"  {line}")
-    notes = targets.losses(rs, CostModel(), last_arrivals(args.gpus, args.seed), LOAD)
-    print("\nwhere reelfarm still loses, and why:" if notes else "\nreelfarm loses no row.")
+    notes = targets.losses(verdict)
+    print("\nwhere reelfarm loses, and why:" if notes else "\nreelfarm loses no row.")
     for line in notes:
         print(textwrap.fill(line, 118, initial_indent="  - ", subsequent_indent="    "))
-    print()
-    print(calibration())
-    print(resilience(64, 0.2, args.seed))
-    print(f"\n(simulated in {time.perf_counter() - started:.1f} s; H100 costs from the "
-          "published Wan2.2 table, see farm/sim/costs.py)")
+    print(f"\ncosts ({args.costs}; farm/sim/costs.py, sources in docs/benchmarks.md):")
+    print(report.cost_table(costs))
+    print(resilience(64, 0.2, seeds[0]))
+    print(f"\n(simulated in {time.perf_counter() - started:.1f} s)")
 
 
 if __name__ == "__main__":

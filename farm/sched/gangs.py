@@ -29,15 +29,21 @@ load by itself: under a backlog few workers are idle and gangs stay at 1; a lone
 an idle farm gets wide gangs. `min_efficiency` bounds the GPU-seconds a gang may waste (0.8: at most
 25 % more than on one GPU each), so a burst arriving just after does not find the farm
 busy with inefficient gangs.
+
+Nodes: worker ids name their node ("...@<node>", placement.node_of). A Ulysses group of at
+most NODE_GPUS counts toward a wave only where one node has that many idle workers, and
+its ranks are placed in one node (placement: best fit); beyond a node the table prices
+the inter-node all-to-all. `min_size` > 1 makes phases wait for gangs of at least that
+many GPUs instead of running on one (as the official script's groups of G do).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from farm.sched.output import Layout
 from farm.sched.placement import Need, Round
-from farm.sched.speedup import SpeedupTable, published_tables
+from farm.sched.speedup import NODE_GPUS, SpeedupTable, published_tables
 from farm.sched.state import GangMemo
 
 SINGLE = Layout()
@@ -51,6 +57,10 @@ class GangPolicy:
     # Smallest 1 / (ratio x size) a gang may have.
     min_efficiency: float = 0.8
     max_size: int = 80
+    # Smallest gang a phase may run on (1: any). Above 1 the rule never falls back to one
+    # GPU: a phase waits for its gang, as a clip waits for a free group of G GPUs (a
+    # setting for large farms where chains of units make the critical path).
+    min_size: int = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.min_efficiency <= 1:
@@ -62,23 +72,48 @@ class GangPolicy:
         return next((t for t in self.tables if (t.family, t.height) == (family, height)), None)
 
     def choose(self, family: str, height: int, guidance: float, waiting: int, idle: int,
-               members: int = 1) -> Layout:
+               members: int = 1, nodes: tuple[int, ...] | None = None) -> Layout:
         """The layout of one segment's phase, for a unit of `members` segments (see the
-        module docstring)."""
+        module docstring). `nodes`: the idle workers per node; a Ulysses group of at
+        most a node's GPUs counts only where one node holds it (the table prices groups
+        within a node; beyond NODE_GPUS it prices the inter-node link)."""
         table = self.table(family, height)
-        if table is None or waiting < 1 or waiting >= idle:
+        if table is None or waiting < 1:
             return SINGLE
+        if self.min_size > 1:
+            return self._at_least(table, guidance, waiting, idle, members, nodes)
+        if waiting >= idle:
+            return SINGLE
+        nodes = nodes or (idle,)
         best, best_time = SINGLE, float("inf")
         fits = table.layouts(cfg=guidance > 1.0, max_size=min(idle // members, self.max_size))
         for layout in sorted(fits, key=lambda lay: lay.size):  # 1 x 1 first; ties: fewer GPUs
             r = table.ratio(layout, self.link_bytes_per_s)
             if 1.0 / (r * layout.size) < self.min_efficiency:
                 continue
-            wave = members * (idle // (members * layout.size))
+            groups = (sum(n // layout.sp for n in nodes) if layout.sp <= NODE_GPUS
+                      else idle // layout.sp)
+            wave = members * (groups // (members * layout.cfg))
+            if wave < 1:
+                continue
             t = r * -(-waiting // wave)  # ceil: the waiting segments in waves of this layout
             if t < best_time * (1 - 1e-9):
                 best, best_time = layout, t
         return best
+
+    def _at_least(self, table: SpeedupTable, guidance: float, waiting: int, idle: int,
+                  members: int, nodes: tuple[int, ...] | None) -> Layout:
+        """The fastest layout of at least min_size GPUs for the waiting segments in waves
+        of the idle GPUs; when none fits now, the smallest one (the phase waits for it)."""
+        big = [lay for lay in table.layouts(cfg=guidance > 1.0, max_size=self.max_size)
+               if lay.size >= self.min_size]
+        if not big:
+            return SINGLE
+        fallback = min(big, key=lambda lay: (lay.size, table.ratio(lay, self.link_bytes_per_s)))
+        any_size = replace(self, min_size=1)
+        pick = any_size.choose(table.family, table.height, guidance, min(waiting, idle - 1),
+                               idle, members, nodes) if idle > 1 else SINGLE
+        return pick if pick.size >= self.min_size else fallback
 
     def options(self, family: str, height: int, guidance: float) -> list[tuple[Layout, float]]:
         """Every admissible layout and its ratio, fastest first (for displays and the
@@ -107,14 +142,19 @@ def place_phase(round_: Round, policy: GangPolicy | None, need: Need, excluded: 
     layout = SINGLE
     if policy is not None:
         idle = round_.idle(need, excluded, soon=True)
-        layout = policy.choose(family, height, guidance, round_.waiting(need), idle, members)
+        layout = policy.choose(family, height, guidance, round_.waiting(need), idle, members,
+                               round_.idle_nodes(need, excluded, soon=True))
+        if members * layout.size > len(round_.pool(need, excluded)):
+            layout = SINGLE  # a gang wider than its whole pool would wait forever
     if (previous is not None and previous.layout == layout
+            and not round_.warm_elsewhere(need, excluded, previous.worker_ids)
             and round_.take(need, excluded, previous.worker_ids, previous.key)):
         round_.placed(need, members)
         return previous.worker_ids, layout, previous.key
     if layout.size > 1:
         ranks = tuple(w for lead in preferred for w in (lead, *[None] * (layout.size - 1)))
-        ids = round_.place(need, excluded, members * layout.size, ranks, distinct=True)
+        ids = round_.place(need, excluded, members * layout.size, ranks, distinct=True,
+                           block=layout.sp)
         if ids is not None:
             round_.placed(need, members)
             return ids, layout, ""

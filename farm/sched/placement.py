@@ -84,20 +84,32 @@ class Round:
         return sum(1 for wid, n in left.items()
                    if n > 0 or (soon and wid in self.soon and wid not in self.reserved))
 
+    def idle_nodes(self, need: Need, excluded: frozenset[str],
+                   soon: bool = False) -> tuple[int, ...]:
+        """`idle` per node (node_of the worker ids), largest first."""
+        left = self._left(self.pool(need, excluded), False)
+        nodes: dict[str, int] = {}
+        for wid, n in left.items():
+            if n > 0 or (soon and wid in self.soon and wid not in self.reserved):
+                nodes[node_of(wid)] = nodes.get(node_of(wid), 0) + 1
+        return tuple(sorted(nodes.values(), reverse=True))
+
     def placed(self, need: Need, segments: int) -> None:
         self._placed[need] = self._placed.get(need, 0) + segments
 
     def place(self, need: Need, excluded: frozenset[str], num: int,
               preferred: tuple[str | None, ...] = (), backfill: bool = False,
-              distinct: bool = False) -> tuple[str, ...] | None:
+              distinct: bool = False, block: int = 1) -> tuple[str, ...] | None:
         """A worker id per member, or None when the members do not fit now. `distinct`:
-        every member on a different worker (the ranks of a gang)."""
+        every member on a different worker (the ranks of a gang), in runs of `block`
+        ranks that share a node where one has room (a Ulysses group: its all-to-all
+        stays off the inter-node link; see `node_of`)."""
         key = (need, excluded)
         if not distinct and num >= self._failed.get(key, num + 1):
             return None
         pool = self.pool(need, excluded)
         if distinct:
-            ids = self._fit(pool, need, num, preferred, backfill, distinct=True)
+            ids = self._fit(pool, need, num, preferred, backfill, distinct=True, block=block)
         elif num > sum(w.spec.slots for w in pool):
             ids = self._oversubscribe(pool, num)
         else:
@@ -125,6 +137,17 @@ class Round:
                 self.free[wid] -= 1
         return ok
 
+    def warm_elsewhere(self, need: Need, excluded: frozenset[str], ids: tuple[str, ...]) -> bool:
+        """Whether some of `ids` would have to switch experts for `need` while as many
+        free workers are warm for it (or fresh): a gang re-formed there pays the set-up
+        (a second) instead of an expert switch (seconds, ~28 GB of weights)."""
+        pool = {w.spec.worker_id: w for w in self.pool(need, excluded)}
+        if all(pool[w].warm in (None, need) for w in ids if w in pool):
+            return False
+        warm = sum(1 for wid, w in pool.items() if w.warm in (None, need)
+                   and self.free[wid] > 0 and wid not in self.reserved)
+        return warm >= len(ids)
+
     def reserve(self, need: Need, excluded: frozenset[str]) -> None:
         """A gang did not fit: hold its pool's free slots for it (phases only)."""
         for w in self.pool(need, excluded):
@@ -138,7 +161,7 @@ class Round:
 
     def _fit(self, pool: list[WorkerState], need: Need, num: int,
              preferred: tuple[str | None, ...], backfill: bool,
-             distinct: bool = False) -> tuple[str, ...] | None:
+             distinct: bool = False, block: int = 1) -> tuple[str, ...] | None:
         left = self._left(pool, backfill)
         if distinct:
             left = {wid: min(n, 1) for wid, n in left.items()}
@@ -158,6 +181,10 @@ class Round:
                        key=lambda w: (w.spec.worker_id in cold, self._other_demand(w, need),
                                       len(w.spec.holds), -left[w.spec.worker_id],
                                       w.spec.worker_id))
+        if block > 1:  # preferred ranks may give way, so they stay candidates
+            ids = [w.spec.worker_id for w in order]
+            return _by_node(chosen, ids + [c for c in chosen if c is not None and c not in ids],
+                            block, cold)
         slots = (w.spec.worker_id for w in order for _ in range(left[w.spec.worker_id]))
         return tuple(c if c is not None else next(slots) for c in chosen)
 
@@ -171,6 +198,51 @@ class Round:
 
     def _other_demand(self, w: WorkerState, need: Need) -> float:
         return sum(p for n, p in self._pressure.items() if n != need and w.serves(*n))
+
+
+def node_of(worker_id: str) -> str:
+    """The node a worker runs on: what follows "@" in its id (serving.pool registers
+    "<pool>-<replica>-<n>@<node address>"); "" (one node for all) when there is none."""
+    head, at, node = worker_id.rpartition("@")
+    return node if at else ""
+
+
+def _by_node(chosen: list[str | None], order: list[str], block: int,
+             cold: set[str]) -> tuple[str, ...]:
+    """Fill the open ranks, `block` at a time, from one node each where one has room:
+    the preferred rank's node if it fits the rest of the block, else the node that fits
+    it with the fewest cold workers among those it would give, then the fewest free
+    candidates (best fit keeps whole nodes for wide gangs), a preferred rank elsewhere
+    giving way (handing data over costs milliseconds, a Ulysses group across nodes
+    seconds per phase). No node fits: the fullest nodes first. With no node in the ids
+    this is the order's first candidates, as without blocks."""
+    used = {c for c in chosen if c is not None}
+    out = list(chosen)
+    for b in range(0, len(out), block):
+        ids = out[b:b + block]
+        nodes: dict[str, list[str]] = {}
+        for wid in order:
+            if wid not in used:
+                nodes.setdefault(node_of(wid), []).append(wid)
+        pinned = {node_of(c) for c in ids if c is not None}
+        need = sum(c is None for c in ids)
+        if len(pinned) == 1 and len(nodes.get(next(iter(pinned)), [])) >= need:
+            pool = nodes[next(iter(pinned))]
+        else:
+            fits = [n for n in nodes if len(nodes[n]) >= len(ids)]
+            if fits:
+                best = min(fits, key=lambda n: (  # ties: the order's first
+                    sum(w in cold for w in nodes[n][:len(ids)]), len(nodes[n])))
+                used -= {c for c in ids if c is not None}
+                ids = [None] * len(ids)
+                pool = nodes[best]
+            else:
+                pool = [w for n in sorted(nodes, key=lambda n: -len(nodes[n])) for w in nodes[n]]
+        fill = iter(pool)
+        ids = [c if c is not None else next(fill) for c in ids]
+        used.update(ids)
+        out[b:b + block] = ids
+    return tuple(c for c in out if c is not None)
 
 
 def _pressure(workers: list[WorkerState], free: dict[str, int],

@@ -14,18 +14,20 @@ Points other than 1, 4 and 8 GPUs are extrapolations [inferred], not measurement
 
 A phase of reelfarm on a gang of cfg x sp GPUs takes `ratio` times its one-GPU time:
 
-    ratio = (t(sp) - fixed) / (t(1) - swap - fixed) / cfg  +  cfg all-gather per step
+    ratio = (t(sp) - fixed) / (t(1) - swap - fixed) / (cfg x e)  +  cfg all-gather per step
 
 where `fixed` is the text encoding, image encoding and VAE decode inside the published
 times (reelfarm runs them as tasks of their own, never on a gang) and `swap` the
 single-GPU offload inside t(1) (16 s; reelfarm workers do not offload). CFG parallel
 runs the two forwards of a step on two halves of the gang and all-gathers the two
-predictions (one latent-sized tensor each) every step. ratio(1 x 1) = 1.
+predictions (one latent-sized tensor each) every step; e (`cfg_efficiency`) is its share
+of the ideal 2x: 1.0 by default, 0.775 in the simulator (LightX2V's measured CFG 2 x
+Ulysses 4 point, farm.sim.costs). ratio(1 x 1) = 1.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from farm.sched.output import Layout
 
@@ -63,6 +65,9 @@ class SpeedupTable:
     a2a_bytes_at_8: float
     # One prediction (the latents of a segment, bf16): what CFG parallel all-gathers.
     pred_bytes: float
+    # Speedup of CFG parallel over its ideal 2x (1.0: ideal). The simulator passes the
+    # value calibrated on LightX2V's measured CFG 2 x Ulysses 4 point (farm.sim.costs).
+    cfg_efficiency: float = 1.0
 
     def clip_s(self, gpus: int, link_bytes_per_s: float) -> float:
         """The official script's seconds for one clip on `gpus` GPUs (Ulysses)."""
@@ -88,7 +93,7 @@ class SpeedupTable:
             return sp
         per_step = one / REF_STEPS
         gather = link_latency_s + self.pred_bytes / link_bytes_per_s
-        return sp / layout.cfg + gather / per_step
+        return sp / (layout.cfg * self.cfg_efficiency) + gather / per_step
 
     def layouts(self, cfg: bool, max_size: int) -> list[Layout]:
         """Every valid layout of at most max_size GPUs (CFG halves only with guidance)."""
@@ -102,15 +107,22 @@ def _latent_bytes(width: int, height: int, dtype_bytes: int = 2) -> float:
 
 def published_tables(*, text_s: float = 1.0, swap_s: float = 16.0,
                      decode_s: tuple[float, float] = (5.0, 2.2),
-                     image_s: tuple[float, float] = (3.2, 1.4)) -> tuple[SpeedupTable, ...]:
+                     image_s: tuple[float, float] = (3.2, 1.4), cfg_efficiency: float = 1.0,
+                     two_gpu_scale: float = 1.0) -> tuple[SpeedupTable, ...]:
     """The H100 tables, with the fixed parts split as farm.sim.costs calibrates them
-    (decode and image encoding at 720p, 480p)."""
+    (decode and image encoding at 720p, 480p). `two_gpu_scale` != 1 pins the 2-GPU time
+    at that multiple of its extrapolation (a sensitivity run: it is not published)."""
     out = []
     for (family, height), seconds in PUBLISHED.items():
         width, a2a = _SHAPES[height]
         k = 0 if height == 720 else 1
         image = image_s[k] if family == "i2v-a14b" else 0.0
-        out.append(SpeedupTable(family, height, 40, tuple(sorted(seconds.items())),
-                                fixed_s=text_s + image + decode_s[k], swap_s=swap_s,
-                                a2a_bytes_at_8=a2a, pred_bytes=_latent_bytes(width, height)))
+        table = SpeedupTable(family, height, 40, tuple(sorted(seconds.items())),
+                             fixed_s=text_s + image + decode_s[k], swap_s=swap_s,
+                             a2a_bytes_at_8=a2a, pred_bytes=_latent_bytes(width, height),
+                             cfg_efficiency=cfg_efficiency)
+        if two_gpu_scale != 1.0:
+            two = table.clip_s(2, 50e9) * two_gpu_scale
+            table = replace(table, seconds=tuple(sorted({**seconds, 2: two}.items())))
+        out.append(table)
     return tuple(out)

@@ -16,7 +16,14 @@ have the same architecture, so the table holds the same cost for each expert (it
 keyed by expert so a distilled or pruned expert can differ). Other window sizes scale
 by the FLOP model of one forward, linear + attention: cost(N) ~ N (1 + N / 29100)
 tokens (the 720p and 480p FLOP splits both give 29100). The official loop never swaps
-on several GPUs (FSDP); reelfarm workers hold one expert and never swap.
+on several GPUs (FSDP shards both experts over the group).
+
+Memory (issue 34). A GPU holds experts (28.6 GB each), UMT5-XXL (11.4 GB) and the VAE
+(0.5 GB), counted from the official configs (farm.spec.weights), plus non-weight memory
+taken from the official 8-GPU peaks (28.5 GB at 720p, 17.7 GB at 480p) that does not
+shrink with the Ulysses degree: one expert fits 80 GB, two never do. So a one-GPU clip
+pays the offload, and a reelfarm GPU that holds several experts (a generalist) switches
+its resident expert in SWITCH_S (an expert at LightX2V's measured offload rate).
 
 Bytes. Latents are fp32 [C, L, H/8, W/8]; a phase hands over latents + UniPC history
 (two model outputs + last sample) = 4x the latents (77 MB at 720p, 81 frames); prompt
@@ -31,7 +38,11 @@ InfiniBand (13.5 GB per GPU per forward at 720p and P = 8, scaled by 8/P, 80 for
 50 GB/s). Those points are extrapolations [inferred], not measurements. A reelfarm phase
 on a gang of cfg x sp GPUs takes `SpeedupTable.ratio` times its one-GPU time: the
 table's time at sp GPUs less the parts reelfarm runs apart (text, image, decode; the
-single-GPU offload), halved by CFG parallel, plus one all-gather per step.
+single-GPU offload), divided by 2 x CFG_EFFICIENCY under CFG parallel (0.775, from
+LightX2V's measured CFG 2 x Ulysses 4 point), plus one all-gather per step. A Ulysses
+group of at most a node that spans two nodes (8 GPUs each) pays the all-to-all at the
+inter-node rate on top (`straddle_ratio`): every system, reelfarm's gangs and the clip
+baselines' groups alike.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from farm.plan.segments import DECODE_HALO, decode_bands
 from farm.sched.gangs import GangPolicy
 from farm.sched.output import Layout
 from farm.sched.speedup import PUBLISHED, SpeedupTable, published_tables
+from farm.spec.weights import MODEL_OFFLOAD_BYTES_PER_S, official, part_bytes
 
 # Ulysses needs heads % G == 0 (40 heads), and at most 40 GPUs per clip.
 SP_SIZES = (1, 2, 4, 5, 8, 10, 20, 40)
@@ -51,13 +63,53 @@ REF_FRAMES, REF_STEPS = 81, 40
 ATTN_TOKENS = 29100.0
 
 
+# ---- calibration points (the one table bench/scale.py prints; sources in docs/benchmarks.md)
+# LightX2V's own Wan2.2 T2V 720p run (examples/BeginnerGuide/ZH_CN/Wan22-moe.md, H100, 40
+# steps, both experts resident): 823.5 s on one GPU, 152.3 s on CFG 2 x Ulysses 4 [read].
+LIGHTX2V_ONE_S, LIGHTX2V_CFG2_SP4_S = 823.5, 152.3
+# Published per-GPU peaks of the official script at 720p / 480p on 8 GPUs (FSDP shards the
+# 57 GB of experts and the UMT5 over the 8): 37.1 / 26.3 GB [read, anchors 1.3].
+OFFICIAL_PEAK_8 = {720: 37.1e9, 480: 26.3e9}
+# Weights from the official configs (farm.spec.weights: parameters counted per component,
+# checked against the real modules): an A14B expert and UMT5-XXL in bf16, the VAE in fp32.
+_A14B = official("t2v-a14b")
+EXPERT_BYTES = float(part_bytes(_A14B, "high"))  # 28.6 GB
+UMT5_BYTES = float(part_bytes(_A14B, "text"))    # 11.4 GB
+VAE_BYTES = float(part_bytes(_A14B, "vae"))      # 0.5 GB
+# Switching a generalist's resident expert: one expert in from host memory at the rate
+# LightX2V's model offload measured (farm.spec.weights.MODEL_OFFLOAD_BYTES_PER_S): 8.2 s.
+SWITCH_S = EXPERT_BYTES / MODEL_OFFLOAD_BYTES_PER_S
+
+
+def nonweight_bytes(height: int) -> float:
+    """Activations and workspace of one rank, from the official 8-GPU peak less its shard
+    of the weights; the published 4-GPU peaks give more (34.6 GB at 720p), so this is the
+    favourable end, and it does not shrink with the Ulysses degree [inferred]."""
+    return OFFICIAL_PEAK_8[height] - (2 * EXPERT_BYTES + UMT5_BYTES) / 8
+
+
+def calibrated_cfg_efficiency() -> float:
+    """CFG parallel's share of its ideal 2x, from LightX2V's measured point: its CFG 2 x
+    Ulysses 4 speedup over its own single GPU, with Ulysses 4 taken at the official
+    table's ratio (t(4) - fixed) / (t(1) - swap - fixed). ~0.77 [inferred]."""
+    t2v = next(t for t in published_tables() if (t.family, t.height) == ("t2v-a14b", 720))
+    sp4 = t2v.ratio(Layout(1, 4), 50e9)
+    one = LIGHTX2V_ONE_S - t2v.fixed_s
+    return one * sp4 / (2 * (LIGHTX2V_CFG2_SP4_S - t2v.fixed_s))
+
+
+CFG_EFFICIENCY = round(calibrated_cfg_efficiency(), 3)
+
+
 @functools.lru_cache(maxsize=64)
 def _tables(text_s: float, swap_s: float, decode_s: tuple[tuple[int, float], ...],
-            image_s: tuple[tuple[int, float], ...]) -> tuple[SpeedupTable, ...]:
+            image_s: tuple[tuple[int, float], ...], cfg_efficiency: float,
+            two_gpu_scale: float) -> tuple[SpeedupTable, ...]:
     decode, image = dict(decode_s), dict(image_s)
     return published_tables(text_s=text_s, swap_s=swap_s,
                             decode_s=(decode[720], decode.get(480, decode[720])),
-                            image_s=(image[720], image.get(480, image[720])))
+                            image_s=(image[720], image.get(480, image[720])),
+                            cfg_efficiency=cfg_efficiency, two_gpu_scale=two_gpu_scale)
 
 
 def _flops(tokens: float) -> float:
@@ -87,20 +139,28 @@ class CostModel:
     link_latency_s: float = 1e-3
     # Inter-node bandwidth for sequence parallel beyond one node (official baseline).
     ib_bytes_per_s: float = 50e9
-    # Forming a gang's process groups for one phase (NCCL communicator init) [assumed].
+    # Forming a gang's process groups for one phase (NCCL communicator init) [assumed];
+    # the clip baselines pay it too when they regroup GPUs.
     gang_setup_s: float = 1.0
-    # Memory of one GPU (H100 80 GB) and what a generalist holds in it, to decide whether
-    # it keeps every expert of its model resident (no switch between phases) or only the
-    # one it runs (research/anchors_inference.md 5): an expert 28.5 GB bf16 [read: "both
-    # about 57 GB"], UMT5 9.4 GB [read], the VAE 0.2 GB [assumed], and the activations of
-    # one forward of an 81-frame 720p segment on one GPU, 21.9 GB [inferred: LightX2V's
-    # 78.9 GB peak with both experts resident, less 57 GB], scaled by tokens over the
-    # Ulysses degree. At 720p both experts fit from sp = 2 on, not on one GPU.
+    # A generalist switching its resident expert (SWITCH_S).
+    switch_s: float = SWITCH_S
+    # CFG parallel's share of its ideal 2x (calibrated_cfg_efficiency; 1.0 = free).
+    cfg_efficiency: float = CFG_EFFICIENCY
+    # The 2-GPU Ulysses time over its extrapolation (a sensitivity knob; not published).
+    two_gpu_scale: float = 1.0
+    # GPUs per node: a Ulysses group spread over nodes pays the all-to-all at ib rate.
+    node_gpus: int = 8
+    # Memory of one GPU (H100 80 GB) and what a rank holds: experts, UMT5, VAE and the
+    # non-weight memory (None: nonweight_bytes(height), the published peaks). At the
+    # calibrated values one expert fits (68.7 GB at 720p) and two never do (97.2 GB).
     gpu_bytes: float = 80e9
-    expert_bytes: float = 28.5e9
-    text_bytes: float = 9.4e9
-    vae_bytes: float = 0.2e9
-    act_bytes_720: float = 21.9e9
+    expert_bytes: float = EXPERT_BYTES
+    text_bytes: float = UMT5_BYTES
+    vae_bytes: float = VAE_BYTES
+    nonweight_bytes: float | None = None
+    # The pre-issue-34 rule, for the bench's before/after tables only: 21.9 GB of
+    # activations at 720p scaled by tokens and divided by the Ulysses degree.
+    legacy_memory: bool = False
     # Optional override: (family, height, expert) -> seconds per step at 81 frames.
     step_s_override: tuple[tuple[tuple[str, int, str], float], ...] = field(default=())
 
@@ -139,14 +199,34 @@ class CostModel:
         return ref * _flops(_tokens(film.width, film.height, latent_frames)) / _flops(ref_tokens)
 
     def experts_fit(self, plan: FilmPlan, layout: Layout, experts: int) -> bool:
-        """Whether `experts` experts, the text encoder, the VAE and the activations of the
-        film's largest segment on a rank of `layout` fit in one GPU."""
-        w, h = _ref_size(720)
-        ref = _tokens(w, h, (REF_FRAMES - 1) // 4 + 1)
-        frames = max(seg.window.size for u in plan.units for seg in u.segments)
-        act = self.act_bytes_720 * _tokens(plan.film.width, plan.film.height, frames) / ref
-        need = experts * self.expert_bytes + self.text_bytes + self.vae_bytes + act / layout.sp
+        """Whether `experts` experts, the text encoder, the VAE and the non-weight memory
+        of a rank fit in one GPU (the layout does not matter: the published peaks show
+        non-weight memory that does not shrink with the Ulysses degree)."""
+        height = 720 if plan.film.height >= 600 else 480
+        rest = self.nonweight_bytes if self.nonweight_bytes is not None else nonweight_bytes(
+            height)
+        if self.legacy_memory:
+            w, h = _ref_size(720)
+            frames = max(seg.window.size for u in plan.units for seg in u.segments)
+            rest = 21.9e9 * _tokens(plan.film.width, plan.film.height, frames) / _tokens(
+                w, h, (REF_FRAMES - 1) // 4 + 1) / layout.sp
+        need = experts * self.expert_bytes + self.text_bytes + self.vae_bytes + rest
         return need <= self.gpu_bytes
+
+    def one_gpu_swap_s(self, plan: FilmPlan) -> float:
+        """The offload inside a one-GPU clip: paid only where both experts do not fit."""
+        return 0.0 if self.experts_fit(plan, Layout(1, 1), 2) else self.swap_s
+
+    def straddle_ratio(self, plan: FilmPlan, layout: Layout) -> float:
+        """What a gang whose Ulysses groups span nodes adds to its ratio: the all-to-all
+        at the inter-node rate (beyond one node the table has it already)."""
+        if layout.sp <= 1 or layout.sp > self.node_gpus:
+            return 0.0
+        height = 720 if plan.film.height >= 600 else 480
+        t = self.speedup(plan.film.profile.family, height)
+        one = dict(t.seconds)[1] - t.swap_s - t.fixed_s
+        comm = 2 * REF_STEPS * t.a2a_bytes_at_8 * (self.node_gpus / layout.sp) / self.ib_bytes_per_s
+        return comm / one / layout.cfg
 
     # ---- tasks -------------------------------------------------------------------------
 
@@ -229,29 +309,33 @@ class CostModel:
 
     def speedup_tables(self) -> tuple[SpeedupTable, ...]:
         """The published tables, with this model's fixed parts (text, image, decode, swap)."""
-        return _tables(self.text_s, self.swap_s, self.decode_s, self.image_s)
+        return _tables(self.text_s, self.swap_s, self.decode_s, self.image_s,
+                       self.cfg_efficiency, self.two_gpu_scale)
 
     def speedup(self, family: str, height: int) -> SpeedupTable:
         self._published(family, height)  # a clear error for an uncalibrated model
         return next(t for t in self.speedup_tables() if (t.family, t.height) == (family, height))
 
-    def gang_policy(self, min_efficiency: float = 0.8) -> GangPolicy:
+    def gang_policy(self, min_efficiency: float = 0.8, min_size: int = 1) -> GangPolicy:
         """The scheduler's gang rule on this model's tables and inter-node link."""
         return GangPolicy(tables=self.speedup_tables(), link_bytes_per_s=self.ib_bytes_per_s,
-                          min_efficiency=min_efficiency)
+                          min_efficiency=min_efficiency, min_size=min_size)
 
     def clip_s(self, family: str, height: int, gpus: int) -> float:
         """Official script: one 81-frame clip on `gpus` GPUs, end to end."""
         return self.speedup(family, height).clip_s(gpus, self.ib_bytes_per_s)
 
     def gang_phase_s(self, plan: FilmPlan, unit: Unit, phase_index: int, layout: Layout,
-                     forms: bool = True) -> float:
+                     forms: bool = True, straddles: bool = False) -> float:
         """A unit's phase on gangs of `layout`: the one-GPU time x ratio, plus forming them
-        unless it reuses the gangs of the unit's previous phase (`forms` False)."""
+        unless it reuses the gangs of the unit's previous phase (`forms` False), plus the
+        inter-node all-to-all where a Ulysses group spans nodes (`straddles`)."""
         one = self.unit_phase_s(plan, unit, phase_index)
         if layout.size == 1:
             return one
-        return one * self.gang_ratio(plan, layout) + (self.gang_setup_s if forms else 0.0)
+        ratio = self.gang_ratio(plan, layout) + (
+            self.straddle_ratio(plan, layout) if straddles else 0.0)
+        return one * ratio + (self.gang_setup_s if forms else 0.0)
 
     def gang_ratio(self, plan: FilmPlan, layout: Layout) -> float:
         """A phase's time on a gang of `layout` over its time on one GPU."""

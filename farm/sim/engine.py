@@ -73,6 +73,9 @@ class Simulation:
                  config: SchedulerConfig | None = None):
         self.workload, self.costs, self.restart_s = workload, costs, restart_s
         self.fleet = {w.spec.worker_id: w for w in fleet}
+        # Nodes of costs.node_gpus GPUs, in fleet order (a deployment's replicas of one
+        # pool fill nodes in turn): a Ulysses group spread over nodes pays ib rates.
+        self.node = {w.spec.worker_id: i // costs.node_gpus for i, w in enumerate(fleet)}
         self.fail_rate = failures_per_gpu_hour / 3600.0
         self.rng = random.Random(seed)
         self.s = Scheduler(config)
@@ -89,6 +92,7 @@ class Simulation:
         self.ended: dict[str, tuple[float, str]] = {}  # film -> (time, final state)
         self.events: list[Event] = []
         self.num_failures = 0
+        self.phases = self.switched_phases = 0
 
     # ---- the loop ------------------------------------------------------------------------
 
@@ -174,24 +178,34 @@ class Simulation:
         unit = plan.unit(task.unit_id)
         # A gang (cfg x sp per member) runs the phase in `gang_ratio` of the one-GPU time.
         compute = self.costs.gang_phase_s(plan, unit, task.phase_index, task.layout,
-                                          forms=task.forms_gang)
+                                          forms=task.forms_gang,
+                                          straddles=self._straddles(task))
         per_worker = max(task.worker_ids.count(w) for w in task.worker_ids)  # oversubscribed
         compute = compute * per_worker + self.costs.exchange_s(plan, unit, task.phase_index)
         expert = plan.film.profile.experts[task.expert]
-        transfers = []
+        transfers: list[float] = []
+        switches: list[float] = []
         writes = []
         for m, seg in zip(task.members, unit.segments, strict=True):
             keys = [m.input_key, task.prompt_key, task.condition_key]
             for wid in m.ranks:  # every rank reads the inputs and holds the expert
-                transfers.append(sum(self._fetch_s(k, wid) for k in keys if k)
-                                 + self._swap_s(wid, plan, model_part(plan.film.model, expert),
-                                                task.layout))
+                switches.append(self._swap_s(wid, plan, model_part(plan.film.model, expert),
+                                             task.layout))
+                transfers.append(sum(self._fetch_s(k, wid) for k in keys if k) + switches[-1])
             writes.append((m.output_key, m.worker_id,
                            self.costs.handoff_bytes(plan, seg.window.size)))
+        self.phases += 1
+        self.switched_phases += any(t > 0 for t in switches)
         steps = task.stop_step - task.start_step
         self.phase_gpu_s += sum(steps * self.costs.step_s(plan, seg.window.size, expert)
                                 for seg in unit.segments)
         return max(transfers) + compute, compute, writes
+
+    def _straddles(self, task: PhaseTask) -> bool:
+        """Whether a Ulysses group of the task (cfg_rank's sp ranks) spans nodes."""
+        sp = task.layout.sp
+        return sp > 1 and any(len({self.node[w] for w in m.ranks[c * sp:(c + 1) * sp]}) > 1
+                              for m in task.members for c in range(task.layout.cfg))
 
     def _decode(self, now: float, task: DecodeTask) -> tuple[float, float, list]:
         plan = self.plans[task.film_id]
@@ -213,9 +227,11 @@ class Simulation:
 
     def _swap_s(self, worker: str, plan: FilmPlan, expert: str, layout: Layout) -> float:
         """Loading the phase's expert on a worker that holds several. A worker keeps every
-        expert of the model resident while they fit in memory beside this rank's
+        expert of the phase's model resident while they fit in memory beside this rank's
         activations (costs.experts_fit; at start-up it loads them all), else only the one
-        it runs: then switching costs its `swap_s`."""
+        it runs: then switching costs its `swap_s`. Experts of other models never stay
+        beside them (they were counted in no fit), so a generalist that changes model
+        pays for what it loads."""
         cost = self.fleet[worker].swap_s
         if not cost:
             return 0.0
@@ -223,7 +239,10 @@ class Simulation:
         every = frozenset(h for h in self.fleet[worker].spec.holds if h.startswith(model))
         before = self.resident.get(worker)
         keep = self.costs.experts_fit(plan, layout, len(every))
-        self.resident[worker] = (before or every) | {expert} if keep else frozenset({expert})
+        # Only this model's experts that were already loaded (or all of them at start-up)
+        # stay: loading the rest would be another switch.
+        kept = (every if before is None else before & every) if keep else frozenset()
+        self.resident[worker] = kept | {expert}
         return 0.0 if before is None or expert in before else cost
 
     def _condition_bytes(self, film_id: str, scene_id: str, unit_index: int) -> int:
@@ -284,4 +303,5 @@ class Simulation:
         for wid, w in self.fleet.items():
             pools[w.pool] = pools.get(w.pool, 0) + 1
             busy[w.pool] = busy.get(w.pool, 0.0) + self.busy[wid]
-        return SimResult(tuple(films), pools, busy, self.phase_gpu_s, self.num_failures)
+        return SimResult(tuple(films), pools, busy, self.phase_gpu_s, self.num_failures,
+                         switched_phases=self.switched_phases, phases=self.phases)

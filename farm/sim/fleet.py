@@ -20,7 +20,7 @@ is cheap.
 
 NOTE(gangs): with gangs inside a segment (farm.sched.gangs) a lone film wants every GPU
 on its current phase, high-noise first and low-noise after, which expert pools cannot
-give: `generalists()` is the fleet where every GPU holds every expert (and pays SWAP_S to
+give: `generalists()` is the fleet where every GPU holds every expert (and pays costs.switch_s to
 switch). farm.sim.compare runs both fleets and reports the better one per workload.
 
 NOTE(decode): decoding and prompt encoding are co-located: every worker also holds the
@@ -28,11 +28,17 @@ text encoder and the VAE ("text", "vae"). A 720p decode is ~0.5 % of a segment's
 time, so a dedicated decode pool of even one GPU would sit idle >95 % of the time and,
 at 8 GPUs, cost 12 % of the farm; co-located, the decode of a unit runs on the
 low-noise worker that holds its final latents (locality: nothing moves) and frames
-stream from there. Memory: one 14B expert (28 GB bf16) + VAE (0.2 GB) + UMT5 (9.4 GB,
-or on CPU) fits an 80 GB H100 with room for 720p activations.
+stream from there. Memory: one 14B expert (28.6 GB bf16) + VAE (0.5 GB) + UMT5 (11.4 GB)
++ the non-weight memory (28.5 GB at 720p) fits an 80 GB H100 (farm.sim.costs).
+
+NOTE(nodes): workers are named "<id>@n<node>" as the runtime names them (serving.pool),
+nodes of costs.node_gpus in fleet order; the scheduler keeps a Ulysses group in one node
+where one has room (farm.sched.placement.node_of) and the engine charges one that spans.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from farm.sched.output import WorkerSpec, model_part
 from farm.sim.costs import CostModel
@@ -96,32 +102,44 @@ def split(gpus: int, work: dict[str, float], gangs: dict[str, int] | None = None
 
 
 FLEX = 0.25
-# A generalist switching its resident expert (half the measured 16 s per clip).
-SWAP_S = 8.0
 
 
 def expert_pools(gpus: int, workload: Workload, costs: CostModel, *, flex: float = FLEX,
-                 swap_s: float = SWAP_S) -> list[SimWorker]:
+                 swap_s: float | None = None, whole_nodes: bool = False) -> list[SimWorker]:
+    """Dedicated pools and generalists; `whole_nodes`: pools of whole nodes (a Ulysses
+    group of a node's GPUs then never leaves its node), the rest generalists."""
+    swap_s = costs.switch_s if swap_s is None else swap_s
     work = pool_work(workload, costs)
-    dedicated, general = split(gpus, work, gang_sizes(workload), flex)
+    gangs = ({pool: costs.node_gpus for pool in work} if whole_nodes
+             else gang_sizes(workload))
+    dedicated, general = split(gpus, work, gangs, flex)
     fleet = []
     for pool, n in dedicated.items():
         for i in range(n):
-            fleet.append(SimWorker(WorkerSpec(f"{pool}#{i}", frozenset({pool, "text", "vae"})),
+            fleet.append(SimWorker(WorkerSpec(f"{pool}#{i:03d}", frozenset({pool, "text", "vae"})),
                                    pool))
     for family, n in general.items():
         experts = frozenset(p for p in work if p.startswith(family + "/"))
         for i in range(n):
-            spec = WorkerSpec(f"{family}/any#{i}", experts | {"text", "vae"})
+            spec = WorkerSpec(f"{family}/any#{i:03d}", experts | {"text", "vae"})
             fleet.append(SimWorker(spec, f"{family}/any", swap_s=swap_s))
-    return fleet
+    return on_nodes(fleet, costs.node_gpus)
 
 
 def generalists(gpus: int, workload: Workload, costs: CostModel, *,
-                swap_s: float = SWAP_S) -> list[SimWorker]:
+                swap_s: float | None = None) -> list[SimWorker]:
     """Every GPU holds every expert of every model in the workload (in host memory) and
     switches the resident one for `swap_s`: the fleet that can put all its GPUs on one
     film, as the official script's groups do (which the baseline lets switch models free)."""
     experts = frozenset(pool_work(workload, costs))
-    return [SimWorker(WorkerSpec(f"any#{i}", experts | {"text", "vae"}), "any", swap_s=swap_s)
-            for i in range(gpus)]
+    swap_s = costs.switch_s if swap_s is None else swap_s
+    fleet = [SimWorker(WorkerSpec(f"any#{i:03d}", experts | {"text", "vae"}), "any",
+                       swap_s=swap_s) for i in range(gpus)]
+    return on_nodes(fleet, costs.node_gpus)
+
+
+def on_nodes(fleet: list[SimWorker], node_gpus: int) -> list[SimWorker]:
+    """Name each worker's node as the runtime does ("<id>@<node>", serving.pool): nodes of
+    `node_gpus` GPUs in fleet order (the engine charges Ulysses groups across them)."""
+    return [replace(w, spec=replace(w.spec, worker_id=f"{w.spec.worker_id}@n{i // node_gpus:03d}"))
+            for i, w in enumerate(fleet)]

@@ -1,28 +1,22 @@
 """Lower bounds and summary rows.
 
-Lower bound of a system on a workload (its own execution model, so the ratio measures
-how well the work was *scheduled*, not how fast the system is; compare makespans for
-that):
-
     LB = max( total GPU work / GPUs,
               max over films   (arrival + critical path of the film),
               max over arrivals t (t + work of the films arriving at or after t / GPUs) )
 
-reelfarm: work = every phase (steps x step cost x segments) + prompt + image + decode;
-a scene's critical path = prompt (and image) + for each unit in order (phases + decode),
-scenes in parallel (units of a chain are sequential; a windows gang is one unit).
-Clip baselines: work = G x clip time per clip; critical path = the longest chain of
-clips of a scene. Transfers are left out of both (a lower bound may be optimistic).
-reelfarm with gangs: a film's path shrinks with wider gangs at the price of more GPU
-work; the critical-path term is replaced by farm.sim.gangbound (deadline feasibility
-over the lower convex envelope of the gang layouts' time and work).
+work = every phase (steps x step cost x segments, one GPU each: no layout costs fewer
+GPU-seconds) + prompt + image + decode (one pass); a scene's critical path = prompt (and
+image) + for each unit in order (phases + fastest band decode), scenes in parallel. With
+gangs the critical-path term is farm.sim.gangbound (deadline feasibility over the lower
+convex envelope of the layouts' time and work). Transfers, switches and gang set-up are
+left out, so the bound may be optimistic; it is one bound for every system (the clip
+baselines pay text, image and a whole decode per clip on top).
 """
 
 from __future__ import annotations
 
 from farm.plan.film import FilmPlan
 from farm.sched.gangs import GangPolicy
-from farm.sim.baselines import clips
 from farm.sim.costs import CostModel
 from farm.sim.gangbound import gang_lower_bound
 from farm.sim.result import SimResult
@@ -54,14 +48,12 @@ def film_work_and_path(plan: FilmPlan, costs: CostModel) -> tuple[float, float]:
 
 
 def lower_bound(workload: Workload, gpus: int, costs: CostModel,
-                group: int | None = None, gangs: GangPolicy | None = None) -> float:
-    """LB of reelfarm (group None; with `gangs`, phases may run on gangs, so the one-GPU
-    critical path is replaced by farm.sim.gangbound) or of the clip baseline with
-    groups of `group`."""
-    if group is None:
-        per_film = [film_work_and_path(a.plan, costs) for a in workload.arrivals]
-    else:
-        per_film = clip_work_and_path(workload, costs, group)
+                gangs: GangPolicy | None = None) -> float:
+    """LB on the one-GPU-per-segment execution model, or with `gangs` (phases may run on
+    gangs: the one-GPU critical path is replaced by farm.sim.gangbound). With a policy
+    that admits every layout it bounds every system of the bench (compare.common_bound):
+    a clip baseline's GPU-seconds and path are never below these (ratio x size >= 1)."""
+    per_film = [film_work_and_path(a.plan, costs) for a in workload.arrivals]
     bound = sum(w for w, _ in per_film) / gpus
     for i, a in enumerate(workload.arrivals):
         path = per_film[i][1] if gangs is None else 0.0
@@ -71,19 +63,6 @@ def lower_bound(workload: Workload, gpus: int, costs: CostModel,
     if gangs is not None:
         bound = max(bound, gang_lower_bound(workload, gpus, costs, gangs))
     return bound
-
-
-def clip_work_and_path(workload: Workload, costs: CostModel,
-                        group: int) -> list[tuple[float, float]]:
-    items = clips(workload, costs, group)
-    out = []
-    for i in range(len(workload.arrivals)):
-        mine = [c for c in items if c.film == i]
-        finish: dict[int, float] = {}
-        for c in mine:  # chain predecessors come first in playback order
-            finish[c.order] = (finish[c.after] if c.after >= 0 else 0.0) + c.seconds
-        out.append((sum(c.seconds for c in mine) * group, max(finish.values())))
-    return out
 
 
 def segment_latency(plan: FilmPlan, costs: CostModel) -> float:
@@ -124,4 +103,6 @@ def summary(result: SimResult, workload: Workload, lb: float, costs: CostModel) 
         "films_ok": sum(f.state == "SUCCEEDED" for f in result.films),
         "films": len(result.films),
         "note": result.note,
+        "switched_phases": round(result.switched_phases / result.phases, 3) if result.phases
+        else 0.0,
     }

@@ -35,6 +35,9 @@ class SimResult:
     num_failures: int = 0
     # Free-form description of the configuration (e.g. the official group size).
     note: str = ""
+    # Phases (gangs) that waited for an expert switch on some rank, of all phases.
+    switched_phases: int = 0
+    phases: int = 0
 
     @property
     def makespan(self) -> float:

@@ -88,3 +88,32 @@ def film_queue(num_films: int = 50, seed: int = 0, max_phase_steps: int | None =
         arrivals.append(Arrival(f"film{i:02d}", plan, t, tenant="default"))
         t += rng.expovariate(1.0)
     return Workload(f"queue-{num_films}", tuple(arrivals))
+
+
+def single_scenes(num: int = 12, height: int = 720) -> Workload:
+    """The trailer's compute as `num` single-window scenes (scene-structure sensitivity)."""
+    plan = make_film("t2v-a14b", height, [81] * num, title="shorts")
+    return Workload(f"single-{num}x81", (Arrival("shorts", plan, 0.0),))
+
+
+# A studio's queue (issue 34): shorts (one scene), episodes and features; scenes of one
+# window, windows / chains of two or three; a film is T2V or I2V, 480p or 720p; films
+# come in bursts (a studio submits a batch), bursts as a Poisson process.
+_KINDS = (("short", 1, 1), ("episode", 3, 6), ("feature", 8, 12))
+_LENGTHS = ((81, 0.5), (161, 0.35), (241, 0.15))
+
+
+def studio_queue(num_films: int = 30, seed: int = 0) -> Workload:
+    rng = random.Random(seed)
+    arrivals, t = [], 0.0
+    while len(arrivals) < num_films:
+        for _ in range(min(rng.randint(1, 4), num_films - len(arrivals))):
+            i = len(arrivals)
+            _, lo, hi = rng.choice(_KINDS)
+            frames = [rng.choices([n for n, _ in _LENGTHS], [p for _, p in _LENGTHS])[0]
+                      for _ in range(rng.randint(lo, hi))]
+            plan = make_film(rng.choice(["t2v-a14b", "i2v-a14b"]), rng.choice([480, 720]),
+                             frames, title=f"studio{i}", seed=seed * 1000 + i)
+            arrivals.append(Arrival(f"studio{i:02d}", plan, t))
+        t += rng.expovariate(1.0 / 2.5)  # bursts of 2.5 films on average: mean gap 1
+    return Workload(f"mixed-{num_films}", tuple(arrivals))
