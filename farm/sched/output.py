@@ -79,6 +79,10 @@ class WorkerSpec:
     slots: int = 1
     # The pool (deployment) it belongs to, for per-pool statistics; "" = its own id.
     pool: str = ""
+    # Where its experts wait between uses (PoolConfig.offload): "none", or "model" /
+    # "group" (host memory: each phase pays the copy in, farm.spec.weights.
+    # offload_seconds), so placement prefers a worker without offload when it may choose.
+    offload: str = "none"
 
 
 @dataclass(frozen=True, slots=True)

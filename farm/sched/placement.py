@@ -178,7 +178,8 @@ class Round:
         if all(c is not None for c in chosen):
             return tuple(c for c in chosen if c is not None)
         order = sorted((w for w in pool if left[w.spec.worker_id] > 0),
-                       key=lambda w: (w.spec.worker_id in cold, self._other_demand(w, need),
+                       key=lambda w: (w.spec.worker_id in cold, w.spec.offload != "none",
+                                      self._other_demand(w, need),
                                       len(w.spec.holds), -left[w.spec.worker_id],
                                       w.spec.worker_id))
         if block > 1:  # preferred ranks may give way, so they stay candidates

@@ -125,3 +125,20 @@ def test_a_lost_worker_is_removed_with_its_data_not_left():
     ex.clock = lambda: 1e9  # every heartbeat long past
     change = ex.fleet()
     assert set(change.removed) == {"h", "l", "t", "v"} and not change.left
+
+
+# ---- offloaded workers -------------------------------------------------------------------
+
+
+def test_placement_prefers_a_worker_whose_expert_stays_on_its_gpu():
+    """A worker with offload pays the copy in every phase (farm.spec.weights.
+    offload_seconds): given the choice, a phase goes to one without; locality still wins."""
+    from farm.sched.placement import Need, Round
+    from farm.sched.state import WorkerState
+
+    high = Need("high", "tiny")
+    slow = WorkerState(WorkerSpec("a", frozenset({"high"}), offload="group"))
+    fast = WorkerState(WorkerSpec("b", frozenset({"high"})))
+    assert Round([slow, fast], {}).place(high, frozenset(), 1) == ("b",)
+    assert Round([slow, fast], {}).place(high, frozenset(), 2) == ("b", "a")
+    assert Round([slow, fast], {}).place(high, frozenset(), 1, preferred=("a",)) == ("a",)
