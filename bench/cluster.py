@@ -1,10 +1,11 @@
 """Cross-host handoffs over slow links: the same film on one host, and on four hosts (the
-head, and one per pool: high-noise, low-noise, decode) whose links are shaped with tc (a
-rate: 1 Gbit/s, 100 Mbit/s; a one-way delay: 5, 20 ms with netem, where the kernel has it),
-as ratios against the one-host run of the same invocation. Needs root (network
-namespaces; bench/cluster_harness.py).
+head, and one per pool: high-noise, low-noise, decode) whose links are shaped (a rate
+with tc tbf: 1 Gbit/s, 100 Mbit/s; a delay on every link, each way, at 1 Gbit/s: 0, 5,
+20 ms through a relay, bench/netrelay.py, as this kernel has no tc netem; the 0 ms row
+shows what the relay itself costs), as ratios against the one-host run of the same
+invocation. Needs root (network namespaces; bench/cluster_harness.py).
 
-    python bench/cluster.py [--size 128] [--frames 17] [--steps 4] [--delays 5,20]
+    python bench/cluster.py [--size 128] [--frames 17] [--steps 4] [--delays 0,5,20]
                             [--rates 1000,100]
 
 Per run: time to first frame and total time (measured by the director), the bytes each
@@ -16,7 +17,6 @@ its high-noise phase ended; dispatch and the object transfer included).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -62,20 +62,23 @@ def runs(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
                                                                 args.steps, "1 host"))))
         with start_cluster(Path(tmp) / "four", HOSTS, threads=threads) as four:
             render(four.address, board(args.size, args.frames, args.steps, "warm-up"))
-            shapes = [(0.0, None)] + [(0.0, r) for r in args.rates]
-            if four.net.can_delay():
-                shapes += [(d, 1000.0) for d in args.delays]
-            else:
-                print(f"no tc netem in this kernel ({os.uname().release}): the delay rows "
-                      f"({', '.join(f'{d:g} ms' for d in args.delays)}) are left out")
-            for delay, rate in shapes:
-                for role in ("high", "low", "decode"):
-                    four.net.shape(four.hosts[role], delay, rate)
-                name = "4 hosts" + (f", {rate:g} Mbit/s" if rate else ", unshaped") + (
-                    f", {delay:g} ms" if delay else "")
-                out.append((name, render(four.address, board(args.size, args.frames,
-                                                              args.steps, name))))
+            for rate in (None, *args.rates):
+                name = "4 hosts" + (f", {rate:g} Mbit/s" if rate else ", unshaped")
+                out.append((name, shaped(four, rate, args, name)))
+        for delay in args.delays:  # a delay is the network's: a cluster each
+            with start_cluster(Path(tmp) / f"delay{delay:g}", HOSTS, threads=threads,
+                               delay_ms=delay) as relayed:
+                render(relayed.address, board(args.size, args.frames, args.steps, "warm-up"))
+                name = f"4 hosts, 1000 Mbit/s, {delay:g} ms"
+                out.append((name, shaped(relayed, 1000.0, args, name)))
     return out
+
+
+def shaped(cluster, rate: float | None, args: argparse.Namespace, name: str) -> dict:
+    """The film on `cluster` with every worker host's link at `rate` (None: unlimited)."""
+    for role in ("high", "low", "decode"):
+        cluster.net.shape(cluster.hosts[role], rate)
+    return render(cluster.address, board(args.size, args.frames, args.steps, name))
 
 
 def main() -> None:
@@ -83,8 +86,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--delays", default="5,20",
-                        help="one-way link delays (ms) of 4-host runs at 1 Gbit/s (netem)")
+    parser.add_argument("--delays", default="0,5,20",
+                        help="link delays (ms, each way) of 4-host runs at 1 Gbit/s (relayed)")
     parser.add_argument("--rates", default="1000,100",
                         help="link rates (Mbit/s) of 4-host runs without delay (tbf)")
     args = parser.parse_args()

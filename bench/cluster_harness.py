@@ -214,11 +214,13 @@ def serve_config(root: Path, database_url: str, threads: int,
 
 @contextmanager
 def start_cluster(root: Path, layout: dict[str, dict[str, float]] = HOSTS, *,
-                  threads: int = 1, high_autoscaling: dict | None = None) -> Iterator[Cluster]:
+                  threads: int = 1, high_autoscaling: dict | None = None,
+                  delay_ms: float | None = None) -> Iterator[Cluster]:
     """The cluster of `layout`, its app serving; `threads`: torch threads per pool replica
-    (equal to the inline render's for pixel-equal frames)."""
+    (equal to the inline render's for pixel-equal frames); `delay_ms`: every host's link
+    holds frames that long each way (bench/netrelay.py; None: plain veth links)."""
     root.mkdir(parents=True, exist_ok=True)
-    with Network() as net:
+    with Network(delay_ms=delay_ms) as net:
         hosts = {role: net.add_host(role) for role in layout}
         head = hosts["head"]
         url = _postgres(net, head, root)

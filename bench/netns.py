@@ -6,6 +6,11 @@
                                ├── veth ── ns rf<run>h1  "high"   198.18.K.2   eth0
                                └── veth ── ns rf<run>h2  ...       (K: a /24 not in use)
 
+With `delay_ms` (0 or more), every host's link is a pair of TAP devices joined by a relay process
+(bench/netrelay.py) that holds each frame `delay_ms` each way: a link with latency on a
+kernel without tc netem (this machine's has neither netem nor fq). Frames are up to 64 kB
+(MTU 65000) there, as segmentation offload makes them on the veth links.
+
 Only what this module creates is touched: its namespaces, veths and bridge (names carry the
 run's id), the processes it starts in them, and addresses in a /24 of 198.18.0.0/15
 that no interface on the machine uses yet. A host's
@@ -20,6 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,11 +61,19 @@ class Host:
         return [int(p) for p in out.split()]
 
 
+RELAY = Path(__file__).with_name("netrelay.py")
+RELAY_MTU = 65000
+
+
 class Network:
-    def __init__(self, run_id: str | None = None):
+    def __init__(self, run_id: str | None = None, delay_ms: float | None = None):
+        """`delay_ms`: every link holds frames that long each way (a relay per host; 0 is a
+        relay without delay). None: veth links."""
         self.run_id = run_id or f"{os.getpid() % 100000}"
         self.bridge = f"rf{self.run_id}br"
         self.hosts: dict[str, Host] = {}
+        self.delay_ms = delay_ms
+        self.relays: list[subprocess.Popen] = []
         # Run after the hosts are gone (e.g. removing a database's folder).
         self.cleanups: list = []
         _ip("link", "add", self.bridge, "type", "bridge")
@@ -80,16 +94,32 @@ class Network:
         inner = f"rf{self.run_id}i{index}"
         _ip("netns", "add", host.namespace)
         self.hosts[name] = host
-        _ip("link", "add", host.veth, "type", "veth", "peer", "name", inner)
+        inside = ("netns", "exec", host.namespace, "ip")
+        if self.delay_ms is not None:
+            self._relay(inner, host.veth)
+        else:
+            _ip("link", "add", host.veth, "type", "veth", "peer", "name", inner)
         _ip("link", "set", inner, "netns", host.namespace)
         _ip("link", "set", host.veth, "master", self.bridge)
         _ip("link", "set", host.veth, "up")
-        inside = ("netns", "exec", host.namespace, "ip")
         _ip(*inside, "link", "set", "lo", "up")
         _ip(*inside, "link", "set", inner, "name", "eth0")
+        if self.delay_ms is not None:
+            _ip(*inside, "link", "set", "eth0", "mtu", str(RELAY_MTU))
         _ip(*inside, "addr", "add", f"{host.address}/24", "dev", "eth0")
         _ip(*inside, "link", "set", "eth0", "up")
         return host
+
+    def _relay(self, inner: str, port: str) -> None:
+        """Two TAP devices (`inner` for the host, `port` for the bridge) and the relay
+        between them; returns once both exist."""
+        proc = subprocess.Popen([sys.executable, str(RELAY), inner, port, str(self.delay_ms)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.relays.append(proc)
+        line = proc.stdout.readline() if proc.stdout else ""
+        if line.strip() != "ready":
+            raise RuntimeError(f"the link relay did not start: {line}{proc.stdout.read()}")
+        _ip("link", "set", port, "mtu", str(RELAY_MTU))
 
     # ---- processes ----------------------------------------------------------------------
 
@@ -124,15 +154,13 @@ class Network:
         """Cut or restore the host's link (its processes live on, unreachable)."""
         _ip("link", "set", host.veth, "up" if up else "down")
 
-    def shape(self, host: Host, delay_ms: float = 0.0, rate_mbit: float | None = None) -> None:
-        """Shape the host's link in both directions (the root side's egress towards the
-        host, and the host's eth0): a one-way delay (tc netem) and/or a rate (netem's, or
-        tbf's when there is no delay). ValueError if the kernel lacks the qdisc."""
-        if delay_ms:
-            spec = ["netem", "delay", f"{delay_ms}ms"] + (
-                ["rate", f"{rate_mbit}mbit"] if rate_mbit else [])
-        elif rate_mbit:  # burst: one jiffy's worth at the rate, at least 64 kB
-            burst = max(65536, int(rate_mbit * 1e6 / 8 / 250))
+    def shape(self, host: Host, rate_mbit: float | None = None) -> None:
+        """Limit the host's link to `rate_mbit` in both directions (tbf on the bridge side's
+        egress towards the host and on the host's eth0); None: no limit. Delays are the
+        Network's (`delay_ms`)."""
+        if rate_mbit:  # burst: one jiffy's worth at the rate, at least 64 kB / two frames
+            least = 2 * (RELAY_MTU + 14) if self.delay_ms is not None else 65536
+            burst = max(least, int(rate_mbit * 1e6 / 8 / 250))
             spec = ["tbf", "rate", f"{rate_mbit}mbit", "burst", str(burst), "latency", "50ms"]
         else:
             spec = ["pfifo"]
@@ -141,15 +169,7 @@ class Network:
                       "eth0", "root", *spec]):
             done = subprocess.run(argv, capture_output=True, text=True)
             if done.returncode:
-                raise ValueError(f"tc {spec[0]}: {done.stderr.strip()} (this kernel has no "
-                                 f"{spec[0]} qdisc?)")
-
-    def can_delay(self) -> bool:
-        """Whether this kernel has tc netem (needed for link delays)."""
-        done = subprocess.run(["tc", "qdisc", "replace", "dev", self.bridge, "root", "netem",
-                               "delay", "0ms"], capture_output=True)
-        subprocess.run(["tc", "qdisc", "del", "dev", self.bridge, "root"], capture_output=True)
-        return done.returncode == 0
+                raise ValueError(f"tc {spec[0]}: {done.stderr.strip()}")
 
     # ---- teardown -----------------------------------------------------------------------
 
@@ -179,6 +199,13 @@ class Network:
 
     def close(self) -> None:
         self.stop_hosts(list(self.hosts.values()))
+        for relay in self.relays:  # the links go after the hosts (TAPs vanish with them)
+            relay.terminate()
+            try:
+                relay.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                relay.kill()
+        self.relays.clear()
         for host in self.hosts.values():
             _ip("link", "del", host.veth, check=False)
             _ip("netns", "del", host.namespace, check=False)
