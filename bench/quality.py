@@ -22,6 +22,7 @@ swap costs nothing is one the expert ignores.
 
     python bench/quality.py [--model toy] [--prompts 96] [--seam-prompts 8] [--steps 20]
                             [--guidance HIGH,LOW]   (default: the family's, 4,3)
+                            [--speed SETTING ...]   (step caches vs exact: quality_speed.py)
 
 96 prompts because one clip of 24 is 4 points: at 90 % the binomial standard error is
 6 points on 24 prompts, 3 on 96, too wide on 24 to tell a model at the target from one
@@ -217,6 +218,11 @@ def main() -> None:
     ap.add_argument("--guidance", type=guidance_arg, default=None,
                     help="G or HIGH,LOW: classifier-free guidance per expert "
                          "(default: the family's)")
+    ap.add_argument("--speed", action="append", default=[], metavar="SETTING",
+                    help="compare step caches with exact (bench/quality_speed.py): "
+                         "fbc:T, taylor:N, mag:T, a YAML `speed:` value, or sweep")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="--speed: renders of every setting, alternated (best time kept)")
     args = ap.parse_args()
     quiet_libraries()
     extra = {"guidance": args.guidance} if args.guidance else {}
@@ -224,6 +230,10 @@ def main() -> None:
     scenes = [{"id": k, "prompt": s.prompt, "frames": data.FRAMES, "seed": 7 + i, **extra}
               for i, (k, s) in enumerate(held.items())]
     seam, truth = seam_scenes(args.seed, args.seam_prompts, extra)
+    if args.speed:
+        from quality_speed import run
+
+        return run(args, held, scenes, seam, truth)
     t0 = time.monotonic()
     clips = render(args.model, scenes + seam, args.steps, args.shift)
     took = time.monotonic() - t0

@@ -104,6 +104,9 @@ class PoolConfig(_Frozen):
     # The GPU memory of one replica (GB). Given: a pool whose weights (under its offload)
     # do not fit is refused at start, naming the pool, the bytes and this budget.
     gpu_memory_gb: Annotated[float, Field(gt=0)] | None = None
+    # The LoRA adapters a replica keeps on its device between phases (GB; least recently
+    # used leave first; farm.model.adapter_cache).
+    adapter_cache_gb: Annotated[float, Field(gt=0, le=1024)] = 2.0
 
     @model_validator(mode="after")
     def _start_within_bounds(self) -> PoolConfig:

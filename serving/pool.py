@@ -25,7 +25,8 @@ from typing import Any
 import ray
 
 from farm.engine.exchange import NoExchange
-from farm.engine.executor import failure_of, run_gang
+from farm.engine.executor import failure_of, phase_note, run_gang
+from farm.engine.orders import adapter_note
 from farm.sched.output import FailureKind, WorkerSpec, model_parts
 from farm.store.artifacts import ArtifactStore, CheckpointError, is_checkpoint_key
 from serving.config import PoolConfig
@@ -57,6 +58,7 @@ class PoolWorker:
         """`model`: the served model (its name, as films give it) whose parts the pool holds."""
         import torch
 
+        from farm.model.adapter_cache import AdapterCacheConfig
         from farm.model.loader import resolve_model
         from farm.model.worker import TorchWorker
         from farm.observe.logs import quiet_libraries
@@ -67,7 +69,8 @@ class PoolWorker:
         quiet_libraries()
         self.model = model
         self.worker = TorchWorker(resolve_model(model), device, getattr(torch, dtype),
-                                  offload=self.pool.offload)
+                                  offload=self.pool.offload, adapters=AdapterCacheConfig(
+                                      round(self.pool.adapter_cache_gb * 1e9)))
         self.artifacts = ArtifactStore(artifacts)
         if self.pool.preload:
             self._preload()
@@ -157,10 +160,10 @@ class PoolWorker:
     def _run(self, item: WorkItem) -> None:
         started = time.perf_counter()
         try:
-            outputs, saved, nbytes = self._execute(item)
+            outputs, saved, nbytes, note = self._execute(item)
             report = WorkReport(self.worker_id, item.task_id, True, outputs=outputs,
                                 duration=time.perf_counter() - started, checkpoints=saved,
-                                output_bytes=nbytes)
+                                output_bytes=nbytes, note=note)
         except (ray.exceptions.ObjectLostError, CheckpointError) as exc:
             # Which input it was is not known here: every input is reported lost, and the
             # scheduler rolls the unit back (recomputing is always correct).
@@ -192,20 +195,25 @@ class PoolWorker:
             return Handoff.from_bytes(self.artifacts.load_checkpoint(key))
         return received(self._fetch(item.refs[key]))
 
-    def _execute(self, item: WorkItem) -> tuple[dict[str, Any], tuple[Any, ...], int]:
+    def _execute(self, item: WorkItem) -> tuple[dict[str, Any], tuple[Any, ...], int, str]:
+        """Outputs by key, checkpoints, bytes written, the render-log note."""
         saved: tuple[Any, ...] = ()
+        note = ""
         if item.kind == "prepare":
             results = [self.worker.encode_prompt(item.orders[0])]
         elif item.kind == "image":
             results = [self.worker.encode_image(item.orders[0])]
         elif item.kind == "phase":
-            results = self._wire(item, self._phase(item))
+            computed = self._phase(item)
+            note = phase_note(computed)  # before _wire: a wire handoff keeps only bytes
+            note = "; ".join(n for n in (note, adapter_note(item.orders[0])) if n)
+            results = self._wire(item, computed)
             saved = self._checkpoint(item, results)
         else:
             results = self._decode(item)
         nbytes = sum(getattr(r, "nbytes", 0) for r in results)
         return ({k: self._put(v) for k, v in zip(item.output_keys, results, strict=True)}, saved,
-                nbytes)
+                nbytes, note)
 
     def _wire(self, item: WorkItem, results: list[Any]) -> list[Any]:
         """Phase outputs as this pool passes them on: handoffs to a next phase in its

@@ -56,3 +56,5 @@ class WorkReport:
     # What kind of failure (farm.sched.output.FailureKind), named by the pool where the
     # exception was caught; None on success.
     failure: FailureKind | None = None
+    # The render-log note of this part (farm.engine.executor.phase_note).
+    note: str = ""

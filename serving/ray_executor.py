@@ -49,6 +49,7 @@ class _Task:
         self.homes: dict[str, str] = {}  # output key -> the worker that made it
         self.checkpoints: list[Any] = []
         self.output_bytes = 0
+        self.notes: list[str] = []  # the parts' render-log notes (a gang's replicas)
 
 
 class RayExecutor:
@@ -214,13 +215,16 @@ class RayExecutor:
             task.checkpoints.extend(report.checkpoints)
             task.duration = max(task.duration, report.duration)
             task.output_bytes += report.output_bytes
+            if report.note:
+                task.notes.append(report.note)
             if not task.waiting:
                 self.store.update(task.outputs)
                 self._homes.update(task.homes)
                 self._saved.extend(task.checkpoints)
                 self._finish(report.task_id, TaskReport(report.task_id, True,
                                                         duration=task.duration,
-                                                        output_bytes=task.output_bytes))
+                                                        output_bytes=task.output_bytes,
+                                                        note="; ".join(task.notes)))
 
     def assignments(self) -> dict[str, list[str]]:
         """worker id -> tasks it holds a part of that it has not reported yet."""

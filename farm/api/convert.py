@@ -26,6 +26,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from PIL import Image
 
+from farm.api import loras, speed
 from farm.api.protos import pb
 from farm.director.records import FilmEvent, FilmInfo
 from farm.media.library import blob_sha
@@ -55,7 +56,7 @@ _FPS_METHODS = {"drop": _D.FPS_METHOD_DROP, "blend": _D.FPS_METHOD_BLEND,
 _FITS = {"pad": _D.FIT_PAD, "crop": _D.FIT_CROP}
 _OPTIONAL_SCENE = ("negative_prompt", "guidance", "window", "overlap", "carry_frames")
 _MEDIA_KINDS = {"image": pb.Media.KIND_IMAGE, "audio": pb.Media.KIND_AUDIO,
-                "video": pb.Media.KIND_VIDEO}
+                "video": pb.Media.KIND_VIDEO, "adapter": pb.Media.KIND_ADAPTER}
 _EXECUTION_KINDS = {"phase": pb.Execution.KIND_PHASE, "decode": pb.Execution.KIND_DECODE,
                     "failed": pb.Execution.KIND_FAILURE}
 ENCODINGS = {"png": pb.FRAME_ENCODING_PNG, "jpeg": pb.FRAME_ENCODING_JPEG,
@@ -99,10 +100,15 @@ def storyboard_to_film(board: dict[str, Any], priority: int | None = None) -> pb
         film.priority = priority
     if board.get("delivery") is not None:
         film.delivery.CopyFrom(_delivery_to_pb(board["delivery"]))
+    film.loras.extend(loras.loras_to_pb(board.get("loras") or []))
+    if board.get("draft") is not None:
+        film.draft.CopyFrom(loras.draft_to_pb(board["draft"]))
+    if board.get("speed") is not None:
+        film.speed.CopyFrom(speed.speed_to_pb(board["speed"]))
     for s in board["scenes"]:
         scene = film.scenes.add(id=s["id"], prompt=s["prompt"], seed=s.get("seed", 0))
         for key in ("frames", "seconds", "window", "overlap", "negative_prompt",
-                    "carry_frames", *MEDIA_FIELDS):
+                    "carry_frames", "start_from", *MEDIA_FIELDS):
             if s.get(key) is not None:
                 value = s[key]
                 if key == "references":
@@ -116,6 +122,9 @@ def storyboard_to_film(board: dict[str, Any], priority: int | None = None) -> pb
             scene.guidance = guidance
         if s.get("continuity"):
             scene.continuity = _CONTINUITY[s["continuity"]]
+        scene.loras.extend(loras.loras_to_pb(s.get("loras") or []))
+        if s.get("speed") is not None:
+            scene.speed.CopyFrom(speed.speed_to_pb(s["speed"]))
     return film
 
 
@@ -134,6 +143,12 @@ def film_to_storyboard(film: pb.Film) -> dict[str, Any]:
         data["solver"] = _enum_word(film.solver, _SOLVERS, "solver", errors)
     if film.HasField("delivery"):
         data["delivery"] = _delivery_to_storyboard(film.delivery, errors)
+    if film.loras:
+        data["loras"] = loras.loras_to_storyboard(film.loras)
+    if film.HasField("draft"):
+        data["draft"] = loras.draft_to_storyboard(film.draft)
+    if film.HasField("speed"):
+        data["speed"] = speed.speed_to_storyboard(film.speed)
     data["scenes"] = [_scene_to_storyboard(i, s, errors) for i, s in enumerate(film.scenes)]
     if errors:
         raise SpecError(errors)
@@ -159,6 +174,12 @@ def _scene_to_storyboard(i: int, s: pb.Scene, errors: list[FieldError]) -> dict[
         value = list(getattr(s, key)) if key == "references" else getattr(s, key)
         if value:
             out[key] = value
+    if s.start_from:
+        out["start_from"] = s.start_from
+    if s.loras:
+        out["loras"] = loras.loras_to_storyboard(s.loras)
+    if s.HasField("speed"):
+        out["speed"] = speed.speed_to_storyboard(s.speed)
     return out
 
 
@@ -227,6 +248,11 @@ def info_to_film(info: FilmInfo) -> pb.Film:
             continuity=_CONTINUITY[s.continuity], window=s.window, overlap=s.overlap,
             frames_done=done.get(s.id, 0))
         _media_names(scene, s.inputs)
+        scene.loras.extend(loras.adapters_to_pb(s.adapters, experts))
+        if (resolved := speed.resolved_to_pb(s.speed, experts)) is not None:
+            scene.speed.CopyFrom(resolved)
+    if spec.draft is not None:
+        film.draft.CopyFrom(loras.resolved_draft_to_pb(spec.draft, experts))
     if info.time_to_first_frame is not None:
         film.time_to_first_frame.CopyFrom(_duration(info.time_to_first_frame))
     return film

@@ -34,7 +34,7 @@ from farm.media.probe import check_media
 from farm.media.provenance import DIR_MANIFEST, SIDECAR_SUFFIX
 from farm.sched.fairness import priority_problem
 from farm.spec.errors import FieldError, SpecError
-from farm.spec.film import Film, resolve_film
+from farm.spec.film import Film, final_film, resolve_film
 from farm.spec.profiles import profile_for
 from farm.spec.storyboard import parse_storyboard
 from farm.stitch.stream import StreamClosed
@@ -191,9 +191,27 @@ class FilmApi(MediaApi):
     def rerender_film(self, request: pb.RerenderFilmRequest, tenant: str) -> pb.Film:
         film_id = _film_id(request.name)
         info = self.director.get_film(film_id, tenant)
+        if request.final:
+            return self._final_render(info, request, tenant)
         _check_frame_range(info, request.scene_id, request.first_frame, request.last_frame)
         return _control(lambda: self.director.rerender(
             film_id, tenant, request.scene_id, request.first_frame, request.last_frame), "scene_id")
+
+    def _final_render(self, info: FilmInfo, request: pb.RerenderFilmRequest,
+                      tenant: str) -> pb.Film:
+        """A draft's final render: a new film of the same scenes and seeds, no draft."""
+        if request.scene_id or request.first_frame or request.last_frame:
+            raise InvalidArgument([FieldError("final", "renders the whole film: give no "
+                                                       "scene_id, first_frame or last_frame")])
+        if info.film is None or info.film.draft is None:
+            raise FailedPrecondition(f"{request.name} is not a draft (it has no `draft`); "
+                                     "its render is final already")
+        final = final_film(info.film)
+        problems = self.checks(final)
+        if problems:
+            raise InvalidArgument(problems)
+        return convert.info_to_film(self.director.create_film(final, tenant=tenant,
+                                                              priority=info.priority))
 
     def list_executions(self, request: pb.ListExecutionsRequest,
                         tenant: str) -> pb.ListExecutionsResponse:

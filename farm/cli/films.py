@@ -3,6 +3,7 @@
     list | get | cancel | fetch               what there is, and the finished mp4 / frames
     pause | resume | priority | retry          controls (resume and retry take --wait)
     rerender NAME --scene S --frames A-B       render frames A..B of a scene again
+    rerender NAME --final                      a draft's final render (a new film)
     executions NAME                            the render log, a table
 
 Frame ranges on this command line are 1-based and inclusive, like the PNG file names
@@ -13,6 +14,7 @@ first_frame=32, last_frame=63.
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC
 
 from farm.cli.remote import add_server_args, connect, print_api_error
@@ -38,8 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     priority.add_argument("priority", type=int, help="0 to 100")
     retry = _named(fsub, "retry", "run a FAILED film's failed work again")
     rerender = _named(fsub, "rerender", "render frames of a scene of a finished film again")
-    rerender.add_argument("--scene", required=True, help="scene id, e.g. s020")
-    rerender.add_argument("--frames", required=True, type=frame_range, metavar="FIRST-LAST",
+    rerender.add_argument("--scene", help="scene id, e.g. s020")
+    rerender.add_argument("--final", action="store_true",
+                          help="render a draft film (`draft:`) as its final: a new film with the "
+                               "same scenes and seeds, its own steps and guidance, no draft LoRAs")
+    rerender.add_argument("--frames", type=frame_range, metavar="FIRST-LAST",
                           help="frames to render again, 1-based and inclusive like the PNG "
                                "names (33-64), or one frame (33)")
     for action in (resume, retry, rerender):
@@ -141,6 +146,15 @@ def run_retry(client, args: argparse.Namespace) -> int:
 
 
 def run_rerender(client, args: argparse.Namespace) -> int:
+    if args.final == (args.scene is not None or args.frames is not None) or (
+            not args.final and (args.scene is None or args.frames is None)):
+        print("error: give --scene and --frames, or --final (a draft's final render)",
+              file=sys.stderr)
+        return 2
+    if args.final:  # a new film: its name first, then its state
+        film = client.rerender_final(args.name)
+        print(film.name, flush=True)
+        return _then_wait(client, argparse.Namespace(**{**vars(args), "name": film.name}), film)
     first, last = args.frames
     return _then_wait(client, args, client.rerender(args.name, args.scene, first, last))
 

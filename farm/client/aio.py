@@ -124,6 +124,11 @@ class AsyncClient:
         """Render frames first..last (0-based within the scene, inclusive) again."""
         return await self.call("RerenderFilm", common.rerender_request(name, scene_id, first, last))
 
+    async def rerender_final(self, name: str) -> pb.Film:
+        """A draft film's final render: a new film, same scenes and seeds, no draft."""
+        return await self.call("RerenderFilm", pb.RerenderFilmRequest(
+            name=common.film_name(name), final=True))
+
     async def executions(self, name: str, page_size: int = 100) -> AsyncIterator[pb.Execution]:
         token = ""
         while True:

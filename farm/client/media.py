@@ -20,6 +20,7 @@ from typing import Any
 
 from farm.api.convert import CHUNK_BYTES
 from farm.api.protos import pb
+from farm.spec.adapters import lora_location, lora_names, rename_loras
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.inputs import is_url, locate
 from farm.spec.storyboard import (
@@ -67,6 +68,12 @@ def media_files(board: Storyboard, base_dir: Path) -> list[MediaFile]:
         elif location not in files:
             name = raw.rstrip("/").rsplit("/", 1)[-1]
             files[location] = MediaFile(location, name, rights.get(raw))
+    for raw in lora_names(board):  # LoRA adapters: a file, or a folder diffusers saved
+        location, problem = lora_location(raw, lambda _f, r: locate(r, base_dir))
+        if problem:
+            errors.append(FieldError("loras", f"{raw}: {problem}"))
+        elif location not in files:
+            files[location] = MediaFile(location, raw.rstrip("/").rsplit("/", 1)[-1], None)
     if errors:
         raise SpecError(errors)
     return list(files.values())
@@ -104,6 +111,7 @@ def with_media_names(board: Storyboard, base_dir: Path, names: dict[str, str]) -
             images = [img for entry in scene["references"]
                       for img in (by_id[entry] if is_reference_id(entry) else [entry])]
             scene["references"] = list(dict.fromkeys(name(i) for i in images))
+    rename_loras(data, lambda raw: names[lora_location(raw, lambda _f, r: locate(r, base_dir))[0]])
     return data
 
 

@@ -142,6 +142,11 @@ class Client:
         """Render frames first..last (0-based within the scene, inclusive) again."""
         return self.call("RerenderFilm", common.rerender_request(name, scene_id, first, last))
 
+    def rerender_final(self, name: str) -> pb.Film:
+        """A draft film's final render: a new film, same scenes and seeds, no draft."""
+        return self.call("RerenderFilm", pb.RerenderFilmRequest(name=common.film_name(name),
+                                                                final=True))
+
     def executions(self, name: str, page_size: int = 100) -> Iterator[pb.Execution]:
         """The film's render log, oldest first, page by page."""
         token = ""

@@ -91,13 +91,15 @@ class FrameArchive:
                                         name=f"archive-{self.root.name}", daemon=True)
         self._thread.start()
 
-    def rewrite(self, start: int, stop: int, on_done: Callable[[str | None], None]) -> None:
-        """Accept frames [start, stop) again (a re-render), then rebuild the mp4."""
+    def rewrite(self, start: int, stop: int, on_done: Callable[[str | None], None],
+                skip: tuple[tuple[int, int], ...] = ()) -> None:
+        """Accept frames [start, stop) again (a re-render), but those in `skip` (kept on
+        disk), then rebuild the mp4."""
         self.join()
         with self._cv:
             self.finished, self.error = False, None
             self.written = min(self.written, start)
-        self.stream = FrameStream(self.scenes, start=start, stop=stop)
+        self.stream = FrameStream(self.scenes, start=start, stop=stop, skip=skip)
         self._thread = threading.Thread(target=self._run, args=(None, on_done), daemon=True)
         self._thread.start()
 

@@ -15,6 +15,7 @@ from farm.director.entry import Entry
 from farm.director.errors import FailedPrecondition
 from farm.director.persist import resume_units
 from farm.director.records import FilmInfo
+from farm.plan.continuity import dependants, film_ranges
 from farm.sched.fairness import check_priority
 from farm.sched.output import FilmState
 
@@ -77,13 +78,22 @@ def rerender(d: Director, entry: Entry, scene_id: str, first: int, last: int) ->
         units, start, stop = units_for_frames(entry.plan, scene_id, first, last)
     except KeyError:
         raise ValueError(f"films/{entry.film_id} has no scene {scene_id!r}") from None
+    # scenes started from these units' last frame render again too (farm.plan.continuity);
+    # the scenes between them keep their frames
+    extra = dependants(entry.plan, units)
+    units += extra
+    ranges = film_ranges(entry.plan, units)
+    start, stop = ranges[0][0], ranges[-1][1]
     if d.store is not None:
         d.store.drop_checkpoints(entry.film_id,
                                  [s.id for u in units for s in entry.plan.unit(u).segments])
     resume = _as_it_stands(d, entry)
-    d.router.streams[entry.film_id] = _rewrite(d, entry, start, stop)  # first, as in retry
+    skip = tuple((a[1], b[0]) for a, b in zip(ranges, ranges[1:], strict=False))
+    d.router.streams[entry.film_id] = _rewrite(d, entry, start, stop, skip)  # first, as in retry
+    also = f"; dependants re-rendered too: {', '.join(extra)}" if extra else ""
     entry.reopen(d.clock(), f"re-render of {scene_id} frames {first}..{last}: units "
-                            f"{', '.join(units)} (film frames {start}..{stop - 1})")
+                            f"{', '.join(units)} (film frames "
+                            f"{', '.join(f'{a}..{b - 1}' for a, b in ranges)}){also}")
     d.queue(Rerender(entry, units, resume))
     return entry.info()
 
@@ -95,7 +105,8 @@ def _as_it_stands(d: Director, entry: Entry):
     return resume_units(entry.plan, ckpts, entry.archive.written)
 
 
-def _rewrite(d: Director, entry: Entry, start: int, stop: int):
+def _rewrite(d: Director, entry: Entry, start: int, stop: int,
+             skip: tuple[tuple[int, int], ...] = ()):
     archive = entry.archive
-    archive.rewrite(start, stop, on_done=lambda error: d._archive_done(entry, error))
+    archive.rewrite(start, stop, on_done=lambda error: d._archive_done(entry, error), skip=skip)
     return archive.stream

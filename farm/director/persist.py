@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from farm.director.records import FilmEvent
+from farm.plan.continuity import successor
 from farm.plan.film import FilmPlan
 from farm.sched.output import (
     Event,
@@ -46,7 +47,7 @@ def execution_of(e: Event, experts: tuple[str, ...], now: float) -> Execution | 
     """The render-log line of a scheduler event about a finished task."""
     if isinstance(e, PhaseFinished):
         return Execution("phase", e.unit_id, e.phase_index, experts[e.expert], e.worker_ids, True,
-                         "", e.duration, now)
+                         e.note, e.duration, now)
     if isinstance(e, FramesDecoded):
         return Execution("decode", f"{e.scene_id}", -1, "", (), True,
                          f"frames {e.frame_start}..{e.frame_stop - 1}", e.duration, now)
@@ -60,13 +61,14 @@ def resume_units(plan: FilmPlan, checkpoints: dict[tuple[str, int], str],
                  frames_written: int) -> tuple[UnitResume, ...]:
     out = []
     num_phases = len(plan.phases)
+    decoded = {u.id for sp in plan.scenes for u in sp.units
+               if sp.film_frame_start + u.frame_stop <= frames_written}
     for sp in plan.scenes:
-        units = sp.units
-        decoded = [sp.film_frame_start + u.frame_stop <= frames_written for u in units]
-        for k, u in enumerate(units):
-            successor_waits = (k + 1 < len(units) and units[k + 1].after == u.id
-                               and not decoded[k + 1])
-            if decoded[k] and not successor_waits:
+        for u in sp.units:
+            # its conditioning of the unit after it (a chain's, a cut's) died with the run
+            nxt = successor(plan, u.id)
+            successor_waits = nxt is not None and nxt.id not in decoded
+            if u.id in decoded and not successor_waits:
                 out.append(UnitResume(u.id, num_phases, (), decoded=True))
                 continue
             done = _phases_done(u, checkpoints, num_phases)

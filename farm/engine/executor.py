@@ -24,6 +24,7 @@ from farm.engine.orders import (
     DenoiseOrder,
     ImageOrder,
     PromptOrder,
+    adapter_note,
     decode_order,
     denoise_orders,
     image_order,
@@ -205,7 +206,7 @@ class InlineExecutor:
     def _run(self, task: Any, fn: Callable[[Any], None]) -> TaskReport:
         started = time.perf_counter()
         try:
-            written = fn(task)
+            written, note = _with_note(fn(task))
         except _MissingKeys as exc:
             return TaskReport(task.task_id, ok=False, error=str(exc), lost_keys=exc.keys,
                               failure=FailureKind.INPUT_LOST)
@@ -214,7 +215,7 @@ class InlineExecutor:
             return TaskReport(task.task_id, ok=False, error=f"{type(exc).__name__}: {exc}",
                               worker_id=worker, failure=failure_of(exc))
         return TaskReport(task.task_id, ok=True, duration=time.perf_counter() - started,
-                          output_bytes=int(written or 0))
+                          output_bytes=int(written or 0), note=note)
 
     def _get(self, *keys: str | None) -> list[Any]:
         for key in keys:
@@ -250,7 +251,7 @@ class InlineExecutor:
         order = image_order(self._plans[task.film_id], task)
         self.store[task.output_key] = self.workers[task.worker_id].encode_image(order)
 
-    def _phase(self, task: PhaseTask) -> int:
+    def _phase(self, task: PhaseTask) -> tuple[int, str]:
         orders = denoise_orders(self._plans[task.film_id], task)
         prompt, condition = self._get(task.prompt_key, task.condition_key)
         states = self._get(*(m.input_key for m in task.members))
@@ -270,7 +271,8 @@ class InlineExecutor:
         self._save(task, results)
         for m, result in zip(task.members, results, strict=True):
             self.store[m.output_key] = result
-        return sum(getattr(r, "nbytes", 0) for r in results)
+        notes = (phase_note(results), adapter_note(orders[0]))
+        return sum(getattr(r, "nbytes", 0) for r in results), "; ".join(n for n in notes if n)
 
     def _decode(self, task: DecodeTask) -> None:
         order = decode_order(self._plans[task.film_id], task)
@@ -290,6 +292,21 @@ class InlineExecutor:
             condition = decode(self.workers[task.worker_id], order)
         if task.condition_key is not None:
             self.store[task.condition_key] = condition
+
+
+def _with_note(done: Any) -> tuple[Any, str]:
+    # a task returns what it wrote, or (that, its render-log note)
+    return done if isinstance(done, tuple) else (done, "")
+
+
+def phase_note(results: list[Any]) -> str:
+    """The render-log note of a phase: its step cache and the transformer calls it
+    skipped, over every member (farm.model.speed.CacheStats on each Handoff)."""
+    stats = [c for r in results if (c := getattr(r, "cache", None)) is not None]
+    if not stats:
+        return ""
+    calls, skipped = sum(c.calls for c in stats), sum(c.skipped for c in stats)
+    return f"{stats[0].label}: skipped {skipped} of {calls} transformer calls"
 
 
 class _MissingKeys(RuntimeError):

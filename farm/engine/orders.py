@@ -7,13 +7,17 @@ picklable: they cross process boundaries as they are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from farm.plan.continuity import successor
 from farm.plan.film import FilmPlan
 from farm.plan.segments import Window
 from farm.sched.output import DecodeTask, ImageTask, PhaseTask, PrepareTask
+from farm.spec.adapters import LORA_FILE
+from farm.spec.film import phase_adapters
 from farm.spec.frames import pixel_frames
 from farm.spec.inputs import SceneInputs
+from farm.spec.speed import CacheSetting
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,8 @@ class ModelRef:
     shift: float
     solver: str
     text_len: int
+    # Rendered as a few-step draft (farm.spec.adapters): num_steps is the draft's.
+    draft: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,10 @@ class DenoiseOrder:
     conditioned: bool
     # None: this order runs on one worker (the default); else its rank in the gang.
     gang_rank: GangRank | None = None
+    # LoRA adapters active on this expert in the phase: (location, weight), in order.
+    adapters: tuple[tuple[str, float], ...] = ()
+    # The step cache this expert runs with in the phase (farm.spec.speed); None: exact.
+    speed: CacheSetting | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +163,8 @@ class DecodeOrder:
 def model_ref(plan: FilmPlan) -> ModelRef:
     film = plan.film
     return ModelRef(film.model, film.profile.family, film.profile.experts, film.width,
-                    film.height, film.num_steps, film.shift, film.solver, film.profile.text_len)
+                    film.height, film.num_steps, film.shift, film.solver, film.profile.text_len,
+                    film.draft is not None)
 
 
 def prompt_order(plan: FilmPlan, task: PrepareTask) -> PromptOrder:
@@ -186,14 +197,38 @@ def denoise_orders(plan: FilmPlan, task: PhaseTask) -> tuple[DenoiseOrder, ...]:
         DenoiseOrder(task.film_id, task.task_id, m.segment_id, scene.id, ref, scene.seed,
                      film.profile.experts[task.expert], scene.guidance[task.expert],
                      task.start_step, task.stop_step, seg.window, gang, i,
-                     task.condition_key is not None)
+                     task.condition_key is not None,
+                     adapters=phase_adapters(film, scene, task.expert),
+                     speed=scene.speed[task.expert] if scene.speed else None)
         for i, (m, seg) in enumerate(zip(task.members, unit.segments, strict=True)))
 
 
 def decode_order(plan: FilmPlan, task: DecodeTask) -> DecodeOrder:
     nxt = None
-    if task.condition_frames:
-        nxt = clip_inputs(plan, task.scene_id, plan.unit(task.unit_id).index + 1)
+    if task.condition_frames:  # the unit after this one: its chain's next clip, or a cut
+        after = successor(plan, task.unit_id)
+        assert after is not None, f"{task.unit_id} conditions no unit"
+        nxt = clip_inputs(plan, after.scene_id, after.index)
+        if after.scene_id != task.scene_id:  # start_from: one frame, exactly as `image:`
+            nxt = replace(nxt, carry=1)
     return DecodeOrder(task.film_id, task.task_id, task.scene_id, model_ref(plan),
                        tuple((s.segment_id, s.latent_start, s.latent_stop) for s in task.slices),
                        task.frame_start, task.drop_frames, task.condition_frames, nxt, task.bands)
+
+
+def adapter_note(order: DenoiseOrder) -> str:
+    """The render-log words of a phase's draft and LoRA adapters ("" for neither)."""
+    words = [f"draft: {order.model.num_steps} steps, guidance {order.guidance:g}"
+             if order.model.draft else ""]
+    if order.adapters:
+        names = (f"{_adapter_word(loc)}@{w:g}" for loc, w in order.adapters)
+        words.append(f"LoRA {', '.join(names)}")
+    return "; ".join(w for w in words if w)
+
+
+def _adapter_word(location: str) -> str:
+    """A file's name; a diffusers folder's name; an upload's media name (sha256 prefix)."""
+    parts = location.rstrip("/").rsplit("/", 2)
+    if len(parts) == 3 and parts[1] == "blobs":
+        return f"media/{parts[2][:12]}"
+    return parts[-2] if parts[-1] == LORA_FILE and len(parts) > 1 else parts[-1]

@@ -36,7 +36,7 @@ NAME = re.compile(r"^media/([0-9a-f]{64})$")
 # A blob where the store keeps it (a path or URL ending .../media/blobs/<sha256>), also
 # inside a decoder's error message.
 _BLOB = r"/media/blobs/([0-9a-f]{64})"
-KINDS = ("image", "audio", "video")
+KINDS = ("image", "audio", "video", "adapter")  # adapter: a LoRA's .safetensors file
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +218,8 @@ def sniff(data: bytes, sha256: str) -> MediaInfo:
     image, video or audio."""
     from PIL import Image, UnidentifiedImageError
 
+    if _is_safetensors(data):  # a LoRA adapter; whether it fits a model is checked per film
+        return MediaInfo(sha256, "adapter", "application/x-safetensors", len(data))
     try:
         im = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
@@ -231,6 +233,19 @@ def sniff(data: bytes, sha256: str) -> MediaInfo:
             raise MediaRejected(f"a {im.format} image that cannot be decoded: {exc}") from None
         return MediaInfo(sha256, "image", Image.MIME.get(im.format, "image/x-unknown"),
                          len(data), width=im.width, height=im.height)
+
+
+def _is_safetensors(data: bytes) -> bool:
+    """A safetensors file: an 8-byte header length, then that many bytes of a JSON object."""
+    if len(data) < 10:
+        return False
+    size = int.from_bytes(data[:8], "little")
+    if not 2 <= size <= len(data) - 8 or data[8:9] != b"{":
+        return False
+    try:
+        return isinstance(json.loads(data[8:8 + size]), dict)
+    except ValueError:
+        return False
 
 
 def _sniff_av(data: bytes, sha256: str) -> MediaInfo:
@@ -261,4 +276,4 @@ def _sniff_av(data: bytes, sha256: str) -> MediaInfo:
         pass
     raise MediaRejected("not an image, a video or a recording this server can read "
                         "(images: PNG, JPEG, WebP, ...; video: mp4, webm, ...; audio: FLAC, WAV, "
-                        "MP3, ...)")
+                        "MP3, ...; LoRA adapters: .safetensors)")

@@ -22,6 +22,7 @@ from typing import Any
 
 from farm import __version__
 from farm.media.credentials import DIGITAL_SOURCE_TYPE, Credentials, read_credentials, sign_file
+from farm.spec.speed import speed_record
 
 LABEL = "AI-generated"
 SCHEMA = "reelfarm.provenance/1"
@@ -117,17 +118,45 @@ def _input_hash(location: str) -> dict[str, str]:
 def film_record(film: Any, weights: Any, inputs: list[dict]) -> dict[str, Any]:
     """What made a film (farm.spec.film.Film), as every manifest and credential of it
     says, rendered locally or served."""
-    return {
+    record = {
         "software": {"name": "reelfarm", "version": __version__},
         "model": {"ref": film.model, "family": film.profile.family, "weights": weights},
         "film": {"title": film.title, "fps": film.fps, "width": film.width,
                  "height": film.height, "steps": film.num_steps, "shift": film.shift,
                  "solver": film.solver},
         "scenes": [{"id": s.id, "seed": s.seed, "frames": s.num_frames, "prompt": s.prompt,
-                    "negative_prompt": s.negative_prompt, "guidance": list(s.guidance)}
+                    "negative_prompt": s.negative_prompt, "guidance": list(s.guidance),
+                    "speed": speed_record(s.speed or tuple(None for _ in s.guidance),
+                                          film.profile.experts)}
                    for s in film.scenes],
         "inputs": inputs,
     }
+    return record | adapter_record(film, record["scenes"])
+
+
+def adapter_record(film: Any, scenes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The LoRA adapters each scene ran with ("loras": name, sha256, weight per expert) and
+    the draft the film was rendered as, if any; adds the scenes' entries in place."""
+    from farm.media.library import blob_sha
+
+    hashed: dict[str, dict[str, str]] = {}  # a file shared by scenes is read once
+
+    def pinned(adapters: Any) -> list[dict[str, Any]]:
+        out = []
+        for a in adapters:
+            if a.location not in hashed:
+                sha = blob_sha(a.location)  # an upload's name is its hash
+                hashed[a.location] = {"sha256": sha} if sha else _input_hash(a.location)
+            out.append({"name": a.name, **hashed[a.location],
+                        "weights": dict(zip(film.profile.experts, a.weights, strict=True))})
+        return out
+    for entry, scene in zip(scenes, film.scenes, strict=True):
+        entry["loras"] = pinned(getattr(scene, "adapters", ()))
+    d = getattr(film, "draft", None)
+    if d is None:
+        return {"draft": None}
+    return {"draft": {"steps": d.steps, "guidance": d.guidance, "loras": pinned(d.adapters),
+                      "final_steps": d.final_steps}}
 
 
 @dataclass

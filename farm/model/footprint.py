@@ -30,10 +30,12 @@ def pool_weight_bytes(source: ModelSource, holds: list[str], dtype: str = "bfloa
 
 
 def edge_checks(film, source: ModelSource, limits) -> list:
-    """Every limit a film must meet before any work is queued (CLI and API)."""
+    """Every limit a film must meet before any work is queued (CLI and API), and its
+    LoRA adapters read and fitted to the model (farm.model.adapters)."""
+    from farm.model.adapters import adapter_checks
     from farm.spec.limits import check_limits, check_memory
 
     errors = check_limits(film, limits)
     if not errors:  # a film far over the limits needs no memory estimate on top
         errors = check_memory(film, footprint(source), limits)
-    return errors
+    return errors + adapter_checks(film, source)

@@ -37,6 +37,7 @@ from farm.model.condition import Condition, first_frame_mask
 from farm.model.gang import Gang
 from farm.model.offload import run_device
 from farm.model.solver import Handoff, export_state, import_state
+from farm.model.speed import PhaseCache, phase_cache
 from farm.model.text import PromptEmbeds
 from farm.model.ulysses import sequence_parallel
 from farm.plan.segments import Window, blend_weights, neighbours
@@ -75,15 +76,22 @@ def phase_steps(transformer, scheduler, order: DenoiseOrder, embeds: PromptEmbed
     Grad mode is thread-local and a generator's `with` block would leak across its
     yields, so every compute block below is a @no_grad function of its own.
     """
-    run = _Run(transformer, scheduler, order, embeds, latents, handoff, expand_timesteps, condition)
-    run.gang = gang
-    for i in range(order.start_step, order.stop_step):
-        pred = run.predict(i)  # steps 1-2
-        if run.halo is None:
-            run.advance(i, pred)  # step 4
-        else:  # steps 3-4
-            run.blend_advance(i, pred, (yield i, run.halo.outgoing(pred)))
-    return run.finish()
+    # The scene's step cache for this phase only (farm.model.speed): released, and its
+    # state dropped, however the phase ends.
+    with phase_cache(transformer, order.speed, f"{order.task_id}/{order.segment_id}",
+                     order.stop_step - order.start_step, order.model.num_steps) as cache:
+        run = _Run(transformer, scheduler, order, embeds, latents, handoff, expand_timesteps,
+                   condition)
+        run.gang, run.cache = gang, cache
+        for i in range(order.start_step, order.stop_step):
+            pred = run.predict(i)  # steps 1-2
+            if run.halo is None:
+                run.advance(i, pred)  # step 4
+            else:  # steps 3-4
+                run.blend_advance(i, pred, (yield i, run.halo.outgoing(pred)))
+        done = run.finish()
+    done.cache = cache.stats()
+    return done
 
 
 class _Run:
@@ -129,6 +137,7 @@ class _Run:
                      else torch.ones(self.latents.shape, dtype=torch.float32, device=device))
         self.expand = expand_timesteps
         self.gang: Gang | None = None  # set by phase_steps for a rank of a gang
+        self.cache = PhaseCache(transformer, None, "", 0)  # exact unless phase_steps sets it
 
     @torch.no_grad()
     def predict(self, i: int) -> torch.Tensor:
@@ -141,18 +150,21 @@ class _Run:
         else:
             x = ((1 - self.mask) * self.cond + self.mask * self.latents).to(self.dtype)
         timestep = _timestep(t, self.latents, self.mask if self.expand else None)
+        sigma = float(self.scheduler.sigmas[i])  # the step cache's context, as diffusers'
         if self.gang is not None:
-            return self._predict_gang(x, timestep)
+            return self._predict_gang(x, timestep, i, sigma)
         # 2. guided prediction
-        pred = self.model(hidden_states=x, timestep=timestep, encoder_hidden_states=self.prompt,
-                          return_dict=False, **self.kw)[0]
+        with self.cache.call("cond", i, sigma):
+            pred = self.model(hidden_states=x, timestep=timestep,
+                              encoder_hidden_states=self.prompt, return_dict=False, **self.kw)[0]
         g = self.order.guidance
         if g > 1.0:
             if self.negative is None:
                 raise ValueError(f"{self.order.segment_id}: guidance {g} needs negative embeddings")
-            uncond = self.model(hidden_states=x, timestep=timestep,
-                                encoder_hidden_states=self.negative, return_dict=False,
-                                **self.kw_uncond)[0]
+            with self.cache.call("uncond", i, sigma):
+                uncond = self.model(hidden_states=x, timestep=timestep,
+                                    encoder_hidden_states=self.negative, return_dict=False,
+                                    **self.kw_uncond)[0]
             pred = uncond + g * (pred - uncond)
         return pred
 
@@ -163,13 +175,15 @@ class _Run:
         return g
 
     @torch.no_grad()
-    def _predict_gang(self, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    def _predict_gang(self, x: torch.Tensor, timestep: torch.Tensor, i: int,
+                      sigma: float) -> torch.Tensor:
         gang, g = self.gang, self._guidance()
         assert gang is not None
 
         def forward(embeds: torch.Tensor) -> torch.Tensor:  # (1, C, F, h, w), SP inside
             kw = self.kw_uncond if embeds is self.negative else self.kw
-            with sequence_parallel(self.model, gang.seq):
+            kind = "uncond" if embeds is self.negative else "cond"
+            with sequence_parallel(self.model, gang.seq), self.cache.call(kind, i, sigma):
                 return self.model(hidden_states=x, timestep=timestep, encoder_hidden_states=embeds,
                                   return_dict=False, **kw)[0]
         # 2a. CFG parallel: rank 0 the conditional forward, rank 1 the unconditional one;

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
@@ -52,6 +53,9 @@ class Handoff:
     state: SolverState
     # After the last phase: latents the decoder runs in front (Condition.lead, S2V).
     lead: torch.Tensor | None = None
+    # What the phase's step cache skipped (farm.model.speed.CacheStats); None: exact.
+    # A statistic for the render log: not serialised.
+    cache: Any = None
 
     def to_bytes(self, codec: str = "exact") -> bytes:
         """Serialise; `codec` "bf16" or "fp8" trades exactness for 2x / 4x fewer bytes

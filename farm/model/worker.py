@@ -25,6 +25,8 @@ from farm.engine.orders import (
     PromptOrder,
 )
 from farm.media.images import load_image
+from farm.model.adapter_cache import DEFAULT_ADAPTERS, AdapterCache, AdapterCacheConfig
+from farm.model.adapters import scoped
 from farm.model.bands import band_frames
 from farm.model.condition import Condition, image_tensor, make_condition
 from farm.model.decode import StreamingDecoder, to_uint8
@@ -34,6 +36,7 @@ from farm.model.loader import ModelLoader, ModelSource
 from farm.model.noise import initial_noise
 from farm.model.phase import Halos, drive, phase_steps
 from farm.model.solver import Handoff
+from farm.model.speed import SHARD_SAFE
 from farm.model.text import PromptEmbeds, encode_prompts
 from farm.spec.profiles import profile_for
 
@@ -41,9 +44,11 @@ from farm.spec.profiles import profile_for
 class TorchWorker:
     def __init__(self, source: ModelSource, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype = torch.float32,
-                 offload: str = "none"):
-        """`offload`: where its experts wait between uses (PoolConfig.offload)."""
+                 offload: str = "none", adapters: AdapterCacheConfig = DEFAULT_ADAPTERS):
+        """`offload`: where its experts wait between uses (PoolConfig.offload); `adapters`:
+        the LoRA adapters it keeps on its device (farm.model.adapter_cache)."""
         self.loader = ModelLoader(source, device, dtype, vae_dtype, offload)
+        self.adapters = AdapterCache(adapters, self.loader.device, dtype)
         self.profile = profile_for(source.family)
         self.gangs = OpenGangs()
 
@@ -83,12 +88,19 @@ class TorchWorker:
         rank = order.gang_rank
         if rank is not None:
             check_gang(model, rank, order.guidance)
+            if rank.sp > 1 and order.speed is not None and order.speed.cache not in SHARD_SAFE:
+                raise ValueError(f"{order.segment_id}: the {order.speed.cache} cache decides "
+                                 "from whole activations; a sequence-parallel gang sees shards "
+                                 f"(caches that can: {', '.join(SHARD_SAFE)})")
+        # exactly the scene's adapters while this phase computes (none: the bare expert)
+        active = self.adapters.activate(model, order.adapters)
 
         def steps(gang: Gang | None):
-            return phase_steps(model, self.loader.scheduler(order.model.solver, order.model.shift),
-                               order, prompt, latents, state,
-                               expand_timesteps=self.profile.expand_timesteps,
-                               condition=condition, gang=gang)
+            return scoped(phase_steps(model, self.loader.scheduler(order.model.solver,
+                                                                   order.model.shift),
+                                      order, prompt, latents, state,
+                                      expand_timesteps=self.profile.expand_timesteps,
+                                      condition=condition, gang=gang), active)
         if rank is None or rank.size == 1:
             return steps(None)
         return _ganged(steps, rank, self.loader.device, self.gangs)

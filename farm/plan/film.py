@@ -14,7 +14,7 @@ order; the decoder turns each scene's final latents into frames, in order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from farm.plan.segments import (
     Window,
@@ -52,7 +52,8 @@ class Unit:
     scene_id: str
     index: int
     segments: tuple[Segment, ...]
-    # Chain mode: the unit whose decoded last frame(s) condition this one.
+    # Chain mode: the unit whose decoded last frame(s) condition this one; a scene's
+    # first unit: the last unit of the scene it starts from (farm.plan.continuity).
     after: str | None
     # Pixel frames of the scene this unit's decode produces: [frame_start, frame_stop).
     frame_start: int
@@ -114,7 +115,21 @@ def plan_film(film: Film, *, max_phase_steps: int | None = None) -> FilmPlan:
         offset += scene.num_frames
     return FilmPlan(film=film, timesteps=steps,
                     phases=phases(steps, film.profile.boundaries, max_phase_steps),
-                    scenes=tuple(scenes))
+                    scenes=tuple(_link_start_from(scenes)))
+
+
+def _link_start_from(scenes: list[ScenePlan]) -> list[ScenePlan]:
+    """Each scene with `start_from`: its first unit comes after the source's last unit
+    (the edge of a cut; farm.plan.continuity reads the edges)."""
+    last = {sp.scene.id: sp.units[-1].id for sp in scenes}
+    out = []
+    for sp in scenes:
+        source = sp.scene.start_from
+        if source is not None:
+            first = replace(sp.units[0], after=last[source])
+            sp = replace(sp, units=(first, *sp.units[1:]))
+        out.append(sp)
+    return out
 
 
 def plan_scene(scene: Scene, film_frame_start: int = 0) -> ScenePlan:

@@ -129,23 +129,38 @@ class GangPolicy:
 
 def place_phase(round_: Round, policy: GangPolicy | None, need: Need, excluded: frozenset[str],
                 preferred: tuple[str | None, ...], *, family: str, height: int,
-                guidance: float,
-                previous: GangMemo | None = None) -> tuple[tuple[str, ...], Layout, str] | None:
+                guidance: float, previous: GangMemo | None = None,
+                key: str = "") -> tuple[tuple[str, ...], Layout, str] | None:
     """Workers for a unit's phase (one member per segment, in order, each member's ranks
     together, rank 0 where the member's data is), its layout and the name of its gangs
     ("" = new); None if it does not fit. The `previous` phase's gangs are reused when the
     rule picks their layout again and all their workers are free and last ran them. A
     gang that does not fit falls back to one worker per member. `family`: the film's model
     family, whose speedup tables size the gang (Need.model names the weights, not the
-    family)."""
+    family). In the warm pass (farm.sched.choice) the layout is still chosen on every idle
+    worker; a gang is then placed as in the switching pass (its width buys more than the
+    switch of its cold ranks costs, and placement gives it warm ranks first), one worker
+    per member only on warm ones. `key` names the unit (a gang that waits is counted
+    once per round, though both passes offer it)."""
+    warm_only, round_.warm_only = round_.warm_only, False
+    try:
+        layout = SINGLE
+        if policy is not None:
+            layout = policy.choose(family, height, guidance, round_.waiting(need),
+                                   round_.idle(need, excluded, soon=True), len(preferred),
+                                   round_.idle_nodes(need, excluded, soon=True))
+            if len(preferred) * layout.size > len(round_.pool(need, excluded)):
+                layout = SINGLE  # a gang wider than its whole pool would wait forever
+        round_.warm_only = warm_only and layout.size == 1
+        return _place(round_, layout, need, excluded, preferred, previous, key)
+    finally:
+        round_.warm_only = warm_only
+
+
+def _place(round_: Round, layout: Layout, need: Need, excluded: frozenset[str],
+           preferred: tuple[str | None, ...],
+           previous: GangMemo | None, key: str) -> tuple[tuple[str, ...], Layout, str] | None:
     members = len(preferred)
-    layout = SINGLE
-    if policy is not None:
-        idle = round_.idle(need, excluded, soon=True)
-        layout = policy.choose(family, height, guidance, round_.waiting(need), idle, members,
-                               round_.idle_nodes(need, excluded, soon=True))
-        if members * layout.size > len(round_.pool(need, excluded)):
-            layout = SINGLE  # a gang wider than its whole pool would wait forever
     if (previous is not None and previous.layout == layout
             and not round_.warm_elsewhere(need, excluded, previous.worker_ids)
             and round_.take(need, excluded, previous.worker_ids, previous.key)):
@@ -161,7 +176,7 @@ def place_phase(round_: Round, policy: GangPolicy | None, need: Need, excluded: 
         # Some of its workers are busy with short tasks (seconds): wait for them, holding
         # the free ones, rather than run for minutes on a narrower gang.
         round_.reserve(need, excluded)
-        round_.placed(need, members)
+        round_.placed(need, members, key)
         return None
     ids = round_.place(need, excluded, members, preferred)
     if ids is None:
@@ -172,9 +187,14 @@ def place_phase(round_: Round, policy: GangPolicy | None, need: Need, excluded: 
 
 def band_ranks(round_: Round, need: Need, excluded: frozenset[str], extra: int) -> tuple[str, ...]:
     """Workers for the other bands of a decode (farm.plan.segments.decode_bands): free ones
-    only, never a slot a gang holds, as many as there are up to `extra` (ranks share the
-    bands out, so any number gives the same frames). They count as busy only shortly."""
-    n = min(extra, round_.idle(need, excluded))
+    only, never a slot a gang holds, up to `extra` (ranks share the bands out, so any
+    number gives the same frames). They count as busy only shortly. Decodes ready in the
+    same round (Round.decodes, this one included) share the idle workers: each of the
+    others keeps one to start on, and the rest are split evenly, so the first decode does
+    not take every idle worker while the next waits for one."""
+    others = max(0, round_.decodes.get(need, 1) - 1)
+    round_.decodes[need] = others
+    n = min(extra, (round_.idle(need, excluded) - others) // (others + 1))
     while n > 0:
         ids = round_.place(need, excluded, n, (), distinct=True)
         if ids is not None:

@@ -286,6 +286,9 @@ class TaskReport:
     # or using one of its max_attempts. A failure without a kind is an ERROR, or an
     # INPUT_LOST when it names lost_keys.
     failure: FailureKind | None = None
+    # What the render log says of a finished task beyond its numbers (a phase's step
+    # cache: its setting and the transformer calls it skipped).
+    note: str = ""
 
 
 # ---- events returned by update_from_output ------------------------------------------
@@ -314,6 +317,8 @@ class PhaseFinished:
     # Seconds the phase ran (executor-measured) and bytes it handed over.
     duration: float = 0.0
     output_bytes: int = 0
+    # The report's note (TaskReport.note), for the render log.
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

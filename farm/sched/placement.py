@@ -16,6 +16,10 @@ member of a phase, in order:
      that holds the fewest things (the most specialised), keeping flexible ones free;
   3. the most free slots (spread), then the worker id (determinism).
 
+Before any of this, the round's warm pass (farm.sched.choice, `Round.warm_only`) offers
+one-GPU phases only the workers that need no switch, so a freed worker gets another
+task of the expert it holds before a task that would switch it.
+
 All-or-nothing: `place` returns a worker per member or None. A gang that does not fit
 reserves every free slot of its pool for the rest of the round, so a stream of single
 segments cannot keep it waiting forever; short tasks (prompt, image, decode) may still
@@ -29,6 +33,9 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from farm.sched.state import WorkerState
+
+# Parts of short tasks (prompt, image, decode): they load no expert, so never switch one.
+SHORT_PARTS = frozenset({"text", "vae"})
 
 
 class Need(NamedTuple):
@@ -50,6 +57,7 @@ class Round:
         """`soon`: workers busy only with short tasks (prompt, image, decode: seconds, where
         a phase takes minutes); a gang may wait for them rather than start narrower."""
         self.workers = [w for w in workers if w.alive and not w.draining]
+        self._by_id = {w.spec.worker_id: w for w in self.workers}
         self.free = {w.spec.worker_id: w.free for w in self.workers}
         self.soon = set(soon)
         self.reserved: set[str] = set()
@@ -57,9 +65,17 @@ class Round:
         self._demand, self._placed = dict(demand), {need: 0 for need in demand}
         # Smallest member count that failed per pool: slots only shrink within a round,
         # so a pool that could not fit k members cannot fit k or more later.
-        self._failed: dict[tuple[Need, frozenset[str]], int] = {}
+        self._failed: dict[tuple[Need, frozenset[str], bool], int] = {}
         self._pools: dict[tuple[Need, frozenset[str]], list[WorkerState]] = {}
         self._pressure = _pressure(self.workers, self.free, demand)
+        # The warm pass (farm.sched.choice): one-GPU phases see only workers that need no
+        # expert switch and fail without reserving anything (gangs.place_phase lets a
+        # gang, whose width pays more than a switch, see every worker).
+        self.warm_only = False
+        # Decodes waiting for a worker this round, per need: they share the idle workers
+        # as band ranks (gangs.band_ranks) instead of the first taking them all.
+        self.decodes: dict[Need, int] = {}
+        self._held: set[str] = set()
 
     @property
     def has_free(self) -> bool:
@@ -80,21 +96,26 @@ class Round:
     def idle(self, need: Need, excluded: frozenset[str], soon: bool = False) -> int:
         """Distinct workers serving `need` with a free, unreserved slot (with `soon`, also
         those that will have one when their short tasks end)."""
-        left = self._left(self.pool(need, excluded), False)
-        return sum(1 for wid, n in left.items()
-                   if n > 0 or (soon and wid in self.soon and wid not in self.reserved))
+        return sum(self.idle_nodes(need, excluded, soon))
 
     def idle_nodes(self, need: Need, excluded: frozenset[str],
                    soon: bool = False) -> tuple[int, ...]:
         """`idle` per node (node_of the worker ids), largest first."""
-        left = self._left(self.pool(need, excluded), False)
+        left = self._left(self.pool(need, excluded), False, need)
         nodes: dict[str, int] = {}
         for wid, n in left.items():
-            if n > 0 or (soon and wid in self.soon and wid not in self.reserved):
+            if n > 0 or (soon and wid in self.soon and wid not in self.reserved
+                         and not self._skip(wid, need)):
                 nodes[node_of(wid)] = nodes.get(node_of(wid), 0) + 1
         return tuple(sorted(nodes.values(), reverse=True))
 
-    def placed(self, need: Need, segments: int) -> None:
+    def placed(self, need: Need, segments: int, key: str = "") -> None:
+        """`segments` of `need` are placed, or wait holding their pool (`key` names the
+        unit: it is counted once, though both passes of a round may offer it)."""
+        if key:
+            if key in self._held:
+                return
+            self._held.add(key)
         self._placed[need] = self._placed.get(need, 0) + segments
 
     def place(self, need: Need, excluded: frozenset[str], num: int,
@@ -104,14 +125,14 @@ class Round:
         every member on a different worker (the ranks of a gang), in runs of `block`
         ranks that share a node where one has room (a Ulysses group: its all-to-all
         stays off the inter-node link; see `node_of`)."""
-        key = (need, excluded)
+        key = (need, excluded, self.warm_only)
         if not distinct and num >= self._failed.get(key, num + 1):
             return None
         pool = self.pool(need, excluded)
         if distinct:
             ids = self._fit(pool, need, num, preferred, backfill, distinct=True, block=block)
         elif num > sum(w.spec.slots for w in pool):
-            ids = self._oversubscribe(pool, num)
+            ids = self._oversubscribe(pool, need, num)
         else:
             ids = self._fit(pool, need, num, preferred, backfill)
         if ids is None:
@@ -131,7 +152,7 @@ class Round:
         pool = {w.spec.worker_id: w for w in self.pool(need, excluded)}
         ok = len(set(ids)) == len(ids) and all(
             wid in pool and self.free[wid] > 0 and wid not in self.reserved
-            and pool[wid].gang == gang for wid in ids)
+            and pool[wid].gang == gang and not self._skip(wid, need) for wid in ids)
         if ok:
             for wid in ids:
                 self.free[wid] -= 1
@@ -149,20 +170,31 @@ class Round:
         return warm >= len(ids)
 
     def reserve(self, need: Need, excluded: frozenset[str]) -> None:
-        """A gang did not fit: hold its pool's free slots for it (phases only)."""
+        """A gang did not fit: hold its pool's free slots for it (phases only; not in the
+        warm pass, whose failures the switching pass tries again)."""
+        if self.warm_only:
+            return
         for w in self.pool(need, excluded):
             if self.free[w.spec.worker_id] > 0:
                 self.reserved.add(w.spec.worker_id)
 
-    def _left(self, pool: list[WorkerState], backfill: bool) -> dict[str, int]:
-        return {w.spec.worker_id: (self.free[w.spec.worker_id]
-                                   if backfill or w.spec.worker_id not in self.reserved else 0)
-                for w in pool}
+    def _left(self, pool: list[WorkerState], backfill: bool, need: Need) -> dict[str, int]:
+        return {w.spec.worker_id: (self.free[w.spec.worker_id] if backfill or (
+            w.spec.worker_id not in self.reserved and not self._skip(w.spec.worker_id, need))
+            else 0) for w in pool}
+
+    def _skip(self, wid: str, need: Need) -> bool:
+        """In the warm pass, a worker whose expert in memory is another one than `need`'s
+        (a phase there would wait for a switch); short tasks load no expert."""
+        if not self.warm_only or need.part in SHORT_PARTS:
+            return False
+        warm = self._by_id[wid].warm
+        return warm is not None and warm != need
 
     def _fit(self, pool: list[WorkerState], need: Need, num: int,
              preferred: tuple[str | None, ...], backfill: bool,
              distinct: bool = False, block: int = 1) -> tuple[str, ...] | None:
-        left = self._left(pool, backfill)
+        left = self._left(pool, backfill, need)
         if distinct:
             left = {wid: min(n, 1) for wid, n in left.items()}
         if sum(left.values()) < num:
@@ -189,9 +221,11 @@ class Round:
         slots = (w.spec.worker_id for w in order for _ in range(left[w.spec.worker_id]))
         return tuple(c if c is not None else next(slots) for c in chosen)
 
-    def _oversubscribe(self, pool: list[WorkerState], num: int) -> tuple[str, ...] | None:
+    def _oversubscribe(self, pool: list[WorkerState], need: Need,
+                       num: int) -> tuple[str, ...] | None:
         if not pool or any(self.free[w.spec.worker_id] < w.spec.slots
-                           or w.spec.worker_id in self.reserved for w in pool):
+                           or w.spec.worker_id in self.reserved
+                           or self._skip(w.spec.worker_id, need) for w in pool):
             return None
         slots = [w.spec.worker_id for w in sorted(pool, key=lambda w: w.spec.worker_id)
                  for _ in range(w.spec.slots)]

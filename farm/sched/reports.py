@@ -20,6 +20,7 @@ Rules:
 
 from __future__ import annotations
 
+from farm.sched import edges
 from farm.sched.config import SchedulerConfig
 from farm.sched.output import (
     Event,
@@ -63,12 +64,14 @@ def apply_report(led: Ledger, config: SchedulerConfig, run: RunningTask,
         return []
     assert unit is not None
     if run.kind is TaskKind.PHASE:
-        return _on_phase_done(led, film, scene, unit, run, report.duration, report.output_bytes)
+        return _on_phase_done(led, film, scene, unit, run, report.duration, report.output_bytes,
+                              report.note)
     return _on_decode_done(led, film, scene, unit, run, report.duration)
 
 
 def _on_phase_done(led: Ledger, film: FilmRecord, scene: SceneState, unit: UnitState,
-                   run: RunningTask, duration: float, output_bytes: int = 0) -> list[Event]:
+                   run: RunningTask, duration: float, output_bytes: int = 0,
+                   note: str = "") -> list[Event]:
     assert run.phase_index is not None and run.phase_index == unit.phases_done, \
         "a unit runs one phase at a time"
     for seg, key, wid in zip(unit.plan.segments, run.output_keys, run.homes, strict=True):
@@ -84,7 +87,7 @@ def _on_phase_done(led: Ledger, film: FilmRecord, scene: SceneState, unit: UnitS
     events: list[Event] = [PhaseFinished(film.film_id, unit.plan.id, run.phase_index, phase.expert,
                                          phase.num_steps * len(unit.plan.segments), run.worker_ids,
                                          time=led.now, duration=duration,
-                                         output_bytes=output_bytes)]
+                                         output_bytes=output_bytes, note=note)]
     if unit.phases_done == len(film.plan.phases):
         _free_inputs_of_done_unit(led, film, scene, unit)
     return events
@@ -98,8 +101,8 @@ def _free_inputs_of_done_unit(led: Ledger, film: FilmRecord, scene: SceneState,
     if done and scene.image_key:
         led.free(scene.image_key)
         scene.image_key = None
-    if unit.plan.after:
-        prev = scene.units[unit.plan.index - 1]
+    if (edge := edges.before(film, unit)) is not None:
+        prev = edge[1]
         if prev.condition_key:
             led.free(prev.condition_key)
             prev.condition_key = None
@@ -208,13 +211,14 @@ def invalidate_key(led: Ledger, key: str) -> None:
 def reset_unit(led: Ledger, film: FilmRecord, scene: SceneState, unit: UnitState) -> None:
     """Back to initial noise; frames already delivered stay delivered (same values).
 
-    A chain unit also needs its predecessor's conditioning; when that was already freed,
-    the predecessor is recomputed too. A task still running for the unit is cancelled.
+    A chain unit (or a scene's first, started from another scene) also needs its
+    predecessor's conditioning; when that was already freed, the predecessor is recomputed
+    too. A task still running for the unit is cancelled.
     """
-    if unit.plan.after:
-        prev = scene.units[unit.plan.index - 1]
+    if (edge := edges.before(film, unit)) is not None:
+        prev_scene, prev = edge
         if prev.condition_key is None and prev.decoded:
-            reset_unit(led, film, scene, prev)
+            reset_unit(led, film, prev_scene, prev)
     if unit.phases_done == 0 and not unit.decoded and unit.running is None:
         return  # nothing to roll back
     film.phases_done -= unit.phases_done

@@ -12,11 +12,14 @@ round offers each film, best-ranked first (farm.sched.fairness: priority, then f
 share between tenants and films, then admission order), one of its ready tasks in
 playback order (earlier frames first), then re-ranks it; so while segment k sits in the
 low-noise pool, segment k+1 runs in the high-noise pool, and the first frames of a film
-come out as early as its first unit allows. Placement (locality, balance between pools,
-gangs all-or-nothing) is in farm.sched.placement; how many GPUs one segment's phase gets
-(gangs inside a segment, CFG / sequence parallel) in farm.sched.gangs. The bookkeeping is
-one Ledger (farm.sched.state) that this class owns and lends to farm.sched.tasks (ready
-tasks, starting them) and farm.sched.reports (what a report changes, failures, data loss).
+come out as early as its first unit allows. A round runs twice (farm.sched.choice): first
+only onto workers that need no expert switch, then with switches (so a later segment
+that fits a warm worker may go before an earlier one that would switch it: GPU-seconds
+before first frames). Placement (locality, balance between pools, gangs all-or-nothing)
+is in farm.sched.placement; how many GPUs one segment's phase gets (gangs inside a
+segment, CFG / sequence parallel) in farm.sched.gangs. The bookkeeping is one Ledger
+(farm.sched.state) that this class owns and lends to farm.sched.tasks (ready tasks,
+starting them) and farm.sched.reports (what a report changes, failures, data loss).
 
 Executors must report every task they were given exactly once, including tasks named in
 `cancelled_task_ids` (ok=False is fine): slots are freed by reports.
@@ -24,11 +27,11 @@ Executors must report every task they were given exactly once, including tasks n
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable
 
+from farm.plan.continuity import dependants
 from farm.plan.film import FilmPlan
-from farm.sched import gangs, resumed, tasks
+from farm.sched import choice, gangs, resumed, tasks
 from farm.sched.config import SchedulerConfig
 from farm.sched.fairness import FairShare, check_priority
 from farm.sched.output import (
@@ -130,13 +133,17 @@ class Scheduler:
 
     def rerender(self, film_id: str, unit_ids: tuple[str, ...]) -> list[Event]:
         """Compute these units again from initial noise and deliver their frames again;
-        a finished film reopens. Running work of the units is cancelled."""
+        a finished film reopens. Running work of the units is cancelled. Units that come
+        after them (a chain's later clips, a scene that starts from theirs) render again
+        too, and the reason names them."""
         film = self._film(film_id)
-        units = resumed.units_by_id(film, unit_ids)
+        extra = dependants(film.plan, unit_ids)
+        units = resumed.units_by_id(film, unit_ids + extra)
         for scene, unit in units:
             reset_unit(self._ledger, film, scene, unit)
             scene.frames_done = min(scene.frames_done, unit.plan.frame_start)
-        return self._reopen(film, "re-render")
+        return self._reopen(film, "re-render" + (f"; dependants re-rendered too: "
+                                                 f"{', '.join(extra)}" if extra else ""))
 
     def retry_film(self, film_id: str) -> list[Event]:
         """A FAILED film gets fresh attempts (and no excluded workers); done work stays."""
@@ -237,17 +244,14 @@ class Scheduler:
                 demand[need] = demand.get(need, 0) + num
         round_ = Round(self._ledger.workers.values(), demand, self._short_busy())
         self._fail_starved(cands, reqs, round_)
+        round_.decodes = choice.ready_decodes(
+            (c.kind, r[0]) for fid in cands for c, r in zip(cands[fid], reqs[fid], strict=True))
         started: list[tasks.Task] = []
-        heap = [(self._fair.rank(self._ledger.films[fid]), fid) for fid, c in cands.items() if c]
-        heapq.heapify(heap)
-        while heap and round_.has_free:
-            rank, fid = heapq.heappop(heap)
-            film = self._ledger.films[fid]
-            if (now_rank := self._fair.rank(film)) != rank:  # stale after another placement
-                heapq.heappush(heap, (now_rank, fid))
-                continue
-            if self._place_one(film, cands[fid], reqs[fid], round_, started) and cands[fid]:
-                heapq.heappush(heap, (self._fair.rank(film), fid))
+        films = self._ledger.films
+        choice.run_round(  # a warm pass, then a switching pass (farm.sched.choice)
+            round_, list(cands), rank=lambda fid: self._fair.rank(films[fid]),
+            place=lambda fid: self._place_one(films[fid], cands[fid], reqs[fid], round_, started),
+            has_work=lambda fid: bool(cands[fid]))
         return self._output(started)
 
     def update_from_output(self, reports: Iterable[TaskReport]) -> list[Event]:
@@ -298,7 +302,9 @@ class Scheduler:
                                            family=film.plan.film.profile.family,
                                            height=film.plan.film.height,
                                            guidance=tasks.phase_guidance(film, cand),
-                                           previous=cand.unit.gang if cand.unit else None)
+                                           previous=cand.unit.gang if cand.unit else None,
+                                           key=f"{film.film_id}/{cand.unit.plan.id}"
+                                           if cand.unit else "")
                 ids, layout, gang = placed if placed is not None else (None, None, "")
             else:
                 ids = round_.place(need, excluded, num, preferred, backfill=True)

@@ -21,8 +21,9 @@ times (reelfarm runs them as tasks of their own, never on a gang) and `swap` the
 single-GPU offload inside t(1) (16 s; reelfarm workers do not offload). CFG parallel
 runs the two forwards of a step on two halves of the gang and all-gathers the two
 predictions (one latent-sized tensor each) every step; e (`cfg_efficiency`) is its share
-of the ideal 2x: 1.0 by default, 0.775 in the simulator (LightX2V's measured CFG 2 x
-Ulysses 4 point, farm.sim.costs). ratio(1 x 1) = 1.
+of the ideal 2x: the published tables, which the runtime and the simulator both read,
+use the measured 0.775 (LightX2V's CFG 2 x Ulysses 4 point; farm.sim.costs derives it).
+ratio(1 x 1) = 1.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ PUBLISHED: dict[tuple[str, int], dict[int, float]] = {
     ("i2v-a14b", 720): {1: 1055.9, 4: 290.4, 8: 159.0},
     ("i2v-a14b", 480): {1: 327.8, 4: 92.4, 8: 52.9},
 }
+# CFG parallel's share of its ideal 2x on Wan2.2 A14B: LightX2V's measured T2V 720p
+# CFG 2 x Ulysses 4 clip (152.3 s against its own 823.5 s on one GPU), with Ulysses 4 at
+# the table's ratio [inferred]; farm.sim.costs.calibrated_cfg_efficiency derives it from
+# those numbers (tests/unit/test_sim.py checks they agree). Free CFG (1.0) would make the
+# gang rule pick CFG halves that run slower than the Ulysses gang of the same GPUs.
+MEASURED_CFG_EFFICIENCY = 0.775
 # Width and Ulysses all-to-all bytes per GPU per forward at 8 GPUs, by height.
 _SHAPES = {720: (1280, 13.5e9), 480: (832, 5.9e9)}
 
@@ -65,8 +72,8 @@ class SpeedupTable:
     a2a_bytes_at_8: float
     # One prediction (the latents of a segment, bf16): what CFG parallel all-gathers.
     pred_bytes: float
-    # Speedup of CFG parallel over its ideal 2x (1.0: ideal). The simulator passes the
-    # value calibrated on LightX2V's measured CFG 2 x Ulysses 4 point (farm.sim.costs).
+    # Speedup of CFG parallel over its ideal 2x (1.0: ideal). published_tables() use the
+    # measured MEASURED_CFG_EFFICIENCY; hand-made tables (tests) may leave it ideal.
     cfg_efficiency: float = 1.0
 
     def clip_s(self, gpus: int, link_bytes_per_s: float) -> float:
@@ -107,7 +114,8 @@ def _latent_bytes(width: int, height: int, dtype_bytes: int = 2) -> float:
 
 def published_tables(*, text_s: float = 1.0, swap_s: float = 16.0,
                      decode_s: tuple[float, float] = (5.0, 2.2),
-                     image_s: tuple[float, float] = (3.2, 1.4), cfg_efficiency: float = 1.0,
+                     image_s: tuple[float, float] = (3.2, 1.4),
+                     cfg_efficiency: float = MEASURED_CFG_EFFICIENCY,
                      two_gpu_scale: float = 1.0) -> tuple[SpeedupTable, ...]:
     """The H100 tables, with the fixed parts split as farm.sim.costs calibrates them
     (decode and image encoding at 720p, 480p). `two_gpu_scale` != 1 pins the 2-GPU time

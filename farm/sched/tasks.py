@@ -10,7 +10,7 @@ the tries of that task, failed, lost or rolled back included, so a name is never
     prompt      <film>:<scene>:prompt:a<n>
     image       <film>:<scene>:image:a<n>                first-frame conditioning
     phase out   <film>:<segment>:p<phase>:a<n>           latents + solver state
-    condition   <film>:<unit>:cond:a<n>                  chain: next unit's first frame
+    condition   <film>:<unit>:cond:a<n>                  chain / start_from: next unit's first frame
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from farm.plan.segments import decode_bands
+from farm.sched import edges
 from farm.sched.fairness import unit_tokens
 from farm.sched.output import (
     DecodeSlice,
@@ -68,26 +69,38 @@ def candidates(film: FilmRecord) -> list[Candidate]:
         for k, unit in enumerate(scene.units):
             if unit.running is None:
                 if unit.phases_done < num_phases:
-                    if scene.prompt_key is not None and _chain_ready(scene, k):
+                    if scene.prompt_key is not None and _chain_ready(film, scene, k):
                         out.append(Candidate(TaskKind.PHASE, scene, unit))
-                elif not unit.decoded and earlier_decoded and _decode_ready(scene, k):
+                elif not unit.decoded and earlier_decoded and _decode_ready(film, unit):
                     out.append(Candidate(TaskKind.DECODE, scene, unit))
             earlier_decoded = earlier_decoded and unit.decoded
     return out
 
 
-def _chain_ready(scene: SceneState, k: int) -> bool:
-    if scene.units[k].plan.after is None:
+def _chain_ready(film: FilmRecord, scene: SceneState, k: int) -> bool:
+    """A unit that comes after another (its chain's previous clip, or the last clip of the
+    scene it starts from) waits for that unit's decode and the conditioning it made."""
+    prev = edges.before(film, scene.units[k])
+    if prev is None:
         return not scene.has_image or scene.image_key is not None
-    prev = scene.units[k - 1]
-    return prev.decoded and prev.condition_key is not None
+    return prev[1].decoded and prev[1].condition_key is not None
 
 
-def _decode_ready(scene: SceneState, k: int) -> bool:
-    """A chain decode that builds the next unit's conditioning needs the scene's inputs."""
-    nxt = scene.units[k + 1] if k + 1 < len(scene.units) else None
-    chained = scene.has_image and nxt is not None and nxt.plan.after
-    return not chained or scene.image_key is not None
+def _decode_ready(film: FilmRecord, unit: UnitState) -> bool:
+    """A decode that builds the next unit's conditioning needs that unit's scene's inputs
+    (its features: references, a control video)."""
+    nxt = _conditions(film, unit)
+    return nxt is None or not nxt[0].has_image or nxt[0].image_key is not None
+
+
+def _conditions(film: FilmRecord, unit: UnitState) -> tuple[SceneState, UnitState] | None:
+    """The unit whose conditioning `unit`'s decode builds: the one after it, while that
+    one still has phases to run (a finished one needs none; if it renders again, the
+    rollback recomputes this unit: farm.sched.reports.reset_unit)."""
+    nxt = edges.after(film, unit)
+    if nxt is None or nxt[1].phases_done >= len(film.plan.phases):
+        return None
+    return nxt
 
 
 def requirements(film: FilmRecord, cand: Candidate) -> tuple[Need, int, tuple[str | None, ...]]:
@@ -164,7 +177,8 @@ def _start_phase(led: Ledger, film: FilmRecord, scene: SceneState, unit: UnitSta
                    f"{film.film_id}:{seg.id}:p{phase_index}:a{attempt}",
                    ids[i * k + 1:(i + 1) * k])
         for i, seg in enumerate(unit.plan.segments))
-    cond = scene.units[unit.plan.index - 1].condition_key if unit.plan.after else scene.image_key
+    prev = edges.before(film, unit)
+    cond = prev[1].condition_key if prev is not None else scene.image_key
     assert scene.prompt_key is not None
     inputs = tuple(member.input_key for member in members if member.input_key)
     inputs += (scene.prompt_key,)
@@ -193,12 +207,12 @@ def _start_decode(led: Ledger, film: FilmRecord, scene: SceneState, unit: UnitSt
     slices = tuple(DecodeSlice(seg_id, unit.latest[seg_id], w.start - _seg_start(unit, seg_id),
                                w.stop - _seg_start(unit, seg_id))
                    for seg_id, w in unit.plan.decode_slices)
-    nxt = scene.units[unit.plan.index + 1] if unit.plan.index + 1 < len(scene.units) else None
-    cond_key, cond_frames = None, 0
-    if nxt is not None and nxt.plan.after == unit.plan.id:
+    nxt = _conditions(film, unit)
+    cond_key, cond_frames, scene_key = None, 0, None
+    if nxt is not None:
         cond_key = f"{film.film_id}:{unit.plan.id}:cond:a{attempt}"
-        cond_frames = pixel_frames(nxt.plan.segments[0].window.size)
-    scene_key = scene.image_key if cond_key and scene.has_image else None
+        cond_frames = pixel_frames(nxt[1].plan.segments[0].window.size)
+        scene_key = nxt[0].image_key if nxt[0].has_image else None  # the next clip's scene
     unit.running = tid
     led.running[tid] = RunningTask(
         kind=TaskKind.DECODE, film_id=film.film_id, scene_index=scene.index, worker_ids=ids,

@@ -20,14 +20,16 @@ _WHY = {
         "shard both over their GPUs with FSDP) and forming the gang"),
     "backlog": (
         "a backlog is work-bound (the bound is GPU work / GPUs): one-GPU clips pay the 16 s "
-        "offload per clip, reelfarm's generalists 8 s per expert switch and a band decode "
-        "that no idle worker helps (2.8x a one-pass decode at 720p, for frames that are the "
-        "same bits on any number of workers); on large farms the tail runs on gangs that "
-        "switch experts between phases where the official's groups switch nothing"),
+        "offload per clip, reelfarm's one-GPU phases few switches (the warm pass keeps a GPU "
+        "on its expert) but a band decode that no idle worker helps (2.8x a one-pass decode "
+        "at 720p); on large farms most phases run on gangs, and a gang that runs a segment's "
+        "two phases switches experts on every rank (8 s) where the official's FSDP groups "
+        "switch nothing"),
     "queue": (
         "at 80 % offered load every system keeps up, so the makespan is the last arrival "
         "plus that film's latency, where reelfarm's gangs pay the expert switch and the "
-        "official's FSDP groups do not"),
+        "official's FSDP groups do not (the warm pass spares one-GPU phases, not gangs: "
+        "a gang's width is worth more than its ranks' switches)"),
     "mixed": (
         "bursts of long films with chains of two or three units: the makespan is a burst's "
         "longest chain, and every unit of a chain on a reelfarm gang pays the expert switch "

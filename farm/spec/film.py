@@ -6,9 +6,11 @@ planner and everything after it see plain, complete values (no Optional fields).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from farm.spec.adapters import Adapter, Draft, merge, resolve_loras
+from farm.spec.continuity import check_family
 from farm.spec.delivery import Delivery, resolve_delivery
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.frames import (
@@ -20,6 +22,7 @@ from farm.spec.frames import (
 )
 from farm.spec.inputs import Locator, SceneInputs, files_under, resolve_inputs
 from farm.spec.profiles import PROFILES, ModelProfile
+from farm.spec.speed import Speed, resolve_speed
 from farm.spec.storyboard import SceneSpec, Storyboard
 
 
@@ -52,6 +55,14 @@ class Scene:
     # Whether conditioning is encoded for the scene (a VAE task before denoising): it
     # has inputs for the model, or its family always takes conditioning (VACE).
     conditioned: bool = False
+    # LoRA adapters active in the scene's phases (the film's and its own; not a draft's).
+    adapters: tuple[Adapter, ...] = ()
+    # Step cache per expert (farm.spec.speed), in profile.experts order; () or None
+    # entries: exact.
+    speed: Speed = ()
+    # The earlier scene whose last delivered frame is this scene's first frame (as if
+    # given as `image:`; farm.spec.continuity), or None.
+    start_from: str | None = None
 
     @property
     def num_latent_frames(self) -> int:
@@ -80,6 +91,8 @@ class Film:
     scenes: tuple[Scene, ...]
     # The conform of the deliverables to the edit's rate and size; None: as rendered.
     delivery: Delivery | None = None
+    # Rendered as a few-step draft (num_steps and guidance are the draft's); None: final.
+    draft: Draft | None = None
 
     @property
     def num_frames(self) -> int:
@@ -104,20 +117,67 @@ def resolve_film(board: Storyboard, profile: ModelProfile, model: str | None = N
     errors += _check_window_settings("", board.window, board.overlap, profile)
     delivery, d_errors = resolve_delivery(board.delivery, board.fps, board.width, board.height)
     errors += d_errors
+    film_loras, l_errors = resolve_loras("loras", board.loras, profile, locator)
+    errors += l_errors
+    film_speed, s_errors = resolve_speed("speed", board.speed, profile.experts)
+    errors += s_errors
+    errors += check_family(board.scenes, profile)
     scenes = []
     for i, spec in enumerate(board.scenes):
         scene, scene_errors = _resolve_scene(i, spec, board, profile, locator)
-        errors += scene_errors
+        own, l_errors = resolve_loras(f"scenes[{i}].loras", spec.loras or (), profile, locator)
+        speed, s_errors = resolve_speed(f"scenes[{i}].speed", spec.speed, profile.experts)
+        errors += scene_errors + l_errors + s_errors
         if scene is not None:
-            scenes.append(scene)
+            scenes.append(replace(scene, adapters=merge(film_loras, own),
+                                  speed=_exact_as_empty(speed or film_speed or ())))
+    draft_loras, l_errors = ([], []) if board.draft is None else resolve_loras(
+        "draft.loras", board.draft.loras, profile, locator)
+    errors += l_errors
     if errors:
         raise SpecError(errors)
-    return Film(
+    film = Film(
         title=board.title, fps=board.fps, width=board.width, height=board.height,
         model=model or board.model, profile=profile,
         num_steps=board.steps or profile.steps, shift=board.shift or profile.shift,
         solver=board.solver or profile.solver, scenes=tuple(scenes), delivery=delivery,
     )
+    if board.draft is None:
+        return film
+    return as_draft(film, board.draft.steps, board.draft.guidance, tuple(draft_loras))
+
+
+def as_draft(film: Film, steps: int, guidance: float, adapters: tuple[Adapter, ...]) -> Film:
+    """The film rendered as a draft: the draft's steps and guidance (every expert), its
+    adapters on top of each scene's; the final values kept for `final_film`."""
+    draft = Draft(steps, guidance, adapters, film.num_steps,
+                  tuple(s.guidance for s in film.scenes))
+    scenes = tuple(replace(s, guidance=tuple(guidance for _ in s.guidance)) for s in film.scenes)
+    return replace(film, num_steps=steps, scenes=scenes, draft=draft)
+
+
+def final_film(film: Film) -> Film:
+    """A draft's final render: the same scenes and seeds, its own steps and guidance, no
+    draft adapters. A final film is returned as it is."""
+    d = film.draft
+    if d is None:
+        return film
+    scenes = tuple(replace(s, guidance=g) for s, g in zip(film.scenes, d.final_guidance,
+                                                          strict=True))
+    return replace(film, num_steps=d.final_steps, scenes=scenes, draft=None)
+
+
+def phase_adapters(film: Film, scene: Scene, expert: int) -> tuple[tuple[str, float], ...]:
+    """(location, weight) of every adapter active on expert `expert` (its index) in the
+    scene's phases: the scene's, then the draft's."""
+    extra = film.draft.adapters if film.draft is not None else ()
+    return tuple((a.location, a.weights[expert]) for a in (*scene.adapters, *extra)
+                 if a.weights[expert])
+
+
+def _exact_as_empty(speed: Speed) -> Speed:
+    # One form for "exact everywhere", so exact films' records and keys stay as before.
+    return () if all(s is None for s in speed) else speed
 
 
 def _check_size(board: Storyboard, profile: ModelProfile) -> list[FieldError]:
@@ -178,11 +238,14 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelPro
     if errors or num_frames is None:
         return None, errors
     conditioned = inputs.conditions or profile.always_conditioned
+    # A scene that starts from another's frame is conditioned like one with `image:`.
+    first_framed = conditioned or spec.start_from is not None
     if continuity is None:
         continuity = ("single" if latent_frames(num_frames) <= window
-                      else "chain" if conditioned and profile.supports_chain else "windows")
-    if continuity == "windows" and conditioned:
-        given = ", ".join(n for n, _ in inputs.items() if n != "audio") or "its conditioning"
+                      else "chain" if first_framed and profile.supports_chain else "windows")
+    if continuity == "windows" and first_framed:
+        given = ", ".join(n for n, _ in inputs.items() if n != "audio") or (
+            f"start_from {spec.start_from}" if spec.start_from else "its conditioning")
         return None, [FieldError(at + "continuity", (
             f"parallel windows cannot share clip conditioning ({given} with {profile.family}); "
             "use 'chain' (or 'single')"))]
@@ -202,6 +265,7 @@ def _resolve_scene(i: int, spec: SceneSpec, board: Storyboard, profile: ModelPro
         num_frames=num_frames, seed=spec.seed, guidance=guidance, continuity=continuity,
         window=window, overlap=overlap, image=inputs.image, inputs=inputs, carry=carry,
         history=bool(profile.motion_frames), conditioned=conditioned,
+        start_from=spec.start_from,
     ), []
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from farm.spec.continuity import takes_first_frame
 from farm.spec.errors import FieldError
 from farm.spec.profiles import PROFILES, ModelProfile
 from farm.spec.storyboard import SceneSpec, Storyboard, is_reference_id
@@ -33,10 +34,12 @@ MEDIA_FIELDS = ("image", "last_image", "references", "pose_video", "face_video",
 # What each field takes, by the kind a file decodes as (farm.media.library sniffs it).
 FIELD_KINDS = {"image": ("image",), "last_image": ("image",), "references": ("image",),
                "pose_video": ("video",), "face_video": ("video",), "control_video": ("video",),
-               "mask": ("image", "video"), "audio": ("audio",)}
+               "mask": ("image", "video"), "audio": ("audio",),
+               # LoRA adapters (farm.spec.adapters): a safetensors file, not a decoded input
+               "loras": ("adapter",)}
 # Inputs taken of a person (a photo, a video, a voice) that a server run with
 # --require-rights only accepts with a rights statement; a mask is drawn, not recorded.
-PERSONAL = frozenset(FIELD_KINDS) - {"mask"}
+PERSONAL = frozenset(FIELD_KINDS) - {"mask", "loras"}
 # Every family takes audio: it is decoded, aligned to the frames and muxed (s2v-14b, our
 # Wan2.2-S2V adapter, also generates from it).
 ANY_FAMILY = frozenset({"audio"})
@@ -94,8 +97,12 @@ def resolve_inputs(at: str, spec: SceneSpec, board: Storyboard, profile: ModelPr
         errors.append(FieldError(at + name, (
             f"{profile.family} cannot use `{name}`; families that can: "
             f"{', '.join(families_with(name)) or 'none'}{note}")))
-    for name in sorted(profile.requires - given):
-        errors.append(FieldError(at + name, f"{profile.family} needs `{name}` in every scene"))
+    # start_from: the first frame is an earlier scene's last one (farm.spec.continuity)
+    framed = {"image"} if getattr(spec, "start_from", None) else set()
+    for name in sorted(profile.requires - given - framed):
+        also = " (or `start_from`)" if name == "image" and takes_first_frame(profile) else ""
+        errors.append(FieldError(at + name,
+                                 f"{profile.family} needs `{name}`{also} in every scene"))
     if spec.mask and not spec.control_video and "mask" in profile.conditioning:
         errors.append(FieldError(at + "mask", (
             "a mask marks what to keep of `control_video` (black) and what to generate (white): "

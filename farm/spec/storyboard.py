@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from farm.spec.adapters import DraftSpec, LoraSpec
+from farm.spec.continuity import check_start_from
 from farm.spec.delivery import DeliverySpec
 from farm.spec.document import parse_document
 from farm.spec.errors import FieldError, SpecError, format_path
@@ -30,6 +32,9 @@ Continuity = Literal["single", "windows", "chain"]
 # http(s)://, file://, ...).
 Media = Annotated[str, Field(min_length=1)]
 Solver = Literal["unipc", "euler"]
+# `speed:` as written ("exact" or a mapping); farm.spec.speed checks it with the model's
+# experts, so its errors can name them and the allowed values.
+SpeedValue = Any
 
 
 class _Strict(BaseModel):
@@ -65,10 +70,17 @@ class SceneSpec(_Strict):
     # Chain mode: frames each clip takes from the end of the previous one (1 or 5 for
     # Animate and VACE; default the family's first).
     carry_frames: Annotated[int, Field(ge=1)] | None = None
+    # Start from the last frame of an earlier scene, as from `image:` that frame
+    # (farm.spec.continuity; families that take a first frame).
+    start_from: SceneId | None = None
     # Written by `reelfarm direct` (farm.story); rendering reads only `prompt`: the
     # prompt before extension and bible injection, and the bible ids the scene names.
     original_prompt: Annotated[str, Field(min_length=1)] | None = None
     cast: list[CharacterId] | None = None
+    # LoRA adapters of this scene, on top of the film's (farm.spec.adapters).
+    loras: list[LoraSpec] | None = None
+    # Step caching (farm.spec.speed): "exact" or a cache, checked when the film resolves.
+    speed: SpeedValue = None
 
 
 class Character(_Strict):
@@ -131,6 +143,11 @@ class Storyboard(_Strict):
     # The edit's frame rate and size (farm.spec.delivery): a conformed mp4 and image
     # sequence beside the render's.
     delivery: DeliverySpec | None = None
+    # LoRA adapters of every scene, and rendering as a few-step draft (farm.spec.adapters).
+    loras: list[LoraSpec] = []
+    draft: DraftSpec | None = None
+    # Every scene's step caching unless the scene sets its own (farm.spec.speed).
+    speed: SpeedValue = None
 
 
 def load_storyboard(path: str | Path) -> Storyboard:
@@ -155,7 +172,7 @@ def parse_storyboard(data: Any) -> Storyboard:
     except ValidationError as exc:
         raise SpecError([_from_pydantic(e) for e in exc.errors()]) from None
     errors = (_check_scene_ids(board) + _check_cast(board) + _check_reference_ids(board)
-              + _check_rights(board))
+              + _check_rights(board) + check_start_from(board.scenes))
     if errors:
         raise SpecError(errors)
     return board

@@ -33,9 +33,12 @@ class StreamClosed(RuntimeError):
 
 class FrameStream:
     def __init__(self, scenes: list[tuple[str, int]], start: tuple[str, int] | int | None = None,
-                 stop: int | None = None):
+                 stop: int | None = None, skip: tuple[tuple[int, int], ...] = ()):
         """`scenes`: (scene id, frame count) in film order; `start`: resume from that frame
-        ((scene, index) or a film frame index); `stop`: end before this film frame index."""
+        ((scene, index) or a film frame index); `stop`: end before this film frame index;
+        `skip`: film frame ranges [a, b) inside that are not delivered again (a re-render
+        of a scene and a later scene started from it, not the scenes between)."""
+        self._skip = skip
         self._scenes = scenes
         self._offset: dict[str, int] = {}
         total = 0
@@ -61,7 +64,8 @@ class FrameStream:
         """Offer a frame; False if it was already released or is buffered (a duplicate)."""
         pos = self._offset[scene_id] + index
         with self._cv:
-            if pos < self._next or pos >= self.total or pos in self._buffer:
+            if (pos < self._next or pos >= self.total or pos in self._buffer
+                    or any(a <= pos < b for a, b in self._skip)):
                 return False
             self._buffer[pos] = StreamFrame(scene_id, index, pos, frame)
             self._cv.notify_all()
@@ -76,6 +80,9 @@ class FrameStream:
     def get(self, timeout: float | None = None) -> StreamFrame | None:
         """The next frame in film order; None at the end. Raises StreamClosed on failure."""
         with self._cv:
+            for a, b in self._skip:
+                if a <= self._next < b:
+                    self._next = b
             ok = self._cv.wait_for(lambda: self._next in self._buffer or self._next >= self.total
                                    or self._closed, timeout=timeout)
             if not ok:

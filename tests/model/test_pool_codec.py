@@ -75,7 +75,7 @@ def run_film(worker: TorchWorker, embeds, tmp_path, codec: str, resume: bool = F
     for k, order in enumerate(orders()):
         item = WorkItem(f"t{k}", "phase", (order,), ("prompt", None), dict(refs), (f"h{k}",),
                         state_keys=(state_key,), phase_index=k)
-        outputs, saved, _ = pool._execute(item)
+        outputs, saved, *_ = pool._execute(item)
         refs[f"h{k}"] = outputs[f"h{k}"]
         if k == 0:
             wire = pool.objects[outputs["h0"]]  # what the high-noise pool put in the store

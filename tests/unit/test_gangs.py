@@ -9,11 +9,14 @@ from farm.sched.config import SchedulerConfig
 from farm.sched.gangs import GangPolicy
 from farm.sched.output import Layout, PhaseFinished, TaskReport, TaskRetried, WorkerSpec
 from farm.sched.scheduler import Scheduler
-from farm.sched.speedup import SpeedupTable, published_tables
+from farm.sched.speedup import MEASURED_CFG_EFFICIENCY, SpeedupTable, published_tables
 from tests.helpers import make_plan, scene
 
 T2V = "t2v-a14b"
-POLICY = GangPolicy()
+# The rule's examples on free CFG parallel (cfg_efficiency 1.0), where CFG halves pay;
+# MEASURED: the default, on the measured efficiency (test_measured_cfg_...).
+POLICY = GangPolicy(tables=published_tables(cfg_efficiency=1.0))
+MEASURED = GangPolicy()
 T720 = POLICY.table(T2V, 720)
 # A table for the 64x64 test films: 4 heads, so Ulysses degrees 1, 2, 4.
 TINY = SpeedupTable(T2V, 64, 4, ((1, 104.0), (4, 30.0), (8, 17.0)), fixed_s=3.0, swap_s=1.0,
@@ -67,6 +70,19 @@ def test_waves_of_wide_gangs_beat_a_poor_equal_share():
     # a unit's members all get the layout: never more GPUs than idle
     lay = POLICY.choose(T2V, 720, 4.0, waiting=2, idle=9, members=2)
     assert 2 * lay.size <= 9
+
+
+def test_measured_cfg_efficiency_is_the_default_and_prefers_ulysses_within_a_node():
+    t720 = MEASURED.table(T2V, 720)
+    assert t720 is not None and t720.cfg_efficiency == MEASURED_CFG_EFFICIENCY < 1.0
+    # CFG 2 x Ulysses 4 takes 1 / (2 x 0.775) of Ulysses 4's time: slower than Ulysses 8
+    assert t720.ratio(Layout(2, 4), 50e9) > t720.ratio(Layout(1, 8), 50e9)
+    assert MEASURED.choose(T2V, 720, 4.0, waiting=1, idle=8) == Layout(1, 8)
+    # 16 GPUs: CFG 2 x Ulysses 8 wastes more than the 0.8 floor allows; with a lower
+    # floor it beats Ulysses over the inter-node link
+    assert MEASURED.choose(T2V, 720, 4.0, waiting=1, idle=16) == Layout(1, 8)
+    wide = GangPolicy(min_efficiency=0.5).choose(T2V, 720, 4.0, waiting=1, idle=16)
+    assert wide == Layout(2, 8)
 
 
 def test_no_cfg_without_guidance_and_no_gang_without_a_table():

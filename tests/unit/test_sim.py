@@ -207,3 +207,13 @@ def test_trailer_targets_at_64_gpus():
 def test_percentile_interpolates():
     assert percentile([1, 2, 3, 4], 50) == 2.5
     assert percentile([5], 95) == 5
+
+
+def test_the_runtime_tables_use_the_calibrated_cfg_efficiency():
+    """The runtime's default speedup tables (farm.sched.speedup) carry the CFG-parallel
+    efficiency the simulator derives from LightX2V's measured point (farm.sim.costs)."""
+    from farm.sched.speedup import MEASURED_CFG_EFFICIENCY, published_tables
+    from farm.sim.costs import CFG_EFFICIENCY
+
+    assert MEASURED_CFG_EFFICIENCY == CFG_EFFICIENCY
+    assert all(t.cfg_efficiency == CFG_EFFICIENCY for t in published_tables())

@@ -60,8 +60,8 @@ def test_every_error_is_listed_at_once():
 
 
 def test_unknown_fields_are_errors():
-    errs = errors_of(parse_storyboard, board([scene(colour="red")], speed=3))
-    assert errs == {"speed": "unknown field (not part of the storyboard format)",
+    errs = errors_of(parse_storyboard, board([scene(colour="red")], tempo=3))
+    assert errs == {"tempo": "unknown field (not part of the storyboard format)",
                     "scenes[0].colour": "unknown field (not part of the storyboard format)"}
 
 

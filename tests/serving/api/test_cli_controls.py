@@ -82,6 +82,19 @@ def test_rerender_takes_1_based_frame_ranges(cli, connect, tmp_path):
         assert exc.value.code == 2
 
 
+def test_rerender_final_turns_a_draft_into_a_new_final_film(cli, connect, tmp_path):
+    name = submit(cli, tmp_path, scenes=1, steps=6, draft={"steps": 2})
+    assert wait_final(connect("alice").film(name)).steps == 2
+    status, out, _ = cli("films", "rerender", name, "--final", "--wait")
+    final, *states = out.split()
+    assert status == 0 and final != name and states[-1] == "SUCCEEDED"
+    film = connect("alice").film(final).get()
+    assert film.steps == 6 and not film.HasField("draft")
+    for args in ((), ("--final", "--scene", "s0"), ("--scene", "s0")):
+        status, _, err = cli("films", "rerender", name, *args)
+        assert status == 2 and "give --scene and --frames, or --final" in err
+
+
 def test_retry_of_a_failed_film(cli, connect, tmp_path, failing_phases):  # noqa: F811
     name = submit(cli, tmp_path, scenes=2)
     failing_phases.add(name.split("/")[1])
