@@ -12,7 +12,7 @@ GPU at a time); group (experts stream block by block: non-block weights + 2 bloc
 
 --offload-timing also measures, on this CPU with the tiny T2V model, what the offload
 hooks add to one expert forward (onload device = the CPU: the hooks' own overhead, the
-figure behind farm.spec.weights.TINY_CPU_OFFLOAD_OVERHEAD).
+figures in docs/weights.md section 5).
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ ends each clip with `trim=end_frame=M` (farm.media.conform): the graph itself cu
 Each scene (and each gap) is conformed on its own: hard cuts stay on frame boundaries, no
 frame blends two shots, and each scene's sound starts with its first delivered frame. A
 film of several scenes can be shorter than the render by less than one delivered frame per
-scene and gap; the timecode of every cut is whole frames at fps_out (`slot_frames`).
+scene and gap; the timecode of every cut is whole frames at fps_out (`conformed_frames` of
+each slot).
 
 Size. The picture is scaled with ffmpeg's `scale` (flags = `scale:`). When the delivery's
 aspect ratio differs from the render's, `fit:` must say how: `pad` scales the whole picture
@@ -113,11 +114,6 @@ def conformed_frames(n: int, fps_in: int, fps_out: int) -> int:
 def source_frame(k: int, fps_in: int, fps_out: int) -> int:
     """The rendered frame on screen at delivered frame k's start (the `drop` method)."""
     return k * fps_in // fps_out
-
-
-def slot_frames(slots: list[int], fps_in: int, fps_out: int) -> list[int]:
-    """Delivered frames of each slot (scene or gap) of a cut, each conformed on its own."""
-    return [conformed_frames(n, fps_in, fps_out) for n in slots]
 
 
 def fit_geometry(d: Delivery) -> tuple[int, int, int, int]:

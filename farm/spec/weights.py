@@ -34,11 +34,6 @@ MODEL_OFFLOAD_BYTES_PER_S = 3.5e9
 # pins group-offloaded weights): PCIe 4.0 x16, about 25 of its 32 GB/s [assumed]; not
 # overlapped with compute here (diffusers' use_stream can hide it), so an upper bound.
 GROUP_OFFLOAD_BYTES_PER_S = 25e9
-# Measured on the CPU with the tiny T2V expert (2 blocks, 1.85 ms a forward; onload
-# device = the CPU, so only the hooks' own overhead): seconds each mode adds to one
-# forward, the minimum of 300 interleaved runs (`python bench/footprint.py
-# --offload-timing`, a shared 2-core machine): +1% model, +48% group.
-TINY_CPU_OFFLOAD_OVERHEAD = {"model": 0.02e-3, "group": 0.88e-3}
 
 
 @dataclass(frozen=True, slots=True)

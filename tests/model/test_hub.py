@@ -23,14 +23,15 @@ pytestmark = pytest.mark.model
 REPO = "Owner/Name"
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def offline(monkeypatch):
-    """No network: huggingface_hub refuses any request (the resolution never makes one)."""
+    """No network in any test here: huggingface_hub refuses any request (the resolution
+    never makes one; the pull tests stop at argument checks)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture
-def cache(tmp_path, tiny_dirs, offline) -> Path:
+def cache(tmp_path, tiny_dirs) -> Path:
     """A cache holding REPO: the tiny T2V model at refs/main."""
     root = tmp_path / "hf" / "hub"
     write_snapshot(root, REPO, Path(tiny_dirs("t2v-a14b")), commit_of("t2v"))
@@ -99,7 +100,7 @@ def test_not_in_the_cache_names_the_repo_the_cache_and_the_pull_command(cache):
         resolve_model(f"{REPO}@nope", cache)
 
 
-def test_a_partial_pull_resolves_and_its_pools_load(tmp_path, tiny_dirs, offline):
+def test_a_partial_pull_resolves_and_its_pools_load(tmp_path, tiny_dirs):
     """After `models pull --pools text,vae` the snapshot lacks the experts (the tree listing
     names them): resolving needs the configs only; the VAE loads."""
     folder = Path(tiny_dirs("t2v-a14b"))

@@ -56,7 +56,7 @@ def test_offloaded_experts_equal_resident_ones_bit_for_bit(tiny_dirs):
         assert hooked is not None, f"{mode}: no offload hook on the expert"
         assert run_device(expert) == torch.device("cpu")
         # the time cost on this CPU (onload device = host: the hooks' own overhead), for
-        # farm.spec.weights.TINY_CPU_OFFLOAD_OVERHEAD
+        # docs/weights.md section 5 quotes `bench/footprint.py --offload-timing`
         print(f"offload {mode}: {seconds:.3f} s vs {resident_s:.3f} s resident "
               f"({seconds / resident_s:.2f}x)")
 
