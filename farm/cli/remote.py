@@ -15,6 +15,9 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
                    help=f"reelfarm API address (default {DEFAULT_SERVER})")
     p.add_argument("--token", help=f"bearer token of your tenant (default: ${TOKEN_ENV})")
+    p.add_argument("--wait-for-server", type=_seconds, default=0.0, metavar="SECONDS",
+                   help="wait up to SECONDS for a server that is still starting (default 0: "
+                        "fail after the SDK's own retries, about 3 s)")
     p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots)")
     p.add_argument("--tls-ca", help="CA certificate of the server (implies --tls)")
     p.add_argument("--tls-cert", help="client certificate, for servers that require one")
@@ -28,7 +31,24 @@ def connect(args: argparse.Namespace):
     tls = None
     if args.tls or args.tls_ca or args.tls_cert:
         tls = ClientTls(args.tls_ca, args.tls_cert, args.tls_key)
-    return Client(args.server, token=args.token or os.environ.get(TOKEN_ENV) or None, tls=tls)
+    client = Client(args.server, token=args.token or os.environ.get(TOKEN_ENV) or None, tls=tls)
+    if args.wait_for_server:
+        try:
+            client.wait_until_ready(args.wait_for_server)
+        except BaseException:
+            client.close()
+            raise
+    return client
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of seconds >= 0")
+    return value
 
 
 def print_api_error(exc) -> int:

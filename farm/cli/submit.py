@@ -35,20 +35,24 @@ def run(args: argparse.Namespace) -> int:
     from farm.client import ApiError
     from farm.spec.errors import SpecError
 
-    with connect(args) as client:
-        try:
-            board, _, _ = load_board(args.storyboard, **film_flags(args))
+    try:
+        board, _, _ = load_board(args.storyboard, **film_flags(args))  # before any waiting
+    except SpecError as exc:
+        print_spec_error(exc, args.storyboard)
+        return 2
+    try:
+        with connect(args) as client:
             handle = client.submit(board, priority=args.priority,
                                    base_dir=Path(args.storyboard).parent)
             if args.detach:
                 print(handle.name)
                 return 0
             return follow(handle, args)
-        except SpecError as exc:
-            print_spec_error(exc, args.storyboard)
-            return 2
-        except ApiError as exc:
-            return print_api_error(exc)
+    except SpecError as exc:  # the server's own checks of media it reads
+        print_spec_error(exc, args.storyboard)
+        return 2
+    except ApiError as exc:
+        return print_api_error(exc)
 
 
 def follow(handle, args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from farm.api.convert import Frame, FrameAssembler
 from farm.api.protos import pb, pb_grpc
 from farm.api.tls import ClientTls
 from farm.client import common, media
-from farm.client.errors import NotFoundError, from_rpc_error
+from farm.client.errors import NotFoundError, UnavailableError, from_rpc_error
 
 
 class Client:
@@ -40,6 +40,15 @@ class Client:
         self._channel = (grpc.secure_channel(target, tls.credentials(), options=opts) if tls else
                          grpc.insecure_channel(target, options=opts))
         self.stub = pb_grpc.FilmServiceStub(self._channel)
+
+    def wait_until_ready(self, seconds: float) -> None:
+        """Wait up to `seconds` for the server to accept connections (one that is still
+        starting); UnavailableError naming the address if it does not."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=seconds)
+        except grpc.FutureTimeoutError:
+            raise UnavailableError(f"no reelfarm server answered at {self.target} within "
+                                   f"{seconds:g} s") from None
 
     def __enter__(self) -> Client:
         return self

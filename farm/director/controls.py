@@ -3,7 +3,7 @@
 Every control checks the film's state here (FAILED_PRECONDITION with the reason when it
 does not apply), then queues a command for the engine thread (farm.director.commands).
 The film's state changes when the scheduler applies it, at the next phase boundary;
-pause and resume wait briefly for that so the caller usually sees the new state.
+pause and resume wait until it has been applied, so the caller sees the new state.
 """
 
 from __future__ import annotations
@@ -22,25 +22,26 @@ from farm.sched.output import FilmState
 if TYPE_CHECKING:
     from farm.director.director import Director
 
-# Seconds pause/resume wait for the engine thread to apply them (longer when a phase
-# is running in this process; the call then returns the state as it is).
-WAIT_S = 5.0
+# Seconds pause/resume wait for the engine thread to apply them. The engine thread
+# applies commands between steps; a farm that runs phases in this process (inline) is in
+# a step for as long as a phase runs, so the bound is a long phase, not a round trip; it
+# stays under the client SDK's 30 s deadline (farm.client.common.UNARY_TIMEOUT). Past it
+# the call returns the state as it is (the command still applies).
+WAIT_S = 20.0
 
 
 def pause(d: Director, entry: Entry) -> FilmInfo:
     if entry.state not in (FilmState.QUEUED, FilmState.RUNNING):
         raise FailedPrecondition(f"films/{entry.film_id} is {entry.state.value}; only QUEUED "
                                  "or RUNNING films can be paused")
-    d.queue(Pause(entry))
-    entry.wait_state(lambda st: st == FilmState.PAUSED or st.is_final, WAIT_S)
+    d.queue(Pause(entry)).wait(WAIT_S)
     return entry.info()
 
 
 def resume(d: Director, entry: Entry) -> FilmInfo:
     if entry.state != FilmState.PAUSED:
         raise FailedPrecondition(f"films/{entry.film_id} is {entry.state.value}, not PAUSED")
-    d.queue(Resume(entry))
-    entry.wait_state(lambda st: st != FilmState.PAUSED, WAIT_S)
+    d.queue(Resume(entry)).wait(WAIT_S)
     return entry.info()
 
 

@@ -85,7 +85,8 @@ class Director:
         self._lock = threading.RLock()
         self._films: dict[str, Entry] = {}
         self._requests: dict[tuple[str, str], str] = {}
-        self._commands: queue.Queue[Command | None] = queue.Queue()
+        # Commands for the engine thread, each with the event it sets once applied.
+        self._commands: queue.Queue[tuple[Command, threading.Event] | None] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -129,7 +130,7 @@ class Director:
                 self._recorder.film_created(entry)
         self.start_archive(entry)
         entry.publish(self.clock(), "state", "film accepted")
-        self._commands.put(Add(entry))
+        self.queue(Add(entry))
         return entry.info()
 
     def adopt(self, entry: Entry) -> None:
@@ -146,8 +147,11 @@ class Director:
                             on_done=lambda error: self._archive_done(entry, error),
                             on_frame=self.metrics.frame_delivered if self.metrics else None)
 
-    def queue(self, cmd: Command) -> None:
-        self._commands.put(cmd)
+    def queue(self, cmd: Command) -> threading.Event:
+        """Hand `cmd` to the engine thread; the event is set once it has been applied."""
+        applied = threading.Event()
+        self._commands.put((cmd, applied))
+        return applied
 
     def get_film(self, film_id: str, tenant: str) -> FilmInfo:
         return self._entry(film_id, tenant).info()
@@ -168,7 +172,7 @@ class Director:
         entry = self._entry(film_id, tenant)
         if entry.state.is_final:
             raise FailedPrecondition(f"film {film_id} is already {entry.state.value}")
-        self._commands.put(Cancel(entry))
+        self.queue(Cancel(entry))
         entry.wait_final(timeout=30.0)
         return entry.info()
 
@@ -311,10 +315,13 @@ class Director:
         except queue.Empty:
             return
         while cmd is not None:
+            cmd, applied = cmd
             try:
                 self._on_events(commands.apply(self.engine, cmd))
             except ValueError as exc:  # e.g. retry of a film that is not FAILED any more
                 cmd.entry.publish(self.clock(), "error", f"{cmd.verb} refused: {exc}")
+            finally:
+                applied.set()
             try:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
@@ -380,7 +387,7 @@ class Director:
         elif error is None and entry.archive.written == entry.archive.total:
             self._maybe_succeed(entry)
         else:
-            self._commands.put(Cancel(entry))
+            self.queue(Cancel(entry))
             entry.set_state(now, FilmState.FAILED, f"frame archive: {error}")
 
 

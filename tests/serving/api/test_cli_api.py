@@ -106,3 +106,22 @@ def test_serve_reports_a_bad_db_url_without_its_password(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--db" in done.stderr
     assert "hunter2secret" not in done.stderr + done.stdout
+
+
+def test_wait_for_server_names_the_address_when_nothing_answers(capsys):
+    """(README's session shows the other side: submit waiting while the server starts.)"""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    assert main(["films", "list", "--server", address, "--wait-for-server", "0.5"]) == 1
+    assert f"no reelfarm server answered at {address} within 0.5 s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "inf", "nan"])
+def test_wait_for_server_takes_seconds(value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["films", "list", "--wait-for-server", value])
+    assert exit_.value.code == 2
+    assert "--wait-for-server" in capsys.readouterr().err
