@@ -62,7 +62,8 @@ def local_director(models: Models, artifacts: str | Path, *, db: str | None = No
     farm = LocalFarm(models, device=device, dtype=dtype, workers=workers, config=config,
                      checkpoints=str(artifacts) if store is not None else None)
     return Director(farm.engine, farm.router,
-                    DirectorConfig(Path(artifacts), delivery=delivery, **limits),
+                    DirectorConfig(Path(artifacts), delivery=delivery,
+                                   models=tuple(farm.sources), **limits),
                     store=store, metrics=metrics)
 
 

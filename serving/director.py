@@ -68,7 +68,8 @@ class DirectorServer:
         self.director = Director(engine, router, store=store, metrics=FarmMetrics(RaySink()),
                                  config=DirectorConfig(
             Path(cfg.artifacts), cfg.director.max_unfinished_films,
-            cfg.director.max_unfinished_per_tenant, delivery=delivery)).start()
+            cfg.director.max_unfinished_per_tenant, delivery=delivery,
+            models=tuple(self.sources))).start()
         self.limits = Limits(worker_memory_gb=cfg.director.worker_memory_gb)
         families = {name: source.family for name, source in self.sources.items()}
         self.rpc = ServeRpc(FilmApi(self.director, families, checks=self._edge_checks,

@@ -62,6 +62,8 @@ def retry(d: Director, entry: Entry) -> FilmInfo:
     if entry.state != FilmState.FAILED:
         raise FailedPrecondition(f"films/{entry.film_id} is {entry.state.value}; only FAILED "
                                  "films can be retried")
+    if (why := d.unservable(entry.film)) is not None:
+        raise FailedPrecondition(f"films/{entry.film_id}: {why}")
     archive = entry.archive
     resume = _as_it_stands(d, entry)
     # The archive first: its previous run may still be ending, and must end on a final state.

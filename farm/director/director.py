@@ -58,6 +58,10 @@ class DirectorConfig:
     # What labels, signs and completes each film's deliverables (farm.director.delivery);
     # None: plain PNGs and mp4 (tests of the director alone).
     delivery: DeliveryMaker | None = None
+    # The models this farm serves (Film.model names): a film of another one, restored
+    # after a restart or retried, fails with the reason instead of waiting for workers
+    # that never come. Empty: not checked (a director over a bare engine, in tests).
+    models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if min(self.max_unfinished_films, self.max_unfinished_per_tenant,
@@ -146,6 +150,14 @@ class Director:
         entry.archive.start(on_first_frame=lambda: self._first_frame(entry),
                             on_done=lambda error: self._archive_done(entry, error),
                             on_frame=self.metrics.frame_delivered if self.metrics else None)
+
+    def unservable(self, film: Film) -> str | None:
+        """Why this farm cannot render `film` (its model is not served), or None."""
+        served = self.config.models
+        if not served or film.model in served:
+            return None
+        return (f"model {film.model!r} is not served by this farm (it serves "
+                f"{', '.join(served)}); serve it, then retry the film")
 
     def queue(self, cmd: Command) -> threading.Event:
         """Hand `cmd` to the engine thread; the event is set once it has been applied."""

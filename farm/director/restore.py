@@ -1,7 +1,8 @@
 """Reading films back from the job store when a director starts (after a restart).
 
 Finished films come back as records (get, list, frames and the mp4 keep working);
-unfinished ones re-enter the scheduler where they stood (farm.director.persist).
+unfinished ones re-enter the scheduler where they stood (farm.director.persist), except
+films of a model the farm no longer serves: those fail, saying so.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def restore(d: Director) -> None:
         d.adopt(entry)
         if state.is_final:
             entry.archive.finished = True  # nothing more will come; readers see what exists
+            continue
+        if (why := d.unservable(film)) is not None:
+            entry.archive.finished = True
+            entry.set_state(d.clock(), FilmState.FAILED, why)
             continue
         resume = resume_units(entry.plan, d.store.checkpoints(row.id), entry.archive.written)
         d.start_archive(entry)

@@ -152,3 +152,28 @@ def test_finished_films_and_their_frames_survive_a_restart(paths):
                 == len(events_of(d2, info.film_id)))
     finally:
         d2.stop()
+
+
+def test_a_film_of_a_model_no_longer_served_fails_saying_so_until_served_again(paths):
+    """Restarted serving another model, the farm does not wait for workers that never
+    come: the film FAILS naming its model and what is served; served again, a retry
+    finishes it from its kept phases."""
+    film_id = crash_after(paths, phases=2)
+    d = local_director("toy", paths[0], db=paths[1]).start()
+    try:
+        info = d.get_film(film_id, "a")
+        assert info.state == FilmState.FAILED
+        assert "model 'tiny' is not served by this farm (it serves toy)" in info.reason
+        with pytest.raises(FailedPrecondition, match="'tiny' is not served"):
+            d.retry_film(film_id, "a")
+    finally:
+        d.stop()
+    d = local_director("tiny", paths[0], db=paths[1]).start()
+    try:
+        assert d.get_film(film_id, "a").state == FilmState.FAILED  # as the store has it
+        d.retry_film(film_id, "a")
+        assert list(d.watch(film_id, "a", timeout=120))[-1].state == FilmState.SUCCEEDED
+        assert np.array_equal(archived(d, film_id), reference())
+        assert all(n == 1 for n in phase_runs(d, film_id).values())  # kept phases kept
+    finally:
+        d.stop()
