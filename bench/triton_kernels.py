@@ -72,13 +72,17 @@ def frame_pack_case(width: int, height: int, device: str):
              lambda: fp.frame_pack(x, yuv=False, use_triton=True), nbytes(x, out.rgb))]
 
 
+# Latent frames a window shares with each neighbour in the blend case (plan_windows' overlap).
+HALO = 4
+
+
 def blend_step_cases(width: int, height: int, latents: int, device: str):
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
     shape = (1, 16, latents, height // 8, width // 8)
     g = torch.Generator(device).manual_seed(0)
     x = torch.randn(shape, device=device, generator=g)
-    f, halo = latents, 4  # two neighbours sharing 4 frames each, as plan_windows makes them
+    f, halo = latents, HALO  # two neighbours sharing 4 frames each, as plan_windows makes them
     w = torch.tensor([float(min(i + 1, f - i)) for i in range(f)], device=device)
     side = torch.arange(1, halo + 1, dtype=torch.float32, device=device)
     sources = [bs.Source(torch.randn(*shape[:2], halo, *shape[3:], device=device, generator=g),
@@ -281,6 +285,9 @@ def main() -> None:
     ap.add_argument("--skip-model", action="store_true",
                     help="skip table 3 (the tiny-model render)")
     args = ap.parse_args()
+    if args.latents < HALO:
+        ap.error(f"--latents {args.latents}: at least {HALO} (the blend case's window shares "
+                 f"{HALO} latent frames with each neighbour)")
     quiet_libraries()
     table_ops(args)
     table_host_copy(args)

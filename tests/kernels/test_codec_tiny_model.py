@@ -50,3 +50,13 @@ def test_codec_on_a_two_phase_render(runs, codec, ratio, roundoff, min_psnr):
     psnr = 10 * math.log10(255**2 / max((d**2).mean().item(), 1e-12))
     assert psnr >= min_psnr
 
+
+
+def test_the_bench_names_a_window_too_short_for_its_blend_case():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "triton_kernels.py"),
+                           "--latents", "3"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--latents 3: at least 4" in done.stderr
