@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from farm.api import convert
+from farm.api import chunks, convert
 from farm.api.errors import InvalidArgument, MediaNotFound
 from farm.api.paging import page_offset, page_token
 from farm.api.protos import pb
@@ -24,7 +24,7 @@ from farm.media.library import MediaInfo, MediaLibrary, MediaRejected, Rights, p
 from farm.spec.errors import FieldError
 from farm.spec.inputs import FIELD_KINDS, PERSONAL, Locator
 
-MAX_CHUNK_BYTES = convert.CHUNK_BYTES
+MAX_CHUNK_BYTES = chunks.CHUNK_BYTES
 MAX_DISPLAY_NAME = 256
 MAX_RIGHTS_TEXT = 1024
 DEFAULT_PAGE_SIZE = 50

@@ -5,7 +5,7 @@
 
 Limits, set deliberately (docs/api.md repeats them):
 - messages: 4 MiB each way. Requests are storyboards (kilobytes); every streamed
-  response carries at most 1 MiB of data (convert.CHUNK_BYTES), so no legitimate message
+  response carries at most 1 MiB of data (chunks.CHUNK_BYTES), so no legitimate message
   comes near the limit, and a bigger one is refused before it is buffered.
 - concurrency: a thread per call (streams hold theirs while they follow a film);
   `max_concurrent_rpcs` beyond the pool answers RESOURCE_EXHAUSTED at once instead of

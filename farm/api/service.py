@@ -21,7 +21,7 @@ from pathlib import Path
 
 from google.api import field_behavior_pb2
 
-from farm.api import convert
+from farm.api import chunks, convert
 from farm.api.errors import InvalidArgument, ModelNotServed
 from farm.api.media import MediaApi
 from farm.api.paging import page_offset, page_token
@@ -263,7 +263,7 @@ class FilmApi(MediaApi):
             try:
                 for frame in self.director.frames(film_id, tenant, index=pos,
                                                   timeout=self.poll_seconds):
-                    yield from convert.frame_messages(frame, size, encoding, quality)
+                    yield from chunks.frame_messages(frame, size, encoding, quality)
                     pos = frame.film_index + 1
                 return
             except TimeoutError:
@@ -283,7 +283,7 @@ class FilmApi(MediaApi):
             raise InvalidArgument([FieldError("rendition", f"unknown value {request.rendition}")])
         if not request.scene_id:
             mp4 = self.director.mp4_path(film_id, tenant)
-            yield from convert.artifact_chunks(mp4, "film.mp4", "video/mp4")
+            yield from chunks.artifact_chunks(mp4, "film.mp4", "video/mp4")
             yield from _manifest(mp4.with_name(mp4.name + SIDECAR_SUFFIX))
             return
         info = self.director.get_film(film_id, tenant)
@@ -299,7 +299,7 @@ class FilmApi(MediaApi):
         folder = None
         for frame in itertools.islice(frames, scene.num_frames):
             folder = frame.path.parent
-            yield from convert.artifact_chunks(frame.path, f"{scene.id}/{frame.path.name}",
+            yield from chunks.artifact_chunks(frame.path, f"{scene.id}/{frame.path.name}",
                                                "image/png")
         if folder is not None:  # written when the film finishes (the PNGs are signed already)
             yield from _manifest(folder / DIR_MANIFEST, f"{scene.id}/{DIR_MANIFEST}")
@@ -317,12 +317,12 @@ class FilmApi(MediaApi):
                                               f"{scene_id!r}")])
         mp4 = self.director.mp4_path(film_id, tenant).with_name("delivery.mp4")
         if not scene_id:
-            yield from convert.artifact_chunks(mp4, mp4.name, "video/mp4")
+            yield from chunks.artifact_chunks(mp4, mp4.name, "video/mp4")
             yield from _manifest(mp4.with_name(mp4.name + SIDECAR_SUFFIX))
             return
         folder = mp4.parent / "delivery" / scene_id
         for path in sorted(folder.glob("*.png")):
-            yield from convert.artifact_chunks(path, f"{scene_id}/{path.name}", "image/png")
+            yield from chunks.artifact_chunks(path, f"{scene_id}/{path.name}", "image/png")
         yield from _manifest(folder / DIR_MANIFEST, f"{scene_id}/{DIR_MANIFEST}")
 
     @staticmethod
@@ -363,7 +363,7 @@ def _position(info: FilmInfo, scene_id: str, index: int) -> tuple[int, FieldErro
 def _manifest(path: Path, name: str | None = None) -> Iterator[pb.GetArtifactResponse]:
     """A deliverable's provenance manifest, when the farm has written it."""
     if path.is_file():
-        yield from convert.artifact_chunks(path, name or path.name, "application/json")
+        yield from chunks.artifact_chunks(path, name or path.name, "application/json")
 
 
 def _film_id(name: str, field: str = "name") -> str:

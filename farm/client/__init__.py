@@ -10,7 +10,7 @@
 Imports no torch: a studio tool can use it without the farm's model stack.
 """
 
-from farm.api.convert import Frame
+from farm.api.chunks import Frame
 from farm.client.aio import AsyncClient, AsyncFilmHandle
 from farm.client.errors import (
     ApiError,

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from farm.api import convert
+from farm.api import chunks, convert
 from farm.api.protos import pb
 from farm.spec.film import resolve_film
 from farm.spec.profiles import DEFAULT_FAMILY, PROFILES, profile_for
@@ -136,12 +136,12 @@ def builtin_family(model: str | None) -> str | None:
 
 def frames_request(name: str, pos: int | tuple[str, int], encoding: str,
                    jpeg_quality: int) -> pb.StreamFramesRequest:
-    if encoding not in convert.ENCODINGS:
-        raise ValueError(f"encoding must be one of {', '.join(convert.ENCODINGS)}, "
+    if encoding not in chunks.ENCODINGS:
+        raise ValueError(f"encoding must be one of {', '.join(chunks.ENCODINGS)}, "
                          f"got {encoding!r}")
     scene, index = pos if isinstance(pos, tuple) else ("", pos)
     return pb.StreamFramesRequest(name=name, start_scene_id=scene, start_frame=index,
-                                  encoding=convert.ENCODINGS[encoding], jpeg_quality=jpeg_quality)
+                                  encoding=chunks.ENCODINGS[encoding], jpeg_quality=jpeg_quality)
 
 
 def priority_request(name: str, priority: int) -> pb.UpdateFilmRequest:

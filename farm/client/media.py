@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from farm.api.convert import CHUNK_BYTES
+from farm.api.chunks import CHUNK_BYTES
 from farm.api.protos import pb
 from farm.spec.adapters import lora_location, lora_names, rename_loras
 from farm.spec.errors import FieldError, SpecError
@@ -100,8 +100,11 @@ def with_media_names(board: Storyboard, base_dir: Path, names: dict[str, str]) -
     by_id = {r.id: [r.image] for r in board.references}
     by_id |= {c.id: list(c.references) for c in board.characters}
     data = board.model_dump(exclude_unset=True)
-    for k in ("references", "characters", "rights"):
+    for k in ("references", "rights"):
         data.pop(k, None)
+    for ch in data.get("characters") or []:  # scenes bring them in (farm.spec.characters)
+        if ch.get("references"):
+            ch["references"] = [name(r) for r in ch["references"]]
     for scene in data["scenes"]:
         for key in ("image", "last_image", "pose_video", "face_video", "control_video", "mask",
                     "audio"):

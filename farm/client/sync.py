@@ -22,7 +22,7 @@ from pathlib import Path
 
 import grpc
 
-from farm.api.convert import Frame, FrameAssembler
+from farm.api.chunks import Frame, FrameAssembler
 from farm.api.protos import pb, pb_grpc
 from farm.api.tls import ClientTls
 from farm.client import common, media

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from farm.api import convert
+from farm.api import chunks, convert
 from farm.api.protos import pb
 from farm.director.archive import ArchivedFrame
 from farm.spec.errors import SpecError
@@ -56,10 +56,10 @@ def test_a_1080p_frame_travels_in_chunks_under_the_limit_and_reassembles(tmp_pat
     pixels = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "f.png")
     frame = ArchivedFrame("s1", 4, 20, tmp_path / "f.png")
-    messages = list(convert.frame_messages(frame, (1920, 1080), encoding, 90))
+    messages = list(chunks.frame_messages(frame, (1920, 1080), encoding, 90))
     assert len(messages) > 1
-    assert all(m.ByteSize() < convert.CHUNK_BYTES + 1024 for m in messages)
-    assembler = convert.FrameAssembler()
+    assert all(m.ByteSize() < chunks.CHUNK_BYTES + 1024 for m in messages)
+    assembler = chunks.FrameAssembler()
     done = [f for m in messages if (f := assembler.add(m)) is not None]
     assert len(done) == 1 and (done[0].scene_id, done[0].index, done[0].film_index) == ("s1", 4, 20)
     np.testing.assert_array_equal(done[0].to_array(), pixels)

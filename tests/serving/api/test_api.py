@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from farm.api import convert
+from farm.api import chunks, convert
 from farm.client import AsyncClient
 from farm.media.writers import probe_video
 from tests.serving.api.helpers import TOKEN, tiny_board
@@ -100,7 +100,7 @@ def test_a_dropped_connection_mid_stream_is_resumed_without_loss_or_duplicates(
         api_server, connect, monkeypatch):
     # Small chunks: each 32x32 RGB24 frame travels as 4 messages, so the cut lands inside
     # a frame too; the SDK must drop the partial frame and resume from its start.
-    monkeypatch.setattr(convert, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 1000)
     handle = connect("alice").submit(tiny_board(scenes=2, frames=13))
     proxy = CuttingProxy(api_server.address, cut_after=20_000)
     try:
