@@ -1,33 +1,49 @@
-"""LoRA adapters on resident experts: read, check, cache and activate them per phase.
+"""LoRA adapters on resident experts: read, check, and activate them per phase with
+diffusers' PEFT adapter API.
 
     file (.safetensors) ──read_lora──> diffusers layout (WanLoraLoaderMixin.lora_state_dict
                                        converts the original Wan / ComfyUI and musubi
-                                       layouts) ──> LoraLayers: per Linear, (A, B, bias, alpha/r)
-    AdapterCache (one per worker, LRU within a byte budget) ──> adapters on the device
-    phase: `scoped(steps, active)` ──> the expert's Linear layers add
-           sum_k w_k * alpha_k/r_k * (B_k A_k x + b_k) while the phase's generator runs
+                                       layouts) ──> Lora: per Linear (A, B, bias), config
+    AdapterCache (farm.model.adapter_cache, one per worker, LRU within a byte budget)
+        load:  expert.load_lora_adapter(state, adapter_name=farm_<sha256>, prefix=...)
+        evict: expert.delete_adapters(name)
+    phase: `scoped(steps, active)` ──> before each step it computes, when the expert's
+           active set differs: expert.set_adapters(names, weights) (none: set_adapters([]))
 
-The base weights are never touched (nothing merged into them), so switching adapters
-between phases leaves no trace and a phase without adapters runs the bare expert: the
-hooks add nothing when no adapter is active. This is PEFT's unmerged LoRA forward (same
-ops, same order per layer); the farm does it itself because PEFT's layers are injected
-into the module tree once per adapter *name*, while a resident expert serves many films
-whose adapter sets change every phase, possibly interleaved in one thread.
+The expert's Linear layers become PEFT LoRA layers once an adapter is loaded; the base
+weights are never touched (nothing fused), so switching adapters between phases leaves no
+trace, and a phase without adapters runs the bare expert bit for bit. This is what
+diffusers' WanPipeline runs after `load_lora_weights` + `set_adapters` (tested).
+
+Phases with different adapters may interleave step by step on one expert in one thread
+(a worker's slots): the active set is the expert's, so `scoped` sets it before each step,
+when it changes. A switch walks every module of the expert (bench/lora_switch.py, 2
+adapters, a busy 2-core CPU): 0.7 to 1.8 ms on the tiny 2-block model, 36 to 85 ms at
+Wan 14B's 40 blocks (400 LoRA layers), next to a real A14B step of seconds on a GPU.
+Steps in other threads wanting another set wait for the running step (`computing`), as
+do loads and deletes (`changing`); two gangs whose ranks wait on each other across two
+such experts would wait up to STEP_WAIT_S and fail (the scheduler retries).
+
+No hot-swap (`load_lora_adapter(..., hotswap=True)`): it overwrites one loaded adapter's
+weights in place so a *compiled* model need not recompile; the farm compiles nothing, and
+the cache keeps several adapters resident and switches among them with set_adapters, which
+copies no weights at all.
 """
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import json
 import logging
 import struct
-from collections.abc import Generator
+import threading
+import weakref
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import fsspec
 import torch
-import torch.nn.functional as F
 
 log = logging.getLogger("farm.model")
 _PREFIXES = ("transformer.",)  # how diffusers names the expert's keys in a LoRA file
@@ -45,9 +61,8 @@ class LoraLayer:
     scale: float  # alpha / r (PEFT's scaling at weight 1)
 
     @property
-    def nbytes(self) -> int:
-        parts = (self.down, self.up) + ((self.bias,) if self.bias is not None else ())
-        return sum(t.numel() * t.element_size() for t in parts)
+    def numel(self) -> int:
+        return sum(t.numel() for t in (self.down, self.up, self.bias) if t is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,20 +75,16 @@ class Lora:
     layout: str
     layers: dict[str, LoraLayer]
 
-    @property
-    def nbytes(self) -> int:
-        return sum(layer.nbytes for layer in self.layers.values())
+    # the file's LoraConfig (diffusers' adapter metadata), None: inferred from the keys
+    config: dict | None = None
+
+    def nbytes(self, dtype: torch.dtype) -> int:
+        """Its size loaded into an expert (PEFT keeps it at the expert's dtype)."""
+        return sum(layer.numel for layer in self.layers.values()) * dtype.itemsize
 
     @property
     def ranks(self) -> tuple[int, ...]:
         return tuple(sorted({layer.down.shape[0] for layer in self.layers.values()}))
-
-    def to(self, device: torch.device, dtype: torch.dtype) -> Lora:
-        def move(t):
-            return None if t is None else t.to(device, dtype)
-        return Lora(self.location, self.sha256, self.layout,
-                    {k: LoraLayer(move(v.down), move(v.up), move(v.bias), v.scale)
-                     for k, v in self.layers.items()})
 
 
 def read_lora(location: str) -> Lora:
@@ -102,7 +113,26 @@ def parse_lora(data: bytes, location: str) -> Lora:
     except Exception as exc:
         raise AdapterError(f"{location}: not a Wan LoRA diffusers can read ({layout} "
                            f"layout): {type(exc).__name__}: {exc}") from None
-    return Lora(location, hashlib.sha256(data).hexdigest(), layout, _layers(sd, meta, location))
+    layers = _layers(sd, meta, location)
+    return Lora(location, hashlib.sha256(data).hexdigest(), layout, layers,
+                _lora_config(meta, layers, location))
+
+
+def _lora_config(meta: dict, layers: dict, location: str) -> dict | None:
+    """The file's metadata as diffusers' loader will use it: LoraConfig(**metadata), checked
+    here so a bad one is named at submission. It needs the target modules, which files
+    written by hand may lack (without metadata, diffusers infers them from the keys)."""
+    from peft import LoraConfig
+
+    if not meta:
+        return None
+    config = {"target_modules": sorted(layers), **meta}
+    try:
+        LoraConfig(**config)
+    except (TypeError, ValueError) as exc:
+        raise AdapterError(f"{location}: its adapter metadata is no PEFT LoraConfig: "
+                           f"{exc}") from None
+    return config
 
 
 def _lora_metadata(data: bytes) -> dict:
@@ -150,9 +180,11 @@ def _layers(sd: dict[str, torch.Tensor], meta: dict, location: str) -> dict[str,
 
 
 def linear_shapes(model: torch.nn.Module) -> dict[str, tuple[int, int]]:
-    """(in, out) features of every Linear layer of an expert, by module path."""
-    return {name: (m.in_features, m.out_features) for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear)}
+    """(in, out) features of every Linear layer of an expert, by module path (a PEFT
+    LoRA layer's base Linear under the path it wraps; its lora_A / lora_B are not ours)."""
+    return {name.removesuffix(".base_layer"): (m.in_features, m.out_features)
+            for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and ".lora_" not in name}
 
 
 def mismatches(lora: Lora, shapes: dict[str, tuple[int, int]]) -> list[str]:
@@ -173,62 +205,133 @@ def mismatches(lora: Lora, shapes: dict[str, tuple[int, int]]) -> list[str]:
     return problems
 
 
-# ---- activation: hooks that read the phase's adapters from a context variable ----------
+# ---- activation: diffusers' PEFT adapter API on the resident expert ---------------------
 
-@dataclass(frozen=True, slots=True)
+# A step waits this long for steps of another adapter set on the same expert in other
+# threads (one thread interleaving phases never waits: its steps run one at a time).
+STEP_WAIT_S = 600.0
+
+
+def adapter_name(lora: Lora) -> str:
+    """The PEFT adapter name of a file: its content, so one file is one adapter however
+    it is named (hex only: PEFT names are module-dict keys)."""
+    return f"farm_{lora.sha256[:16]}"
+
+
+def peft_state(lora: Lora) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The adapter as diffusers' loader takes it: `transformer.`-prefixed PEFT keys and
+    the file's LoraConfig metadata, prefixed the same way (None: inferred from the keys)."""
+    sd = {}
+    for module, layer in lora.layers.items():
+        sd[f"transformer.{module}.lora_A.weight"] = layer.down
+        sd[f"transformer.{module}.lora_B.weight"] = layer.up
+        if layer.bias is not None:
+            sd[f"transformer.{module}.lora_B.bias"] = layer.bias
+    meta = None if lora.config is None else {f"transformer.{k}": v for k, v in lora.config.items()}
+    return sd, meta
+
+
 class Active:
-    """The adapters of one phase on one expert: (adapter, weight), in order."""
+    """The adapters of one phase on one expert: PEFT adapter names and their weights, in
+    order (none: the bare expert). Holds the cache's pin on them until `release()` (called
+    when the phase's generator ends, or when this object is dropped)."""
 
-    model: torch.nn.Module
-    entries: tuple[tuple[Lora, float], ...]
-
-
-_ACTIVE: contextvars.ContextVar[Active | None] = contextvars.ContextVar("farm_lora", default=None)
-
-
-class _Hook:
-    """Forward hook of one Linear layer: out + sum_k w_k * s_k * (B_k(A_k x) + b_k)."""
-
-    def __init__(self, model: torch.nn.Module, path: str):
-        self.model, self.path = model, path
-
-    def __call__(self, module, args, out):
-        active = _ACTIVE.get()
-        if active is None or active.model is not self.model:
-            return None  # the bare layer
-        x = args[0]
-        for lora, weight in active.entries:
-            layer = lora.layers.get(self.path)
-            if layer is not None:  # PEFT's order: result + lora_B(lora_A(x)) * scaling
-                delta = F.linear(F.linear(x.to(layer.down.dtype), layer.down), layer.up,
-                                 layer.bias)
-                out = out + (delta * (weight * layer.scale)).to(out.dtype)
-        return out
+    def __init__(self, model: torch.nn.Module, entries: Sequence[tuple[str, float]],
+                 release: Callable[[], None] | None = None):
+        self.model, self.key = model, tuple(entries)
+        self.release = weakref.finalize(self, release) if release is not None else _noop
 
 
-def install_hooks(model: torch.nn.Module, paths) -> None:
-    """Hook the layers an adapter targets (once per layer and model; they stay)."""
-    hooked = model.__dict__.setdefault("_farm_lora_hooked", set())
-    modules = dict(model.named_modules())
-    for path in paths:
-        if path not in hooked:
-            modules[path].register_forward_hook(_Hook(model, path))
-            hooked.add(path)
+def _noop() -> None:
+    return None
 
 
-def scoped(steps: Generator, active: Active | None) -> Generator:
-    """Run a phase generator with `active` set while it computes (not while it waits at
-    its yields: other phases may run in this thread meanwhile)."""
+class _Lease:
+    """What an expert's PEFT layers run now (`key`: ((name, weight), ...); None: unknown,
+    after a load or delete) and how many steps compute with it in other threads."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.key: tuple[tuple[str, float], ...] | None = ()
+        self.users = 0
+
+
+_LEASES: weakref.WeakKeyDictionary[torch.nn.Module, _Lease] = weakref.WeakKeyDictionary()
+_LEASES_LOCK = threading.Lock()
+
+
+def _lease(model: torch.nn.Module) -> _Lease:
+    with _LEASES_LOCK:
+        return _LEASES.setdefault(model, _Lease())
+
+
+def _wait_idle(lease: _Lease, ok: Callable[[], bool], what: str, timeout_s: float) -> None:
+    if not lease.cond.wait_for(ok, timeout_s):
+        raise TimeoutError(f"{what}: the expert stayed busy with other LoRA adapters in "
+                           f"another thread for {timeout_s:.0f} s")
+
+
+@contextmanager
+def changing(model: torch.nn.Module, timeout_s: float = STEP_WAIT_S) -> Iterator[None]:
+    """Hold `model` while adapters are loaded into or deleted from it: no step computes
+    meanwhile, and the next one sets its adapters afresh."""
+    lease = _lease(model)
+    with lease.cond:
+        _wait_idle(lease, lambda: lease.users == 0, "loading a LoRA", timeout_s)
+        lease.key = None  # PEFT activates what it loads and re-picks what it deletes
+        yield
+        _regroup(model)
+
+
+def _regroup(model: torch.nn.Module) -> None:
+    # Under group offload the hooks list each block's tensors: re-apply them so the new
+    # (or deleted) LoRA weights move with their block, as diffusers does after a load.
+    from diffusers.hooks.group_offloading import _maybe_remove_and_reapply_group_offloading
+
+    _maybe_remove_and_reapply_group_offloading(model)
+
+
+@contextmanager
+def computing(active: Active, timeout_s: float = STEP_WAIT_S) -> Iterator[None]:
+    """One step of a phase with exactly its adapters active on its expert."""
+    lease, key = _lease(active.model), active.key
+    with lease.cond:
+        _wait_idle(lease, lambda: lease.users == 0 or lease.key == key, "a step", timeout_s)
+        if lease.key != key:
+            switch(active.model, key)
+            lease.key = key
+        lease.users += 1
+    try:
+        yield
+    finally:
+        with lease.cond:
+            lease.users -= 1
+            lease.cond.notify_all()
+
+
+def switch(model: torch.nn.Module, key: tuple[tuple[str, float], ...]) -> None:
+    """diffusers' set_adapters: each LoRA layer's active adapters, in order, and their
+    scaling (weight * alpha / r). None active: every LoRA layer runs its base Linear alone,
+    bit for bit the bare expert (tested). Called only after a load (an expert that never
+    had an adapter starts, and stays, at `()`: nothing to set)."""
+    model.set_adapters([name for name, _ in key], [weight for _, weight in key])
+
+
+def scoped(steps: Generator, active: Active) -> Generator:
+    """Run a phase generator with `active`'s adapters set on its expert for each step it
+    computes (not while it waits at its yields: other phases, with other adapters, may
+    step the same expert in this thread meanwhile). Releases the pins when it ends."""
     value = None
-    while True:
-        token = _ACTIVE.set(active)
-        try:
-            item = steps.send(value)
-        except StopIteration as done:
-            return done.value
-        finally:
-            _ACTIVE.reset(token)
-        value = yield item
+    try:
+        while True:
+            with computing(active):
+                try:
+                    item = steps.send(value)
+                except StopIteration as done:
+                    return done.value
+            value = yield item
+    finally:
+        active.release()
 
 
 # ---- at submission: every adapter of a film read and checked against the model ---------

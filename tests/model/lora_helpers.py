@@ -2,12 +2,13 @@
 attention and feed-forward Linear of a transformer, saved the way users meet them.
 
 - `save_diffusers`: diffusers' own writer (`WanPipeline.save_lora_weights`, keys
-  `transformer.blocks.N.attn1.to_q.lora_A.weight`, alpha in the adapter metadata).
+  `transformer.blocks.N.attn1.to_q.lora_A.weight`, the LoraConfig (rank, alpha, target
+  modules) in the adapter metadata, as diffusers' training scripts save it).
 - `save_wan`: the original Wan / ComfyUI layout, for test input only (keys
   `diffusion_model.blocks.N.self_attn.q.lora_down.weight`, `.alpha` per layer), which
   diffusers' `_convert_non_diffusers_wan_lora_to_diffusers` reads.
-- `fuse`: the oracle's LoRA: W += weight * alpha / r * B @ A (diffusers' fuse_lora math),
-  for the reference WanPipeline where PEFT (diffusers' LoRA loader) is not installed.
+- `fuse`: W += weight * alpha / r * B @ A (diffusers' fuse_lora math), an oracle
+  independent of PEFT for one forward of an expert.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ def save_diffusers(folder: Path, layers: Layers, alpha: float) -> Path:
     for module, (a, b) in layers.items():
         sd[f"{module}.lora_A.weight"], sd[f"{module}.lora_B.weight"] = a, b
     WanPipeline.save_lora_weights(folder, transformer_lora_layers=sd,
-                                  transformer_lora_adapter_metadata={"r": rank,
-                                                                     "lora_alpha": alpha})
+                                  transformer_lora_adapter_metadata={
+                                      "r": rank, "lora_alpha": alpha,
+                                      "target_modules": sorted(layers)})
     return folder
 
 

@@ -3,17 +3,19 @@
 - A film with a character LoRA on both experts (diffusers layout, alpha 8, weights 0.8 /
   0.5) and a Wan2.2-style pair (original Wan layout, one file per expert) renders the
   frames of diffusers' WanPipeline with the same LoRAs, within the equivalence tests'
-  tolerance (uint8 rounding). The reference loads them with diffusers' LoRA loader where
-  PEFT is installed, else fuses them into its weights (diffusers' fuse_lora math).
+  tolerance (uint8 rounding). The reference loads them with diffusers' LoRA loader
+  (`load_lora_weights`, `load_into_transformer_2`, `set_adapters` per expert).
 - Switching adapters between phases on one worker leaves no trace (A, B, A == A, A), a
-  phase without adapters runs the bare expert, and the cache keeps its byte budget.
+  phase without adapters runs the bare expert bit for bit, phases with different adapters
+  stepped in turn on one expert each equal their solo run, and the cache keeps its byte
+  budget (evicted adapters leave the expert: delete_adapters).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -22,9 +24,11 @@ import yaml
 from PIL import Image
 
 from farm.cli import main
+from farm.engine.executor import run_gang
 from farm.engine.orders import DenoiseOrder, ModelRef, PromptOrder
+from farm.model import adapters
 from farm.model.adapter_cache import AdapterCache, AdapterCacheConfig
-from farm.model.adapters import AdapterError, adapter_checks, read_lora
+from farm.model.adapters import AdapterError, adapter_checks, read_lora, scoped
 from farm.model.loader import resolve_model
 from farm.model.noise import initial_noise
 from farm.model.worker import TorchWorker
@@ -70,8 +74,8 @@ def test_lora_film_matches_wan_pipeline_with_the_loras(loras, tmp_path):
 
     experts = {"high": [("char", 0.8), ("pair_high.safetensors", 1.0)],
                "low": [("char", 0.5), ("pair_low.safetensors", 1.0)]}
-    ref = _reference(folder, lora_dir, made, experts)
-    plain = _reference(folder, lora_dir, made, {"high": [], "low": []})
+    ref = _reference(folder, lora_dir, experts)
+    plain = _reference(folder, lora_dir, {"high": [], "low": []})
     assert farm.shape == ref.shape == (FRAMES, H, W, 3)
     diff = int(np.abs(farm - ref).max())
     print(f"farm vs WanPipeline with LoRAs: max abs diff {diff} (uint8); "
@@ -110,25 +114,25 @@ def test_a_draft_renders_and_says_so(loras, tmp_path):
                                                       {"high": 0.0, "low": 1.0}]
 
 
-def _reference(folder, lora_dir, made, experts) -> np.ndarray:
+def _reference(folder, lora_dir, experts) -> np.ndarray:
+    """WanPipeline with the LoRAs loaded by diffusers: each file into its expert
+    (`load_into_transformer_2` for the low-noise one), then that expert's weights."""
     from diffusers import WanPipeline
 
     p = profile_for("t2v-a14b")
     noise = initial_noise(7, "s010", (FRAMES - 1) // 4 + 1, p.latent_channels, H // 8, W // 8)
     pipe = WanPipeline.from_pretrained(folder)
     for expert, module in (("high", pipe.transformer), ("low", pipe.transformer_2)):
-        if importlib.util.find_spec("peft") is not None and experts[expert]:
-            for name, _ in experts[expert]:  # diffusers' own loader: PEFT layers, unmerged
-                path = lora_dir / name
-                folder, file = (path, None) if path.is_dir() else (path.parent, path.name)
-                pipe.load_lora_weights(str(folder), weight_name=file,
-                                       adapter_name=f"{expert}_{name.split('.')[0]}",
-                                       load_into_transformer_2=expert == "low")
-            module.set_adapters([f"{expert}_{n.split('.')[0]}" for n, _ in experts[expert]],
-                                [w for _, w in experts[expert]])
-        else:
-            for name, weight in experts[expert]:
-                fuse(module, made[name][0], weight, made[name][1])
+        names = []
+        for name, _ in experts[expert]:
+            path = lora_dir / name
+            where, file = (path, None) if path.is_dir() else (path.parent, path.name)
+            names.append(f"{expert}_{name.split('.')[0]}")
+            pipe.load_lora_weights(str(where), weight_name=file, adapter_name=names[-1],
+                                   load_into_transformer_2=expert == "low")
+        if names:
+            module.set_adapters(names, [w for _, w in experts[expert]])
+            assert module.active_adapters() == names  # the reference really runs them
     out = pipe(prompt=PROMPT, negative_prompt=NEGATIVE, height=H, width=W, num_frames=FRAMES,
                num_inference_steps=STEPS, guidance_scale=4.0, guidance_scale_2=3.0,
                latents=noise, output_type="np").frames[0]
@@ -137,13 +141,13 @@ def _reference(folder, lora_dir, made, experts) -> np.ndarray:
 
 def test_expert_with_adapters_equals_fused_weights(loras):
     """One forward of an expert with two adapters active == the same expert with them
-    fused into its weights: the latent-space check behind the frames above."""
-    from farm.model.adapters import scoped
-
+    fused into its weights: the latent-space check behind the frames above; with none
+    active, the expert that has PEFT layers equals one that never had an adapter."""
     folder, lora_dir, made = loras
     worker = TorchWorker(resolve_model(folder))
     model = worker.loader.expert("high")
     fused = TorchWorker(resolve_model(folder)).loader.expert("high")
+    bare = TorchWorker(resolve_model(folder)).loader.expert("high")
     for name, weight in (("char", 0.8), ("pair_high.safetensors", -1.0)):
         fuse(fused, made[name][0], weight, made[name][1])
     active = worker.adapters.activate(model, (
@@ -158,12 +162,14 @@ def test_expert_with_adapters_equals_fused_weights(loras):
         yield model(**kw)[0]
     with torch.no_grad():
         got = next(scoped(forward(), active))
-        want, bare = fused(**kw)[0], model(**kw)[0]
+        none = next(scoped(forward(), worker.adapters.activate(model, ())))
+        want, plain = fused(**kw)[0], bare(**kw)[0]
     diff = (got - want).abs().max().item()
     print(f"expert + adapters vs fused weights: max abs diff {diff:.2e}, "
-          f"adapter effect {(want - bare).abs().max().item():.2e}")
-    assert (want - bare).abs().max() > 0.1
+          f"adapter effect {(want - plain).abs().max().item():.2e}")
+    assert (want - plain).abs().max() > 0.1
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(none, plain)  # set_adapters([]): the bare Linear layers, exactly
 
 
 def _phase(worker: TorchWorker, adapters) -> torch.Tensor:
@@ -198,12 +204,19 @@ def test_cache_keeps_its_byte_budget(loras):
     model = TorchWorker(resolve_model(folder)).loader.expert("high")
     char = str(lora_dir / "char" / "pytorch_lora_weights.safetensors")
     pair = str(lora_dir / "pair_high.safetensors")
-    size = read_lora(char).nbytes
+    size = read_lora(char).nbytes(torch.float32)
     cache = AdapterCache(AdapterCacheConfig(size + 1), torch.device("cpu"), torch.float32)
     for location in (char, pair, char):  # each evicts the other (least recently used)
-        cache.activate(model, ((location, 1.0),))
+        cache.activate(model, ((location, 1.0),))  # the phase ends at once: unpinned
         assert cache.nbytes <= size + 1
+        assert list(model.peft_config) == [adapters.adapter_name(read_lora(location))]
     assert (cache.stats.loads, cache.stats.evictions) == (3, 2)
+    running = cache.activate(model, ((char, 1.0),))  # a phase that has not ended ...
+    cache.activate(model, ((pair, 1.0),))
+    assert cache.locations == (char, pair)  # ... keeps its adapter past the budget
+    running.release()
+    cache.activate(model, ((pair, 1.0),))
+    assert cache.locations == (pair,) and cache.nbytes <= size + 1
     with pytest.raises(AdapterError, match="more than this worker's adapter cache"):
         cache.activate(model, ((char, 1.0), (pair, 1.0)))
     for bad in (0, -5, 1.5, True):
@@ -223,6 +236,7 @@ def test_wan_layout_reads_as_the_diffusers_layout(loras, tmp_path):
         got = wan.layers[k].scale * wan.layers[k].up @ wan.layers[k].down
         want = ours.layers[k].scale * ours.layers[k].up @ ours.layers[k].down
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    assert wan.config is None and ours.config["lora_alpha"] == alpha  # PEFT's LoraConfig
 
 
 def test_mismatched_adapters_are_named_at_submission(loras, tmp_path):
@@ -237,17 +251,94 @@ def test_mismatched_adapters_are_named_at_submission(loras, tmp_path):
             "transformer.blocks.39.attn1.to_q.lora_B.weight": torch.zeros(24, 4)}
     save_file(deep, str(tmp_path / "deep.safetensors"))
     (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
+    odd = {f"transformer.{k}.lora_{h}.weight": v for k, (a, b) in list(layers.items())[:1]
+           for h, v in (("A", a), ("B", b))}  # metadata PEFT's LoraConfig does not take
+    save_file(odd, str(tmp_path / "odd.safetensors"), metadata={
+        "lora_adapter_metadata": json.dumps({"transformer.r": 4, "transformer.alpah": 8})})
     def scene(sid, *names):
         return {"id": sid, "prompt": "x", "frames": 5,
                 "loras": [{"name": n, "weight": 1} for n in names]}
     board = parse_storyboard({"title": "t", "fps": 16, "width": W, "height": H, "scenes": [
-        scene("a", "a14b.safetensors"), scene("b", "deep.safetensors", "junk.safetensors")]})
+        scene("a", "a14b.safetensors"), scene("b", "deep.safetensors", "junk.safetensors"),
+        scene("c", "odd.safetensors")]})
     source = resolve_model(folder)
     film = resolve_film(board, profile_for(source.family), base_dir=tmp_path)
     errors = {(e.path, e.message.split(":")[0]): e.message for e in adapter_checks(film, source)}
     assert set(errors) == {("scenes[0].loras", "a14b.safetensors"),
                            ("scenes[1].loras", "deep.safetensors"),
-                           ("scenes[1].loras", "junk.safetensors")}
+                           ("scenes[1].loras", "junk.safetensors"),
+                           ("scenes[2].loras", "odd.safetensors")}
     assert "5120 features" in errors[("scenes[0].loras", "a14b.safetensors")]
     assert "another model family" in errors[("scenes[1].loras", "deep.safetensors")]
     assert "not a safetensors file" in errors[("scenes[1].loras", "junk.safetensors")]
+    assert "no PEFT LoraConfig" in errors[("scenes[2].loras", "odd.safetensors")]
+    assert "alpah" in errors[("scenes[2].loras", "odd.safetensors")]
+
+
+def _gang(adapters) -> tuple[DenoiseOrder, ...]:
+    """A phase of two overlapping windows on the high-noise expert: its members yield at
+    every step (their halos), so other phases can step the expert in between."""
+    ref = ModelRef("tiny", "t2v-a14b", ("high", "low"), W, H, 4, 12.0, "unipc", 512)
+    windows = (Window(0, 3), Window(2, 5))
+    return tuple(DenoiseOrder("f", "t", f"s/{k}", "s", ref, 3, "high", 4.0, 0, 3, w, windows,
+                              k, False, adapters=adapters) for k, w in enumerate(windows))
+
+
+def _in_turn(worker: TorchWorker, gangs, prompt) -> list[list[torch.Tensor]]:
+    """Step every gang's members on one worker in this thread, a step of each in turn
+    (run_gang's loop, over several gangs)."""
+    gens = [[worker.denoise_steps(o, prompt, None, None) for o in orders] for orders in gangs]
+    done: list[list] = [[None] * len(orders) for orders in gangs]
+    inbox: list[dict] = [{} for _ in gangs]
+    for step in range(100):
+        for g, members in enumerate(gens):
+            posted = {}
+            for i, gen in enumerate(members):
+                if done[g][i] is None:
+                    try:
+                        _, out = next(gen) if step == 0 else gen.send(inbox[g][i])
+                        posted[i] = out
+                    except StopIteration as end:
+                        done[g][i] = end.value.latents
+            inbox[g] = {i: {src: out[i] for src, out in posted.items() if i in out}
+                        for i in posted}
+        if all(x is not None for row in done for x in row):
+            return done
+    raise AssertionError("the phases did not end")
+
+
+def test_phases_stepped_in_turn_on_one_expert_equal_their_solo_runs(loras, monkeypatch):
+    """A bare phase and two with different adapters on one expert, stepped in turn in
+    one thread, then each in a thread of its own: each equals its run alone."""
+    folder, lora_dir, _ = loras
+    char = str(lora_dir / "char" / "pytorch_lora_weights.safetensors")
+    sets = (((char, 0.8),), ((str(lora_dir / "pair_high.safetensors"), 1.0), (char, -0.5)), ())
+    ref = ModelRef("tiny", "t2v-a14b", ("high", "low"), W, H, 4, 12.0, "unipc", 512)
+    prompt = TorchWorker(resolve_model(folder)).encode_prompt(
+        PromptOrder("f", "s", ref, PROMPT, NEGATIVE, True))
+    solo = []
+    for adapters_ in sets:  # each phase alone, on a worker of its own
+        worker = TorchWorker(resolve_model(folder))
+        gang = _gang(adapters_)
+        solo.append([s.latents for s in run_gang([(worker, "w")] * 2, gang, prompt,
+                                                  [None, None], None)])
+    switches = []
+    real = adapters.switch
+    monkeypatch.setattr(adapters, "switch", lambda m, key: (switches.append(key), real(m, key)))
+    together = _in_turn(TorchWorker(resolve_model(folder)), [_gang(a) for a in sets], prompt)
+    print(f"3 phases x 2 members x 3 steps in turn: {len(switches)} set_adapters calls")
+    assert len(switches) >= 3 * 3  # the active set changed at least at every phase's step
+    worker = TorchWorker(resolve_model(folder))  # and each phase in a thread of its own
+    threads = [threading.Thread(target=lambda k=k: threaded.__setitem__(k, [
+        s.latents for s in run_gang([(worker, "w")] * 2, _gang(sets[k]), prompt, [None, None],
+                                    None)])) for k in range(len(sets))]
+    threaded: dict[int, list[torch.Tensor]] = {}
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for alone, mixed, parallel in zip(solo, together, [threaded[k] for k in range(len(sets))],
+                                      strict=True):
+        for a, b, c in zip(alone, mixed, parallel, strict=True):
+            assert torch.equal(a, b) and torch.equal(a, c)
+    assert not torch.equal(solo[0][0], solo[2][0]) and not torch.equal(solo[0][0], solo[1][0])
