@@ -132,14 +132,16 @@ class ProvenanceRecorder:
 def _with_rights(inputs: list[dict], loaded: LoadedFilm) -> list[dict]:
     """The storyboard's rights statements on the inputs they cover (input_media_hashes
     lists the inputs in scene order, field order, as below)."""
+    from farm.spec.dialogue import split_slice
     from farm.spec.inputs import locate
 
     base = loaded.source.resolve().parent
     rights = {locate(r.media, base)[0]: {"holder": r.holder, "reference": r.reference}
               for r in loaded.board.rights}
-    locations = [loc for s in loaded.film.scenes for _, loc in s.inputs.items()]
-    return [entry | ({"rights": rights[loc]} if loc in rights else {})
-            for entry, loc in zip(inputs, locations, strict=True)]
+    # a dialogue shot's audio is a slice of a file: the file's rights
+    files = [split_slice(loc)[0] for s in loaded.film.scenes for _, loc in s.inputs.items()]
+    return [entry | ({"rights": rights[f]} if f in rights else {})
+            for entry, f in zip(inputs, files, strict=True)]
 
 
 def finish(args: argparse.Namespace, loaded: LoadedFilm, written: Any,
@@ -174,9 +176,9 @@ def finish(args: argparse.Namespace, loaded: LoadedFilm, written: Any,
 def add_audio(mp4: Path, loaded: LoadedFilm, delivery: Any = None) -> bool:
     """Mux the scenes' audio (aligned to their frames, silence elsewhere) into the movie;
     with `delivery` (farm.spec.delivery), to the conformed movie's frames."""
-    from farm.media.audio import add_film_audio
+    from farm.media.audio import add_film_audio, scene_sound
 
-    audio = {s.id: s.inputs.audio for s in loaded.film.scenes}
+    audio = {s.id: scene_sound(s) for s in loaded.film.scenes}
     frames = delivery.frames if delivery is not None else (lambda n: n)
     slots = [(frames(slot.frames), audio.get(slot.scene_id) if slot.kind == "scene" else None)
              for slot in loaded.cut.slots]

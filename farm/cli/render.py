@@ -15,6 +15,7 @@ from pathlib import Path
 
 from farm.cli.common import add_film_flags, load_from_args
 from farm.cli.outputs import add_output_flags, check_output_flags
+from farm.spec.characters import character_log
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     console = Console(stderr=True)
+    for line in character_log(film.scenes):  # how each scene takes its characters
+        console.print(line, markup=False, highlight=False)
     if args.executor == "ray":
         console.print("starting the reelfarm app on Ray "
                       "(a local cluster: about 30 s on 2 cores) ...")

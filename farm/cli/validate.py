@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from farm.cli.common import add_film_flags, load_from_args
+from farm.spec.characters import character_log
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,4 +24,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.storyboard}: valid ({len(film.scenes)} scenes, {film.num_frames} frames{extra}, "
           f"{film.width}x{film.height} at {film.fps} fps, {film.profile.family}, "
           f"{film.num_steps} steps)")
+    for line in character_log(film.scenes):  # how each scene takes its characters
+        print(line)
     return 0

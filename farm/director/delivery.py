@@ -56,9 +56,9 @@ class Delivery:
     def finish_movie(self, mp4: Path, frames_root: Path, name: str) -> None:
         """The assembled movie (`mp4`, to be renamed `name`) gets the scenes' sound and its
         credentials; the movie and each scene's frames get their manifests."""
-        from farm.media.audio import add_film_audio
+        from farm.media.audio import add_film_audio, scene_sound
 
-        add_film_audio(mp4, [(s.num_frames, s.inputs.audio) for s in self.film.scenes],
+        add_film_audio(mp4, [(s.num_frames, scene_sound(s)) for s in self.film.scenes],
                        self.film.fps)
         self.provenance.write_file(mp4, "mp4", name=name)
         for scene in self.film.scenes:
@@ -69,9 +69,9 @@ class Delivery:
         """The conformed movie (`mp4`, to be renamed `name`) and sequence: the scenes'
         sound cut to the delivered frames, the label and credentials as on the render's,
         and manifests (and credentials) that say what was conformed."""
-        from farm.media.audio import add_film_audio
+        from farm.media.audio import add_film_audio, scene_sound
 
-        audio = {s.id: s.inputs.audio for s in self.film.scenes}
+        audio = {s.id: scene_sound(s) for s in self.film.scenes}
         add_film_audio(mp4, [(n, audio.get(sid) if sid else None) for sid, n in writer.slots],
                        writer.delivery.fps)
         extra = {"conform": writer.record()}

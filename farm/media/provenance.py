@@ -22,6 +22,7 @@ from typing import Any
 
 from farm import __version__
 from farm.media.credentials import DIGITAL_SOURCE_TYPE, Credentials, read_credentials, sign_file
+from farm.spec.dialogue import split_slice
 from farm.spec.speed import speed_record
 
 LABEL = "AI-generated"
@@ -93,11 +94,12 @@ def input_media_hashes(scenes: Iterable[Any],
     out = []
     for scene in scenes:
         for name, location in scene.inputs.items():
-            if location not in hashed:
-                sha = known(location)
-                hashed[location] = {"sha256": sha} if sha else _input_hash(location)
+            file = split_slice(location)[0]  # a dialogue shot's slice: the file's hash
+            if file not in hashed:
+                sha = known(file)
+                hashed[file] = {"sha256": sha} if sha else _input_hash(file)
             base = location.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-            out.append({"scene": scene.id, "field": name, "location": base, **hashed[location]})
+            out.append({"scene": scene.id, "field": name, "location": base, **hashed[file]})
     return out
 
 
@@ -127,7 +129,10 @@ def film_record(film: Any, weights: Any, inputs: list[dict]) -> dict[str, Any]:
         "scenes": [{"id": s.id, "seed": s.seed, "frames": s.num_frames, "prompt": s.prompt,
                     "negative_prompt": s.negative_prompt, "guidance": list(s.guidance),
                     "speed": speed_record(s.speed or tuple(None for _ in s.guidance),
-                                          film.profile.experts)}
+                                          film.profile.experts),
+                    # the film's characters in the scene, how it took them, what it could not
+                    "characters": [{"id": c.id, "used": list(c.used), "not_used": c.not_used}
+                                   for c in getattr(s, "characters", ())]}
                    for s in film.scenes],
         "inputs": inputs,
     }

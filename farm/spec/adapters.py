@@ -145,15 +145,18 @@ def merge(film: Sequence[Adapter], scene: Sequence[Adapter]) -> tuple[Adapter, .
 
 
 def lora_names(board) -> list[str]:
-    """Every adapter a storyboard names, as written, once each (film, scenes, draft)."""
-    lists = [board.loras, *(s.loras or () for s in board.scenes),
+    """Every adapter a storyboard names, as written, once each (film, characters, scenes,
+    draft)."""
+    lists = [board.loras, *(c.loras for c in board.characters),
+             *(s.loras or () for s in board.scenes),
              board.draft.loras if board.draft is not None else ()]
     return list(dict.fromkeys(spec.name for items in lists for spec in items))
 
 
 def rename_loras(data: dict, rename: Callable[[str], str]) -> None:
     """Rewrite every adapter name of a dumped storyboard (`model_dump`) in place."""
-    lists = [data.get("loras") or [], *(s.get("loras") or [] for s in data["scenes"]),
+    lists = [data.get("loras") or [], *(c.get("loras") or [] for c in data.get("characters") or []),
+             *(s.get("loras") or [] for s in data["scenes"]),
              (data.get("draft") or {}).get("loras") or []]
     for items in lists:
         for entry in items:

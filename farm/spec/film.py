@@ -10,8 +10,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from farm.spec.adapters import Adapter, Draft, merge, resolve_loras
+from farm.spec.characters import CharacterUse, bring_in, character_adapters
 from farm.spec.continuity import check_family
 from farm.spec.delivery import Delivery, resolve_delivery
+from farm.spec.dialogue import DialogueShot, expand_dialogues
 from farm.spec.errors import FieldError, SpecError
 from farm.spec.frames import (
     is_valid_frame_count,
@@ -63,6 +65,11 @@ class Scene:
     # The earlier scene whose last delivered frame is this scene's first frame (as if
     # given as `image:`; farm.spec.continuity), or None.
     start_from: str | None = None
+    # The film's characters the scene names, and how its family took each one
+    # (farm.spec.characters; recorded in manifests).
+    characters: tuple[CharacterUse, ...] = ()
+    # A shot of a dialogue scene: its turn, frames and the sound it plays (farm.spec.dialogue).
+    dialogue: DialogueShot | None = None
 
     @property
     def num_latent_frames(self) -> int:
@@ -113,7 +120,10 @@ def resolve_film(board: Storyboard, profile: ModelProfile, model: str | None = N
     `locator` when given (a server's media names).
     """
     locator = locator or files_under(base_dir or ".")
-    errors = _check_size(board, profile)
+    # dialogue scenes become their shots (farm.spec.dialogue), plain scenes from here on
+    dialogues = expand_dialogues(board, profile, locator)
+    board = dialogues.board
+    errors = list(dialogues.errors) + _check_size(board, profile)
     errors += _check_window_settings("", board.window, board.overlap, profile)
     delivery, d_errors = resolve_delivery(board.delivery, board.fps, board.width, board.height)
     errors += d_errors
@@ -122,20 +132,26 @@ def resolve_film(board: Storyboard, profile: ModelProfile, model: str | None = N
     film_speed, s_errors = resolve_speed("speed", board.speed, profile.experts)
     errors += s_errors
     errors += check_family(board.scenes, profile)
+    cast_loras, l_errors = character_adapters(board, profile, locator)
+    errors += l_errors
     scenes = []
     for i, spec in enumerate(board.scenes):
+        # the scene with its characters' descriptions and images, as its family takes them
+        spec, uses, c_errors = bring_in(i, spec, board, profile)
         scene, scene_errors = _resolve_scene(i, spec, board, profile, locator)
         own, l_errors = resolve_loras(f"scenes[{i}].loras", spec.loras or (), profile, locator)
         speed, s_errors = resolve_speed(f"scenes[{i}].speed", spec.speed, profile.experts)
-        errors += scene_errors + l_errors + s_errors
+        errors += c_errors + scene_errors + l_errors + s_errors
         if scene is not None:
-            scenes.append(replace(scene, adapters=merge(film_loras, own),
-                                  speed=_exact_as_empty(speed or film_speed or ())))
+            cast = merge(film_loras, [a for u in uses for a in cast_loras.get(u.id, ())])
+            scenes.append(dialogues.attach(replace(
+                scene, adapters=merge(cast, own), characters=uses,
+                speed=_exact_as_empty(speed or film_speed or ()))))
     draft_loras, l_errors = ([], []) if board.draft is None else resolve_loras(
         "draft.loras", board.draft.loras, profile, locator)
     errors += l_errors
     if errors:
-        raise SpecError(errors)
+        raise SpecError(dialogues.storyboard_paths(errors))
     film = Film(
         title=board.title, fps=board.fps, width=board.width, height=board.height,
         model=model or board.model, profile=profile,

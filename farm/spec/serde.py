@@ -10,7 +10,9 @@ import dataclasses
 from typing import Any
 
 from farm.spec.adapters import Adapter, Draft
+from farm.spec.characters import CharacterUse
 from farm.spec.delivery import Delivery
+from farm.spec.dialogue import DialogueShot
 from farm.spec.film import Film, Scene
 from farm.spec.inputs import SceneInputs
 from farm.spec.profiles import profile_for
@@ -64,6 +66,10 @@ def _scene(data: dict[str, Any]) -> Scene:
     return Scene(**{**data, "guidance": tuple(data["guidance"]),
                     "inputs": SceneInputs(**inputs),
                     "adapters": _adapters(data.get("adapters")),
+                    # Records written before characters were rendered have none.
+                    "characters": tuple(CharacterUse(c["id"], tuple(c["used"]), c["not_used"])
+                                        for c in data.get("characters") or ()),
+                    "dialogue": DialogueShot.from_dict(data.get("dialogue")),
                     "speed": _speed(data.get("speed"))})
 
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from farm.spec.adapters import DraftSpec, LoraSpec
 from farm.spec.continuity import check_start_from
 from farm.spec.delivery import DeliverySpec
+from farm.spec.dialogue import DialogueSpec, check_dialogues, media_of
 from farm.spec.document import parse_document
 from farm.spec.errors import FieldError, SpecError, format_path
 
@@ -73,14 +74,27 @@ class SceneSpec(_Strict):
     # Start from the last frame of an earlier scene, as from `image:` that frame
     # (farm.spec.continuity; families that take a first frame).
     start_from: SceneId | None = None
-    # Written by `reelfarm direct` (farm.story); rendering reads only `prompt`: the
-    # prompt before extension and bible injection, and the bible ids the scene names.
+    # Written by `reelfarm direct` (farm.story): the prompt before extension and bible
+    # injection (rendering reads `prompt`).
     original_prompt: Annotated[str, Field(min_length=1)] | None = None
-    cast: list[CharacterId] | None = None
+    # Ids of the film's `characters` in this scene: their descriptions, images and LoRAs
+    # reach it as its family can take them (farm.spec.characters). `cast:` is its former
+    # name (storyboards `reelfarm direct` wrote before): read as `characters`.
+    characters: list[CharacterId] | None = Field(
+        None, validation_alias=AliasChoices("characters", "cast"))
     # LoRA adapters of this scene, on top of the film's (farm.spec.adapters).
     loras: list[LoraSpec] | None = None
     # Step caching (farm.spec.speed): "exact" or a cache, checked when the film resolves.
     speed: SpeedValue = None
+    # A conversation (speech-to-video): one shot per turn (farm.spec.dialogue).
+    dialogue: DialogueSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_cast_field(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "cast" in data and "characters" in data:
+            raise ValueError("give `characters` only (`cast` is its former name), not both")
+        return data
 
 
 class Character(_Strict):
@@ -92,6 +106,12 @@ class Character(_Strict):
     description: Annotated[str, Field(min_length=1)]
     # Reference images (paths relative to the storyboard file).
     references: list[Annotated[str, Field(min_length=1)]] = []
+    # LoRA adapters of the character, active in every scene that names it (after the
+    # film's; a scene's own entry of the same name replaces it).
+    loras: list[LoraSpec] = []
+    # Families whose `image` is a first frame (I2V, TI2V, VACE): open every scene that names
+    # the character and gives no `image` / `start_from` on its first reference image.
+    first_frame: bool = False
 
 
 class Reference(_Strict):
@@ -171,8 +191,8 @@ def parse_storyboard(data: Any) -> Storyboard:
         board = Storyboard.model_validate(data)
     except ValidationError as exc:
         raise SpecError([_from_pydantic(e) for e in exc.errors()]) from None
-    errors = (_check_scene_ids(board) + _check_cast(board) + _check_reference_ids(board)
-              + _check_rights(board) + check_start_from(board.scenes))
+    errors = (_check_scene_ids(board) + _check_cast(board, data) + _check_reference_ids(board)
+              + _check_rights(board) + check_start_from(board.scenes) + check_dialogues(board))
     if errors:
         raise SpecError(errors)
     return board
@@ -216,14 +236,19 @@ def _check_scene_ids(board: Storyboard) -> list[FieldError]:
     return _first_index(board.scenes, "scenes", "scene")[1]
 
 
-def _check_cast(board: Storyboard) -> list[FieldError]:
+def _check_cast(board: Storyboard, data: dict[str, Any]) -> list[FieldError]:
     known, errors = _first_index(board.characters, "characters", "character")
     for i, scene in enumerate(board.scenes):
-        for j, cid in enumerate(scene.cast or ()):
+        # named as written: `cast` in storyboards of before `characters`
+        key = "cast" if "cast" in (data["scenes"][i] or {}) else "characters"
+        for j, cid in enumerate(scene.characters or ()):
             if cid not in known:
-                errors.append(FieldError(f"scenes[{i}].cast[{j}]", (
+                errors.append(FieldError(f"scenes[{i}].{key}[{j}]", (
                     f"{cid!r} is not in `characters`; "
                     f"known: {', '.join(sorted(known)) or 'none'}")))
+    errors += [FieldError(f"characters[{k}].first_frame", (
+        f"{ch.id!r} has no `references`: a first frame is its first reference image"))
+        for k, ch in enumerate(board.characters) if ch.first_frame and not ch.references]
     return errors
 
 
@@ -259,6 +284,7 @@ def media_entries(board: Storyboard) -> list[str]:
             if (value := getattr(scene, name)) is not None:
                 out.append(value)
         out += [r for r in scene.references or () if not is_reference_id(r)]
+        out += media_of(scene.dialogue) if scene.dialogue else []
     return list(dict.fromkeys(out))
 
 

@@ -38,7 +38,7 @@ def characters(brief: Brief) -> list[dict[str, str]]:
 
 def shots(brief: Brief, cast: Sequence[Character], frames: list[int]) -> list[dict[str, str]]:
     bible = "".join(f"- {c.id}: {description_sentence(c)}\n" for c in cast)
-    who = (f"Characters and places (call them by name; list the ids that appear in `cast`):\n"
+    who = (f"Characters and places (call them by name; list the ids that appear in `characters`):\n"
            f"{bible}") if cast else ""
     length = (f"Each shot has {frames[0]} frames." if len(frames) == 1 else
               f"Choose each shot's `frames` (length at the film's frame rate) among {frames}.")
@@ -56,7 +56,7 @@ def extension(board: Storyboard, index: int, prompt: str) -> list[dict[str, str]
     if direct is not None and direct.logline:
         context += f"Logline: {direct.logline}\n"
     context += _style(direct.style if direct is not None else None)
-    known = named(board.characters, [prompt], scene.cast or ())
+    known = named(board.characters, [prompt], scene.characters or ())
     context += "".join(f"- {description_sentence(c)}\n" for c in known)
     return _chat(
         f"{context}Shot {index + 1} of {len(board.scenes)}: {prompt}\n"

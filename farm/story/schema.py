@@ -10,7 +10,7 @@ into a valid storyboard:
 - scene ids: fixed per position (`prefixItems` with a `const`), so they are valid and unique;
 - frames: one value fixed by the command line, or an `enum` of the 4k+1 counts the model
   family renders in one window;
-- cast: an `enum` of the bible's ids (duplicates are the one thing a schema cannot forbid
+- characters: an `enum` of the bible's ids (duplicates are the one thing a schema cannot forbid
   here; `writer` drops them);
 - everything the command line fixes (fps, size, model, seeds, steps) is not asked for at all.
 
@@ -138,7 +138,7 @@ def frame_choices(profile: ModelProfile, fixed: int | None = None) -> list[int]:
 
 
 def cast_schema(ids: list[str]) -> dict[str, Any]:
-    item = base("SceneSpec", "cast")["items"]
+    item = base("SceneSpec", "characters")["items"]
     return {"type": "array", "items": one_of(item, ids), "maxItems": len(ids)}
 
 
@@ -162,7 +162,7 @@ def shots_schema(scene_ids: list[str], frames: list[int], cast_ids: list[str]) -
         props = {"id": const(sc["id"], sid), "prompt": text(sc["prompt"], PROMPT_MAX),
                  "frames": one_of(_non_null(sc["frames"]), frames)}
         if cast_ids:
-            props["cast"] = cast_schema(cast_ids)
+            props["characters"] = cast_schema(cast_ids)
         scenes.append(obj("SceneSpec", props))
     return obj("Storyboard", {
         "title": text(base("Storyboard", "title"), TITLE_MAX),

@@ -109,9 +109,9 @@ def write_shots(llm: Llm, brief: Brief, profile: ModelProfile, settings: Setting
     for i, shot in enumerate(answer["scenes"]):
         scene = {"id": shot["id"], "prompt": shot["prompt"], "frames": shot["frames"],
                  "seed": settings.seed + i}
-        cast = list(dict.fromkeys(shot.get("cast", [])))
+        cast = list(dict.fromkeys(shot.get("characters", [])))
         if cast:
-            scene["cast"] = cast
+            scene["characters"] = cast
         scenes.append(scene)
     board: dict[str, Any] = {"title": answer["title"], "fps": settings.fps,
                              "width": settings.width, "height": settings.height,
@@ -150,14 +150,14 @@ def finish(board: Storyboard, llm: Llm | None) -> dict[str, Any]:
     for i, (spec, scene) in enumerate(zip(board.scenes, data["scenes"], strict=True)):
         original = spec.original_prompt or spec.prompt
         text = extended[i] if extended else original
-        out = compose(text, list(board.characters), spec.cast or (), style, [original])
+        out = compose(text, list(board.characters), spec.characters or (), style, [original])
         scene.update(prompt=out.prompt, original_prompt=original)
-        scene.pop("cast", None)
+        scene.pop("characters", None)
         # The named characters' images after the scene's own references (ids, files).
         refs = list(scene.pop("references", None) or [])
         refs += [ref for ref in out.references if ref not in refs]
         if out.cast:
-            scene["cast"] = list(out.cast)
+            scene["characters"] = list(out.cast)
         if refs:
             scene["references"] = refs
     return data

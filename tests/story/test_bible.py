@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -89,9 +90,9 @@ def test_finish_keeps_originals_and_injects_the_bible_without_extension():
     s = data["scenes"]
     assert [x["original_prompt"] for x in s] == ["Mira Holm lights the lamp",
                                                  "waves hit the old harbor", "a gull in the wind"]
-    assert "a keeper with a grey braid" in s[0]["prompt"] and s[0]["cast"] == ["mira"]
+    assert "a keeper with a grey braid" in s[0]["prompt"] and s[0]["characters"] == ["mira"]
     assert "a stone harbor" in s[1]["prompt"] and "grey braid" not in s[1]["prompt"]
-    assert "cast" not in s[2] and "references" not in s[2]
+    assert "characters" not in s[2] and "references" not in s[2]
     assert s[1]["references"] == ["refs/harbor.png", "refs/mira.png"]
     assert all(x["prompt"].endswith("Style: grainy.") for x in s)
 
@@ -146,8 +147,11 @@ def test_rendering_reads_only_the_prompt_of_the_story_fields():
     data["scenes"] = [{k: v for k, v in s.items() if k != "references"} for s in data["scenes"]]
     plain = {k: v for k, v in data.items() if k not in ("characters", "direct")}
     plain["scenes"] = [{k: v for k, v in s.items()
-                        if k not in ("original_prompt", "cast", "references")}
+                        if k not in ("original_prompt", "characters", "references")}
                        for s in data["scenes"]]
     with_story = resolve_film(parse_storyboard(data), T2V_A14B)
-    assert with_story == resolve_film(parse_storyboard(plain), T2V_A14B)
+    # The scenes record their characters; the descriptions are in the prompt already.
+    assert [u.id for u in with_story.scenes[0].characters] == ["mira"]
+    unnamed = tuple(replace(s, characters=()) for s in with_story.scenes)
+    assert replace(with_story, scenes=unnamed) == resolve_film(parse_storyboard(plain), T2V_A14B)
     assert with_story.scenes[0].prompt == data["scenes"][0]["prompt"]

@@ -32,7 +32,7 @@ def answer(name: str, schema: dict, messages: list[dict]) -> dict:
                                {"id": "tomas", "name": "Tom", "description": "his dog"}]}
     if name == "shots":
         scenes = schema["properties"]["scenes"]["prefixItems"]
-        casts = "cast" in scenes[0]["properties"]
+        casts = "characters" in scenes[0]["properties"]
         texts = ["Mira climbs the tower", "the harbor in the storm", "a ship in the waves",
                  "Tomas waves from the pier"]
         out = []
@@ -41,8 +41,8 @@ def answer(name: str, schema: dict, messages: list[dict]) -> dict:
                     "frames": s["properties"]["frames"].get("const")
                     or s["properties"]["frames"]["enum"][i]}
             if casts:
-                enum = s["properties"]["cast"]["items"]["enum"]
-                shot["cast"] = ["harbor"] if i == 2 and "harbor" in enum else []
+                enum = s["properties"]["characters"]["items"]["enum"]
+                shot["characters"] = ["harbor"] if i == 2 and "harbor" in enum else []
             out.append(shot)
         return {"title": "The Keeper", "scenes": out}
     if name == "extension":
@@ -124,7 +124,7 @@ def test_logline_with_a_bible_over_http(server, tmp_path, capsys):
     mira, harbor = "a lighthouse keeper in her sixties with a grey braid", "a small stone harbor"
     assert [mira in s.prompt for s in board.scenes] == [True, False, False, False]
     assert [harbor in s.prompt for s in board.scenes] == [False, True, True, False]  # s030: cast
-    assert [s.cast for s in board.scenes] == [["mira"], ["harbor"], ["harbor"], None]
+    assert [s.characters for s in board.scenes] == [["mira"], ["harbor"], ["harbor"], None]
     # A text-to-video family takes no reference images: scenes name none, the bible keeps
     # them (relative to the storyboard).
     assert all(s.references is None for s in board.scenes)

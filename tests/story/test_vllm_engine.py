@@ -81,7 +81,7 @@ def test_a_logline_on_a_random_model_makes_a_valid_storyboard(tiny_llm, tmp_path
         # The LLM's own text: the extension, before the bible's sentences and the style.
         text = scene.prompt.split(f" Mira: {MIRA}")[0].split(f" harbor: {HARBOR}")[0]
         texts = (scene.original_prompt, text)
-        cast = scene.cast or []
+        cast = scene.characters or []
         mira = "mira" in cast or any(names(t, "mira") for t in texts)
         harbor = "harbor" in cast or any(names(t, "harbor") for t in texts)
         assert (MIRA in scene.prompt) == mira and (HARBOR in scene.prompt) == harbor
@@ -113,4 +113,4 @@ def test_a_storyboard_that_opts_in_is_extended_and_gets_the_bible(tiny_llm, tmp_
     assert [HARBOR in s.prompt for s in board.scenes] == [False, True, False]
     assert board.scenes[0].references is None  # t2v: the bible keeps the image
     assert {c.id: c.references for c in board.characters}["mira"] == ["../refs/mira.png"]
-    assert [s.cast for s in board.scenes] == [["mira"], ["harbor"], None]
+    assert [s.characters for s in board.scenes] == [["mira"], ["harbor"], None]
