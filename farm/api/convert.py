@@ -9,7 +9,7 @@
 Field names of pb.Film / pb.Scene are the storyboard's, so a validation error's storyboard
 path (`scenes[1].frames`) becomes a request path by prefixing `film.` (`request_path`).
 Frames and files in chunks are farm.api.chunks; LoRA and speed fields, farm.api.loras and
-farm.api.speed.
+farm.api.speed; characters and dialogue scenes, farm.api.cast.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from farm.api import loras, speed
+from farm.api import cast, loras, speed
 from farm.api.protos import pb
 from farm.director.records import FilmEvent, FilmInfo
 from farm.media.library import blob_sha
@@ -92,6 +92,7 @@ def storyboard_to_film(board: dict[str, Any], priority: int | None = None) -> pb
         film.draft.CopyFrom(loras.draft_to_pb(board["draft"]))
     if board.get("speed") is not None:
         film.speed.CopyFrom(speed.speed_to_pb(board["speed"]))
+    film.characters.extend(cast.characters_to_pb(board.get("characters") or []))
     for s in board["scenes"]:
         scene = film.scenes.add(id=s["id"], prompt=s["prompt"], seed=s.get("seed", 0))
         for key in ("frames", "seconds", "window", "overlap", "negative_prompt",
@@ -112,6 +113,9 @@ def storyboard_to_film(board: dict[str, Any], priority: int | None = None) -> pb
         scene.loras.extend(loras.loras_to_pb(s.get("loras") or []))
         if s.get("speed") is not None:
             scene.speed.CopyFrom(speed.speed_to_pb(s["speed"]))
+        scene.characters.extend(s.get("characters") or [])
+        if s.get("dialogue") is not None:
+            scene.dialogue.CopyFrom(cast.dialogue_to_pb(s["dialogue"]))
     return film
 
 
@@ -136,6 +140,8 @@ def film_to_storyboard(film: pb.Film) -> dict[str, Any]:
         data["draft"] = loras.draft_to_storyboard(film.draft)
     if film.HasField("speed"):
         data["speed"] = speed.speed_to_storyboard(film.speed)
+    if film.characters:
+        data["characters"] = cast.characters_to_storyboard(film.characters)
     data["scenes"] = [_scene_to_storyboard(i, s, errors) for i, s in enumerate(film.scenes)]
     if errors:
         raise SpecError(errors)
@@ -167,6 +173,10 @@ def _scene_to_storyboard(i: int, s: pb.Scene, errors: list[FieldError]) -> dict[
         out["loras"] = loras.loras_to_storyboard(s.loras)
     if s.HasField("speed"):
         out["speed"] = speed.speed_to_storyboard(s.speed)
+    if s.characters:
+        out["characters"] = list(s.characters)
+    if s.HasField("dialogue"):
+        out["dialogue"] = cast.dialogue_to_storyboard(s.dialogue)
     return out
 
 

@@ -88,6 +88,11 @@ def _fields_naming(board: Storyboard, raw: str) -> list[str]:
         paths += [f"scenes[{i}].{k}" for k, v in data.items() if v == raw]
         paths += [f"scenes[{i}].references[{j}]" for j, r in enumerate(scene.references or ())
                   if r == raw]
+        if (d := scene.dialogue) is not None:
+            at = f"scenes[{i}].dialogue"
+            paths += [f"{at}.audio"] if d.audio == raw else []
+            paths += [f"{at}.speakers[{j}].{k}" for j, s in enumerate(d.speakers)
+                      for k in ("photo", "audio") if getattr(s, k) == raw]
     return paths or ["scenes"]
 
 
@@ -114,6 +119,11 @@ def with_media_names(board: Storyboard, base_dir: Path, names: dict[str, str]) -
             images = [img for entry in scene["references"]
                       for img in (by_id[entry] if is_reference_id(entry) else [entry])]
             scene["references"] = list(dict.fromkeys(name(i) for i in images))
+        if (dialogue := scene.get("dialogue")) is not None:  # its mixed track, photos, tracks
+            for item in (dialogue, *dialogue["speakers"]):
+                for key in ("audio", "photo"):
+                    if item.get(key) is not None:
+                        item[key] = name(item[key])
     rename_loras(data, lambda raw: names[lora_location(raw, lambda _f, r: locate(r, base_dir))[0]])
     return data
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from farm.media.audio import SAMPLE_RATE, decode_audio
 from farm.media.decode import MediaError, decode_image, decode_video, is_image
+from farm.media.library import blob_sha
 from farm.spec.dialogue import DialogueShot, split_slice
 from farm.spec.errors import FieldError
 from farm.spec.film import Film, Scene
@@ -46,10 +47,11 @@ def _check_turn(shot: DialogueShot, durations: dict[str, float]) -> list[FieldEr
             except MediaError:
                 continue  # reported with the shot's own audio
         if durations[base] < Fraction(shot.end):
+            # a server's blob by its location, which the API shows as its media name
+            track = base if blob_sha(base) else Path(base).name
             errors.append(FieldError(f"{shot.path}.end", (
                 f"{shot.speaker}'s turn ends at {float(Fraction(shot.end)):g} s, but "
-                f"{Path(base).name} has {durations[base]:g} s of audio: turns lie inside the "
-                "audio")))
+                f"{track} has {durations[base]:g} s of audio: turns lie inside the audio")))
     return errors
 
 
