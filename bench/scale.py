@@ -21,6 +21,12 @@ Columns: makespan, /bound (over the common lower bound: any layout, same costs),
 
     python bench/scale.py [--quick] [--json] [--gpus 8 64 256] [--seeds 0 1 2]
                           [--workloads ...] [--sensitivity] [--pareto] [--costs legacy]
+                          [--adapters] [--speed] [--chains]
+
+Separate tables: --adapters (issue 33: films with 1 of K character LoRAs, adapter
+affinity vs blind placement; farm.sim.loras), --speed (issue 35: queue throughput exact
+and with MagCache; farm.sim.caching), --chains (issue 37: scenes chained with
+`start_from` vs unchained; farm.sim.chains).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farm.sim import report, targets  # noqa: E402
+from farm.sim import caching, chains, loras, report, targets  # noqa: E402
 from farm.sim.baselines import run, systems  # noqa: E402
 from farm.sim.compare import RF_CONFIGS, at_load, compare, reelfarm  # noqa: E402
 from farm.sim.costs import CostModel  # noqa: E402
@@ -131,6 +137,26 @@ def resilience(gpus: int, per_gpu_hour: float, seed: int) -> str:
             f"makespan {rough.makespan:.0f} s (fault-free {calm.makespan:.0f} s)")
 
 
+def extras(args: argparse.Namespace, seeds: tuple[int, ...]) -> str:
+    """The tables of --adapters, --speed and --chains (median over `seeds`)."""
+    costs, out = CostModel(), []
+    if args.adapters:
+        rs = loras.rows(args.gpus, seeds, costs)
+        out.append(json.dumps(rs, indent=1) if args.json else
+                   "adapter affinity (issue 33), reelfarm on expert pools:\n"
+                   + loras.table(rs, costs))
+    if args.speed:
+        rs = caching.rows(args.gpus, seeds, costs, films=args.films)
+        out.append(json.dumps(rs, indent=1) if args.json else
+                   "step caching (issue 35), films per hour on backlog-50:\n" + caching.table(rs))
+    if args.chains:
+        rs = chains.rows(args.gpus, costs)
+        out.append(json.dumps(rs, indent=1) if args.json else
+                   "start_from chains (issue 37), 8 films all queued at t = 0:\n"
+                   + chains.table(rs))
+    return "\n\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print the rows as a JSON list")
@@ -143,6 +169,14 @@ def main() -> None:
                     help="reelfarm / best baseline per row under each cost assumption varied")
     ap.add_argument("--pareto", action="store_true", help="every configuration, 64-GPU queue")
     ap.add_argument("--processes", type=int, default=2, help="--sensitivity: variants at once")
+    ap.add_argument("--adapters", action="store_true",
+                    help="films with 1 of K LoRAs: adapter affinity vs blind placement")
+    ap.add_argument("--speed", action="store_true",
+                    help="queue throughput exact and with the recommended step cache")
+    ap.add_argument("--chains", action="store_true",
+                    help="films of start_from chains vs the same films unchained")
+    ap.add_argument("--films", type=int, default=50,
+                    help="--speed: the queue's first N films (default 50)")
     ap.add_argument("--failures-per-gpu-hour", type=float, default=0.0,
                     help="reelfarm worker failures (seeded Poisson; lost data, 120 s restart)")
     args = ap.parse_args()
@@ -156,6 +190,10 @@ def main() -> None:
         return
     if args.pareto:
         print(pareto(64, "queue-50", seeds[0]))
+        return
+    if args.adapters or args.speed or args.chains:
+        print(extras(args, seeds))
+        print(f"\n(simulated in {time.perf_counter() - started:.1f} s)")
         return
     costs = LEGACY if args.costs == "legacy" else CostModel()
     rs = rows(args.gpus, args.failures_per_gpu_hour, seeds, tuple(args.workloads), costs)

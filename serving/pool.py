@@ -135,7 +135,8 @@ class PoolWorker:
         # pool: the Serve pool name, the `pool` label of the per-pool metrics and pages.
         # holds: "<model>/<part>", so only films of this model come here (Need.model).
         spec = WorkerSpec(self.worker_id, model_parts(self.model, self.pool.holds),
-                          self.pool.slots, pool=self.pool.name, offload=self.pool.offload)
+                          self.pool.slots, pool=self.pool.name, offload=self.pool.offload,
+                          adapter_cache_bytes=round(self.pool.adapter_cache_gb * 1e9))
         self.director.register.remote(spec).result()
         beat = threading.Thread(target=self._heartbeat, args=(self.worker_id,), daemon=True)
         beat.start()

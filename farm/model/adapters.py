@@ -21,8 +21,10 @@ when it changes. A switch walks every module of the expert (bench/lora_switch.py
 adapters, a busy 2-core CPU): 0.7 to 1.8 ms on the tiny 2-block model, 36 to 85 ms at
 Wan 14B's 40 blocks (400 LoRA layers), next to a real A14B step of seconds on a GPU.
 Steps in other threads wanting another set wait for the running step (`computing`), as
-do loads and deletes (`changing`); two gangs whose ranks wait on each other across two
-such experts would wait up to STEP_WAIT_S and fail (the scheduler retries).
+do loads and deletes (`changing`). Two gangs whose ranks wait on each other across two
+such experts would each hold a step the other needs: the scheduler never places phases of
+different adapters on one expert at once (farm.sched.placement's first rule), and
+STEP_WAIT_S bounds the wait if a runtime is driven otherwise (the phase fails and is retried).
 
 No hot-swap (`load_lora_adapter(..., hotswap=True)`): it overwrites one loaded adapter's
 weights in place so a *compiled* model need not recompile; the farm compiles nothing, and

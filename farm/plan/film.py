@@ -14,8 +14,10 @@ order; the decoder turns each scene's final latents into frames, in order.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from farm.plan.adapters import DEFAULT_LORA_BYTES, AdapterSet
 from farm.plan.segments import (
     Window,
     neighbours,
@@ -25,7 +27,7 @@ from farm.plan.segments import (
     shared_latents,
 )
 from farm.plan.timesteps import Phase, phases, timesteps
-from farm.spec.film import Film, Scene
+from farm.spec.film import Film, Scene, phase_adapters
 from farm.spec.frames import pixel_frames
 
 
@@ -86,6 +88,22 @@ class FilmPlan:
     timesteps: tuple[float, ...]
     phases: tuple[Phase, ...]
     scenes: tuple[ScenePlan, ...]
+    # Bytes of every LoRA file the film's phases load (location -> bytes; farm.plan.adapters).
+    adapter_bytes: tuple[tuple[str, int], ...] = ()
+
+    def adapters(self, scene_id: str, phase_index: int) -> AdapterSet:
+        """The adapter set a phase of the scene runs with: (location, bytes) of each
+        adapter active on the phase's expert, in the order the phase applies them."""
+        scene = self.scene_plan(scene_id).scene
+        sizes = dict(self.adapter_bytes)
+        return tuple((loc, sizes[loc]) for loc, _ in
+                     phase_adapters(self.film, scene, self.phases[phase_index].expert))
+
+    def adapter_key(self, scene_id: str, phase_index: int) -> tuple[tuple[str, float], ...]:
+        """What the phase's expert must have active: (location, weight) of each adapter
+        (two phases with different keys cannot share one expert's step; () for none)."""
+        scene = self.scene_plan(scene_id).scene
+        return phase_adapters(self.film, scene, self.phases[phase_index].expert)
 
     @property
     def units(self) -> tuple[Unit, ...]:
@@ -105,9 +123,12 @@ class FilmPlan:
         raise KeyError(unit_id)
 
 
-def plan_film(film: Film, *, max_phase_steps: int | None = None) -> FilmPlan:
+def plan_film(film: Film, *, max_phase_steps: int | None = None,
+              adapter_bytes: Mapping[str, int] | None = None) -> FilmPlan:
     """`max_phase_steps`: split each expert's steps into phases of at most that many
-    (exact handoffs between them; more decision points for the scheduler's gangs)."""
+    (exact handoffs between them; more decision points for the scheduler's gangs).
+    `adapter_bytes`: the size of LoRA files by location, where known (others count as
+    DEFAULT_LORA_BYTES, farm.plan.adapters)."""
     steps = timesteps(film.solver, film.num_steps, film.shift)
     scenes, offset = [], 0
     for scene in film.scenes:
@@ -115,7 +136,14 @@ def plan_film(film: Film, *, max_phase_steps: int | None = None) -> FilmPlan:
         offset += scene.num_frames
     return FilmPlan(film=film, timesteps=steps,
                     phases=phases(steps, film.profile.boundaries, max_phase_steps),
-                    scenes=tuple(_link_start_from(scenes)))
+                    scenes=tuple(_link_start_from(scenes)),
+                    adapter_bytes=_adapter_bytes(film, adapter_bytes or {}))
+
+
+def _adapter_bytes(film: Film, known: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    extra = film.draft.adapters if film.draft is not None else ()
+    found = dict.fromkeys(a.location for s in film.scenes for a in (*s.adapters, *extra))
+    return tuple((loc, known.get(loc, DEFAULT_LORA_BYTES)) for loc in found)
 
 
 def _link_start_from(scenes: list[ScenePlan]) -> list[ScenePlan]:

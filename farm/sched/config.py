@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from farm.sched.gangs import GangPolicy
 
+ADAPTER_AFFINITY = ("prefer", "group", "blind")
+
 
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
@@ -24,8 +26,18 @@ class SchedulerConfig:
     # segment's phase on one worker. Executors must then run PhaseTask.layout, and decodes
     # whose bands are spread over idle workers (DecodeTask.band_workers).
     gangs: GangPolicy | None = None
+    # LoRA adapters in placement (farm.sched.placement rule 1; the ledger mirrors every
+    # worker's adapter cache, farm.sched.adapters):
+    #   "prefer"  among the workers a phase may take, those with the fewest bytes to load
+    #   "group"   also in the round's warm pass: a freed worker runs a phase of the adapter
+    #             set it holds before any other (fewer loads; films run out of rank order)
+    #   "blind"   adapters play no part (loads still counted): the benchmarks' baseline
+    adapter_affinity: str = "prefer"
 
     def __post_init__(self) -> None:
+        if self.adapter_affinity not in ADAPTER_AFFINITY:
+            raise ValueError(f"adapter_affinity must be one of {', '.join(ADAPTER_AFFINITY)}, "
+                             f"got {self.adapter_affinity!r}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.max_worker_losses < 1:

@@ -83,6 +83,9 @@ class WorkerSpec:
     # "group" (host memory: each phase pays the copy in, farm.spec.weights.
     # offload_seconds), so placement prefers a worker without offload when it may choose.
     offload: str = "none"
+    # Bytes of LoRA adapters it keeps on its GPU (PoolConfig.adapter_cache_gb; the
+    # scheduler mirrors that cache: farm.sched.adapters).
+    adapter_cache_bytes: int = 2_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,11 @@ class PhaseTask:
     # unit's previous phase, whose gangs (the same workers, ranks and layout, nothing
     # else ganged on them since) the workers keep open and reuse (no new process groups).
     gang_key: str = ""
+    # LoRA files its workers load before it runs (the ledger's mirror of their adapter
+    # caches, farm.sched.adapters): loads over all its workers, and the most bytes one
+    # worker loads (what the phase waits for).
+    adapter_loads: int = 0
+    adapter_load_bytes: int = 0
 
     @property
     def forms_gang(self) -> bool:

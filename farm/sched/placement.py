@@ -7,18 +7,31 @@ member of a phase, in order:
   0. warm weights: not a worker whose last phase ran another expert. A worker that holds
      several experts keeps one in GPU memory; switching moves ~28 GB of weights, while
      handing a segment over moves ~80 MB of latents, so a warm worker elsewhere beats a
-     cold one that holds the data;
-  1. locality: the worker that already holds the member's data (no transfer);
-  2. balance: the worker whose *other* capabilities are least in demand this round.
+     cold one that holds the data; then a worker that does not offload its experts (it
+     would copy one in, ~28 GB, for every phase);
+  1. adapters (SchedulerConfig.adapter_affinity): the fewest bytes of the phase's LoRA
+     adapters to load (the ledger's mirror of each worker's adapter cache,
+     farm.sched.adapters). A rank-64 A14B LoRA is ~0.6 GB: far less than an expert (so
+     after rule 0), far more than the latents a handoff moves (so before rule 2);
+  2. locality: the worker that already holds the member's data (no transfer);
+  3. balance: the worker whose *other* capabilities are least in demand this round.
      A dedicated worker has no other capabilities, so it goes first; a worker that
      also holds the low-noise expert is kept for the low-noise pool while that pool
      has a backlog, and used for high-noise work once it has none; then the worker
      that holds the fewest things (the most specialised), keeping flexible ones free;
-  3. the most free slots (spread), then the worker id (determinism).
+  4. the most free slots (spread), then the worker id (determinism).
 
-Before any of this, the round's warm pass (farm.sched.choice, `Round.warm_only`) offers
+Before any of this, a rule: a worker running phases of an expert runs no phase of it with
+other active LoRA adapters meanwhile (`Round.adapter_key`; the active set belongs to the
+expert, so two gangs switching it on two shared workers would each wait for the other).
+
+Also before any of this, the round's warm pass (farm.sched.choice, `Round.warm_only`) offers
 one-GPU phases only the workers that need no switch, so a freed worker gets another
-task of the expert it holds before a task that would switch it.
+task of the expert it holds before a task that would switch it; with adapter affinity
+"group", only those that also hold the phase's adapters, so a freed worker next runs a
+phase of the adapter set it holds (phases of one adapter set gather on the workers
+holding it). Not the default: a load costs ~0.2 s where a phase takes minutes, and
+bench/scale.py --adapters shows the reordering costing more makespan than it saves.
 
 All-or-nothing: `place` returns a worker per member or None. A gang that does not fit
 reserves every free slot of its pool for the rest of the round, so a stream of single
@@ -32,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from farm.plan.adapters import AdapterSet
 from farm.sched.state import WorkerState
 
 # Parts of short tasks (prompt, image, decode): they load no expert, so never switch one.
@@ -53,9 +67,10 @@ class Round:
     """Free slots, reservations and demand during one schedule() call."""
 
     def __init__(self, workers: Iterable[WorkerState], demand: dict[Need, int],
-                 soon: frozenset[str] = frozenset()):
+                 soon: frozenset[str] = frozenset(), affinity: str = "prefer"):
         """`soon`: workers busy only with short tasks (prompt, image, decode: seconds, where
-        a phase takes minutes); a gang may wait for them rather than start narrower."""
+        a phase takes minutes); a gang may wait for them rather than start narrower.
+        `affinity`: SchedulerConfig.adapter_affinity (rule 1, and the warm pass)."""
         self.workers = [w for w in workers if w.alive and not w.draining]
         self._by_id = {w.spec.worker_id: w for w in self.workers}
         self.free = {w.spec.worker_id: w.free for w in self.workers}
@@ -65,7 +80,8 @@ class Round:
         self._demand, self._placed = dict(demand), {need: 0 for need in demand}
         # Smallest member count that failed per pool: slots only shrink within a round,
         # so a pool that could not fit k members cannot fit k or more later.
-        self._failed: dict[tuple[Need, frozenset[str], bool], int] = {}
+        self._failed: dict[tuple[Need, frozenset[str], bool, AdapterSet, tuple | None],
+                           int] = {}
         self._pools: dict[tuple[Need, frozenset[str]], list[WorkerState]] = {}
         self._pressure = _pressure(self.workers, self.free, demand)
         # The warm pass (farm.sched.choice): one-GPU phases see only workers that need no
@@ -76,6 +92,19 @@ class Round:
         # as band ranks (gangs.band_ranks) instead of the first taking them all.
         self.decodes: dict[Need, int] = {}
         self._held: set[str] = set()
+        # The adapter set of the phase being placed (the scheduler sets it around each
+        # phase's placement; () for other tasks), and whether placement minds it.
+        self.adapters: AdapterSet = ()
+        self.affinity = affinity
+        # What each worker's experts have active while its phases run (`note_active`), and
+        # the configuration of the phase being placed (FilmPlan.adapter_key; None while
+        # placing other tasks). An expert's active adapters belong to it, not to a phase:
+        # two phases with different ones on one expert take turns step by step, and two
+        # gangs doing so on two shared workers would each wait for the other mid-step (a
+        # rank holds its step while it waits in a collective). So a worker runs phases of
+        # one configuration per expert at a time (module docstring; farm.model.adapters).
+        self.active_on: dict[str, set[tuple[Need, tuple]]] = {}
+        self.adapter_key: tuple | None = None
 
     @property
     def has_free(self) -> bool:
@@ -125,7 +154,9 @@ class Round:
         every member on a different worker (the ranks of a gang), in runs of `block`
         ranks that share a node where one has room (a Ulysses group: its all-to-all
         stays off the inter-node link; see `node_of`)."""
-        key = (need, excluded, self.warm_only)
+        # a warm-pass failure depends on the adapter set (rule 1), a switching one does not
+        key = (need, excluded, self.warm_only, self.adapters if self.warm_only else (),
+               self.adapter_key)
         if not distinct and num >= self._failed.get(key, num + 1):
             return None
         pool = self.pool(need, excluded)
@@ -183,13 +214,35 @@ class Round:
             w.spec.worker_id not in self.reserved and not self._skip(w.spec.worker_id, need))
             else 0) for w in pool}
 
+    def note_active(self, ids: Iterable[str], need: Need, key: tuple) -> None:
+        """A phase needing `need` with adapter configuration `key` runs on `ids`."""
+        for wid in ids:
+            self.active_on.setdefault(wid, set()).add((need, key))
+
     def _skip(self, wid: str, need: Need) -> bool:
-        """In the warm pass, a worker whose expert in memory is another one than `need`'s
-        (a phase there would wait for a switch); short tasks load no expert."""
-        if not self.warm_only or need.part in SHORT_PARTS:
+        """A worker running a phase of `need`'s expert with other active adapters than
+        the phase being placed (the module's first rule); in the warm pass also one whose
+        expert in memory is another one than `need`'s (a phase there would wait for a
+        switch), or with affinity one that would load some of the phase's adapters; short
+        tasks load neither."""
+        if self.adapter_key is not None and need[0] not in SHORT_PARTS and any(
+                n == need and k != self.adapter_key for n, k in self.active_on.get(wid, ())):
+            return True
+        if not self.warm_only or need[0] in SHORT_PARTS:
             return False
         warm = self._by_id[wid].warm
-        return warm is not None and warm != need
+        return (warm is not None and warm != need) or (
+            self.affinity == "group" and self._missing(wid)[0] > 0)
+
+    def _missing(self, wid: str) -> tuple[int, int]:
+        """Bytes of the phase's adapters worker `wid` would load, and bytes of other
+        adapters that would leave its cache for them ((0, 0) when blind)."""
+        if self.affinity == "blind" or not self.adapters:
+            return 0, 0
+        cache = self._by_id[wid].adapters
+        load = cache.missing(self.adapters)
+        return load, max(0, min(sum(cache.held.values()), sum(cache.held.values()) + load
+                                - cache.budget))
 
     def _fit(self, pool: list[WorkerState], need: Need, num: int,
              preferred: tuple[str | None, ...], backfill: bool,
@@ -201,17 +254,25 @@ class Round:
             return None
         cold = {w.spec.worker_id for w in pool
                 if not backfill and w.warm is not None and w.warm != need}
+        # (bytes to load, bytes held there it would evict): load where nothing useful goes
+        miss = {w.spec.worker_id: (0, 0) if backfill else self._missing(w.spec.worker_id)
+                for w in pool}
+        # rule 1 before rule 2: a member's data stays put only if no warm free worker
+        # would load fewer adapter bytes
+        least = min((miss[wid] for wid, n in left.items() if n > 0 and wid not in cold),
+                    default=(0, 0))
         chosen: list[str | None] = [None] * num
         for i in range(num):
             want = preferred[i] if i < len(preferred) else None
-            if want is not None and left.get(want, 0) > 0 and want not in cold:
+            if (want is not None and left.get(want, 0) > 0 and want not in cold
+                    and miss[want] <= least):
                 chosen[i] = want
                 left[want] -= 1
         if all(c is not None for c in chosen):
             return tuple(c for c in chosen if c is not None)
         order = sorted((w for w in pool if left[w.spec.worker_id] > 0),
                        key=lambda w: (w.spec.worker_id in cold, w.spec.offload != "none",
-                                      self._other_demand(w, need),
+                                      miss[w.spec.worker_id], self._other_demand(w, need),
                                       len(w.spec.holds), -left[w.spec.worker_id],
                                       w.spec.worker_id))
         if block > 1:  # preferred ranks may give way, so they stay candidates

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from farm.plan.adapters import AdapterSet
 from farm.plan.continuity import dependants
 from farm.plan.film import FilmPlan
 from farm.sched import choice, gangs, resumed, tasks
+from farm.sched.adapters import Loads
 from farm.sched.config import SchedulerConfig
 from farm.sched.fairness import FairShare, check_priority
 from farm.sched.output import (
@@ -73,8 +75,11 @@ class Scheduler:
         if spec.slots < 1:
             raise ValueError(f"worker {spec.worker_id!r}: slots must be >= 1, got {spec.slots}")
         old = self._ledger.workers.get(spec.worker_id)
-        self._ledger.workers[spec.worker_id] = WorkerState(
-            spec, busy=old.busy if old else 0, warm=old.warm if old and old.alive else None)
+        w = WorkerState(spec, busy=old.busy if old else 0,
+                        warm=old.warm if old and old.alive else None)
+        if old and old.alive:  # the same process: its adapter cache stays (new budget)
+            w.adapters.held = old.adapters.held
+        self._ledger.workers[spec.worker_id] = w
 
     def drain_worker(self, worker_id: str) -> None:
         """The worker is leaving: nothing new is placed on it; what runs there finishes."""
@@ -242,7 +247,11 @@ class Scheduler:
         for rs in reqs.values():
             for need, num, _ in rs:
                 demand[need] = demand.get(need, 0) + num
-        round_ = Round(self._ledger.workers.values(), demand, self._short_busy())
+        round_ = Round(self._ledger.workers.values(), demand, self._short_busy(),
+                       affinity=self.config.adapter_affinity)
+        for r in self._ledger.running.values():
+            if r.active is not None:
+                round_.note_active(r.worker_ids, Need(*r.active[0]), r.active[1])
         self._fail_starved(cands, reqs, round_)
         round_.decodes = choice.ready_decodes(
             (c.kind, r[0]) for fid in cands for c, r in zip(cands[fid], reqs[fid], strict=True))
@@ -296,8 +305,13 @@ class Scheduler:
         excluded = frozenset(film.excluded)
         for i, (cand, (need, num, preferred)) in enumerate(zip(cands, reqs, strict=True)):
             is_phase = cand.kind is TaskKind.PHASE
-            layout, gang = None, ""
+            layout, gang, adapters = None, "", ()
             if is_phase:
+                assert cand.unit is not None
+                adapters = film.plan.adapters(cand.scene.scene_id, cand.unit.phases_done)
+                round_.adapters = adapters
+                round_.adapter_key = film.plan.adapter_key(cand.scene.scene_id,
+                                                           cand.unit.phases_done)
                 placed = gangs.place_phase(round_, self.config.gangs, need, excluded, preferred,
                                            family=film.plan.film.profile.family,
                                            height=film.plan.film.height,
@@ -305,6 +319,7 @@ class Scheduler:
                                            previous=cand.unit.gang if cand.unit else None,
                                            key=f"{film.film_id}/{cand.unit.plan.id}"
                                            if cand.unit else "")
+                round_.adapters, round_.adapter_key = (), None
                 ids, layout, gang = placed if placed is not None else (None, None, "")
             else:
                 ids = round_.place(need, excluded, num, preferred, backfill=True)
@@ -319,9 +334,13 @@ class Scheduler:
             if is_phase:
                 assert cand.unit is not None
                 self._fair.charge(film, tasks.phase_work(film, cand.unit))
-            task = tasks.start(self._ledger, film, cand, ids, layout, gang)
+            task = tasks.start(self._ledger, film, cand, ids, layout, gang,
+                               self._load_adapters(ids, adapters) if is_phase else ())
             started.append(task)
             if is_phase:
+                assert cand.unit is not None
+                round_.note_active(ids, need, film.plan.adapter_key(cand.scene.scene_id,
+                                                                    task.phase_index))
                 for wid in ids:
                     self._ledger.workers[wid].warm = need
                     if layout is not None and layout.size > 1:
@@ -333,6 +352,11 @@ class Scheduler:
                                                       time=self._ledger.now))
             return True
         return False
+
+    def _load_adapters(self, ids: tuple[str, ...], adapters: AdapterSet) -> tuple[Loads, ...]:
+        """A phase's adapters go through each of its workers' caches (the mirror of
+        farm.sched.adapters): what each loads."""
+        return tuple(self._ledger.workers[wid].adapters.use(adapters) for wid in dict.fromkeys(ids))
 
     def _output(self, started: list[tasks.Task]) -> SchedulerOutput:
         freed, cancelled = self._ledger.take_housekeeping()

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from farm.plan.film import FilmPlan, Unit
+from farm.sched.adapters import AdapterMirror
 from farm.sched.output import FilmState, Layout, TaskKind, WorkerSpec, model_part
 
 
@@ -139,6 +140,11 @@ class WorkerState:
     # Leaving cleanly (its replica is being stopped): it finishes what it runs and gets
     # nothing new.
     draining: bool = False
+    # Its LoRA adapter cache (farm.sched.adapters): empty at first, at the spec's budget.
+    adapters: AdapterMirror = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.adapters = AdapterMirror(self.spec.adapter_cache_bytes)
 
     @property
     def free(self) -> int:
@@ -173,6 +179,8 @@ class RunningTask:
     leads: tuple[str, ...] = ()
     # A phase on gangs: what the unit may reuse if it succeeds.
     gang: GangMemo | None = None
+    # A phase: ((expert part, model), the adapters its expert has active: FilmPlan.adapter_key).
+    active: tuple[tuple[str, str], tuple[tuple[str, float], ...]] | None = None
 
     @property
     def homes(self) -> tuple[str, ...]:

@@ -15,10 +15,12 @@ the tries of that task, failed, lost or rolled back included, so a name is never
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 from farm.plan.segments import decode_bands
 from farm.sched import edges
+from farm.sched.adapters import Loads
 from farm.sched.fairness import unit_tokens
 from farm.sched.output import (
     DecodeSlice,
@@ -113,9 +115,14 @@ def requirements(film: FilmRecord, cand: Candidate) -> tuple[Need, int, tuple[st
     assert unit is not None
     if kind is TaskKind.DECODE:  # the decoder reads every slice; start where the first lives
         return Need("vae", film.model), 1, (unit.location.get(unit.plan.decode_slices[0][0]),)
-    expert = film.plan.film.profile.experts[film.plan.phases[unit.phases_done].expert]
-    return Need(expert, film.model), len(unit.plan.segments), tuple(
+    return phase_need(film, unit), len(unit.plan.segments), tuple(
         unit.location.get(seg.id) for seg in unit.plan.segments)
+
+
+def phase_need(film: FilmRecord, unit: UnitState) -> Need:
+    """The expert (of the film's model) the unit's next phase runs on."""
+    return Need(film.plan.film.profile.experts[film.plan.phases[unit.phases_done].expert],
+                film.model)
 
 
 def phase_guidance(film: FilmRecord, cand: Candidate) -> float:
@@ -131,9 +138,10 @@ def phase_work(film: FilmRecord, unit: UnitState) -> float:
 
 
 def start(led: Ledger, film: FilmRecord, cand: Candidate, ids: tuple[str, ...],
-          layout: Layout | None = None, gang: str = "") -> Task:
+          layout: Layout | None = None, gang: str = "", loads: tuple[Loads, ...] = ()) -> Task:
     """Start a candidate on `ids` (a phase: each member's ranks, members in order; `gang`
-    names the gangs it reuses, "" for new ones)."""
+    names the gangs it reuses, "" for new ones; `loads`: the adapters each of its
+    workers loads for it, farm.sched.adapters)."""
     kind, scene, unit = cand
     for wid in ids:
         led.workers[wid].busy += 1
@@ -156,7 +164,9 @@ def start(led: Ledger, film: FilmRecord, cand: Candidate, ids: tuple[str, ...],
         return ImageTask(tid, film.film_id, scene.scene_id, ids[0], key)
     assert unit is not None
     if kind is TaskKind.PHASE:
-        return _start_phase(led, film, scene, unit, ids, layout or Layout(), gang)
+        return replace(_start_phase(led, film, scene, unit, ids, layout or Layout(), gang),
+                       adapter_loads=sum(x.count for x in loads),
+                       adapter_load_bytes=max((x.bytes for x in loads), default=0))
     return _start_decode(led, film, scene, unit, ids)
 
 
@@ -191,7 +201,8 @@ def _start_phase(led: Ledger, film: FilmRecord, scene: SceneState, unit: UnitSta
         output_keys=tuple(member.output_key for member in members), input_keys=inputs,
         unit_index=unit.plan.index, epoch=unit.epoch, phase_index=phase_index,
         leads=tuple(member.worker_id for member in members) if k > 1 else (),
-        gang=GangMemo(gang, ids, layout) if k > 1 else None)
+        gang=GangMemo(gang, ids, layout) if k > 1 else None,
+        active=(phase_need(film, unit), film.plan.adapter_key(scene.scene_id, phase_index)))
     return PhaseTask(task_id=tid, film_id=film.film_id, scene_id=scene.scene_id,
                      unit_id=unit.plan.id, phase_index=phase_index, expert=phase.expert,
                      start_step=phase.start, stop_step=phase.stop, members=members,

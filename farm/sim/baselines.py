@@ -81,24 +81,32 @@ class ClipSystem:
         return text + ("" if self.straddle or lay.size == 1 else ", in-node")
 
 
-def clips(workload: Workload, costs: CostModel) -> list[Clip]:
+# Runners that offer a step cache (issue 35): LightX2V (the xdit baseline's CFG-parallel
+# runner) ships TeaCache and MagCache; the official script and its one-GPU form offer none,
+# so they render a film's scenes exact whatever its `speed:`.
+CACHED_RUNNERS = frozenset({"xdit"})
+
+
+def clips(workload: Workload, costs: CostModel, cached: bool = False) -> list[Clip]:
+    """Every segment as a clip; `cached`: with its scene's step cache (CACHED_RUNNERS)."""
     out: list[Clip] = []
     for i, a in enumerate(workload.arrivals):
         plan = a.plan
         image = costs.image(plan) if plan.film.profile.requires_image else 0.0
+        last: dict[str, int] = {}  # unit id -> index of its last clip (chains, start_from)
         for sp in plan.scenes:
-            prev_unit: int = -1
             for unit in sp.units:
                 first_of_unit = len(out)
                 for seg in unit.segments:
                     denoise = sum(ph.num_steps * costs.step_s(
                         plan, seg.window.size, plan.film.profile.experts[ph.expert])
-                        for ph in plan.phases)
+                        * (costs.phase_calls_factor(plan, sp.scene.id, k) if cached else 1.0)
+                        for k, ph in enumerate(plan.phases))
                     fixed = costs.text() + image + costs.decode_per_latent(plan) * seg.window.size
                     out.append(Clip(i, len(out), plan, fixed, denoise,
-                                    prev_unit if unit.after else -1,
+                                    last[unit.after] if unit.after else -1,
                                     sp.scene.index == 0 and unit.index == 0 and seg.index == 0))
-                prev_unit = first_of_unit + len(unit.segments) - 1
+                last[unit.id] = first_of_unit + len(unit.segments) - 1
     return out
 
 
@@ -125,7 +133,7 @@ def clip_queue(workload: Workload, gpus: int, group: int, costs: CostModel) -> S
 
 
 def run(workload: Workload, gpus: int, system: ClipSystem, costs: CostModel) -> SimResult:
-    items = clips(workload, costs)
+    items = clips(workload, costs, cached=system.name in CACHED_RUNNERS)
     arrivals = [a.time for a in workload.arrivals]
     pool = Gpus(gpus, costs.node_gpus)
     groups = (static_groups(gpus, costs.node_gpus, system.layout, system.straddle)

@@ -58,7 +58,7 @@ RF_CONFIGS: tuple[tuple[str, int | None, float, int], ...] = (
 def reelfarm(workload: Workload, gpus: int, costs: CostModel, *, fleet: str = "pools",
              max_phase_steps: int | None = None, failures_per_gpu_hour: float = 0.0,
              seed: int = 0, gangs: bool = True, min_efficiency: float = 0.8,
-             min_gang: int = 1) -> SimResult:
+             min_gang: int = 1, adapter_affinity: str = "prefer") -> SimResult:
     """The real scheduler on expert pools (or generalists); with `gangs`, its gang rule on
     the cost model's speedup tables (farm.sched.gangs)."""
     if max_phase_steps is not None:
@@ -66,7 +66,7 @@ def reelfarm(workload: Workload, gpus: int, costs: CostModel, *, fleet: str = "p
     workers = (generalists(gpus, workload, costs) if fleet == "generalists" else
                expert_pools(gpus, workload, costs, whole_nodes=fleet == "node-pools"))
     config = SchedulerConfig(gangs=costs.gang_policy(min_efficiency, min_gang) if gangs
-                             else None)
+                             else None, adapter_affinity=adapter_affinity)
     result = Simulation(workload, workers, costs, failures_per_gpu_hour=failures_per_gpu_hour,
                         seed=seed, config=config).run()
     note = ("gangs" if gangs else "no gangs") + (f", phases<={max_phase_steps}"

@@ -55,6 +55,7 @@ from farm.plan.segments import DECODE_HALO, decode_bands
 from farm.sched.gangs import GangPolicy
 from farm.sched.output import Layout
 from farm.sched.speedup import PUBLISHED, SpeedupTable, published_tables
+from farm.spec.speed import CacheSetting
 from farm.spec.weights import MODEL_OFFLOAD_BYTES_PER_S, official, part_bytes
 
 # Ulysses needs heads % G == 0 (40 heads), and at most 40 GPUs per clip.
@@ -79,6 +80,30 @@ VAE_BYTES = float(part_bytes(_A14B, "vae"))      # 0.5 GB
 # Switching a generalist's resident expert: one expert in from host memory at the rate
 # LightX2V's model offload measured (farm.spec.weights.MODEL_OFFLOAD_BYTES_PER_S): 8.2 s.
 SWITCH_S = EXPERT_BYTES / MODEL_OFFLOAD_BYTES_PER_S
+
+
+# Step caches (farm.spec.speed, issue 35): the share of transformer calls a setting skips,
+# measured on the toy model (docs/benchmarks.md "Step caching": 20 steps, 24 prompts,
+# per expert) [read, toy]; no A14B measurement exists here, so the toy's stands in.
+# Keyed by (cache, its deciding setting: threshold, or cache_interval for taylorseer).
+SKIPPED_CALLS: dict[tuple[str, float], float] = {
+    ("first-block", 0.1): 0.26, ("magcache", 0.1): 0.35, ("taylorseer", 2): 0.45}
+# What a skipped call still costs, of a full call: first-block runs block 1 of 40 to
+# decide; every cache runs the embeddings and the output head (patch and text embedding,
+# time MLP, head: ~0.4 % of a 720p call's FLOPs, taken as 1 %) [inferred].
+SKIPPED_CALL_COST = {"first-block": 1 / 40 + 0.01, "magcache": 0.01, "taylorseer": 0.01}
+_DECIDES = {"first-block": "threshold", "magcache": "threshold", "taylorseer": "cache_interval"}
+
+
+def calls_factor(setting: CacheSetting | None) -> float:
+    """A phase's transformer time with this cache over its time exact."""
+    if setting is None:
+        return 1.0
+    key = (setting.cache, setting.get(_DECIDES[setting.cache]))
+    if key not in SKIPPED_CALLS:
+        known = ", ".join(f"{c}({_DECIDES[c]}={v:g})" for c, v in SKIPPED_CALLS)
+        raise ValueError(f"no measured skip fraction for {setting.label()}; measured: {known}")
+    return 1.0 - SKIPPED_CALLS[key] * (1.0 - SKIPPED_CALL_COST[setting.cache])
 
 
 def nonweight_bytes(height: int) -> float:
@@ -161,6 +186,9 @@ class CostModel:
     # The pre-issue-34 rule, for the bench's before/after tables only: 21.9 GB of
     # activations at 720p scaled by tokens and divided by the Ulysses degree.
     legacy_memory: bool = False
+    # Loading a LoRA adapter onto a GPU (issue 33): the file from host memory (page cache)
+    # at the pageable host -> GPU rate LightX2V's model offload measured [inferred].
+    adapter_bytes_per_s: float = MODEL_OFFLOAD_BYTES_PER_S
     # Optional override: (family, height, expert) -> seconds per step at 81 frames.
     step_s_override: tuple[tuple[tuple[str, int, str], float], ...] = field(default=())
 
@@ -267,12 +295,20 @@ class CostModel:
         bands = decode_bands(plan.film.profile.vae_spatial, plan.film.width)
         return self.band_decode_per_latent(plan, bands, bands, transfers=False)
 
-    def unit_phase_s(self, plan: FilmPlan, unit: Unit, phase_index: int) -> float:
-        """Compute time of one phase of a unit (members run in parallel)."""
+    def unit_phase_s(self, plan: FilmPlan, unit: Unit, phase_index: int,
+                     cached: bool = True) -> float:
+        """Compute time of one phase of a unit (members run in parallel), with its scene's
+        step cache (`cached`; False: exact, for runners that offer none)."""
         phase = plan.phases[phase_index]
         expert = plan.film.profile.experts[phase.expert]
-        return max(phase.num_steps * self.step_s(plan, seg.window.size, expert)
-                   for seg in unit.segments)
+        factor = self.phase_calls_factor(plan, unit.scene_id, phase_index) if cached else 1.0
+        return factor * max(phase.num_steps * self.step_s(plan, seg.window.size, expert)
+                            for seg in unit.segments)
+
+    def phase_calls_factor(self, plan: FilmPlan, scene_id: str, phase_index: int) -> float:
+        """calls_factor of the scene's step cache on the phase's expert."""
+        speed = plan.film.scene(scene_id).speed
+        return calls_factor(speed[plan.phases[phase_index].expert] if speed else None)
 
     def exchange_s(self, plan: FilmPlan, unit: Unit, phase_index: int) -> float:
         """Gang members swap overlap predictions every step (windows mode)."""
@@ -301,6 +337,10 @@ class CostModel:
     def condition_bytes(self, plan: FilmPlan, latent_frames: int) -> int:
         """I2V conditioning y: 20 channels (mask + image latent), bf16."""
         return self.latent_bytes(plan, latent_frames) * 20 // 16 // 2
+
+    def adapter_load_s(self, num_bytes: int) -> float:
+        """Loading `num_bytes` of LoRA adapters on one worker before a phase."""
+        return num_bytes / self.adapter_bytes_per_s
 
     def transfer_s(self, num_bytes: float) -> float:
         return self.link_latency_s + num_bytes / self.link_bytes_per_s if num_bytes else 0.0

@@ -92,7 +92,7 @@ class Simulation:
         self.ended: dict[str, tuple[float, str]] = {}  # film -> (time, final state)
         self.events: list[Event] = []
         self.num_failures = 0
-        self.phases = self.switched_phases = 0
+        self.phases = self.switched_phases = self.adapter_loads = 0
 
     # ---- the loop ------------------------------------------------------------------------
 
@@ -196,10 +196,14 @@ class Simulation:
                            self.costs.handoff_bytes(plan, seg.window.size)))
         self.phases += 1
         self.switched_phases += any(t > 0 for t in switches)
+        self.adapter_loads += task.adapter_loads
+        # every worker loads its adapters while the others load theirs
+        load_s = self.costs.adapter_load_s(task.adapter_load_bytes)
         steps = task.stop_step - task.start_step
-        self.phase_gpu_s += sum(steps * self.costs.step_s(plan, seg.window.size, expert)
-                                for seg in unit.segments)
-        return max(transfers) + compute, compute, writes
+        self.phase_gpu_s += self.costs.phase_calls_factor(plan, unit.scene_id, task.phase_index) \
+            * sum(steps * self.costs.step_s(plan, seg.window.size, expert)
+                  for seg in unit.segments)
+        return max(transfers) + load_s + compute, compute, writes
 
     def _straddles(self, task: PhaseTask) -> bool:
         """Whether a Ulysses group of the task (cfg_rank's sp ranks) spans nodes."""
@@ -304,4 +308,5 @@ class Simulation:
             pools[w.pool] = pools.get(w.pool, 0) + 1
             busy[w.pool] = busy.get(w.pool, 0.0) + self.busy[wid]
         return SimResult(tuple(films), pools, busy, self.phase_gpu_s, self.num_failures,
-                         switched_phases=self.switched_phases, phases=self.phases)
+                         switched_phases=self.switched_phases, phases=self.phases,
+                         adapter_loads=self.adapter_loads)

@@ -28,6 +28,7 @@ def film_work_and_path(plan: FilmPlan, costs: CostModel) -> tuple[float, float]:
     work, path = 0.0, 0.0
     # the decode's GPU-seconds are at least one pass; its time at least every band apart
     per_latent, fastest = costs.decode_per_latent(plan), costs.fastest_decode_per_latent(plan)
+    ends: dict[str, float] = {}  # unit id -> when its decode can end at the earliest
     for sp in plan.scenes:
         start = costs.text()
         work += costs.text()
@@ -36,6 +37,7 @@ def film_work_and_path(plan: FilmPlan, costs: CostModel) -> tuple[float, float]:
             work += costs.image(plan)
         t = start
         for unit in sp.units:
+            t = max(t, ends.get(unit.after, 0.0)) if unit.after else t  # start_from
             for k in range(len(plan.phases)):
                 phase_s = costs.unit_phase_s(plan, unit, k)
                 work += phase_s * len(unit.segments)
@@ -43,6 +45,7 @@ def film_work_and_path(plan: FilmPlan, costs: CostModel) -> tuple[float, float]:
             latents = sum(w.size for _, w in unit.decode_slices)
             work += per_latent * latents
             t += fastest * latents
+            ends[unit.id] = t
         path = max(path, t)
     return work, path
 

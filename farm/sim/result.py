@@ -38,6 +38,8 @@ class SimResult:
     # Phases (gangs) that waited for an expert switch on some rank, of all phases.
     switched_phases: int = 0
     phases: int = 0
+    # LoRA adapter files loaded onto workers before phases (PhaseTask.adapter_loads).
+    adapter_loads: int = 0
 
     @property
     def makespan(self) -> float:

@@ -17,8 +17,10 @@ import random
 from dataclasses import dataclass, replace
 
 from farm.plan.film import FilmPlan, plan_film
+from farm.spec.adapters import Adapter
 from farm.spec.film import Film, Scene
 from farm.spec.profiles import profile_for
+from farm.spec.speed import CacheSetting
 
 SIZES = {720: (1280, 720), 480: (832, 480)}
 
@@ -40,7 +42,8 @@ class Workload:
     def with_phase_steps(self, max_phase_steps: int) -> Workload:
         """The same films planned with phases of at most `max_phase_steps` steps."""
         return replace(self, arrivals=tuple(
-            replace(a, plan=plan_film(a.plan.film, max_phase_steps=max_phase_steps))
+            replace(a, plan=plan_film(a.plan.film, max_phase_steps=max_phase_steps,
+                                      adapter_bytes=dict(a.plan.adapter_bytes)))
             for a in self.arrivals))
 
     def at_rate(self, mean_gap_s: float) -> Workload:
@@ -117,3 +120,61 @@ def studio_queue(num_films: int = 30, seed: int = 0) -> Workload:
             arrivals.append(Arrival(f"studio{i:02d}", plan, t))
         t += rng.expovariate(1.0 / 2.5)  # bursts of 2.5 films on average: mean gap 1
     return Workload(f"mixed-{num_films}", tuple(arrivals))
+
+
+def with_loras(workload: Workload, k: int, lora_bytes: int, seed: int = 0) -> Workload:
+    """Each film renders with one of `k` character LoRAs (issue 33), drawn uniformly
+    (seeded): a Wan2.2 pair, one file per expert (`high: 1` / `low: 1`), per family."""
+    rng = random.Random(seed)
+    arrivals = []
+    for a in workload.arrivals:
+        film, char = a.plan.film, rng.randrange(k)
+        experts = film.profile.experts
+        pair = tuple(Adapter(f"char{char}_{e}", f"/loras/{film.profile.family}/char{char}_{e}"
+                             ".safetensors", tuple(float(i == j) for j in range(len(experts))))
+                     for i, e in enumerate(experts))
+        film = replace(film, scenes=tuple(replace(s, adapters=pair) for s in film.scenes))
+        sizes = {x.location: lora_bytes for x in pair}
+        arrivals.append(replace(a, plan=plan_film(film, adapter_bytes=sizes)))
+    return Workload(f"loras-{k}", tuple(arrivals))
+
+
+def with_speed(workload: Workload, setting: CacheSetting | None, label: str) -> Workload:
+    """The same films with every scene's every expert on step cache `setting` (issue 35)."""
+    arrivals = []
+    for a in workload.arrivals:
+        film = a.plan.film
+        speed = tuple(setting for _ in film.profile.experts) if setting is not None else ()
+        film = replace(film, scenes=tuple(replace(s, speed=speed) for s in film.scenes))
+        arrivals.append(replace(a, plan=replace(a.plan, film=film)))
+    return Workload(f"{workload.name} {label}", tuple(arrivals))
+
+
+CHAINING = ("unchained", "two chains", "one chain")
+
+
+def chain_films(num_films: int = 8, scenes: int = 6, seed: int = 0,
+                chaining: str = "one chain", height: int = 480) -> Workload:
+    """I2V films of `scenes` one-clip scenes (issue 37): "unchained", every scene from
+    its own image; "one chain", every scene `start_from` the one before; "two chains",
+    the first and second half each such a chain. (A scene continued by two scenes is
+    refused by the spec, farm.spec.continuity: a last frame continues one scene.)"""
+    if chaining not in CHAINING:
+        raise ValueError(f"chaining must be one of {', '.join(CHAINING)}, got {chaining!r}")
+    profile = profile_for("i2v-a14b")
+    width, h = SIZES[height]
+    heads = {0} if chaining == "one chain" else {0, scenes // 2} if chaining == "two chains" \
+        else set(range(scenes))
+    arrivals = []
+    for f in range(num_films):
+        film_scenes = tuple(Scene(
+            id=f"s{i}", index=i, prompt=f"film {f} scene {i}", negative_prompt="",
+            num_frames=profile.frames, seed=seed * 1000 + f * 10 + i,
+            guidance=profile.guidance, continuity="single", window=profile.max_window,
+            overlap=1, image="/sim/first-frame.png" if i in heads else None,
+            start_from=None if i in heads else f"s{i - 1}") for i in range(scenes))
+        film = Film(title=f"chains{f}", fps=profile.fps, width=width, height=h,
+                    model="i2v-a14b", profile=profile, num_steps=profile.steps,
+                    shift=profile.shift, solver=profile.solver, scenes=film_scenes)
+        arrivals.append(Arrival(f"chains{f:02d}", plan_film(film), 0.0))
+    return Workload(f"chains ({chaining})", tuple(arrivals))
