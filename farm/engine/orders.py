@@ -14,6 +14,7 @@ from farm.plan.film import FilmPlan
 from farm.plan.segments import Window
 from farm.sched.output import DecodeTask, ImageTask, PhaseTask, PrepareTask
 from farm.spec.adapters import LORA_FILE
+from farm.spec.continuity import takes_first_frame
 from farm.spec.film import phase_adapters
 from farm.spec.frames import pixel_frames
 from farm.spec.inputs import SceneInputs
@@ -209,7 +210,9 @@ def decode_order(plan: FilmPlan, task: DecodeTask) -> DecodeOrder:
         after = successor(plan, task.unit_id)
         assert after is not None, f"{task.unit_id} conditions no unit"
         nxt = clip_inputs(plan, after.scene_id, after.index)
-        if after.scene_id != task.scene_id:  # start_from: one frame, exactly as `image:`
+        # start_from (farm.spec.continuity): a first-frame family takes one frame, exactly
+        # as `image:`; a chain-continuation family (Animate, S2V) its chain's carry
+        if after.scene_id != task.scene_id and takes_first_frame(plan.film.profile):
             nxt = replace(nxt, carry=1)
     return DecodeOrder(task.film_id, task.task_id, task.scene_id, model_ref(plan),
                        tuple((s.segment_id, s.latent_start, s.latent_stop) for s in task.slices),

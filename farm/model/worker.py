@@ -117,18 +117,22 @@ class TorchWorker:
         z = torch.cat([h.latents[:, :, start:stop]
                        for h, (_, start, stop) in zip(latents, order.slices, strict=True)],
                       dim=2)  # (1, C, L, h, w)
-        if len(latents) == 1 and latents[0].lead is not None:  # S2V: the clip behind its
-            z = torch.cat([latents[0].lead.to(z), z], dim=2)   # reference / motion latents
+        behind = len(latents) == 1 and latents[0].lead is not None
+        if behind:  # S2V: the clip behind its reference / motion latents
+            z = torch.cat([latents[0].lead.to(z), z], dim=2)
         lead = order.band_rank is None or order.band_rank.rank == 0  # streams the frames
         produced, last = 0, None
         keep = order.next_clip.carry if order.next_clip is not None else 0
-        tail: list[torch.Tensor] = []  # the last `keep` decoded frames (1, 3, 1, H, W)
+        # the last `keep` decoded frames (1, 3, 1, H, W); behind a lead, only delivered
+        # ones (S2V's history, as the official loop's: fewer after a short first clip)
+        tail: list[torch.Tensor] = []
         for chunk in self._decoded(order, z):
             for k, frame in enumerate(to_uint8(chunk)):
-                if produced >= order.drop_frames and lead:
+                delivered = produced >= order.drop_frames
+                if delivered and lead:
                     emit(order.scene_id, order.frame_start + produced - order.drop_frames, frame)
                 produced, last = produced + 1, frame
-                if keep:
+                if keep and (delivered or not behind):
                     tail = (tail + [chunk[:, :, k:k + 1].float().cpu()])[-keep:]
         if not order.condition_frames or not lead:
             return None

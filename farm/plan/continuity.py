@@ -1,7 +1,9 @@
 """Plan edges across cuts: a scene that starts from an earlier scene's last frame (pure).
 
-    s010/u0 ── s010/u1 ──┐ decode of s010's last unit: its last delivered frame
-                         │ becomes the conditioning of ...
+    s010/u0 ── s010/u1 ──┐ decode of s010's last unit: its last frame (first-frame
+                         │ families) or the frames its chain carries (Animate: 1 or 5,
+                         │ S2V: 73 of history; farm.spec.continuity) become the
+                         │ conditioning of ...
     s020/u0              │ (independent: runs meanwhile)
                          ▼
     s030/u0 (after = s010/u1) ── s030/u1 (after = s030/u0, its own chain)

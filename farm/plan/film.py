@@ -155,6 +155,9 @@ def _link_start_from(scenes: list[ScenePlan]) -> list[ScenePlan]:
         source = sp.scene.start_from
         if source is not None:
             first = replace(sp.units[0], after=last[source])
+            if sp.scene.history:  # S2V: decoded behind the motion history, not the
+                # reference latent: drop the history and the lead-in (same frames out)
+                first = replace(first, drop_frames=sp.scene.carry + FIRST_CLIP_DROP - 1)
             sp = replace(sp, units=(first, *sp.units[1:]))
         out.append(sp)
     return out

@@ -227,7 +227,7 @@ def _one_image(spec: SceneSpec, slot: str, profile: ModelProfile, candidates: li
         return None, None
     family, what = profile.family, _slot_name(slot, profile)
     own = list(spec.references or ()) if slot == "references" else [spec.image] * bool(spec.image)
-    if own or (slot == "image" and spec.start_from):
+    if own or (slot == "image" and spec.start_from and takes_first_frame(profile)):
         given = f"`{slot}`" if own else f"`start_from: {spec.start_from}`"
         for ch in candidates:
             if ch.id in own or any(r in own for r in ch.references):

@@ -98,7 +98,9 @@ def resolve_inputs(at: str, spec: SceneSpec, board: Storyboard, profile: ModelPr
             f"{profile.family} cannot use `{name}`; families that can: "
             f"{', '.join(families_with(name)) or 'none'}{note}")))
     # start_from: the first frame is an earlier scene's last one (farm.spec.continuity)
-    framed = {"image"} if getattr(spec, "start_from", None) else set()
+    # (first-frame families; where `image` is the character, S2V, it is still needed)
+    framed = {"image"} if getattr(spec, "start_from", None) and takes_first_frame(profile) \
+        else set()
     for name in sorted(profile.requires - given - framed):
         also = " (or `start_from`)" if name == "image" and takes_first_frame(profile) else ""
         errors.append(FieldError(at + name,

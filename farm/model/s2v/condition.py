@@ -6,9 +6,13 @@
                 audio    buckets [4s, 4e)           (1, layers, C, 4(e - s))
                 motion   k = 0: none (the official drop_first_motion)
                          k > 0: VAE(the 73 frames before the clip)   (1, 16, 19, h, w)
+                         start_from: k = 0 as k > 0, the source's last 73 frames (fewer:
+                         zeros in front, as the official history before a clip)
                 pose     optional: VAE(first frame, the clip's 4(e - s) pose frames), the
                          first latent dropped (official load_pose_cond)  (1, 16, e - s, h, w)
-                lead     what the decoder runs in front: ref (k = 0) or motion (k > 0)
+                lead     what the decoder runs in front: ref (k = 0) or motion (k > 0,
+                         start_from: the plan drops the 73 history frames and the 3 of
+                         the lead-in, so the scene keeps its frame count and audio sync)
 
 Sync: the official first clip drops the first 3 of its 80 frames, so the official video
 frame v shows audio frame v + 3. We put 3 frames (3 / fps s) of silence in front of the
@@ -23,8 +27,10 @@ import torch
 
 from farm.model.condition import Condition, encode_latents
 from farm.model.s2v.audio import SAMPLE_RATE, frame_buckets, wav2vec_features
+from farm.model.s2v.motion import BUCKETS
 
 LEAD_IN = 3  # frames the official first clip drops
+HISTORY = 4 * sum(BUCKETS) - 3  # frames of motion history: 73, the frame pack's 19 latents
 
 
 def reference_frame(rgb: np.ndarray, height: int, width: int) -> torch.Tensor:
@@ -57,8 +63,8 @@ def scene_features(vae, extractor, wav2vec, rgb: np.ndarray, samples: np.ndarray
 def clip_condition(vae, features: dict[str, torch.Tensor], fps: int, first_latent: int,
                    num_latents: int, history: torch.Tensor | None,
                    pose: torch.Tensor | None = None) -> Condition:
-    """Clip of latents [first_latent, first_latent + num_latents); `history` the 73
-    decoded frames before it (1, 3, 73, H, W) in [-1, 1], None for the scene's first;
+    """Clip of latents [first_latent, first_latent + num_latents); `history` the (up to)
+    73 decoded frames before it (1, 3, p, H, W) in [-1, 1], None for the scene's first;
     `pose` its 4 * num_latents pose frames (1, 3, 4L, H, W) in [-1, 1] (`pose_frames`)."""
     ref = features["ref"]
     # 1. the clip's audio frames (frame v of the scene is bucket v + LEAD_IN)
@@ -68,6 +74,12 @@ def clip_condition(vae, features: dict[str, torch.Tensor], fps: int, first_laten
         motion = ref.new_zeros(1, ref.shape[1], 0, *ref.shape[-2:])
         lead = ref
     else:
+        # a shorter history (a cut from a short scene) has zeros in front: the official
+        # loop's history starts as 73 zero frames and rolls the decoded frames in
+        pad = HISTORY - history.shape[2]
+        if pad > 0:
+            history = torch.cat([history.new_zeros(*history.shape[:2], pad,
+                                                   *history.shape[3:]), history], dim=2)
         motion = encode_latents(vae, history)  # (1, 16, 19, h, w)
         lead = motion
     kwargs = {"ref_latents": ref, "motion_latents": motion, "audio": audio}
