@@ -183,9 +183,8 @@ def test_animate_scene_starts_from_the_source_last_frames_as_a_chain_clip(
 def test_rerender_of_an_animate_source_rerenders_its_dependant(tmp_path):
     """a ── b (start_from a, carrying 5 frames), c between them: a re-render of a renders
     b again from a's new last frames (the same frames: same seeds), c stays on disk."""
-    from farm.local import local_director
-    from farm.sched.output import FilmState
     from tests.helpers import make_film, scene
+    from tests.model.test_start_from import check_rerender_of_a
 
     write_image(tmp_path / "hero.png", 48, 64, seed=1)
     write_video(tmp_path / "pose.mp4", 12, 16, 32, 32, seed=3)
@@ -193,25 +192,4 @@ def test_rerender_of_an_animate_source_rerenders_its_dependant(tmp_path):
     film = make_film([scene("a", 9, seed=1, **media), scene("c", 5, seed=2, **media),
                       scene("b", 9, seed=3, start_from="a", carry_frames=5, **media)],
                      "animate-14b", model="tiny-animate-14b", steps=3, width=32, height=32)
-    d = local_director("tiny-animate-14b", tmp_path / "art",
-                       db=f"sqlite:///{tmp_path}/jobs.db").start()
-    try:
-        info = d.create_film(film, tenant="t")
-        assert list(d.watch(info.film_id, "t", timeout=120))[-1].state == FilmState.SUCCEEDED
-        frames = tmp_path / "art" / "films" / info.film_id / "frames"
-        before = {p.relative_to(frames): (p.read_bytes(), p.stat().st_mtime_ns)
-                  for p in frames.rglob("*.png")}
-        seen = len(d._entry(info.film_id, "t").events)
-        d.rerender(info.film_id, "t", "a", 0, 8)
-        events = list(d.watch(info.film_id, "t", after=seen - 1, timeout=120))
-        assert events[-1].state == FilmState.SUCCEEDED
-        assert any("dependants re-rendered too: b/u0" in e.message for e in events)
-        runs = [x.unit_id for x in d.executions(info.film_id, "t") if x.kind == "phase"]
-        assert runs.count("a/u0") == runs.count("b/u0") == 2 * runs.count("c/u0")
-        after = {p.relative_to(frames): (p.read_bytes(), p.stat().st_mtime_ns)
-                 for p in frames.rglob("*.png")}
-        assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
-        for key, (_, mtime) in after.items():  # c kept on disk, a and b written again
-            assert (mtime == before[key][1]) == (key.parts[0] == "c"), key
-    finally:
-        d.stop()
+    check_rerender_of_a(film, "tiny-animate-14b", tmp_path)
