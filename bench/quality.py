@@ -23,6 +23,13 @@ swap costs nothing is one the expert ignores.
     python bench/quality.py [--model toy] [--prompts 96] [--seam-prompts 8] [--steps 20]
                             [--guidance HIGH,LOW]   (default: the family's, 4,3)
                             [--speed SETTING ...]   (step caches vs exact: quality_speed.py)
+    python bench/quality.py --lora farm/toy/loras/pip [--concept pip] [--prompts 48]
+                            [--lora-prompts 24] [--lora-seeds 2] [--films 6]
+
+LoRA (issue 33, `--lora DIR`): a character LoRA pair (farm.toy.lora_train) on held-out
+prompts naming the character: the clips showing its colour and kind (metrics.shows) with
+and without the pair; held-out base prompts' colour and direction with and without it;
+and films of 4 scenes naming the character: the scenes (and whole films) showing it.
 
 96 prompts because one clip of 24 is 4 points: at 90 % the binomial standard error is
 6 points on 24 prompts, 3 on 96, too wide on 24 to tell a model at the target from one
@@ -43,8 +50,16 @@ WINDOW, OVERLAP, SEAM_FRAMES = 5, 2, 41
 
 
 def render(model: str, scenes: list[dict], steps: int, shift: float,
-           seed: int = 0) -> dict[str, np.ndarray]:
-    """Render a film of `scenes` on the embedded farm; {scene id: (F, H, W, 3) uint8}."""
+           seed: int = 0, loras: list[dict] | None = None) -> dict[str, np.ndarray]:
+    """Render a film of `scenes` (with the film's `loras`) on the embedded farm;
+    {scene id: (F, H, W, 3) uint8}."""
+    return render_films(model, [(scenes, loras)], steps, shift)[0]
+
+
+def render_films(model: str, films: list[tuple[list[dict], list[dict] | None]], steps: int,
+                 shift: float) -> list[dict[str, np.ndarray]]:
+    """Films of (scenes, the film's `loras`) on one embedded farm (the model loaded once);
+    per film {scene id: (F, H, W, 3) uint8}."""
     from farm.local import LocalFarm
     from farm.spec.film import resolve_film
     from farm.spec.profiles import profile_for
@@ -52,15 +67,21 @@ def render(model: str, scenes: list[dict], steps: int, shift: float,
     from farm.toy import data
 
     farm = LocalFarm(model)
-    board = parse_storyboard({"title": "bench", "fps": 16, "width": data.SIZE, "height": data.SIZE,
-                              "steps": steps, "shift": shift, "scenes": scenes})
-    film = resolve_film(board, profile_for(farm.source.family), model=model)
-    _, stream = farm.submit(film)
+    streams = []
+    for scenes, loras in films:
+        board = parse_storyboard({"title": "bench", "fps": 16, "width": data.SIZE,
+                                  "height": data.SIZE, "steps": steps, "shift": shift,
+                                  "scenes": scenes, **({"loras": loras} if loras else {})})
+        streams.append(farm.submit(resolve_film(board, profile_for(farm.source.family),
+                                                model=model))[1])
     farm.run()
-    frames: dict[str, list[np.ndarray]] = {}
-    for f in stream:
-        frames.setdefault(f.scene_id, []).append(np.asarray(f.frame))
-    return {sid: np.stack(fs) for sid, fs in frames.items()}
+    out = []
+    for stream in streams:
+        frames: dict[str, list[np.ndarray]] = {}
+        for f in stream:
+            frames.setdefault(f.scene_id, []).append(np.asarray(f.frame))
+        out.append({sid: np.stack(fs) for sid, fs in frames.items()})
+    return out
 
 
 def guidance_arg(text: str) -> dict[str, float]:
@@ -203,6 +224,73 @@ def seam_scenes(seed: int, prompts: int,
     return scenes, truth
 
 
+def lora_entries(folder: str) -> list[dict]:
+    """A `loras:` list of a pair farm.toy.lora_train wrote: DIR/high and DIR/low."""
+    from pathlib import Path
+
+    root = Path(folder).resolve()
+    return [{"name": str(root / "high"), "high": 1.0}, {"name": str(root / "low"), "low": 1.0}]
+
+
+def lora_rows(args, extra: dict) -> list[tuple[str, float, float, int]]:
+    """The LoRA table (issue 33): (row, without the LoRA, with it, clips per column).
+
+    concept: held-out prompts naming the character (farm.toy.data.character_scenes, never
+    trained on), each at `--lora-seeds` seeds: the clip shows its colour and kind.
+    base colour / direction / kind: held-out base prompts, the LoRA loaded or not (kind:
+    what the VAE keeps of it is little but circles; docs/toy-model.md).
+    consistency: `--films` films of 4 scenes naming the character: the scenes showing
+    its colour and kind, and the films where all 4 do."""
+    from farm.toy import data, metrics
+
+    who = data.CHARACTERS[args.concept]
+    loras = lora_entries(args.lora)
+    named = data.character_scenes(args.seed, args.concept, args.lora_prompts, held_out=True)
+    concept = [{"id": f"c{i:02d}_{k}", "prompt": s.prompt, "frames": data.FRAMES,
+                "seed": 7 + i + 1000 * k, **extra}
+               for i, s in enumerate(named) for k in range(args.lora_seeds)]
+    held = {f"q{i:02d}": s for i, s in enumerate(data.held_out_scenes(args.seed, args.prompts))}
+    base = [{"id": k, "prompt": s.prompt, "frames": data.FRAMES, "seed": 7 + i, **extra}
+            for i, (k, s) in enumerate(held.items())]
+    films = [[{"id": f"s{k}", "prompt": named[(4 * f + k) % len(named)].prompt,
+               "frames": data.FRAMES, "seed": 500 + 10 * f + k, **extra} for k in range(4)]
+             for f in range(args.films)]  # a film: 4 held-out prompts of the character
+    bare, loaded, *story = render_films(args.model, [(concept + base, None),
+                                                     (concept + base, loras),
+                                                     *((film, loras) for film in films)],
+                                        args.steps, args.shift)
+    rows = {}
+    for label, clips in (("without", bare), ("with", loaded)):
+        q = quality_rows(clips, held)
+        rows[label] = {"concept": np.mean([metrics.shows(clips[c["id"]], who) for c in concept]),
+                       "base colour": q["colour"], "base direction": q["direction"],
+                       "base kind": np.mean([metrics.kind(clips[k]) == s.kind
+                                             for k, s in held.items()])}
+    shown = [sum(metrics.shows(c, who) for c in clips.values()) for clips in story]
+    whole = sum(n == 4 for n in shown)
+    out = [(name, rows["without"][name], rows["with"][name], n)
+           for name, n in (("concept", len(concept)), ("base colour", len(base)),
+                           ("base direction", len(base)), ("base kind", len(base)))]
+    return out + [("consistency (scenes)", float("nan"), sum(shown) / (4 * args.films),
+                   4 * args.films),
+                  ("consistency (films)", float("nan"), whole / args.films, args.films)]
+
+
+def print_lora(args, extra: dict) -> None:
+    from farm.toy import data
+
+    who = data.CHARACTERS[args.concept]
+    t0 = time.monotonic()
+    rows = lora_rows(args, extra)
+    print(f"LoRA {args.lora} on {args.model}: {args.concept} = a {who.colour} {who.kind}, "
+          f"{args.steps} steps, rendered in {time.monotonic() - t0:.0f} s")
+    print(f"{'':<22}{'without':>9}{'with':>9}{'clips':>7}   (targets: concept >= 80 % with, "
+          "<= 10 % without; base: <= 5 points lost; consistency >= 90 %)")
+    for name, without, with_, n in rows:
+        w = "-" if np.isnan(without) else f"{without:.0%}"
+        print(f"{name:<22}{w:>9}{with_:>9.0%}{n:>7}")
+
+
 def main() -> None:
     from farm.observe.logs import quiet_libraries
     from farm.toy import data
@@ -223,9 +311,19 @@ def main() -> None:
                          "fbc:T, taylor:N, mag:T, a YAML `speed:` value, or sweep")
     ap.add_argument("--rounds", type=int, default=1,
                     help="--speed: renders of every setting, alternated (best time kept)")
+    ap.add_argument("--lora", metavar="DIR", help="only the LoRA table: a pair "
+                    "`reelfarm models train-lora` wrote (DIR/high, DIR/low); "
+                    "--prompts base prompts (default 96)")
+    ap.add_argument("--concept", default="pip", help="--lora: the character it was trained on")
+    ap.add_argument("--lora-prompts", type=int, default=24,
+                    help="--lora: held-out prompts naming the character (about 30 exist)")
+    ap.add_argument("--lora-seeds", type=int, default=2, help="--lora: seeds per such prompt")
+    ap.add_argument("--films", type=int, default=6, help="--lora: films of 4 scenes")
     args = ap.parse_args()
     quiet_libraries()
     extra = {"guidance": args.guidance} if args.guidance else {}
+    if args.lora:
+        return print_lora(args, extra)
     held = {f"q{i:02d}": s for i, s in enumerate(data.held_out_scenes(args.seed, args.prompts))}
     scenes = [{"id": k, "prompt": s.prompt, "frames": data.FRAMES, "seed": 7 + i, **extra}
               for i, (k, s) in enumerate(held.items())]

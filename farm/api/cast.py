@@ -23,7 +23,8 @@ _SPEAKER = ("character", "id", "photo", "audio")
 def characters_to_pb(items: list[dict[str, Any]]) -> list[pb.Character]:
     out = []
     for c in items:
-        ch = pb.Character(id=c["id"], name=c.get("name") or "", description=c["description"],
+        ch = pb.Character(id=c["id"], name=c.get("name") or "",
+                          description=c.get("description") or "",
                           references=c.get("references") or [],
                           first_frame=bool(c.get("first_frame")))
         ch.loras.extend(loras.loras_to_pb(c.get("loras") or []))
@@ -34,7 +35,9 @@ def characters_to_pb(items: list[dict[str, Any]]) -> list[pb.Character]:
 def characters_to_storyboard(items) -> list[dict[str, Any]]:
     out = []
     for c in items:
-        data: dict[str, Any] = {"id": c.id, "description": c.description}
+        data: dict[str, Any] = {"id": c.id}
+        if c.description:
+            data["description"] = c.description
         if c.name:
             data["name"] = c.name
         if c.references:

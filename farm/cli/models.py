@@ -1,5 +1,6 @@
 """`reelfarm models init-tiny DIR`: write a tiny random-weight model folder;
 `reelfarm models train-toy DIR`: train the toy model (farm.toy) and write its folder;
+`reelfarm models train-lora BASE DIR --concept NAME`: a LoRA pair on it (farm.cli.lora);
 `reelfarm models pull REPO`: fetch a Hugging Face repo into the local cache (the only
 command that touches the network; docs/weights.md)."""
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from farm.cli.lora import add_train_lora
     from farm.model.tiny import TINY_KINDS
 
     parser = sub.add_parser("models", help="manage model folders")
@@ -53,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="decay the expert lr linearly to 0 over the last N of "
                      "--dit-steps (default 0: none)")
     toy.set_defaults(run=run_train_toy)
+    add_train_lora(msub)
     _add_pull(msub)
 
 

@@ -97,13 +97,16 @@ def sentence(text: str) -> str:
 
 
 def description_sentence(ch: Character) -> str:
+    """`Name: description.`; "" for a character without a description."""
+    if ch.description is None:
+        return ""
     return sentence(f"{ch.name or ch.id}: {ch.description.strip()}")
 
 
 def with_descriptions(text: str, who: Sequence[Character]) -> str:
     """`text`, then the description sentence of each character it does not hold yet;
     `text` unchanged when it holds them all (composing twice changes nothing)."""
-    missing = [d for d in map(description_sentence, who) if d not in text]
+    missing = [d for d in map(description_sentence, who) if d and d not in text]
     return " ".join([sentence(text), *missing]) if missing else text
 
 
@@ -145,8 +148,9 @@ def bring_in(i: int, spec: SceneSpec, board: Storyboard, profile: ModelProfile,
     if not who:
         return spec, (), []
     notes: dict[str, list[str]] = {ch.id: [] for ch in who}
-    used: dict[str, list[str]] = {ch.id: ["description"] + (["loras"] if ch.loras else [])
-                                  for ch in who}
+    used: dict[str, list[str]] = {
+        ch.id: (["description"] if ch.description else []) + (["loras"] if ch.loras else [])
+        for ch in who}
     update, errors = _route_images(spec, board, profile, who, used, notes)
     update["prompt"] = with_descriptions(spec.prompt, who)
     uses = tuple(CharacterUse(ch.id, tuple(used[ch.id]), "; ".join(notes[ch.id])) for ch in who)
@@ -179,8 +183,9 @@ def _route_images(spec: SceneSpec, board: Storyboard, profile: ModelProfile,
                                 "`first_frame: true` changes nothing")
     elif "image" not in takes:
         for ch in with_images:
-            notes[ch.id].append(f"{family} takes no images: {_listed(ch.references)} not used "
-                                "(its description reaches the prompt)")
+            notes[ch.id].append(f"{family} takes no images: {_listed(ch.references)} not used"
+                                + (" (its description reaches the prompt)" if ch.description
+                                   else ""))
     else:
         for ch in with_images:
             if not ch.first_frame:

@@ -103,7 +103,10 @@ class Character(_Strict):
     id: CharacterId
     # How prompts name it ("Mira"); the id matches too, `_` read as a space.
     name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    description: Annotated[str, Field(min_length=1)]
+    # What it looks like, into the prompt of every scene naming it. May be left out when
+    # its images or LoRAs carry it (a character LoRA trained on its name: the prompt
+    # names it, and a sentence the LoRA never saw could only blur it).
+    description: Annotated[str, Field(min_length=1)] | None = None
     # Reference images (paths relative to the storyboard file).
     references: list[Annotated[str, Field(min_length=1)]] = []
     # LoRA adapters of the character, active in every scene that names it (after the
@@ -112,6 +115,13 @@ class Character(_Strict):
     # Families whose `image` is a first frame (I2V, TI2V, VACE): open every scene that names
     # the character and gives no `image` / `start_from` on its first reference image.
     first_frame: bool = False
+
+    @model_validator(mode="after")
+    def _something_to_bring(self) -> Character:
+        if self.description is None and not self.references and not self.loras:
+            raise ValueError(f"character {self.id!r} needs a `description`, `references` or "
+                             "`loras`: what scenes naming it should show")
+        return self
 
 
 class Reference(_Strict):

@@ -148,7 +148,7 @@ def characters_schema(max_characters: int) -> dict[str, Any]:
     item = obj("Character", {
         "id": text(ch["id"], CHARACTER_ID_MAX, "[a-z]", "[a-z0-9_]"),
         "name": text(_non_null(ch["name"]), NAME_MAX, "[A-Za-z]", "[A-Za-z0-9 '.-]"),
-        "description": text(ch["description"], DESCRIPTION_MAX),
+        "description": text(_non_null(ch["description"]), DESCRIPTION_MAX),
     })
     return obj("Storyboard", {"characters": {"type": "array", "items": item,
                                              "minItems": 0, "maxItems": max_characters}})

@@ -18,12 +18,15 @@ Vocabulary (every prompt is one sentence of this grammar):
 e.g. "a red circle moves right on a blue background",
      "an orange triangle moves up slowly on a black to gray gradient".
 The shape's colour name never equals a background colour name of the same prompt.
+A named character (CHARACTERS, issue 33: a fixed colour and kind) takes the subject's
+place, "pip moves left on a blue background"; the base model never trains on it.
 About 10 % of all prompts (by a hash of the text) are held out of training: the quality
 bench draws its prompts from those.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -59,14 +62,16 @@ class Scene:
     background: tuple[str, ...]  # one colour (plain) or two (top, bottom)
     start: tuple[float, float] = (SIZE / 2, SIZE / 2)  # centre (x, y) at frame 0, pixels
     radius: float = 7.0
+    name: str = ""  # a character's name (CHARACTERS): the prompt calls the shape by it
 
     @property
     def prompt(self) -> str:
         article = "an" if self.colour[0] in "aeiou" else "a"
+        subject = self.name or f"{article} {self.colour} {self.kind}"
         speed = f" {self.speed}" if self.speed else ""
         bg = (f"{self.background[0]} background" if len(self.background) == 1
               else f"{self.background[0]} to {self.background[1]} gradient")
-        return f"{article} {self.colour} {self.kind} moves {self.direction}{speed} on a {bg}"
+        return f"{subject} moves {self.direction}{speed} on a {bg}"
 
     @property
     def velocity(self) -> tuple[float, float]:
@@ -106,8 +111,7 @@ def _place(scene: Scene, rng: np.random.Generator, frames: int) -> Scene:
         travel = v * (frames - 1)
         lo, hi = margin - min(travel, 0.0), SIZE - margin - max(travel, 0.0)
         start.append(float(rng.uniform(lo, hi)) if hi > lo else SIZE / 2 - travel / 2)
-    return Scene(scene.colour, scene.kind, scene.direction, scene.speed, scene.background,
-                 (start[0], start[1]), scene.radius)
+    return dataclasses.replace(scene, start=(start[0], start[1]))
 
 
 def training_scene(seed: int, index: int, frames: int = FRAMES) -> Scene:
@@ -128,6 +132,52 @@ def held_out_scenes(seed: int, count: int, frames: int = FRAMES) -> list[Scene]:
         if is_held_out(scene.prompt) and scene.prompt not in out:
             out[scene.prompt] = scene
     return list(out.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Character:
+    """A named character: a fixed shape and colour of the palette that prompts call by name
+    ("pip moves left on a blue background"). The name is no word of the vocabulary, so the
+    base model reads it as the tokenizer's unknown token: only a LoRA
+    (farm.toy.lora_train) teaches it what the name looks like."""
+
+    name: str
+    colour: str
+    kind: str
+
+
+# A circle because the toy's VAE keeps a circle and little else of a kind (docs/toy-model.md).
+CHARACTERS: dict[str, Character] = {"pip": Character("pip", "green", "circle")}
+
+
+def character_scene(rng: np.random.Generator, name: str, frames: int = FRAMES) -> Scene:
+    """A random scene of the character `name`: its colour and kind, the rest drawn."""
+    who = CHARACTERS[name]
+    scene = random_scene(rng, frames)
+    bgs = [b for b in BACKGROUNDS if b != who.colour]
+    background = tuple(str(b) for b in rng.choice(bgs, size=len(scene.background), replace=False))
+    return _place(dataclasses.replace(scene, colour=who.colour, kind=who.kind, name=name,
+                                      background=background), rng, frames)
+
+
+def character_scenes(seed: int, name: str, count: int, held_out: bool,
+                     frames: int = FRAMES) -> list[Scene]:
+    """`count` scenes of the character: the LoRA's training stream (`held_out` False:
+    prompts may repeat, each clip placed anew) or distinct held-out prompts (the bench's;
+    about 30 exist per character: ValueError beyond what 10000 draws find)."""
+    rng = np.random.default_rng([seed, 2 << 30, *name.encode()])
+    out: dict[str, Scene] = {}
+    scenes = []
+    for _ in range(10000 + 20 * count):
+        if len(scenes) == count:
+            break
+        scene = character_scene(rng, name, frames)
+        if is_held_out(scene.prompt) == held_out and not (held_out and scene.prompt in out):
+            out[scene.prompt] = scene
+            scenes.append(scene)
+    if len(scenes) == count:
+        return scenes
+    raise ValueError(f"{name}: only {len(scenes)} distinct held-out prompts, asked for {count}")
 
 
 def _sdf(kind: str, x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:

@@ -7,6 +7,10 @@ a row); pixels far from their row's median are foreground.
     colour      the foreground's median colour, named by the nearest shape colour
     centroids   the foreground's centre per frame, (F, 2) as (x, y); NaN without foreground
     direction   the least-squares velocity of the centroid, named by its larger axis
+    kind        circle / square / triangle: per frame the shape template (any size, put on
+                the foreground's centroid) of the largest IoU with the foreground, then the
+                frames' majority
+    shows       a character's colour and kind (farm.toy.data.CHARACTERS)
     jitter      mean |second difference| of the centroid (px / frame^2): 0 for steady motion
     seams       frame differences and centroid steps at segment boundaries vs elsewhere
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from farm.toy.data import DIRECTIONS, SHAPE_COLOURS
+from farm.toy.data import DIRECTIONS, KINDS, SHAPE_COLOURS, SIZE, Character, _sdf
 
 FOREGROUND = 90  # summed |R|+|G|+|B| distance from the row's background colour
 
@@ -101,3 +105,50 @@ def seams(frames: np.ndarray, boundaries: list[int]) -> tuple[float, float]:
     if len(across) == 0 or len(inner) == 0:
         return ratio, float("nan")
     return ratio, float(across.max() / max(np.median(inner), 1e-6))
+
+
+def _templates() -> list[tuple[str, np.ndarray, float, float]]:
+    """(kind, mask centred at SIZE / 2, centroid offset x, y) for half-sizes 5 to 15 px."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] + 0.5 - SIZE / 2
+    out = []
+    for kind in KINDS:
+        for r in np.arange(5.0, 15.0, 0.5):
+            mask = _sdf(kind, xx, yy, float(r)) < 0
+            ys, xs = np.nonzero(mask)
+            out.append((kind, mask, xs.mean() + 0.5 - SIZE / 2, ys.mean() + 0.5 - SIZE / 2))
+    return out
+
+
+_TEMPLATES: list[tuple[str, np.ndarray, float, float]] = []
+
+
+def frame_kind(mask: np.ndarray) -> str | None:
+    """The kind whose template, centroid on the mask's centroid, overlaps (H, W) `mask` best
+    (IoU over sizes); None under 10 foreground pixels."""
+    if mask.sum() < 10:
+        return None
+    if not _TEMPLATES:
+        _TEMPLATES.extend(_templates())
+    ys, xs = np.nonzero(mask)
+    cx, cy = xs.mean() + 0.5 - SIZE / 2, ys.mean() + 0.5 - SIZE / 2
+    best, best_iou = None, -1.0
+    for kind, template, ox, oy in _TEMPLATES:
+        shifted = np.roll(template, (int(round(cy - oy)), int(round(cx - ox))), axis=(0, 1))
+        iou = (shifted & mask).sum() / (shifted | mask).sum()
+        if iou > best_iou:
+            best, best_iou = kind, iou
+    return best
+
+
+def kind(frames: np.ndarray) -> str | None:
+    """The kind most frames show (frame_kind); None if no frame has a shape."""
+    votes: dict[str, int] = {}
+    for mask in foreground(frames):
+        if (k := frame_kind(mask)) is not None:
+            votes[k] = votes.get(k, 0) + 1
+    return max(votes, key=votes.__getitem__) if votes else None
+
+
+def shows(frames: np.ndarray, character: Character) -> bool:
+    """The clip shows the character: its colour and its kind."""
+    return colour(frames) == character.colour and kind(frames) == character.kind

@@ -252,3 +252,18 @@ def test_first_frame_needs_an_image_and_means_nothing_without_a_first_frame(file
     assert use.used == ("description", "image")
     assert use.not_used == ("s2v-14b has no first frame (it takes the reference photo (`image`)): "
                             "`first_frame: true` changes nothing")
+
+
+def test_a_character_its_lora_carries_needs_no_description(files):
+    """A character LoRA trained on the character's name (the toy's pip): the prompt names
+    it and the LoRA draws it; no sentence is added. A character with nothing to bring is
+    refused, naming it."""
+    pip = {"id": "pip", "loras": [{"name": "mara.safetensors", "weight": 1.0}]}
+    film = resolve(board([{"prompt": "pip moves right", "characters": ["pip"]}], [pip]), files)
+    (s,) = film.scenes
+    assert s.prompt == "pip moves right"
+    assert [u.used for u in s.characters] == [("loras",)]
+    assert [a.location for a in s.adapters] == [str(files / "mara.safetensors")]
+    with pytest.raises(SpecError, match="character 'pip' needs a `description`, `references` "
+                                        "or `loras`"):
+        parse_storyboard(board([{"characters": ["pip"]}], [{"id": "pip"}]))
