@@ -119,6 +119,8 @@ def test_builtin_kinds_and_podmonitor_fail_on_unknown_fields(rendered):
     ({"balancer": {"enabled": True}}, "metricsUrl"),
     ({"balancer": {"enabled": True, "metricsUrl": "http://p:9090/metrics"},
       "autoscaling": {"enabled": False}}, "autoscaling"),
+    ({"pools": {"high": {"adapterCacheGb": 0}}}, "adapterCacheGb"),
+    ({"pools": {"high": {"offload": "disk"}}}, "offload"),
 ])
 def test_values_schema_rejects(values, message):
     with pytest.raises(helm_python.HelmValuesError, match=message):
@@ -346,3 +348,13 @@ def test_the_director_always_has_a_durable_job_store(rendered):
     url = _database_env(rendered["gpu64"])["REELFARM_DATABASE_URL"]
     assert url["valueFrom"]["secretKeyRef"]["key"] == "database-url"
     assert _database_env(rendered["tiny"]) == {}
+
+
+def test_pools_carry_their_adapter_cache_and_offload(rendered):
+    pools = {p["name"]: p
+             for p in serve_config(rendered["default"])["applications"][0]["args"]["pools"]}
+    assert (pools["High"]["adapter_cache_gb"], pools["High"]["offload"]) == (2, "none")
+    objects = cc.render({"pools": {"low": {"adapterCacheGb": 6.5, "offload": "group"}}})
+    low = {p["name"]: p for p in serve_config(objects)["applications"][0]["args"]["pools"]}["Low"]
+    assert (low["adapter_cache_gb"], low["offload"]) == (6.5, "group")
+    assert not cc.validate_object(_rayservice({"default": objects}))  # ServingConfig takes them

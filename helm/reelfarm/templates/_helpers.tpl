@@ -61,6 +61,12 @@ ServingConfig itself.
 {{- if $p.acceleratorType -}}
 {{- $_ := set $pool "accelerator_type" $p.acceleratorType -}}
 {{- end -}}
+{{- if $p.adapterCacheGb -}}
+{{- $_ := set $pool "adapter_cache_gb" $p.adapterCacheGb -}}
+{{- end -}}
+{{- if $p.offload -}}
+{{- $_ := set $pool "offload" $p.offload -}}
+{{- end -}}
 {{- $pools = append $pools $pool -}}
 {{- end -}}
 {{- $d := .Values.director -}}
