@@ -30,3 +30,16 @@ def tiny_dirs(tmp_path_factory):
         return cache[kind]
 
     return get
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: torch's threads only contend on a shared 2-core machine (a tiny S2V
+    forward: 6 ms on one thread, 0.7 s on two). Modules ask for it with
+    `pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -26,3 +26,19 @@ def make_plan(scenes: list[dict], family: str = "t2v-a14b", **film: object) -> F
 
 def scene(sid: str = "s1", frames: int = 17, **kw: object) -> dict:
     return {"id": sid, "prompt": f"prompt of {sid}", "frames": frames, **kw}
+
+
+def resolve_in(data: dict, folder, family: str = "t2v-a14b") -> Film:
+    """A storyboard dict resolved for `family`, its files relative to `folder`."""
+    return resolve_film(parse_storyboard(data), profile_for(family), base_dir=folder)
+
+
+def resolve_errors(data: dict, folder, family: str = "t2v-a14b") -> dict[str, str]:
+    """Path -> message of every error resolving `data` gives (it must give some)."""
+    import pytest
+
+    from farm.spec.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        resolve_in(data, folder, family)
+    return {e.path: e.message for e in info.value.errors}

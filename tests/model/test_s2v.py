@@ -17,18 +17,9 @@ from PIL import Image
 from farm.cli import main
 from tests.media_files import write_image, write_tone, write_video
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("one_thread")]
 W, H, STEPS, SEED = 64, 64, 3, 7
 PROMPT, NEG = "a woman sings on a stage", "blurry"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: threads only contend on a shared 2-core machine (6 ms vs 0.7 s a forward)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def official_keys(layers: int, injectors: int) -> set[str]:

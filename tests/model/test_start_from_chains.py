@@ -18,16 +18,7 @@ import torch
 from tests.media_files import write_image, write_tone, write_video
 from tests.model.test_start_from import STEPS, H, W, render
 
-pytestmark = pytest.mark.model
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: threads only contend on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("one_thread")]
 
 
 # ------------------------------------------------------------------ S2V

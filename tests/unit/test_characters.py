@@ -12,12 +12,13 @@ from farm.cli import main
 from farm.media.provenance import film_record
 from farm.spec.adapters import lora_names, rename_loras
 from farm.spec.errors import SpecError
-from farm.spec.film import resolve_film
 from farm.spec.profiles import profile_for
 from farm.spec.serde import film_from_dict, film_to_dict
 from farm.spec.storyboard import parse_storyboard
 from farm.story.bible import compose
 from farm.story.writer import finish, to_yaml
+from tests.helpers import resolve_errors as errors_of
+from tests.helpers import resolve_in as resolve
 
 MARA = "a red circle with a soft edge"
 
@@ -38,16 +39,6 @@ def board(scenes: list[dict], characters: list[dict], **film) -> dict:
     return {"title": "t", "fps": 16, "width": 64, "height": 64, "characters": characters,
             "scenes": [{"id": f"s{i}", "prompt": "it moves right", "frames": 17, **s}
                        for i, s in enumerate(scenes)], **film}
-
-
-def resolve(data, tmp_path, family="t2v-a14b"):
-    return resolve_film(parse_storyboard(data), profile_for(family), base_dir=tmp_path)
-
-
-def errors_of(data, tmp_path, family="t2v-a14b") -> dict[str, str]:
-    with pytest.raises(SpecError) as info:
-        resolve(data, tmp_path, family)
-    return {e.path: e.message for e in info.value.errors}
 
 
 def test_the_description_joins_the_prompt_once_and_only_where_named(files):

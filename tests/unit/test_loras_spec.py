@@ -10,10 +10,11 @@ import pytest
 from farm.api import convert
 from farm.media.library import sniff
 from farm.spec.errors import SpecError
-from farm.spec.film import final_film, phase_adapters, resolve_film
-from farm.spec.profiles import profile_for
+from farm.spec.film import final_film, phase_adapters
 from farm.spec.serde import film_from_dict, film_to_dict
 from farm.spec.storyboard import parse_storyboard
+from tests.helpers import resolve_errors as errors_of
+from tests.helpers import resolve_in as resolve
 
 
 @pytest.fixture
@@ -31,16 +32,6 @@ def board(**film):
             "scenes": [{"id": "a", "prompt": "x", "frames": 5},
                        {"id": "b", "prompt": "y", "frames": 5, "seed": 3}]}
     return data | film
-
-
-def resolve(data, tmp_path, family="t2v-a14b"):
-    return resolve_film(parse_storyboard(data), profile_for(family), base_dir=tmp_path)
-
-
-def errors_of(data, tmp_path, family="t2v-a14b") -> dict[str, str]:
-    with pytest.raises(SpecError) as info:
-        resolve(data, tmp_path, family)
-    return {e.path: e.message for e in info.value.errors}
 
 
 def test_film_and_scene_adapters_merge_per_expert(files):
