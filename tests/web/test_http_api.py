@@ -37,7 +37,10 @@ def done_film(web_farm):
 
     base = web_farm[2].url
     with Client(web_farm[0].address, token=TOKEN["alice"]) as client:
-        handle = client.submit(board(scenes=3, title="http test"))
+        # 60 steps (about 5 s here): the film runs for several of the watch's 0.5 s
+        # snapshots after its first phase (an ETA needs two progress samples while it
+        # runs); with 4 steps a fast machine finished it between two snapshots
+        handle = client.submit(board(scenes=3, title="http test", steps=60))
         fid = handle.name.split("/")[1]
         etas = []
         for _, _, films in sse(base, "api/v1/films:watch", "alice", timeout=300):
