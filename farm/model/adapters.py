@@ -176,7 +176,7 @@ def _layers(sd: dict[str, torch.Tensor], meta: dict, location: str) -> dict[str,
         rank = down.shape[0]
         alpha = float(meta.get("lora_alpha", rank))
         scale = alpha / rank ** 0.5 if meta.get("use_rslora") else alpha / rank
-        # in the file's dtype: cast once, to the worker's, when cached (Lora.to)
+        # in the file's dtype: PEFT casts it to the expert's when it loads it
         out[module] = LoraLayer(down, up, parts.get("B.bias"), scale)
     return out
 

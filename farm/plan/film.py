@@ -94,10 +94,8 @@ class FilmPlan:
     def adapters(self, scene_id: str, phase_index: int) -> AdapterSet:
         """The adapter set a phase of the scene runs with: (location, bytes) of each
         adapter active on the phase's expert, in the order the phase applies them."""
-        scene = self.scene_plan(scene_id).scene
         sizes = dict(self.adapter_bytes)
-        return tuple((loc, sizes[loc]) for loc, _ in
-                     phase_adapters(self.film, scene, self.phases[phase_index].expert))
+        return tuple((loc, sizes[loc]) for loc, _ in self.adapter_key(scene_id, phase_index))
 
     def adapter_key(self, scene_id: str, phase_index: int) -> tuple[tuple[str, float], ...]:
         """What the phase's expert must have active: (location, weight) of each adapter

@@ -305,13 +305,12 @@ class Scheduler:
         excluded = frozenset(film.excluded)
         for i, (cand, (need, num, preferred)) in enumerate(zip(cands, reqs, strict=True)):
             is_phase = cand.kind is TaskKind.PHASE
-            layout, gang, adapters = None, "", ()
+            layout, gang, adapters, key = None, "", (), ()
             if is_phase:
                 assert cand.unit is not None
                 adapters = film.plan.adapters(cand.scene.scene_id, cand.unit.phases_done)
-                round_.adapters = adapters
-                round_.adapter_key = film.plan.adapter_key(cand.scene.scene_id,
-                                                           cand.unit.phases_done)
+                key = film.plan.adapter_key(cand.scene.scene_id, cand.unit.phases_done)
+                round_.adapters, round_.adapter_key = adapters, key
                 placed = gangs.place_phase(round_, self.config.gangs, need, excluded, preferred,
                                            family=film.plan.film.profile.family,
                                            height=film.plan.film.height,
@@ -338,9 +337,7 @@ class Scheduler:
                                self._load_adapters(ids, adapters) if is_phase else ())
             started.append(task)
             if is_phase:
-                assert cand.unit is not None
-                round_.note_active(ids, need, film.plan.adapter_key(cand.scene.scene_id,
-                                                                    task.phase_index))
+                round_.note_active(ids, need, key)
                 for wid in ids:
                     self._ledger.workers[wid].warm = need
                     if layout is not None and layout.size > 1:
