@@ -1,7 +1,7 @@
 """Scene audio: decoded, resampled, aligned to the scene's frames, muxed into the movie.
 
     scene audio file ──PyAV decode + resample──> float32 (2, n) at 48 kHz
-                     ──align──> exactly frames * 48000 / fps samples (cut or padded with
+                     ──fit──> exactly frames * 48000 / fps samples (cut or padded with
                                 silence), so the sound of frame k plays while frame k shows
     film track = the cut's slots in order: each scene's aligned audio, silence for scenes
                  without audio and for gaps ──mux_audio──> AAC beside the picture; slot k
@@ -51,11 +51,7 @@ def cut(samples: np.ndarray, span: tuple[Fraction, Fraction, bool],
     (the frame rule may reach less than a frame past a turn's end); `silent`: all silence."""
     a, b, silent = span
     start, stop = math.floor(a * sample_rate), math.floor(b * sample_rate)
-    out = np.zeros((samples.shape[0], stop - start), np.float32)
-    if not silent:
-        part = samples[:, start:stop]
-        out[:, :part.shape[1]] = part
-    return out
+    return fit(samples[:, start:start if silent else stop], stop - start)
 
 
 def _decode(location: str, sample_rate: int) -> np.ndarray:
@@ -86,9 +82,8 @@ def samples_for(frames: int, fps: int, sample_rate: int = SAMPLE_RATE) -> int:
     return frames * sample_rate // fps
 
 
-def align(samples: np.ndarray, frames: int, fps: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Exactly the samples of `frames` frames: cut, or padded with silence."""
-    n = samples_for(frames, fps, sample_rate)
+def fit(samples: np.ndarray, n: int) -> np.ndarray:
+    """Exactly `n` samples: cut, or padded with silence."""
     out = np.zeros((samples.shape[0], n), np.float32)
     k = min(n, samples.shape[1])
     out[:, :k] = samples[:, :k]
@@ -122,8 +117,7 @@ def film_track(slots: list[tuple[int, Sound]], fps: int,
         locations = (loc,) if isinstance(loc, str) else loc or ()
         part = np.zeros((CHANNELS, n), np.float32)
         for location in locations:
-            sound = play(location)[:, :n]
-            part[:, :sound.shape[1]] += sound
+            part += fit(play(location), n)
         parts.append(part)
         first += frames
     return np.concatenate(parts, axis=1)

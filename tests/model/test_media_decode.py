@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from farm.media.audio import align, decode_audio, film_track, samples_for
+from farm.media.audio import decode_audio, film_track, fit, samples_for
 from farm.media.decode import MediaError, decode_image, decode_video, frame_indices, probe_video
 from tests.media_files import picture, write_corrupt, write_image, write_tone, write_video
 
@@ -116,8 +116,8 @@ def test_audio_is_resampled_and_aligned_to_frames(tmp_path):
     spectrum = np.abs(np.fft.rfft(samples[0]))
     assert abs(np.argmax(spectrum) * 48000 / samples.shape[1] - 440) < 2
     assert samples_for(17, 16) == 51000
-    assert align(samples, 17, 16).shape == (2, 51000)  # cut to 17 frames at 16 fps
-    assert align(samples, 81, 16)[:, samples.shape[1]:].max() == 0  # padded with silence
+    assert fit(samples, samples_for(17, 16)).shape == (2, 51000)  # cut to 17 frames at 16 fps
+    assert fit(samples, samples_for(81, 16))[:, samples.shape[1]:].max() == 0  # padded with silence
     track = film_track([(17, str(tone)), (8, None), (9, str(tone))], 16)
     assert track.shape == (2, 34 * 3000)
     assert np.abs(track[:, 51000:75000]).max() == 0 and np.abs(track[:, 75000:]).max() > 0.2
