@@ -69,7 +69,7 @@ def media_files(board: Storyboard, base_dir: Path) -> list[MediaFile]:
             name = raw.rstrip("/").rsplit("/", 1)[-1]
             files[location] = MediaFile(location, name, rights.get(raw))
     for raw in lora_names(board):  # LoRA adapters: a file, or a folder diffusers saved
-        location, problem = lora_location(raw, lambda _f, r: locate(r, base_dir))
+        location, problem = _lora_at(raw, base_dir)
         if problem:
             errors.append(FieldError("loras", f"{raw}: {problem}"))
         elif location not in files:
@@ -124,8 +124,13 @@ def with_media_names(board: Storyboard, base_dir: Path, names: dict[str, str]) -
                 for key in ("audio", "photo"):
                     if item.get(key) is not None:
                         item[key] = name(item[key])
-    rename_loras(data, lambda raw: names[lora_location(raw, lambda _f, r: locate(r, base_dir))[0]])
+    rename_loras(data, lambda raw: names[_lora_at(raw, base_dir)[0]])
     return data
+
+
+def _lora_at(raw: str, base_dir: Path) -> tuple[str, str | None]:
+    """Where a storyboard's LoRA entry is (a file, or the file in a diffusers folder)."""
+    return lora_location(raw, lambda _field, r: locate(r, base_dir))
 
 
 def sha256(location: str) -> str:
