@@ -228,7 +228,10 @@ def sniff(data: bytes, sha256: str) -> MediaInfo:
         if getattr(im, "n_frames", 1) > 1:  # an animated GIF or WebP: a video
             return _sniff_av(data, sha256)
         try:
-            im.load()  # a truncated image fails here, not on a worker later
+            im.load()  # an undecodable image fails here, not on a worker later
+            with Image.open(io.BytesIO(data)) as check:
+                check.verify()  # a truncated upload too: Pillow decodes a PNG cut before its
+                # last IDAT's CRC without a word; verify checks every chunk's CRC and the end
         except (OSError, SyntaxError, ValueError) as exc:
             raise MediaRejected(f"a {im.format} image that cannot be decoded: {exc}") from None
         return MediaInfo(sha256, "image", Image.MIME.get(im.format, "image/x-unknown"),
@@ -248,32 +251,51 @@ def _is_safetensors(data: bytes) -> bool:
         return False
 
 
+def _first_frame(container, kind: str) -> None:
+    """Decode the first picture or sound of a freshly opened container: demuxing alone
+    accepts e.g. a PNG's 8-byte signature as a 0x0 video, or 6 bytes as 0-channel audio."""
+    import av
+
+    what = "picture" if kind == "video" else "sound"
+    try:
+        frame = next(container.decode(**{kind: 0}), None)
+    except (av.FFmpegError, ValueError) as exc:
+        raise MediaRejected(f"a {kind} file whose first {what} cannot be decoded: {exc}") from None
+    empty = (frame is None or (not frame.width or not frame.height) if kind == "video"
+             else frame is None or not frame.samples or not frame.sample_rate)
+    if empty:
+        raise MediaRejected(f"a {kind} file whose first {what} cannot be decoded")
+
+
 def _sniff_av(data: bytes, sha256: str) -> MediaInfo:
+    """Only the containers named in _VIDEO_MIME/_AUDIO_MIME: FFmpeg's probe also takes a
+    few zero bytes as CD+G karaoke or EA audio, formats no studio sends (and a smaller
+    attack surface)."""
     import av
 
     try:
         with av.open(io.BytesIO(data)) as c:
             names = c.format.name.split(",")
-            if c.streams.video:
+            video = next((m for n, m in _VIDEO_MIME.items() if n in names), None)
+            audio = next((m for n, m in _AUDIO_MIME.items() if n in names), None)
+            if c.streams.video and video:
                 from farm.media.decode import probe_video
 
                 v = probe_video(data, "upload")
                 if v.frames == 0:
                     raise MediaRejected("the video has no frames")
-                mime = next((m for n, m in _VIDEO_MIME.items() if n in names), "video/x-unknown")
-                return MediaInfo(sha256, "video", mime, len(data), v.seconds, v.width, v.height)
-            if c.streams.audio:
+                _first_frame(c, "video")  # a truncated file fails here, not on a worker
+                return MediaInfo(sha256, "video", video, len(data), v.seconds, v.width, v.height)
+            if c.streams.audio and audio:
                 s = c.streams.audio[0]
                 seconds = (float(c.duration) / av.time_base if c.duration
                            else float((s.duration or 0) * s.time_base))
-                if not any(p.size for p in c.demux(s)):
-                    raise MediaRejected("the recording has no sound")
-                mime = next((m for n, m in _AUDIO_MIME.items() if n in names), "audio/x-unknown")
-                return MediaInfo(sha256, "audio", mime, len(data), seconds)
+                _first_frame(c, "audio")
+                return MediaInfo(sha256, "audio", audio, len(data), seconds)
     except MediaRejected:
         raise
     except (MediaError, av.FFmpegError, OSError, ValueError):
         pass
     raise MediaRejected("not an image, a video or a recording this server can read "
-                        "(images: PNG, JPEG, WebP, ...; video: mp4, webm, ...; audio: FLAC, WAV, "
-                        "MP3, ...; LoRA adapters: .safetensors)")
+                        "(images: PNG, JPEG, WebP, ...; video: mp4, mov, webm, mkv, avi, GIF; "
+                        "audio: FLAC, WAV, MP3, Ogg, m4a; LoRA adapters: .safetensors)")
