@@ -6,6 +6,7 @@ import argparse
 
 from farm.cli.common import add_film_flags, load_from_args
 from farm.spec.characters import character_log
+from farm.spec.dialogue import count_scenes
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     film, gaps = loaded.film, loaded.cut.num_frames - loaded.film.num_frames
     extra = f" + {gaps} gap frames" if gaps else ""
-    print(f"{args.storyboard}: valid ({len(film.scenes)} scenes, {film.num_frames} frames{extra}, "
+    print(f"{args.storyboard}: valid ({count_scenes(film.scenes)}, {film.num_frames} frames{extra}, "
           f"{film.width}x{film.height} at {film.fps} fps, {film.profile.family}, "
           f"{film.num_steps} steps)")
     for line in character_log(film.scenes):  # how each scene takes its characters

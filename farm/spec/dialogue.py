@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Annotated, Any
@@ -379,3 +381,14 @@ def _shots(at: str, scene: Any, board: Any,
                             tuple(audio_slice(t, a, b, board.fps) for t in sound))
         out.append((spec, audio_slice(own, a, b, board.fps, silent=turn.reaction), shot))
     return out, []
+
+
+def count_scenes(scenes: Sequence[Any]) -> str:
+    """"3 scenes", or, when dialogues became shots, "2 scenes (1 dialogue: 3 shots)": what
+    the storyboard wrote, then what renders (resolved scenes, each with its `dialogue`)."""
+    shots = Counter(s.dialogue.dialogue for s in scenes if s.dialogue is not None)
+    written = sum(s.dialogue is None for s in scenes) + len(shots)
+    text = f"{written} scene{'s' * (written != 1)}"
+    if shots:
+        text += f" ({len(shots)} dialogue{'s' * (len(shots) != 1)}: {sum(shots.values())} shots)"
+    return text

@@ -10,7 +10,7 @@ from itertools import pairwise
 import pytest
 
 from farm.plan.film import plan_film
-from farm.spec.dialogue import cut_frame, split_slice
+from farm.spec.dialogue import count_scenes, cut_frame, split_slice
 from farm.spec.errors import SpecError
 from farm.spec.film import resolve_film
 from farm.spec.profiles import PROFILES
@@ -85,6 +85,11 @@ def test_one_shot_per_turn_cut_at_the_turn_starts(files):
     # a film character's description reaches its shots (farm.spec.characters)
     assert "a woman in yellow" in film.scenes[0].prompt
     assert film.scenes[1].prompt == "two people talk"
+    assert count_scenes(film.scenes) == "1 scene (1 dialogue: 3 shots)"  # `validate` says so
+    plain = board()
+    plain["scenes"].append({"id": "after", "prompt": "a door", "frames": 17, "audio": "a.flac",
+                            "image": "x.png"})
+    assert count_scenes(resolve(plain, files).scenes) == "2 scenes (1 dialogue: 3 shots)"
 
 
 def test_each_shot_hears_its_slice_and_a_reaction_hears_silence(files):
