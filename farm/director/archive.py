@@ -3,13 +3,16 @@
     executor ──frames (any order)──> FrameStream ──film order──> archive thread
                                                                  └─ frames/<scene>/<scene>.NNNN.png
     readers (StreamFrames, resumable) <── PNGs already written, then follow live
-    all frames on disk ──> film.mp4 (h264), assembled from the PNGs
+    frames in order ──> film.mp4 (h264), encoded as they arrive; or, for a resumed or
+                       re-rendered archive, assembled from the PNGs once all are on disk
                        └─> with `delivery:`, delivery.mp4 + delivery/<scene>/<scene>.NNNN.png,
                            conformed from the same PNGs (farm.media.conform), scene by scene
 
 The PNGs are the film's durable record: a restarted director resumes after the last
 contiguous frame on disk, a re-render rewrites a range, and the mp4 is (re)built from
-the PNGs whenever every frame exists, so it can never hold a frame the archive lacks.
+the PNGs whenever every frame exists. Encoded live, it holds the very frames the PNGs
+were written from, and is kept only if every frame went through it: so it can never hold
+a frame the archive lacks.
 Readers never hold frames in memory beyond the one they are sending.
 """
 
@@ -87,7 +90,9 @@ class FrameArchive:
               on_done: Callable[[str | None], None] | None = None,
               on_frame: Callable[[], None] | None = None) -> None:
         self.on_frame = on_frame
-        self._thread = threading.Thread(target=self._run, args=(on_first_frame, on_done),
+        # From frame 0 the film's frames arrive in order: film.mp4 is encoded as they do.
+        live = self.written == 0
+        self._thread = threading.Thread(target=self._run, args=(on_first_frame, on_done, live),
                                         name=f"archive-{self.root.name}", daemon=True)
         self._thread.start()
 
@@ -103,15 +108,18 @@ class FrameArchive:
         self._thread = threading.Thread(target=self._run, args=(None, on_done), daemon=True)
         self._thread.start()
 
-    def _run(self, on_first_frame, on_done) -> None:
+    def _run(self, on_first_frame, on_done, live: bool = False) -> None:
+        """Archive the stream's frames, then make the mp4. `live`: encode film.mp4 while
+        the frames arrive (the stream starts at frame 0), so the movie is done moments
+        after the last frame; a resumed or re-rendered archive builds it from the PNGs."""
+        movie = None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            movie = self._movie() if live else None
             for item in self.stream:
-                if self.delivery is not None:
-                    self.delivery.write_frame(self.root / "frames", item.scene_id, item.index,
-                                              item.frame)
-                else:
-                    write_png(self.root / "frames", item.scene_id, item.index, item.frame)
+                self._write(item.scene_id, item.index, item.frame)
+                if movie is not None:
+                    movie.write(item.frame)
                 if self.on_frame is not None:
                     self.on_frame()
                 with self._cv:
@@ -123,27 +131,50 @@ class FrameArchive:
                 self.written = self._frames_on_disk()
             if self.written < self.total:
                 raise OSError(f"{self.total - self.written} frame(s) missing from the archive")
-            self._assemble_mp4()
+            if movie is not None and movie.frames == self.total:
+                movie, whole = None, movie
+                whole.close()
+                self._finish_mp4()
+            else:
+                self._assemble_mp4()
             if self.conform is not None:
                 self._assemble_delivery(self.conform)
         except (StreamClosed, OSError, ValueError, RuntimeError) as exc:
             self.error = str(exc)
         finally:
+            if movie is not None:  # unfinished: the part is rebuilt from the PNGs later
+                movie.close()
             with self._cv:
                 self.finished = True
                 self._cv.notify_all()
             if on_done is not None:
                 on_done(self.error)
 
+    def _write(self, scene_id: str, index: int, frame: np.ndarray) -> None:
+        if self.delivery is not None:
+            self.delivery.write_frame(self.root / "frames", scene_id, index, frame)
+        else:
+            write_png(self.root / "frames", scene_id, index, frame)
+
+    @property
+    def _mp4_part(self) -> Path:
+        return self.root / ".film.part.mp4"  # an .mp4 suffix: the credentials go by type
+
+    def _movie(self) -> Mp4Writer:
+        return Mp4Writer(self._mp4_part, self.fps, self.width, self.height,
+                         metadata=self.metadata)
+
     def _assemble_mp4(self) -> None:
         """film.mp4 from the archived PNGs (written next to it, then moved into place)."""
-        part = self.root / ".film.part.mp4"  # an .mp4 suffix: the credentials go by type
-        with Mp4Writer(part, self.fps, self.width, self.height, metadata=self.metadata) as mp4:
+        with self._movie() as mp4:
             for pos in range(self.total):
                 mp4.write(self._read(pos, "film.mp4"))
+        self._finish_mp4()
+
+    def _finish_mp4(self) -> None:
         if self.delivery is not None:
-            self.delivery.finish_movie(part, self.root / "frames", self.mp4_path.name)
-        part.replace(self.mp4_path)
+            self.delivery.finish_movie(self._mp4_part, self.root / "frames", self.mp4_path.name)
+        self._mp4_part.replace(self.mp4_path)
 
     def _read(self, pos: int, making: str) -> np.ndarray:
         path = self._path(pos)
