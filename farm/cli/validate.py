@@ -22,8 +22,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     film, gaps = loaded.film, loaded.cut.num_frames - loaded.film.num_frames
     extra = f" + {gaps} gap frames" if gaps else ""
-    print(f"{args.storyboard}: valid ({count_scenes(film.scenes)}, {film.num_frames} frames{extra}, "
-          f"{film.width}x{film.height} at {film.fps} fps, {film.profile.family}, "
+    print(f"{args.storyboard}: valid ({count_scenes(film.scenes)}, {film.num_frames} frames"
+          f"{extra}, {film.width}x{film.height} at {film.fps} fps, {film.profile.family}, "
           f"{film.num_steps} steps)")
     for line in character_log(film.scenes):  # how each scene takes its characters
         print(line)
