@@ -21,5 +21,9 @@ def board(scenes: list[dict], **film: object) -> dict:
 
 def make_film(scenes: list[dict], model: str = "tiny", **film: object) -> Film:
     """The resolved Film of `board(scenes, model=model, **film)` (SpecError if invalid)."""
-    data = board(scenes, model=model, **film)
-    return resolve_film(parse_storyboard(data), profile_for(resolve_model(model).family))
+    return film_of(board(scenes, model=model, **film))
+
+
+def film_of(data: dict) -> Film:
+    """The resolved Film of a storyboard dict naming its model (SpecError if invalid)."""
+    return resolve_film(parse_storyboard(data), profile_for(resolve_model(data["model"]).family))

@@ -22,6 +22,7 @@ Ray start-up time and the cluster's memory (sum of its processes' unique memory)
 printed below the table.
 
     python bench/overhead.py [--runs 7] [--frames 81] [--size 128] [--steps 20] [--no-ray]
+    python bench/overhead.py --film examples/trailer.yaml [--one-window]   # the toy trailer
 """
 
 from __future__ import annotations
@@ -49,54 +50,70 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=81)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--film", metavar="STORYBOARD",
+                    help="time this storyboard instead (e.g. examples/trailer.yaml, the toy "
+                         "trailer); diffusers renders each scene as one call")
+    ap.add_argument("--one-window", action="store_true",
+                    help="with --film: every scene one window, as diffusers renders it (the "
+                         "same work on both sides; the film's windows cost more denoising)")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray executor")
     args = ap.parse_args()
 
     import torch
-    from films import board, make_film, scene
+    from films import film_of
 
-    from farm.model.tiny import init_tiny
     from farm.observe.logs import quiet_libraries
 
     quiet_libraries()
     work = Path(tempfile.mkdtemp(prefix="reelfarm-bench-"))
-    folder = str(init_tiny(work / "model", "t2v-a14b"))
-    scenes = [scene("s1", args.frames, seed=1, negative_prompt="blurry")]
-    shape = dict(steps=args.steps, width=args.size, height=args.size)
-    film = make_film(scenes, model=folder, **shape)
-    systems, director = _local_systems(folder, film, work)
+    storyboard = _storyboard(args, work)
+    film = film_of(storyboard)
+    systems, director = _local_systems(film, work)
     cluster = None
     try:
         if not args.no_ray:
-            cluster, app = _start_ray(folder, torch.get_num_threads())
-            storyboard = board(scenes, model=folder, **shape)
+            cluster, app = _start_ray(film.model, torch.get_num_threads())
             systems["farm ray"] = lambda: _run_ray(app, storyboard)
-        times = _measure(systems, args.runs, args.frames)
-        _print(args, times, cluster)
+        times = _measure(systems, args.runs, film.num_frames)
+        _print(args, film, times, cluster)
     finally:
         director.stop()
         if cluster is not None:
             cluster.__exit__(None, None, None)
 
 
-def _local_systems(folder: str, film, work: Path):
+def _storyboard(args, work: Path) -> dict:
+    """`--film`'s storyboard, or one scene of --frames on a tiny random A14B."""
+    if args.film:
+        import yaml
+
+        data = yaml.safe_load(Path(args.film).read_text())
+        for scene in data["scenes"] if args.one_window else ():
+            for key in ("continuity", "window", "overlap"):
+                scene.pop(key, None)
+        return data
+    from films import board, scene
+
+    from farm.model.tiny import init_tiny
+
+    folder = str(init_tiny(work / "model", "t2v-a14b"))
+    return board([scene("s1", args.frames, seed=1, negative_prompt="blurry")], model=folder,
+                 steps=args.steps, width=args.size, height=args.size)
+
+
+def _local_systems(film, work: Path):
     """The in-process systems of the same film, weights loaded; and the served director
     (to stop at the end)."""
     import numpy as np
-    from diffusers import WanPipeline
 
     from farm.local import LocalFarm, local_director
-    from farm.model.noise import initial_noise
 
-    farm = LocalFarm(folder)
-    pipe = WanPipeline.from_pretrained(folder)
-    pipe.set_progress_bar_config(disable=True)
-    s, size = film.scenes[0], film.width
-    noise = initial_noise(1, s.id, (s.num_frames - 1) // 4 + 1, 16, size // 8, size // 8)
-    delivery = _delivery(folder, work / "signing" / "artifacts")
+    farm = LocalFarm(film.model)
+    clips = _diffusers(film)
+    delivery = _delivery(film.model, work / "signing" / "artifacts")
     # `serve --local`'s defaults: a SQLite job store, so phase handoffs are checkpointed
     # as on the Ray app (a film survives a restart).
-    director = local_director(folder, work / "served", db=f"sqlite:///{work / 'jobs.db'}",
+    director = local_director(film.model, work / "served", db=f"sqlite:///{work / 'jobs.db'}",
                               delivery=delivery).start()
     films = iter(range(1_000_000))
 
@@ -112,15 +129,9 @@ def _local_systems(folder: str, film, work: Path):
         reader.join()
         return count[0]
 
-    def frames() -> np.ndarray:
-        out = pipe(prompt=s.prompt, negative_prompt="blurry", height=size, width=size,
-                   num_frames=s.num_frames, num_inference_steps=film.num_steps, guidance_scale=4.0,
-                   guidance_scale_2=3.0, latents=noise, output_type="np")
-        return np.asarray(out.frames[0])
-
     def run_files() -> int:
         """What a diffusers user writes to deliver the same files: the farm's archive."""
-        pixels = (frames() * 255).round().astype(np.uint8)
+        pixels = [(c * 255).round().astype(np.uint8) for c in clips()]
         return _archive(film, work / "files" / str(next(films)), delivery, pixels)
 
     def run_served() -> int:
@@ -128,33 +139,62 @@ def _local_systems(folder: str, film, work: Path):
         count = sum(len(f.path.read_bytes()) > 0 for f in director.frames(info.film_id, "bench"))
         return count if _ended(director.watch(info.film_id, "bench")) else -1
 
-    systems = {"diffusers": lambda: len(frames()), "diffusers + files": run_files,
+    systems = {"diffusers": lambda: sum(len(c) for c in clips()), "diffusers + files": run_files,
                "farm inline": run_inline, "farm served": run_served}
     return systems, director
 
 
-def _delivery(folder: str, artifacts: Path):
+def _diffusers(film):
+    """One WanPipeline call per scene, from the farm's initial noise, as numpy frames: the
+    scene's frames, steps, prompts and guidance per expert (a windows scene is one call of
+    all its frames: less work than the farm's overlapping windows)."""
+    import numpy as np
+    from diffusers import WanPipeline
+
+    from farm.model.loader import resolve_model
+    from farm.model.noise import initial_noise
+
+    pipe = WanPipeline.from_pretrained(resolve_model(film.model).path)
+    pipe.set_progress_bar_config(disable=True)
+    p = film.profile
+
+    def clips() -> list[np.ndarray]:
+        out = []
+        for s in film.scenes:
+            noise = initial_noise(s.seed, s.id, s.num_latent_frames, p.latent_channels,
+                                  film.height // p.vae_spatial, film.width // p.vae_spatial)
+            g = dict(zip(p.experts, s.guidance, strict=True))  # A14B: high, low
+            r = pipe(prompt=s.prompt, negative_prompt=s.negative_prompt, height=film.height,
+                     width=film.width, num_frames=s.num_frames,
+                     num_inference_steps=film.num_steps, guidance_scale=g["high"],
+                     guidance_scale_2=g["low"], latents=noise, output_type="np")
+            out.append(np.asarray(r.frames[0]))
+        return out
+    return clips
+
+
+def _delivery(model: str, artifacts: Path):
     """The served farm's labels, signing key and provenance record, for every system that
     writes files."""
     from farm.director.delivery import WeightHashes, default_signer, served_delivery
     from farm.model.loader import resolve_model
 
-    hashes = WeightHashes({folder: resolve_model(folder)})
-    hashes(folder, wait_s=600.0)  # hashed before timing, as on a server that is up
+    hashes = WeightHashes({model: resolve_model(model)})
+    hashes(model, wait_s=600.0)  # hashed before timing, as on a server that is up
     return served_delivery(default_signer(artifacts), hashes, lambda tenant, sha: {})
 
 
-def _archive(film, root: Path, delivery, pixels) -> int:
+def _archive(film, root: Path, delivery, clips) -> int:
     from farm.director.archive import FrameArchive
     from farm.media.provenance import label_tags
 
-    s = film.scenes[0]
-    archive = FrameArchive(root, [(s.id, s.num_frames)], film.fps, film.width, film.height,
-                           {"title": film.title, **label_tags("mp4")},
+    archive = FrameArchive(root, [(s.id, s.num_frames) for s in film.scenes], film.fps,
+                           film.width, film.height, {"title": film.title, **label_tags("mp4")},
                            delivery(root.name, film, "bench"))
     archive.start()
-    for i, frame in enumerate(pixels):
-        archive.stream.put(s.id, i, frame)
+    for s, clip in zip(film.scenes, clips, strict=True):
+        for i, frame in enumerate(clip):
+            archive.stream.put(s.id, i, frame)
     archive.join()
     assert archive.error is None, archive.error
     return archive.written
@@ -207,10 +247,13 @@ def _ray_memory_mb() -> float:
     return total / 2**20
 
 
-def _print(args, times: dict[str, list[float]], cluster) -> None:
+def _print(args, film, times: dict[str, list[float]], cluster) -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"tiny t2v-a14b, {args.frames} frames {args.size}x{args.size}, {args.steps} steps, "
-          f"{args.runs} alternated runs each")
+    what = (args.film + (", one window per scene" if args.one_window else "") if args.film
+            else "tiny t2v-a14b")
+    scenes = ", ".join(f"{s.id} {s.num_frames}" for s in film.scenes)
+    print(f"{what}: {len(film.scenes)} scene(s) ({scenes} frames), {film.width}x{film.height}, "
+          f"{film.num_steps} steps, {args.runs} alternated runs each")
     print(f"{'system':<19}{'median s':>10}{'min s':>9}{'max s':>9}   {'ratio':<28}{'target':>7}")
     for name, v in times.items():
         base, target = PAIRS.get(name, ("", ""))

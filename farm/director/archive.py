@@ -21,6 +21,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -142,8 +143,9 @@ class FrameArchive:
         except (StreamClosed, OSError, ValueError, RuntimeError) as exc:
             self.error = str(exc)
         finally:
-            if movie is not None:  # unfinished: the part is rebuilt from the PNGs later
-                movie.close()
+            if movie is not None:  # unfinished: the part is rebuilt from the PNGs later;
+                with suppress(Exception):  # the film's error is set, readers must still end
+                    movie.close()
             with self._cv:
                 self.finished = True
                 self._cv.notify_all()
