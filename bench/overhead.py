@@ -28,6 +28,7 @@ printed below the table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import tempfile
@@ -58,6 +59,8 @@ def main() -> None:
                          "same work on both sides; the film's windows cost more denoising)")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray executor")
     args = ap.parse_args()
+    if args.one_window and not args.film:
+        ap.error("--one-window applies to --film's storyboard (the default clip is one window)")
 
     import torch
     from films import film_of
@@ -115,7 +118,7 @@ def _local_systems(film, work: Path):
     # as on the Ray app (a film survives a restart).
     director = local_director(film.model, work / "served", db=f"sqlite:///{work / 'jobs.db'}",
                               delivery=delivery).start()
-    films = iter(range(1_000_000))
+    films = itertools.count()
 
     def run_inline() -> int:
         # The engine (all torch work) runs on this thread, like the pipeline; a reader

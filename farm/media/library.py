@@ -261,8 +261,12 @@ def _first_frame(container, kind: str) -> None:
         frame = next(container.decode(**{kind: 0}), None)
     except (av.FFmpegError, ValueError) as exc:
         raise MediaRejected(f"a {kind} file whose first {what} cannot be decoded: {exc}") from None
-    empty = (frame is None or (not frame.width or not frame.height) if kind == "video"
-             else frame is None or not frame.samples or not frame.sample_rate)
+    if frame is None:
+        empty = True
+    elif kind == "video":
+        empty = not (frame.width and frame.height)
+    else:
+        empty = not (frame.samples and frame.sample_rate)
     if empty:
         raise MediaRejected(f"a {kind} file whose first {what} cannot be decoded")
 
