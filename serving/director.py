@@ -178,8 +178,9 @@ class DirectorServer:
         return self.director.get_film(film_id, tenant)
 
     async def list_films(self, tenant: str = "default", state: FilmState | None = None,
-                         page_size: int = 50, page_token: str = "") -> tuple[list[FilmInfo], str]:
-        return self.director.list_films(tenant, state, page_size, page_token)
+                         page_size: int = 50, start: int = 0
+                         ) -> tuple[list[FilmInfo], int | None]:
+        return self.director.list_films(tenant, state, page_size, start)
 
     async def cancel_film(self, film_id: str, tenant: str = "default") -> FilmInfo:
         return await asyncio.to_thread(self.director.cancel_film, film_id, tenant)

@@ -118,10 +118,9 @@ class FilmApi(MediaApi, StreamApi):
                                               f"must be >= 0, got {request.page_size}")])
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         state = _parse_filter(request.filter)
-        try:
-            infos, token = self.director.list_films(tenant, state, size, request.page_token)
-        except ValueError as exc:
-            raise InvalidArgument([FieldError("page_token", str(exc))]) from None
+        start = page_offset(request.page_token, "films", "ListFilms")
+        infos, after = self.director.list_films(tenant, state, size, start)
+        token = page_token("films", after) if after is not None else ""
         return pb.ListFilmsResponse(films=[convert.info_to_film(i) for i in infos],
                                     next_page_token=token)
 

@@ -12,7 +12,6 @@ queue commands (farm.director.commands), so each takes effect at a phase boundar
 
 from __future__ import annotations
 
-import base64
 import queue
 import threading
 import time
@@ -169,16 +168,18 @@ class Director:
         return self._entry(film_id, tenant).info()
 
     def list_films(self, tenant: str, state: FilmState | None = None, page_size: int = 50,
-                   page_token: str = "") -> tuple[list[FilmInfo], str]:
-        if page_size < 1:
-            raise ValueError(f"page_size must be >= 1, got {page_size}")
-        start = _decode_token(page_token)
+                   start: int = 0) -> tuple[list[FilmInfo], int | None]:
+        """The tenant's films [start, start + page_size), in creation order, and where the
+        next page starts (None: this was the last). Page tokens are the API's
+        (farm.api.paging)."""
+        if page_size < 1 or start < 0:
+            raise ValueError(f"page_size must be >= 1 and start >= 0, got {page_size}, {start}")
         with self._lock:
             mine = [e for e in self._films.values() if e.tenant == tenant
                     and (state is None or e.state == state)]
         page = mine[start:start + page_size]
         more = start + page_size < len(mine)
-        return [e.info() for e in page], _encode_token(start + page_size) if more else ""
+        return [e.info() for e in page], start + page_size if more else None
 
     def cancel_film(self, film_id: str, tenant: str) -> FilmInfo:
         entry = self._entry(film_id, tenant)
@@ -402,18 +403,3 @@ class Director:
             self.queue(Cancel(entry))
             entry.set_state(now, FilmState.FAILED, f"frame archive: {error}")
 
-
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode()
-
-
-def _decode_token(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(token.encode()).decode()
-        if raw.startswith("o") and raw[1:].isdigit():
-            return int(raw[1:])
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise ValueError("page_token is not a token returned by a previous ListFilms call")

@@ -81,11 +81,11 @@ def test_cancel_quota_and_paging(director):
         director.cancel_film(ids[2], "q")
     with pytest.raises(FailedPrecondition):
         director.mp4_path(ids[2], "q")
-    page, token = director.list_films("q", page_size=2)
-    rest, end = director.list_films("q", page_size=2, page_token=token)
-    assert [f.film_id for f in page + rest] == ids and end == ""
+    page, after = director.list_films("q", page_size=2)
+    rest, end = director.list_films("q", page_size=2, start=after)
+    assert [f.film_id for f in page + rest] == ids and (after, end) == (2, None)
     assert [f.film_id for f in director.list_films("q", state=FilmState.CANCELLED)[0]] == [ids[2]]
-    with pytest.raises(ValueError, match="page_token"):
-        director.list_films("q", page_token="garbage")
+    with pytest.raises(ValueError, match="start >= 0"):
+        director.list_films("q", start=-1)
     for fid in ids[:2]:
         assert list(director.watch(fid, "q", timeout=60))[-1].state == FilmState.SUCCEEDED
