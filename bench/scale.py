@@ -113,9 +113,8 @@ def pareto(gpus: int, name: str, seed: int) -> str:
     costs = CostModel()
     w = workload(name, gpus, seed, costs)
     lines = [f"Pareto view, {gpus} GPUs, {name}, seed {seed}: makespan / TTFF / p50 latency (s)"]
-    runs = [(f"reelfarm {f} phases<={k} eff>={e:g} gangs>={m}",
-             reelfarm(w, gpus, costs, fleet=f, max_phase_steps=k, min_efficiency=e, min_gang=m))
-            for f, k, e, m in RF_CONFIGS]
+    runs = [(f"reelfarm {config.label}", reelfarm(w, gpus, costs, config))
+            for config in RF_CONFIGS]
     runs += [(f"{s.name} {s.label}", run(w, gpus, s, costs)) for s in systems(gpus)]
     for label, r in sorted(runs, key=lambda lr: lr[1].makespan):
         ttff = sorted(f.ttff for f in r.films if f.ttff is not None)

@@ -98,9 +98,12 @@ class PoolConfig(_Frozen):
     # Where the pool's experts wait between uses, for GPUs smaller than an expert plus its
     # activations (farm.model.offload; docs/weights.md "Offload"): "none" on the GPU;
     # "model" in host memory, the whole expert moved in for its phase (one expert on the
-    # GPU at a time); "group" block by block, each streamed in for its forward. Slower
+    # GPU at a time); "group" block by block, each streamed in for its forward; "shard"
+    # as "model" on one GPU, and in a gang each rank keeps 1/n of every expert's blocks
+    # with the open gang, all-gathering a block for its forward (both A14B experts fit
+    # beside each other: a gang never switches). Slower
     # (farm.spec.weights.offload_seconds); results are the same bit for bit.
-    offload: Literal["none", "model", "group"] = "none"
+    offload: Literal["none", "model", "group", "shard"] = "none"
     # The GPU memory of one replica (GB). Given: a pool whose weights (under its offload)
     # do not fit is refused at start, naming the pool, the bytes and this budget.
     gpu_memory_gb: Annotated[float, Field(gt=0)] | None = None
@@ -120,13 +123,13 @@ class PoolConfig(_Frozen):
 
     @model_validator(mode="after")
     def _one_expert_at_a_time(self) -> PoolConfig:
-        # "model" offload moves an expert out when another one is asked for: with two
-        # units at once, one would lose its weights mid-phase.
+        # "model" (and "shard", on one GPU) offload moves an expert out when another one
+        # is asked for: with two units at once, one would lose its weights mid-phase.
         experts = [h for h in self.holds if h in ("high", "low", "dense")]
-        if self.offload == "model" and len(experts) > 1 and self.slots > 1:
-            raise ValueError(f"pool {self.name}: offload 'model' keeps one of its experts "
-                             f"({', '.join(experts)}) on the GPU at a time; give it slots: 1, "
-                             "or offload 'group' / 'none'")
+        if self.offload in ("model", "shard") and len(experts) > 1 and self.slots > 1:
+            raise ValueError(f"pool {self.name}: offload {self.offload!r} keeps one of its "
+                             f"experts ({', '.join(experts)}) on the GPU at a time; give it "
+                             "slots: 1, or offload 'group' / 'none'")
         return self
 
 
@@ -322,7 +325,7 @@ class ServingConfig(_Frozen):
                     f"pool {p.name}: {', '.join(p.holds)} of {p.model} at {self.dtype} with "
                     f"offload {p.offload!r} keep {need / 1e9:.1f} GB of weights on the GPU; its "
                     f"gpu_memory_gb is {p.gpu_memory_gb:g} GB. Hold fewer parts per pool, or "
-                    "offload (none | model | group; docs/weights.md)")
+                    "offload (none | model | group | shard; docs/weights.md)")
         return self
 
     def sources(self) -> dict:

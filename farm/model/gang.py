@@ -1,8 +1,11 @@
 """A gang inside a segment: torch.distributed process groups for CFG and Ulysses parallel.
 
     a segment's gang: cfg x sp ranks, rank = cfg_rank * sp + sp_rank
-      SP group   (ranks with my cfg_rank)   Ulysses all-to-alls around self-attention
-      CFG group  (ranks with my sp_rank)    all-gather of the (cond, uncond) predictions
+      SP group    (ranks with my cfg_rank)   Ulysses all-to-alls around self-attention
+      CFG group   (ranks with my sp_rank)    all-gather of the (cond, uncond) predictions
+      world group (every rank, by rank)      offload "shard" only: the per-block
+                                             all-gathers of the experts' shards
+                                             (farm.model.shard, kept in `shards`)
 
 Ranks meet at a TCP key-value store hosted by the runtime (`StoreServer`: the in-process
 executor's owner on loopback, the Ray director on its node), each gang under its own key
@@ -18,6 +21,7 @@ scheduler retries the unit.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -59,25 +63,32 @@ def check_gang(model, rank: GangRank, guidance: float) -> None:
 
 
 class Gang:
-    """This rank's process groups for one phase; `close()` (or `abort()`) when done."""
+    """This rank's process groups for one phase (or, kept open, for the unit's next
+    phases on the same ranks); `close()` (or `abort()`) when done. `shard`: this rank's
+    worker shards its experts over the gang (offload "shard"): every rank must."""
 
-    def __init__(self, rank: GangRank, device: torch.device):
-        self.spec = rank
+    def __init__(self, rank: GangRank, device: torch.device, shard: bool = False):
+        self.spec, self.device = rank, torch.device(device)
         self._groups: list = []
         self.seq: SeqGroup | None = None
         self._cfg = None
+        self.world = None
+        # expert name -> this rank's shards of it (farm.model.shard.ShardedExpert), built
+        # at the gang's first phase of that expert, freed when the gang closes
+        self.shards: dict[str, Any] = {}
         try:
-            self._join(rank, device)
+            self._join(rank, self.device, shard)
         except BaseException:
             self.abort()
             raise
 
-    def _join(self, rank: GangRank, device: torch.device) -> None:
+    def _join(self, rank: GangRank, device: torch.device, shard: bool) -> None:
         timeout = timedelta(seconds=rank.timeout_s)
         host, port = rank.store.rsplit(":", 1)
-        # 1. the store (a client of the runtime's server)
+        # 1. the store (a client of the runtime's server); every rank's offload mode
         store = dist.TCPStore(host, int(port), is_master=False, timeout=timeout)
-        # 2. SP group first, then CFG group: every rank creates them in the same order
+        _roll_call(store, rank, shard, timeout)
+        # 2. SP group, CFG group, world group: every rank creates them in the same order
         if rank.sp > 1:
             pg = self._group(store, f"{rank.prefix}/sp{rank.cfg_rank}", rank.sp_rank, rank.sp,
                              device, host, timeout)
@@ -85,6 +96,13 @@ class Gang:
         if rank.cfg > 1:
             self._cfg = self._group(store, f"{rank.prefix}/cfg{rank.sp_rank}", rank.cfg_rank,
                                     rank.cfg, device, host, timeout)
+        if shard:
+            # A gang of one dimension already has it (its SP or CFG group, ranks in gang
+            # order): a communicator of its own costs an NCCL init and its buffers.
+            self.world = (self.seq.pg if rank.sp == rank.size and self.seq is not None
+                          else self._cfg if rank.cfg == rank.size
+                          else self._group(store, f"{rank.prefix}/world", rank.rank, rank.size,
+                                           device, host, timeout))
 
     def _group(self, store, prefix: str, rank: int, size: int, device: torch.device, host: str,
                timeout: timedelta):
@@ -137,5 +155,26 @@ class Gang:
     def _drop(self) -> None:
         # Gloo closes its sockets only when a group is destroyed (abort and shutdown do
         # not), and a closed socket is what fails the peers at once: drop every reference.
-        self.seq = self._cfg = None
+        # The shards go too: their device memory is what closing the gang frees.
+        self.seq = self._cfg = self.world = None
         self._groups.clear()
+        self.shards.clear()
+
+
+def _roll_call(store, rank: GangRank, shard: bool, timeout: timedelta) -> None:
+    """Every rank's offload mode, met at the store before any group forms: a gang shards
+    its experts only if all its ranks do (a rank that did not would never join the
+    per-block all-gathers, and its peers' would pair with its other collectives)."""
+    calls = dist.PrefixStore(f"{rank.prefix}/offload", store)
+    calls.set(str(rank.rank), "shard" if shard else "whole")
+    keys = [str(r) for r in range(rank.size)]
+    try:
+        calls.wait(keys, timeout)
+    except RuntimeError as exc:  # a peer never came
+        raise PeerFailed(f"gang rendezvous {rank.prefix} failed: {exc}") from exc
+    modes = [calls.get(k).decode() for k in keys]
+    if len(set(modes)) > 1:
+        sharding = [r for r, m in enumerate(modes) if m == "shard"]
+        raise ValueError(f"gang {rank.prefix}: ranks {sharding} shard their experts (offload "
+                         f"'shard'), the others do not; a gang's ranks must share their "
+                         "offload mode (workers of one pool)")

@@ -97,7 +97,8 @@ def detect_family(path: Path) -> str:
 
 class ModelLoader:
     """Loads components of one model on one device; each at most once. `offload`: where
-    the experts wait between uses (farm.model.offload: "none", "model", "group")."""
+    the experts wait between uses (farm.model.offload: "none", "model", "group",
+    "shard")."""
 
     def __init__(self, source: ModelSource, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype = torch.float32,
@@ -107,7 +108,7 @@ class ModelLoader:
         self.dtype = dtype
         self.vae_dtype = vae_dtype
         self.offload = offload_mode(offload)
-        self._hooks: dict[str, Any] = {}  # expert -> its "model" offload hook
+        self._hooks: dict[str, Any] = {}  # expert -> its "model" / "shard" offload hook
         self._cache: dict[str, object] = {}
         self._weights: list[str] = []
         self._lock = threading.Lock()  # gang members of one worker may load concurrently
@@ -152,17 +153,19 @@ class ModelLoader:
         return self._once("text", build, weights=True)
 
     def expert(self, name: str):
-        """The expert `name`; under "model" offload, the worker's other experts go back
-        to host memory (this one moves in at its first forward)."""
+        """The expert `name`; under "model" and "shard" offload, the worker's other
+        experts go back to host memory (this one moves in at its first forward, whole or,
+        in a gang under "shard", a block at a time)."""
         def build():
             sub = EXPERT_SUBFOLDER[name]
-            # offloaded: read into host memory; the hooks bring it to the device
+            # offloaded: read into host memory (what "shard" builds shards from); the
+            # hooks bring it to the device
             at = torch.device("cpu") if self.offload != "none" else self.device
             if self.source.path is None:
                 model = cast(self.family.build_transformer(sub, self.source.seed), at, self.dtype)
             else:
                 model = self.family.load_expert(self.source.path, sub, self.dtype, at)
-            hook = offload_hooks(model, self.offload, self.device)
+            hook = offload_hooks(model, self.offload, self.device, name)
             if hook is not None:
                 self._hooks[name] = hook
             return model
@@ -171,6 +174,14 @@ class ModelLoader:
             if other != name:
                 hook.offload()
         return model
+
+    def host(self, name: str):
+        """Expert `name`'s farm.model.shard.HostExpert (offload "shard"): the host copy
+        its gang shards are built from."""
+        if self.offload != "shard":
+            raise ValueError(f"expert {name} has no host copy under offload {self.offload!r}")
+        self.expert(name)
+        return self._hooks[name]
 
     def transformer_config(self) -> dict:
         """The experts' config (sizes a VAE worker needs: VACE layers, Animate's face

@@ -10,6 +10,9 @@ activations (PoolConfig.offload; docs/weights.md "Offload"):
     group  block by block: each block moves in for its forward and out after, the
            next one prefetched on a CUDA stream (diffusers' apply_group_offloading,
            block_level, one block per group: ComfyUI's block swap)
+    shard  as "model" for a phase on one GPU; as one rank of a gang of n, 1/n of every
+           block stays on the device with the open gang and each block is all-gathered
+           for its forward (farm.model.shard: our hooks, FSDP-style)
 
 What each mode needs on the device is farm.spec.weights' Weights.resident_bytes, what it
 costs in time farm.spec.weights.offload_seconds.
@@ -30,10 +33,17 @@ def check_mode(offload: str) -> str:
     return offload
 
 
-def offload(module: torch.nn.Module, mode: str, device: torch.device) -> Any:
-    """Hook `module` (loaded on the CPU) to run on `device`; returns the hook whose
-    `offload()` moves a "model"-offloaded module back to host memory, else None."""
+def offload(module: torch.nn.Module, mode: str, device: torch.device, name: str = "") -> Any:
+    """Hook `module` (loaded on the CPU; expert `name`) to run on `device`; returns the
+    hook whose `offload()` moves a "model"- or "shard"-offloaded module back to host
+    memory (for "shard" the farm.model.shard.HostExpert), else None."""
     check_mode(mode)
+    if mode == "shard":
+        from farm.model.shard import HostExpert
+
+        host = HostExpert(module, device, name)
+        module._reelfarm_host = host  # for run_device
+        return host
     if mode == "model":
         from accelerate import cpu_offload_with_hook
 
@@ -51,6 +61,9 @@ def offload(module: torch.nn.Module, mode: str, device: torch.device) -> Any:
 def run_device(module: torch.nn.Module) -> torch.device:
     """Where `module` computes: its offload hook's device (its parameters wait in host
     memory in between), else its parameters'."""
+    host = getattr(module, "_reelfarm_host", None)  # shard: whole or sharded, there
+    if host is not None:
+        return host.device
     hook = getattr(module, "_hf_hook", None)  # accelerate: model offload
     if getattr(hook, "execution_device", None) is not None:
         return torch.device(hook.execution_device)

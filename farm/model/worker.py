@@ -35,6 +35,7 @@ from farm.model.inputs import Carried, InputEncoder, SceneConditioning
 from farm.model.loader import ModelLoader, ModelSource
 from farm.model.noise import initial_noise
 from farm.model.phase import Halos, drive, phase_steps
+from farm.model.shard import sharded_steps
 from farm.model.solver import Handoff
 from farm.model.speed import SHARD_SAFE
 from farm.model.text import PromptEmbeds, encode_prompts
@@ -94,16 +95,26 @@ class TorchWorker:
                                  f"(caches that can: {', '.join(SHARD_SAFE)})")
         # exactly the scene's adapters while this phase computes (none: the bare expert)
         active = self.adapters.activate(model, order.adapters)
+        ganged = rank is not None and rank.size > 1
+        # offload "shard" in a gang: this rank's shards of the expert (farm.model.shard);
+        # on one GPU the expert's hooks move it in whole, as "model" offload
+        shard = ganged and self.loader.offload == "shard"
 
         def steps(gang: Gang | None):
-            return scoped(phase_steps(model, self.loader.scheduler(order.model.solver,
-                                                                   order.model.shift),
-                                      order, prompt, latents, state,
-                                      expand_timesteps=self.profile.expand_timesteps,
-                                      condition=condition, gang=gang), active)
-        if rank is None or rank.size == 1:
+            run = phase_steps(model, self.loader.scheduler(order.model.solver, order.model.shift),
+                              order, prompt, latents, state,
+                              expand_timesteps=self.profile.expand_timesteps,
+                              condition=condition, gang=gang)
+            if shard:
+                run = sharded_steps(run, self.loader.host(order.expert), gang, order.expert)
+            return scoped(run, active)
+        if not ganged:
+            if self.loader.offload == "shard":
+                # the whole expert comes in: its open gangs' shards make room (the
+                # scheduler forgets those gangs too, farm.sched.scheduler._note_phase)
+                self.gangs.close_idle()
             return steps(None)
-        return _ganged(steps, rank, self.loader.device, self.gangs)
+        return _ganged(steps, rank, self.loader.device, self.gangs, shard)
 
     def denoise(self, order: DenoiseOrder, prompt: PromptEmbeds, state: Handoff | None,
                 condition: Condition | None, exchange: Exchange) -> Handoff:
@@ -184,7 +195,8 @@ class OpenGangs:
     so that the unit's next phase on the same ranks (PhaseTask.gang_key) skips forming
     them (an NCCL communicator takes about a second). The scheduler reuses only the last
     gang started on a worker, so keeping the two started last is enough (a worker with
-    two slots may finish them out of order); older ones are closed."""
+    two slots may finish them out of order); older ones are closed (under offload "shard"
+    that frees their experts' shards)."""
 
     KEEP = 2
 
@@ -192,11 +204,27 @@ class OpenGangs:
         self._open: dict[tuple[str, int], Gang] = {}  # insertion order = start order
         self._lock = threading.Lock()
 
-    def join(self, rank: GangRank, device: torch.device) -> Gang:
-        """The open gang of this name and rank (taken out while it runs), or a new one."""
+    def join(self, rank: GangRank, device: torch.device, shard: bool = False) -> Gang:
+        """The open gang of this name and rank (taken out while it runs), or a new one
+        (`shard`: with its world group, for offload "shard"; its shards stay with it)."""
         with self._lock:
             gang = self._open.pop((rank.prefix, rank.rank), None)
-        return gang if gang is not None else Gang(rank, device)
+        if gang is not None:
+            return gang
+        # the two-argument form for every other gang: what a Gang stand-in takes
+        return Gang(rank, device, shard=True) if shard else Gang(rank, device)
+
+    def get(self, prefix: str, rank: int) -> Gang | None:
+        """The open gang of this name and rank, left open (None: none is)."""
+        with self._lock:
+            return self._open.get((prefix, rank))
+
+    def close_idle(self) -> None:
+        """Close every open gang not running a phase (those are taken out while they run)."""
+        with self._lock:
+            closing, self._open = list(self._open.values()), {}
+        for g in closing:
+            g.close()
 
     def keep(self, gang: Gang) -> None:
         with self._lock:
@@ -207,10 +235,11 @@ class OpenGangs:
             g.close()
 
 
-def _ganged(steps, rank: GangRank, device: torch.device, keep: OpenGangs | None = None):
+def _ganged(steps, rank: GangRank, device: torch.device, keep: OpenGangs | None = None,
+            shard: bool = False):
     """Join the gang (or take it open from the last phase), run the phase as one of its
     ranks, keep it open in `keep` (or leave it); abort it on any failure."""
-    gang = keep.join(rank, device) if keep is not None else Gang(rank, device)
+    gang = keep.join(rank, device, shard) if keep is not None else Gang(rank, device)
     try:
         result = yield from steps(gang)
     except BaseException as exc:

@@ -162,11 +162,18 @@ def _place(round_: Round, layout: Layout, need: Need, excluded: frozenset[str],
            previous: GangMemo | None, key: str) -> tuple[tuple[str, ...], Layout, str] | None:
     members = len(preferred)
     if (previous is not None and previous.layout == layout
-            and not round_.warm_elsewhere(need, excluded, previous.worker_ids)
+            and not round_.warm_elsewhere(need, excluded, previous.worker_ids, previous.key)
             and round_.take(need, excluded, previous.worker_ids, previous.key)):
         round_.placed(need, members)
         return previous.worker_ids, layout, previous.key
     if layout.size > 1:
+        # an open gang keeping shards of the model's experts (offload "shard"): it
+        # switches nothing, where a new one loads every rank's shards
+        for memo in round_.shard_gangs.get(need.model, ()):
+            if (memo.layout == layout and len(memo.worker_ids) == members * layout.size
+                    and round_.take(need, excluded, memo.worker_ids, memo.key)):
+                round_.placed(need, members)
+                return memo.worker_ids, layout, memo.key
         ranks = tuple(w for lead in preferred for w in (lead, *[None] * (layout.size - 1)))
         ids = round_.place(need, excluded, members * layout.size, ranks, distinct=True,
                            block=layout.sp)

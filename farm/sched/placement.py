@@ -42,14 +42,18 @@ waits until the whole pool is idle and then shares workers, several members per 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import NamedTuple
 
 from farm.plan.adapters import AdapterSet
-from farm.sched.state import WorkerState
+from farm.sched.state import GangMemo, WorkerState
 
 # Parts of short tasks (prompt, image, decode): they load no expert, so never switch one.
 SHORT_PARTS = frozenset({"text", "vae"})
+# WorkerState.warm's part on a worker whose last phase ran on a gang under offload
+# "shard": it holds shards of every expert with that gang, and no whole one.
+SHARDS = "shards"
 
 
 class Need(NamedTuple):
@@ -67,11 +71,18 @@ class Round:
     """Free slots, reservations and demand during one schedule() call."""
 
     def __init__(self, workers: Iterable[WorkerState], demand: dict[Need, int],
-                 soon: frozenset[str] = frozenset(), affinity: str = "prefer"):
+                 soon: frozenset[str] = frozenset(), affinity: str = "prefer",
+                 shard_gangs: dict[str, list[GangMemo]] | None = None):
         """`soon`: workers busy only with short tasks (prompt, image, decode: seconds, where
         a phase takes minutes); a gang may wait for them rather than start narrower.
-        `affinity`: SchedulerConfig.adapter_affinity (rule 1, and the warm pass)."""
+        `affinity`: SchedulerConfig.adapter_affinity (rule 1, and the warm pass).
+        `shard_gangs`: per model, the open gangs whose ranks keep shards of its experts
+        (Ledger.open_shard_gangs)."""
         self.workers = [w for w in workers if w.alive and not w.draining]
+        self.shard_gangs = shard_gangs or {}
+        # Ranks of open shard gangs: a new gang there would close one (its shards).
+        self._sharded = {wid for memos in self.shard_gangs.values() for m in memos
+                         for wid in m.worker_ids}
         self._by_id = {w.spec.worker_id: w for w in self.workers}
         self.free = {w.spec.worker_id: w.free for w in self.workers}
         self.soon = set(soon)
@@ -189,12 +200,16 @@ class Round:
                 self.free[wid] -= 1
         return ok
 
-    def warm_elsewhere(self, need: Need, excluded: frozenset[str], ids: tuple[str, ...]) -> bool:
-        """Whether some of `ids` would have to switch experts for `need` while as many
-        free workers are warm for it (or fresh): a gang re-formed there pays the set-up
-        (a second) instead of an expert switch (seconds, ~28 GB of weights)."""
+    def warm_elsewhere(self, need: Need, excluded: frozenset[str], ids: tuple[str, ...],
+                       gang: str = "") -> bool:
+        """Whether some of `ids` (the ranks of gang `gang`) would have to switch experts
+        for `need` while as many free workers are warm for it (or fresh): a gang re-formed
+        there pays the set-up (a second) instead of an expert switch (seconds, ~28 GB of
+        weights). Ranks keeping the gang's shards (offload "shard") switch nothing."""
         pool = {w.spec.worker_id: w for w in self.pool(need, excluded)}
-        if all(pool[w].warm in (None, need) for w in ids if w in pool):
+        if all(pool[w].warm in (None, need) or (pool[w].warm == (SHARDS, need.model)
+                                                and pool[w].gang == gang)
+               for w in ids if w in pool):
             return False
         warm = sum(1 for wid, w in pool.items() if w.warm in (None, need)
                    and self.free[wid] > 0 and wid not in self.reserved)
@@ -252,8 +267,7 @@ class Round:
             left = {wid: min(n, 1) for wid, n in left.items()}
         if sum(left.values()) < num:
             return None
-        cold = {w.spec.worker_id for w in pool
-                if not backfill and w.warm is not None and w.warm != need}
+        cold = {w.spec.worker_id for w in pool if not backfill and self._cold(w, need, distinct)}
         # (bytes to load, bytes held there it would evict): load where nothing useful goes
         miss = {w.spec.worker_id: (0, 0) if backfill else self._missing(w.spec.worker_id)
                 for w in pool}
@@ -277,10 +291,21 @@ class Round:
                                       w.spec.worker_id))
         if block > 1:  # preferred ranks may give way, so they stay candidates
             ids = [w.spec.worker_id for w in order]
+            # the pool's nodes hold every block once their workers are free
+            room = sum(n // block for n in Counter(node_of(w.spec.worker_id)
+                                                   for w in pool).values())
             return _by_node(chosen, ids + [c for c in chosen if c is not None and c not in ids],
-                            block, cold)
+                            block, cold, wait=room * block >= num)
         slots = (w.spec.worker_id for w in order for _ in range(left[w.spec.worker_id]))
         return tuple(c if c is not None else next(slots) for c in chosen)
+
+    def _cold(self, w: WorkerState, need: Need, gang: bool) -> bool:
+        """Whether a phase there must first load weights: an expert switch; as the rank
+        of a new gang under offload "shard", closing an open shard gang (a new gang's
+        ranks load their shards wherever it forms)."""
+        if gang and w.spec.offload == "shard":
+            return w.spec.worker_id in self._sharded
+        return w.warm is not None and w.warm != need
 
     def _oversubscribe(self, pool: list[WorkerState], need: Need,
                        num: int) -> tuple[str, ...] | None:
@@ -304,14 +329,17 @@ def node_of(worker_id: str) -> str:
 
 
 def _by_node(chosen: list[str | None], order: list[str], block: int,
-             cold: set[str]) -> tuple[str, ...]:
+             cold: set[str], wait: bool = False) -> tuple[str, ...] | None:
     """Fill the open ranks, `block` at a time, from one node each where one has room:
     the preferred rank's node if it fits the rest of the block, else the node that fits
     it with the fewest cold workers among those it would give, then the fewest free
     candidates (best fit keeps whole nodes for wide gangs), a preferred rank elsewhere
     giving way (handing data over costs milliseconds, a Ulysses group across nodes
-    seconds per phase). No node fits: the fullest nodes first. With no node in the ids
-    this is the order's first candidates, as without blocks."""
+    seconds per phase). No node fits: None with `wait` (the pool's nodes hold every block
+    once their workers are free: a phase on a group across nodes pays the inter-node
+    all-to-all for all its steps, minutes at 720p, where the wait is one phase's end at
+    most), else the fullest nodes first. With no node in the ids this is the order's
+    first candidates, as without blocks."""
     used = {c for c in chosen if c is not None}
     out = list(chosen)
     for b in range(0, len(out), block):
@@ -332,6 +360,8 @@ def _by_node(chosen: list[str | None], order: list[str], block: int,
                 used -= {c for c in ids if c is not None}
                 ids = [None] * len(ids)
                 pool = nodes[best]
+            elif wait:
+                return None
             else:
                 pool = [w for n in sorted(nodes, key=lambda n: -len(nodes[n])) for w in nodes[n]]
         fill = iter(pool)

@@ -83,6 +83,9 @@ def _on_phase_done(led: Ledger, film: FilmRecord, scene: SceneState, unit: UnitS
     unit.phases_done += 1
     film.phases_done += 1
     unit.gang = run.gang  # its workers keep these gangs open for the unit's next phase
+    if run.gang is not None and all(led.workers[w].spec.offload == "shard"
+                                    for w in run.gang.worker_ids if w in led.workers):
+        led.shard_gangs[run.gang.key] = (run.gang, film.model)  # with their shards
     phase = film.plan.phases[run.phase_index]
     events: list[Event] = [PhaseFinished(film.film_id, unit.plan.id, run.phase_index, phase.expert,
                                          phase.num_steps * len(unit.plan.segments), run.worker_ids,

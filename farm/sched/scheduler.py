@@ -44,6 +44,7 @@ from farm.sched.output import (
     FilmState,
     FilmStateChanged,
     ImageTask,
+    Layout,
     PhaseTask,
     PoolStats,
     PrepareTask,
@@ -53,7 +54,7 @@ from farm.sched.output import (
     UnitResume,
     WorkerSpec,
 )
-from farm.sched.placement import Need, Round
+from farm.sched.placement import SHARDS, Need, Round
 from farm.sched.reports import apply_report, check_starved, finish_film, invalidate_key, reset_unit
 from farm.sched.state import FilmRecord, Ledger, SceneState, UnitState, WorkerState
 
@@ -248,7 +249,8 @@ class Scheduler:
             for need, num, _ in rs:
                 demand[need] = demand.get(need, 0) + num
         round_ = Round(self._ledger.workers.values(), demand, self._short_busy(),
-                       affinity=self.config.adapter_affinity)
+                       affinity=self.config.adapter_affinity,
+                       shard_gangs=self._ledger.open_shard_gangs())
         for r in self._ledger.running.values():
             if r.active is not None:
                 round_.note_active(r.worker_ids, Need(*r.active[0]), r.active[1])
@@ -339,9 +341,7 @@ class Scheduler:
             if is_phase:
                 round_.note_active(ids, need, key)
                 for wid in ids:
-                    self._ledger.workers[wid].warm = need
-                    if layout is not None and layout.size > 1:
-                        self._ledger.workers[wid].gang = task.gang_key
+                    self._note_phase(self._ledger.workers[wid], need, layout, task.gang_key)
             del cands[i], reqs[i]
             if film.state == FilmState.QUEUED:
                 film.state = FilmState.RUNNING
@@ -349,6 +349,20 @@ class Scheduler:
                                                       time=self._ledger.now))
             return True
         return False
+
+    @staticmethod
+    def _note_phase(w: WorkerState, need: Need, layout: Layout | None, gang: str) -> None:
+        """What a worker holds once a phase starts there: the phase's expert, and the
+        gang its runtime keeps open. Under offload "shard" a gang's ranks hold shards of
+        every expert with the gang (no whole expert), and a one-GPU phase brings its whole
+        expert in, for which the shards make room (farm.model.shard)."""
+        ganged = layout is not None and layout.size > 1
+        shard = w.spec.offload == "shard"
+        w.warm = Need(SHARDS, need.model) if ganged and shard else need
+        if ganged:
+            w.gang = gang
+        elif shard:
+            w.gang = None
 
     def _load_adapters(self, ids: tuple[str, ...], adapters: AdapterSet) -> tuple[Loads, ...]:
         """A phase's adapters go through each of its workers' caches (the mirror of

@@ -134,6 +134,7 @@ class WorkerState:
     alive: bool = True
     # (expert, model) of the last phase placed here (a placement.Need): the expert whose
     # weights are in GPU memory on a worker that holds several (placement avoids swaps).
+    # SHARDS after a gang phase under offload "shard": no whole expert is in memory.
     warm: tuple[str, str] | None = None
     # Name of the last gang a phase started here (the one its runtime keeps open).
     gang: str | None = None
@@ -206,6 +207,21 @@ class Ledger:
     cancelled: list[str] = field(default_factory=list)
     # Time of the latest schedule() call; events are stamped with it.
     now: float = 0.0
+    # Gangs of workers under offload "shard" whose last phase succeeded, and the model
+    # whose experts' shards they keep open (farm.model.shard): while every rank still has
+    # it as its last gang, any unit's phase of that model may run on it switching nothing.
+    shard_gangs: dict[str, tuple[GangMemo, str]] = field(default_factory=dict)
+
+    def open_shard_gangs(self) -> dict[str, list[GangMemo]]:
+        """The shard gangs still open, per model (forgets the others)."""
+        def is_open(memo: GangMemo) -> bool:
+            return all((w := self.workers.get(wid)) is not None and w.alive and not w.draining
+                       and w.gang == memo.key for wid in memo.worker_ids)
+        self.shard_gangs = {k: v for k, v in self.shard_gangs.items() if is_open(v[0])}
+        out: dict[str, list[GangMemo]] = {}
+        for memo, model in self.shard_gangs.values():
+            out.setdefault(model, []).append(memo)
+        return out
 
     def free(self, key: str) -> None:
         self.freed.append(key)

@@ -20,6 +20,7 @@ pressure (and the same films, in the same order).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 from farm.sched.config import SchedulerConfig
 from farm.sim.baselines import ClipSystem, run, systems
@@ -39,48 +40,76 @@ def at_load(workload: Workload, gpus: int, load: float, costs: CostModel) -> Wor
     return workload.at_rate(work / (len(workload.arrivals) * load * gpus))
 
 
-# (fleet, max steps per phase, the gang rule's min_efficiency, its min_size): expert pools
-# with a quarter of generalists (farm.sim.fleet.expert_pools; "node-pools": pools of whole
-# nodes), or generalists only (every GPU holds every expert); each expert's steps as one
-# phase, or chunks of <= 7 steps (more points where the scheduler re-decides gang sizes;
-# exact handoffs between them); gangs wasting at most 25 % of their GPU-seconds (0.8, the
-# default: a burst arriving later finds few GPUs tied up in wide gangs), up to 43 % (0.7)
-# or any (0.01: what the baselines' wave planners are also searched with); gangs of any
-# size, or of at least 4 or 8 GPUs (phases wait for them, as clips wait for a group of G:
-# large farms where chains of units make the critical path). Searched per row, as the
-# baselines' G and planners are.
-RF_CONFIGS: tuple[tuple[str, int | None, float, int], ...] = (
-    ("pools", None, 0.8, 1), ("pools", 7, 0.8, 1), ("generalists", None, 0.8, 1),
-    ("generalists", 7, 0.8, 1), ("generalists", None, 0.7, 1), ("generalists", None, 0.01, 1),
-    ("generalists", None, 0.8, 4), ("generalists", None, 0.8, 8), ("node-pools", 7, 0.8, 8))
+class RfConfig(NamedTuple):
+    """One configuration of reelfarm the bench searches (per row, as the baselines' G).
+
+    fleet: expert pools with a quarter of generalists ("pools", farm.sim.fleet.expert_pools;
+        "node-pools": pools of whole nodes), generalists (every GPU holds every expert and
+        switches the resident one), or "sharded" generalists (offload "shard": a gang's
+        ranks keep shards of every expert with the gang, as the official's FSDP groups do,
+        so a gang switches nothing; farm.model.shard);
+    phase_steps: each expert's steps as one phase (None), or chunks of <= 7 steps (more
+        points where the scheduler re-decides gang sizes; exact handoffs between them);
+    min_efficiency: gangs wasting at most 25 % of their GPU-seconds (0.8, the default: a
+        burst arriving later finds few GPUs tied up in wide gangs), up to 43 % (0.7) or any
+        (0.01: what the baselines' wave planners are also searched with);
+    min_gang / max_gang: gangs of any size, or of at least 4 or 8 GPUs (phases wait for
+        them, as clips wait for a group of G: large farms where chains of units make the
+        critical path), at most max_gang GPUs per segment."""
+
+    fleet: str
+    phase_steps: int | None = None
+    min_efficiency: float = 0.8
+    min_gang: int = 1
+    max_gang: int = 80
+
+    @property
+    def label(self) -> str:
+        return (f"{self.fleet} phases<={self.phase_steps} eff>={self.min_efficiency:g} "
+                f"gangs>={self.min_gang}" + (f" <={self.max_gang}" if self.max_gang < 80 else ""))
 
 
-def reelfarm(workload: Workload, gpus: int, costs: CostModel, *, fleet: str = "pools",
-             max_phase_steps: int | None = None, failures_per_gpu_hour: float = 0.0,
-             seed: int = 0, gangs: bool = True, min_efficiency: float = 0.8,
-             min_gang: int = 1, adapter_affinity: str = "prefer") -> SimResult:
+RF_CONFIGS: tuple[RfConfig, ...] = (
+    RfConfig("pools"), RfConfig("pools", 7), RfConfig("generalists"),
+    RfConfig("generalists", 7), RfConfig("generalists", None, 0.7),
+    RfConfig("generalists", None, 0.01), RfConfig("generalists", None, 0.8, 4),
+    RfConfig("generalists", None, 0.8, 8), RfConfig("node-pools", 7, 0.8, 8),
+    RfConfig("sharded", 7), RfConfig("sharded", None, 0.01), RfConfig("sharded", 7, 0.8, 4),
+    RfConfig("sharded", 7, 0.8, 4, 8), RfConfig("sharded", None, 0.8, 8, 8),
+    RfConfig("sharded", 7, 0.8, 8, 8))
+
+
+def reelfarm(workload: Workload, gpus: int, costs: CostModel,
+             config: RfConfig = RF_CONFIGS[0], *, failures_per_gpu_hour: float = 0.0,
+             seed: int = 0, gangs: bool = True, adapter_affinity: str = "prefer") -> SimResult:
     """The real scheduler on expert pools (or generalists); with `gangs`, its gang rule on
     the cost model's speedup tables (farm.sched.gangs)."""
-    if max_phase_steps is not None:
-        workload = workload.with_phase_steps(max_phase_steps)
-    workers = (generalists(gpus, workload, costs) if fleet == "generalists" else
+    steps = config.phase_steps
+    if steps is not None:
+        workload = workload.with_phase_steps(steps)
+    fleet = config.fleet
+    workers = (generalists(gpus, workload, costs, offload="shard" if fleet == "sharded"
+                           else "none") if fleet in ("generalists", "sharded") else
                expert_pools(gpus, workload, costs, whole_nodes=fleet == "node-pools"))
-    config = SchedulerConfig(gangs=costs.gang_policy(min_efficiency, min_gang) if gangs
-                             else None, adapter_affinity=adapter_affinity)
+    policy = replace(costs.gang_policy(config.min_efficiency, config.min_gang),
+                     max_size=config.max_gang)
     result = Simulation(workload, workers, costs, failures_per_gpu_hour=failures_per_gpu_hour,
-                        seed=seed, config=config).run()
-    note = ("gangs" if gangs else "no gangs") + (f", phases<={max_phase_steps}"
-                                                 if max_phase_steps else "")
-    if gangs and min_efficiency != 0.8:
-        note += f", efficiency>={min_efficiency:g}"
-    if gangs and min_gang > 1:
-        note += f", gangs>={min_gang}"
+                        seed=seed, config=SchedulerConfig(
+                            gangs=policy if gangs else None,
+                            adapter_affinity=adapter_affinity)).run()
+    note = ("gangs" if gangs else "no gangs") + (f", phases<={steps}" if steps else "")
+    if gangs and config.min_efficiency != 0.8:
+        note += f", efficiency>={config.min_efficiency:g}"
+    if gangs and config.min_gang > 1:
+        note += f", gangs>={config.min_gang}"
+    if gangs and config.max_gang < 80:
+        note += f", gangs<={config.max_gang}"
     return replace(result, note=note)
 
 
 def best_reelfarm(workload: Workload, gpus: int, costs: CostModel, **kwargs: object) -> SimResult:
-    runs = [reelfarm(workload, gpus, costs, fleet=f, max_phase_steps=k, min_efficiency=e,  # type: ignore[arg-type]
-                     min_gang=m, **kwargs) for f, k, e, m in RF_CONFIGS]
+    runs = [reelfarm(workload, gpus, costs, config, **kwargs)  # type: ignore[arg-type]
+            for config in RF_CONFIGS]
     done = [r for r in runs if all(f.state == "SUCCEEDED" for f in r.films)] or runs
     return min(done, key=lambda r: round(r.makespan, 6))
 

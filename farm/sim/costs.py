@@ -226,10 +226,11 @@ class CostModel:
         ref_tokens = _tokens(rw, rh, (REF_FRAMES - 1) // 4 + 1)
         return ref * _flops(_tokens(film.width, film.height, latent_frames)) / _flops(ref_tokens)
 
-    def experts_fit(self, plan: FilmPlan, layout: Layout, experts: int) -> bool:
-        """Whether `experts` experts, the text encoder, the VAE and the non-weight memory
-        of a rank fit in one GPU (the layout does not matter: the published peaks show
-        non-weight memory that does not shrink with the Ulysses degree)."""
+    def experts_fit(self, plan: FilmPlan, layout: Layout, experts: int, over: int = 1) -> bool:
+        """Whether `experts` experts (sharded `over` ranks: 1/over of each), the text
+        encoder, the VAE and the non-weight memory of a rank fit in one GPU (the layout
+        does not matter: the published peaks show non-weight memory that does not shrink
+        with the Ulysses degree)."""
         height = 720 if plan.film.height >= 600 else 480
         rest = self.nonweight_bytes if self.nonweight_bytes is not None else nonweight_bytes(
             height)
@@ -238,7 +239,7 @@ class CostModel:
             frames = max(seg.window.size for u in plan.units for seg in u.segments)
             rest = 21.9e9 * _tokens(plan.film.width, plan.film.height, frames) / _tokens(
                 w, h, (REF_FRAMES - 1) // 4 + 1) / layout.sp
-        need = experts * self.expert_bytes + self.text_bytes + self.vae_bytes + rest
+        need = experts * self.expert_bytes / over + self.text_bytes + self.vae_bytes + rest
         return need <= self.gpu_bytes
 
     def one_gpu_swap_s(self, plan: FilmPlan) -> float:

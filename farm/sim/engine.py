@@ -87,6 +87,8 @@ class Simulation:
         self.busy: dict[str, float] = {wid: 0.0 for wid in self.fleet}
         # worker -> experts in GPU memory (workers that hold several; absent: just started)
         self.resident: dict[str, frozenset[str]] = {}
+        # worker -> (gang, model) whose experts' shards it keeps (offload "shard")
+        self.shards: dict[str, tuple[str, str]] = {}
         self.phase_gpu_s = 0.0
         self.first_frame: dict[str, float] = {}
         self.ended: dict[str, tuple[float, str]] = {}  # film -> (time, final state)
@@ -190,7 +192,7 @@ class Simulation:
             keys = [m.input_key, task.prompt_key, task.condition_key]
             for wid in m.ranks:  # every rank reads the inputs and holds the expert
                 switches.append(self._swap_s(wid, plan, model_part(plan.film.model, expert),
-                                             task.layout))
+                                             task.layout, task.gang_key))
                 transfers.append(sum(self._fetch_s(k, wid) for k in keys if k) + switches[-1])
             writes.append((m.output_key, m.worker_id,
                            self.costs.handoff_bytes(plan, seg.window.size)))
@@ -229,19 +231,28 @@ class Simulation:
             writes.append((task.condition_key, task.worker_id, size))
         return max(sum(f) for f in fetch) + compute, compute, writes
 
-    def _swap_s(self, worker: str, plan: FilmPlan, expert: str, layout: Layout) -> float:
+    def _swap_s(self, worker: str, plan: FilmPlan, expert: str, layout: Layout,
+                gang: str = "") -> float:
         """Loading the phase's expert on a worker that holds several. A worker keeps every
         expert of the phase's model resident while they fit in memory beside this rank's
         activations (costs.experts_fit; at start-up it loads them all), else only the one
         it runs: then switching costs its `swap_s`. Experts of other models never stay
         beside them (they were counted in no fit), so a generalist that changes model
-        pays for what it loads."""
+        pays for what it loads. Under offload "shard" a rank of gang `gang` holds 1/n of
+        every expert of the model with the gang (when those fit): loading them costs
+        experts / n of a switch once per gang, nothing while the gang stays open."""
         cost = self.fleet[worker].swap_s
         if not cost:
             return 0.0
         model = expert.rsplit("/", 1)[0] + "/"
         every = frozenset(h for h in self.fleet[worker].spec.holds if h.startswith(model))
         before = self.resident.get(worker)
+        held = self.shards.pop(worker, None)
+        if (layout.size > 1 and self.fleet[worker].spec.offload == "shard"
+                and self.costs.experts_fit(plan, layout, len(every), over=layout.size)):
+            self.shards[worker], self.resident[worker] = (gang, model), frozenset()
+            fresh = before is None
+            return 0.0 if fresh or held == (gang, model) else cost * len(every) / layout.size
         keep = self.costs.experts_fit(plan, layout, len(every))
         # Only this model's experts that were already loaded (or all of them at start-up)
         # stay: loading the rest would be another switch.
@@ -291,6 +302,7 @@ class Simulation:
         for key in [k for k, (home, _) in self.store.items() if home == worker_id]:
             del self.store[key]
         self.resident.pop(worker_id, None)
+        self.shards.pop(worker_id, None)
         self._note(self.s.remove_worker(worker_id, data_lost=True), now)
         self._push(now + self.restart_s, "restart", worker_id)
 

@@ -127,14 +127,16 @@ def expert_pools(gpus: int, workload: Workload, costs: CostModel, *, flex: float
 
 
 def generalists(gpus: int, workload: Workload, costs: CostModel, *,
-                swap_s: float | None = None) -> list[SimWorker]:
+                swap_s: float | None = None, offload: str = "none") -> list[SimWorker]:
     """Every GPU holds every expert of every model in the workload (in host memory) and
     switches the resident one for `swap_s`: the fleet that can put all its GPUs on one
-    film, as the official script's groups do (which the baseline lets switch models free)."""
+    film, as the official script's groups do (which the baseline lets switch models free).
+    `offload` "shard": a gang's ranks keep shards of every expert with the gang (the
+    official's FSDP), so a gang switches nothing while it stays open."""
     experts = frozenset(pool_work(workload, costs))
     swap_s = costs.switch_s if swap_s is None else swap_s
-    fleet = [SimWorker(WorkerSpec(f"any#{i:03d}", experts | {"text", "vae"}), "any",
-                       swap_s=swap_s) for i in range(gpus)]
+    fleet = [SimWorker(WorkerSpec(f"any#{i:03d}", experts | {"text", "vae"}, offload=offload),
+                       "any", swap_s=swap_s) for i in range(gpus)]
     return on_nodes(fleet, costs.node_gpus)
 
 

@@ -106,6 +106,9 @@ def cost_table(c: CostModel) -> str:
          f"less the FSDP weight shard [inferred]"),
         ("both experts on one 80 GB GPU", "no" if not c.experts_fit(plan, Layout(1, 1), 2)
          else "yes", "the two rows above; so one-GPU clips and generalists switch"),
+        ("offload 'shard': a rank of a gang of 8", f"{2 * c.expert_bytes / 8 / 1e9:.2f} GB, "
+         f"{2 * c.switch_s / 8:.1f} s once per gang", "both experts / 8 (FSDP-style, "
+         "farm.model.shard), loaded at the switch rate; the gang's phases switch nothing"),
         ("expert switch / one-GPU offload", f"{c.switch_s:.1f} s / {c.swap_s:g} s per clip",
          "expert bytes at LightX2V's offload rate, 3.5 GB/s (839.8 vs 823.5 s) [inferred]"),
         ("text / image encode / decode (81 frames)", f"{c.text_s:g} / 3.2 / "

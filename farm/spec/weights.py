@@ -22,7 +22,7 @@ from typing import Any
 from farm.spec.weights_official import OFFICIAL
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-OFFLOAD_MODES = ("none", "model", "group")
+OFFLOAD_MODES = ("none", "model", "group", "shard")
 
 # What offloading costs in time, as host -> GPU bandwidths (sources in brackets):
 # "model" moves a whole expert in when its phase starts. LightX2V's T2V-A14B 720p run on
@@ -34,6 +34,8 @@ MODEL_OFFLOAD_BYTES_PER_S = 3.5e9
 # pins group-offloaded weights): PCIe 4.0 x16, about 25 of its 32 GB/s [assumed]; not
 # overlapped with compute here (diffusers' use_stream can hide it), so an upper bound.
 GROUP_OFFLOAD_BYTES_PER_S = 25e9
+# "shard" moves a whole expert in for a one-GPU phase, as "model"; a gang's ranks copy
+# their 1/n of it in once per open gang (farm.model.shard), which no phase pays again.
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,9 @@ class Weights:
 
     def resident_bytes(self, dtype: str, offload: str) -> int:
         """Bytes on the GPU while it runs: all of it, or (group) all but its blocks and
-        two of them (the one computing, the next one arriving)."""
+        two of them (the one computing, the next one arriving). Under "shard" all of it
+        too: a one-GPU phase moves the whole expert in (a gang's ranks hold less:
+        `sharded_bytes`)."""
         if offload not in OFFLOAD_MODES:
             raise ValueError(f"offload {offload!r}; allowed: {', '.join(OFFLOAD_MODES)}")
         total = self.bytes(dtype)
@@ -65,6 +69,17 @@ class Weights:
             return total
         per_block = self.block_params * DTYPE_BYTES[dtype]
         return total - (self.blocks - 2) * per_block
+
+    def sharded_bytes(self, dtype: str, ranks: int) -> int:
+        """Bytes on the GPU of one rank of a gang of `ranks` under "shard" offload while a
+        block computes: the non-block weights whole, 1/ranks of every block, and the one
+        block gathered whole (between forwards: less that block). At T2V-A14B's 40
+        blocks the non-block weights are 1.6% of an expert's parameters."""
+        if ranks < 1:
+            raise ValueError(f"ranks must be at least 1, got {ranks}")
+        per_block = self.block_params * DTYPE_BYTES[dtype]
+        rest = self.bytes(dtype) - self.blocks * per_block
+        return rest + self.blocks * -(-per_block // ranks) + (per_block if self.blocks else 0)
 
 
 def _linear(i: int, o: int, bias: bool = True) -> int:
@@ -351,13 +366,14 @@ def part_bytes(components: Mapping[str, Mapping[str, Any]], part: str, dtype: st
 def pool_bytes(components: Mapping[str, Mapping[str, Any]], holds: list[str] | tuple[str, ...],
                dtype: str = "bfloat16", vae_dtype: str = "float32", offload: str = "none") -> int:
     """Device bytes of the weights a replica holding `holds` keeps while it runs.
-    Offload applies to the experts: "model" keeps one expert on the device at a time,
+    Offload applies to the experts: "model" keeps one expert on the device at a time, as
+    does "shard" for its one-GPU phases (a gang's ranks hold less: Weights.sharded_bytes),
     "group" each expert's non-block weights and two blocks; text and VAE stay."""
     experts = [p for p in holds if p in EXPERTS]
     rest = sum(part_bytes(components, p, dtype, vae_dtype) for p in holds if p not in EXPERTS)
     if not experts:
         return rest
-    if offload == "model":
+    if offload in ("model", "shard"):
         return rest + max(part_bytes(components, e, dtype, vae_dtype) for e in experts)
     return rest + sum(part_bytes(components, e, dtype, vae_dtype, offload) for e in experts)
 
@@ -371,10 +387,12 @@ def official(family: str) -> Mapping[str, Mapping[str, Any]]:
 
 def offload_seconds(offload: str, expert_bytes: int, forwards: int) -> float:
     """Seconds offloading adds to one phase of `forwards` forwards of an expert of
-    `expert_bytes`: model, one move in; group, the expert's blocks on every forward."""
+    `expert_bytes`: model, one move in; group, the expert's blocks on every forward;
+    shard, as model (a one-GPU phase moves the whole expert in; a gang's ranks load
+    1/n of it each, once per open gang, and then nothing per phase)."""
     if offload not in OFFLOAD_MODES:
         raise ValueError(f"offload {offload!r}; allowed: {', '.join(OFFLOAD_MODES)}")
-    if offload == "model":
+    if offload in ("model", "shard"):
         return expert_bytes / MODEL_OFFLOAD_BYTES_PER_S
     if offload == "group":
         return forwards * expert_bytes / GROUP_OFFLOAD_BYTES_PER_S

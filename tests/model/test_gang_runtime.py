@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from farm.engine.core import EngineCore
 from farm.engine.executor import InlineExecutor
@@ -163,3 +164,46 @@ def test_local_farm_forms_gangs_of_its_devices():
         sizes = {len(e.worker_ids) for e in events if isinstance(e, PhaseFinished)}
         assert sizes == ({1} if policy is None else {2})
     assert np.abs(frames["cpu"].astype(int) - frames["cpu,cpu"].astype(int)).max() <= 1
+
+
+def test_the_next_film_runs_on_the_open_shard_gang_and_equals_plain_workers(monkeypatch):
+    """offload "shard" through the scheduler and the inline executor: two films one after
+    the other on four workers; the second takes the first's gang, kept open with both
+    experts' shards (formed once), and every latent equals the plain workers' bit for bit."""
+    import farm.model.worker as worker
+
+    formed: list[str] = []
+
+    class Counted(worker.Gang):
+        def __init__(self, rank, device, **kw):
+            formed.append(rank.prefix)
+            super().__init__(rank, device, **kw)
+    monkeypatch.setattr(worker, "Gang", Counted)
+
+    class ByFilm(Recorder):
+        def save_checkpoint(self, film_id, segment_id, phase_index, data):
+            self.saved[(film_id, segment_id, phase_index)] = data
+
+    def two_films(offload: str) -> tuple[dict, int]:
+        rec = ByFilm()
+        workers = {f"w{i}": TorchWorker(resolve_model("tiny"), offload=offload)
+                   for i in range(4)}
+        executor = InlineExecutor(workers, Frames(), checkpoints=rec, codec=rec,
+                                  rendezvous=StoreServer(), gang_timeout_s=60.0)
+        engine = EngineCore(Scheduler(SchedulerConfig(gangs=POLICY)), executor)
+        for wid in workers:
+            engine.add_worker(WorkerSpec(wid, frozenset({"high", "low", "text", "vae"}),
+                                         offload=offload))
+        formed.clear()
+        for film, seed in (("f", 5), ("g", 6)):
+            engine.add_film(film, make_plan([scene("s1", 9, seed=seed)], steps=STEPS,
+                                            width=SIZE, height=SIZE))
+            engine.run(lambda events: None)
+            assert engine.scheduler.progress(film).state == FilmState.SUCCEEDED
+        return rec.saved, len({p.rsplit("/m", 1)[0] for p in formed})
+
+    plain, plain_gangs = two_films("none")
+    sharded, shard_gangs = two_films("shard")
+    assert (plain_gangs, shard_gangs) == (2, 1)
+    assert plain.keys() == sharded.keys() and {k[0] for k in plain} == {"f", "g"}
+    assert all(torch.equal(plain[k].latents, sharded[k].latents) for k in plain)

@@ -74,14 +74,15 @@ def test_model_offload_moves_the_other_experts_out_when_one_is_asked_for(tiny_di
 
 
 def test_an_unknown_offload_mode_is_named():
-    with pytest.raises(ValueError, match="offload 'disk'; allowed: none, model, group"):
+    with pytest.raises(ValueError, match="offload 'disk'; allowed: none, model, group, shard$"):
         ModelLoader(resolve_model("tiny"), offload="disk")
     with pytest.raises(ValidationError, match="offload") as err:
         PoolConfig(name="High", holds=["high"], offload="disk")
-    assert "'none', 'model' or 'group'" in str(err.value)
-    with pytest.raises(ValidationError, match="pool Both: offload 'model' keeps one of its "
-                                              "experts .* give it slots: 1"):
-        PoolConfig(name="Both", holds=["high", "low"], offload="model", slots=2)
+    assert "'none', 'model', 'group' or 'shard'" in str(err.value)
+    for mode in ("model", "shard"):
+        with pytest.raises(ValidationError, match=f"pool Both: offload '{mode}' keeps one of "
+                                                  "its experts .* give it slots: 1"):
+            PoolConfig(name="Both", holds=["high", "low"], offload=mode, slots=2)
 
 
 def config_only_folder(path: Path) -> str:
@@ -107,6 +108,7 @@ def test_a_layout_that_cannot_fit_its_gpus_is_refused_naming_pool_bytes_and_budg
                                               r"GPU; its gpu_memory_gb is 48 GB"):
         layout("none", 48)
     layout("model", 48)            # one expert (28.6 GB) + UMT5 (11.4 GB) + VAE (0.5 GB, float32)
+    layout("shard", 48)            # as "model": a phase on one GPU moves a whole expert in
     with pytest.raises(ValidationError, match="offload 'model' keep 40.5 GB .* is 24 GB"):
         layout("model", 24)
     layout("group", 24)            # the experts' blocks stream in; UMT5 stays

@@ -3,6 +3,8 @@ switching pass, decodes sharing idle workers, and queues that always drain."""
 
 from __future__ import annotations
 
+import functools
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -117,9 +119,13 @@ def test_decodes_ready_together_share_the_idle_workers():
     assert len(set(ranks)) == 6
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SHARDED = functools.partial(generalists, offload="shard")
+
+
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(gpus=st.integers(1, 10), films=st.integers(1, 5), seed=st.integers(0, 10**6),
-       fleet=st.sampled_from([generalists, expert_pools]), steps=st.sampled_from([None, 7]),
+       fleet=st.sampled_from([generalists, expert_pools, SHARDED]),
+       steps=st.sampled_from([None, 7]),
        min_gang=st.sampled_from([1, 4]), backlog=st.booleans())
 def test_a_queue_always_drains(gpus, films, seed, fleet, steps, min_gang, backlog):
     """The real scheduler in the simulator, on random small fleets and queues: every film

@@ -8,7 +8,7 @@ import pytest
 from farm.sched.config import SchedulerConfig
 from farm.sched.output import Layout, PhaseFinished
 from farm.sim import targets
-from farm.sim.compare import at_load, reelfarm
+from farm.sim.compare import RfConfig, at_load, reelfarm
 from farm.sim.costs import CostModel
 from farm.sim.engine import Simulation
 from farm.sim.fleet import generalists
@@ -62,14 +62,14 @@ def test_the_malleable_lower_bound_holds(gpus):
     costs = CostModel()
     for w in (trailer(), at_load(film_queue(6, seed=2), gpus, 0.8, costs)):
         for fleet, k in (("pools", None), ("generalists", 7)):
-            r = reelfarm(w, gpus, costs, fleet=fleet, max_phase_steps=k)
+            r = reelfarm(w, gpus, costs, RfConfig(fleet, k))
             assert r.makespan >= lower_bound(w, gpus, costs, gangs=costs.gang_policy())
 
 
 def test_gangs_shorten_a_lone_film_and_stay_out_of_a_backlog():
     costs = CostModel()
-    with_gangs = reelfarm(trailer(), 64, costs, fleet="generalists")
-    without = reelfarm(trailer(), 64, costs, fleet="generalists", gangs=False)
+    with_gangs = reelfarm(trailer(), 64, costs, RfConfig("generalists"))
+    without = reelfarm(trailer(), 64, costs, RfConfig("generalists"), gangs=False)
     assert with_gangs.makespan < without.makespan / 3
     backlog = film_queue(12, seed=1).at_rate(0.0)
     sim = Simulation(backlog, generalists(8, backlog, costs), costs,
@@ -122,9 +122,8 @@ def test_no_schedule_of_any_system_beats_the_common_bound(gpus):
               film_queue(6, seed=1).at_rate(0.0), at_load(studio_queue(5, seed=1), gpus, 0.8,
                                                           costs)):
         bound = common_bound(w, gpus, costs)
-        for fleet, k, eff, least in RF_CONFIGS:
-            r = reelfarm(w, gpus, costs, fleet=fleet, max_phase_steps=k, min_efficiency=eff,
-                         min_gang=least)
-            assert r.makespan >= bound, (w.name, fleet, k, eff, least)
+        for config in RF_CONFIGS:
+            r = reelfarm(w, gpus, costs, config)
+            assert r.makespan >= bound, (w.name, config)
         for system in systems(gpus):
             assert run(w, gpus, system, costs).makespan >= bound, (w.name, system)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from farm.sched.config import SchedulerConfig
@@ -18,9 +20,16 @@ class _Checked(Simulation):
 
     checked = 0
 
-    def _swap_s(self, worker, plan, expert, layout):
-        cost = super()._swap_s(worker, plan, expert, layout)
+    def _swap_s(self, worker, plan, expert, layout, gang=""):
+        cost = super()._swap_s(worker, plan, expert, layout, gang)
         spec = self.fleet[worker].spec
+        model = expert.rsplit("/", 1)[0] + "/"
+        if worker in self.shards:  # offload "shard": 1/n of every expert of the model
+            every = [h for h in spec.holds if h.startswith(model)]
+            assert self.shards[worker] == (gang, model) and not self.resident[worker]
+            assert self.costs.experts_fit(plan, layout, len(every), over=layout.size)
+            self.checked += 1
+            return cost
         # a dedicated worker holds its one expert; a generalist what _swap_s keeps
         held = self.resident.get(worker) if self.fleet[worker].swap_s else frozenset(
             h for h in spec.holds if "/" in h)
@@ -31,7 +40,8 @@ class _Checked(Simulation):
         return cost
 
 
-@pytest.mark.parametrize("fleet", [generalists, expert_pools])
+@pytest.mark.parametrize("fleet", [generalists, expert_pools,
+                                   functools.partial(generalists, offload="shard")])
 @pytest.mark.parametrize("costs", [CostModel(), CostModel(nonweight_bytes=10.5e9)])
 def test_no_worker_holds_more_experts_than_fit(fleet, costs):
     # a mixed queue (T2V and I2V, 480p and 720p) on 8 GPUs: generalists change family

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from farm.sched.gangs import GangPolicy
 from farm.sched.placement import _by_node, node_of
-from farm.sim.compare import reelfarm
+from farm.sim.compare import RfConfig, reelfarm
 from farm.sim.costs import CostModel
 from farm.sim.engine import Simulation
 from farm.sim.fleet import generalists
@@ -51,6 +51,6 @@ def test_simulated_gangs_stay_in_their_node():
     w = trailer()
     sim = Simulation(w, generalists(64, w, costs), costs, config=None)
     assert sim.node["any#000@n000"] == 0 and sim.node["any#063@n007"] == 7
-    r = reelfarm(w, 64, costs, fleet="generalists")
+    r = reelfarm(w, 64, costs, RfConfig("generalists"))
     # 6 units x 2 members on 64 GPUs: Ulysses groups inside nodes beat the official's 5s
     assert r.makespan < 269.8
