@@ -187,6 +187,9 @@ class DirectorSettings(_Frozen):
     # beside the job store) by a resource only that node offers.
     resources: dict[str, float] = {}
     max_attempts: Annotated[int, Field(ge=1)] = 3
+    # Between one tenant's films at one priority (farm.sched.config.SchedulerConfig):
+    # "share" (fair share: short films go early) or "fifo" (admission order).
+    film_order: Literal["share", "fifo"] = "share"
     # None: every segment's phase on one replica; else gangs inside a segment.
     gangs: GangSettings | None = None
     # Memory of the expert workers (GB): films whose windows would not fit are refused.

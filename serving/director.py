@@ -59,7 +59,8 @@ class DirectorServer:
         store = JobStore(db).migrate() if db else None
         gangs = cfg.director.gangs.policy() if cfg.director.gangs is not None else None
         engine = EngineCore(Scheduler(SchedulerConfig(max_attempts=cfg.director.max_attempts,
-                                                      gangs=gangs)),
+                                                      gangs=gangs,
+                                                      film_order=cfg.director.film_order)),
                             self.executor, wait_for_workers=True)
         media = MediaLibrary(cfg.artifacts, MediaLimits(cfg.media.max_bytes,
                                                         cfg.media.max_seconds))

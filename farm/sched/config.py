@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from farm.sched.gangs import GangPolicy
 
 ADAPTER_AFFINITY = ("prefer", "group", "blind")
+FILM_ORDERS = ("share", "fifo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +34,20 @@ class SchedulerConfig:
     #             set it holds before any other (fewer loads; films run out of rank order)
     #   "blind"   adapters play no part (loads still counted): the benchmarks' baseline
     adapter_affinity: str = "prefer"
+    # Between the films of one tenant at one priority (farm.sched.fairness; tenants always
+    # share by weight):
+    #   "share"  fair share by the work each was given: a short film arriving behind a
+    #            feature starts at once and finishes early; the feature keeps its share
+    #   "fifo"   admission order: the first admitted film's ready work first, the next
+    #            film's on what it leaves free (render-farm queues: a film submitted
+    #            first finishes first; under steady load a long film is not stretched
+    #            by every film that arrives after it)
+    film_order: str = "share"
 
     def __post_init__(self) -> None:
+        if self.film_order not in FILM_ORDERS:
+            raise ValueError(f"film_order must be one of {', '.join(FILM_ORDERS)}, "
+                             f"got {self.film_order!r}")
         if self.adapter_affinity not in ADAPTER_AFFINITY:
             raise ValueError(f"adapter_affinity must be one of {', '.join(ADAPTER_AFFINITY)}, "
                              f"got {self.adapter_affinity!r}")

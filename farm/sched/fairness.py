@@ -1,6 +1,7 @@
 """Who goes first: strict priority, then weighted fair share by virtual time.
 
     rank(film) = (-priority, tenant vtime, film vtime, admission order)    lower first
+                 film vtime left out with film_order "fifo" (SchedulerConfig)
 
 Every phase handed out charges its work (steps x latent tokens of its segments, a proxy
 for GPU time that makes a 720p step cost more than a 480p one) to the film's and the
@@ -52,12 +53,14 @@ def unit_tokens(plan: FilmPlan, unit: Unit) -> int:
 class FairShare:
     """Virtual times of tenants (films keep theirs on the FilmRecord)."""
 
-    def __init__(self, tenant_weight: Callable[[str], float]):
+    def __init__(self, tenant_weight: Callable[[str], float], film_order: str = "share"):
         self._tenant_weight = tenant_weight
         self._tenant_vtime: dict[str, float] = {}
+        self._fifo = film_order == "fifo"
 
     def rank(self, f: FilmRecord) -> tuple[float, float, float, int]:
-        return (-f.priority, self._tenant_vtime.get(f.tenant, 0.0), f.vtime, f.seq)
+        return (-f.priority, self._tenant_vtime.get(f.tenant, 0.0),
+                0.0 if self._fifo else f.vtime, f.seq)
 
     def activate(self, f: FilmRecord, active: Iterable[FilmRecord]) -> None:
         """`f` becomes schedulable (admitted or resumed); `active` are the others."""

@@ -63,7 +63,7 @@ class Scheduler:
     def __init__(self, config: SchedulerConfig | None = None):
         self.config = config or SchedulerConfig()
         self._ledger = Ledger()
-        self._fair = FairShare(self.config.tenant_weight)
+        self._fair = FairShare(self.config.tenant_weight, self.config.film_order)
         # Events raised while scheduling (a film starts RUNNING, or fails for want of
         # workers), returned by the next update_from_output.
         self._pending: list[Event] = []

@@ -55,18 +55,22 @@ class RfConfig(NamedTuple):
         (0.01: what the baselines' wave planners are also searched with);
     min_gang / max_gang: gangs of any size, or of at least 4 or 8 GPUs (phases wait for
         them, as clips wait for a group of G: large farms where chains of units make the
-        critical path), at most max_gang GPUs per segment."""
+        critical path), at most max_gang GPUs per segment;
+    film_order: between the films of the (one) tenant, fair share or admission order
+        (SchedulerConfig.film_order; the clip baselines dispatch in admission order)."""
 
     fleet: str
     phase_steps: int | None = None
     min_efficiency: float = 0.8
     min_gang: int = 1
     max_gang: int = 80
+    film_order: str = "share"
 
     @property
     def label(self) -> str:
         return (f"{self.fleet} phases<={self.phase_steps} eff>={self.min_efficiency:g} "
-                f"gangs>={self.min_gang}" + (f" <={self.max_gang}" if self.max_gang < 80 else ""))
+                f"gangs>={self.min_gang}" + (f" <={self.max_gang}" if self.max_gang < 80 else "")
+                + (f" {self.film_order}" if self.film_order != "share" else ""))
 
 
 RF_CONFIGS: tuple[RfConfig, ...] = (
@@ -76,7 +80,8 @@ RF_CONFIGS: tuple[RfConfig, ...] = (
     RfConfig("generalists", None, 0.8, 8), RfConfig("node-pools", 7, 0.8, 8),
     RfConfig("sharded", 7), RfConfig("sharded", None, 0.01), RfConfig("sharded", 7, 0.8, 4),
     RfConfig("sharded", 7, 0.8, 4, 8), RfConfig("sharded", None, 0.8, 8, 8),
-    RfConfig("sharded", 7, 0.8, 8, 8))
+    RfConfig("sharded", 7, 0.8, 8, 8), RfConfig("generalists", film_order="fifo"),
+    RfConfig("sharded", 7, film_order="fifo"))
 
 
 def reelfarm(workload: Workload, gpus: int, costs: CostModel,
@@ -96,7 +101,8 @@ def reelfarm(workload: Workload, gpus: int, costs: CostModel,
     result = Simulation(workload, workers, costs, failures_per_gpu_hour=failures_per_gpu_hour,
                         seed=seed, config=SchedulerConfig(
                             gangs=policy if gangs else None,
-                            adapter_affinity=adapter_affinity)).run()
+                            adapter_affinity=adapter_affinity,
+                            film_order=config.film_order)).run()
     note = ("gangs" if gangs else "no gangs") + (f", phases<={steps}" if steps else "")
     if gangs and config.min_efficiency != 0.8:
         note += f", efficiency>={config.min_efficiency:g}"
@@ -104,6 +110,8 @@ def reelfarm(workload: Workload, gpus: int, costs: CostModel,
         note += f", gangs>={config.min_gang}"
     if gangs and config.max_gang < 80:
         note += f", gangs<={config.max_gang}"
+    if config.film_order != "share":
+        note += f", films {config.film_order}"
     return replace(result, note=note)
 
 

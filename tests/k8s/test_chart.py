@@ -358,3 +358,14 @@ def test_pools_carry_their_adapter_cache_and_offload(rendered):
     low = {p["name"]: p for p in serve_config(objects)["applications"][0]["args"]["pools"]}["Low"]
     assert (low["adapter_cache_gb"], low["offload"]) == (6.5, "group")
     assert not cc.validate_object(_rayservice({"default": objects}))  # ServingConfig takes them
+
+
+def test_pools_may_shard_their_experts_and_the_director_order_films_fifo(rendered):
+    assert serve_config(rendered["default"])["applications"][0]["args"]["director"][
+        "film_order"] == "share"
+    objects = cc.render({"pools": {"low": {"offload": "shard"}},
+                         "director": {"filmOrder": "fifo"}})
+    args = serve_config(objects)["applications"][0]["args"]
+    assert {p["name"]: p for p in args["pools"]}["Low"]["offload"] == "shard"
+    assert args["director"]["film_order"] == "fifo"
+    assert not cc.validate_object(_rayservice({"default": objects}))  # ServingConfig takes them

@@ -80,3 +80,12 @@ def test_the_job_store_is_durable_by_default():
     pg = ServingConfig(models=["tiny"], artifacts="/srv/art", database_url="postgresql://x/y")
     assert pg.job_store_url({"REELFARM_DATABASE_URL": "other"}) == "postgresql://x/y"
     assert ServingConfig(models=["tiny"], artifacts="s3://bucket/art").job_store_url({}) is None
+
+
+def test_director_film_order_is_share_or_fifo():
+    from serving.config import DirectorSettings
+
+    assert DirectorSettings().film_order == "share"
+    assert DirectorSettings(film_order="fifo").film_order == "fifo"
+    with pytest.raises(ValidationError, match="(?s)film_order.*'share' or 'fifo'"):
+        DirectorSettings(film_order="lifo")

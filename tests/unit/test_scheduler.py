@@ -239,6 +239,19 @@ def test_late_big_film_shares_instead_of_monopolising_until_it_catches_up():
     assert 3 <= films.count("first") <= 5  # roughly half, not zero
 
 
+def test_fifo_film_order_runs_a_tenants_films_in_admission_order_tenants_still_share():
+    s = make_scheduler(("h", {"high"}), ("l", {"low"}), ("t", {"text"}, 50), ("v", {"vae"}, 9),
+                       film_order="fifo")
+    s.add_film("huge", many_scenes(12))
+    run(s, 3)
+    s.add_film("small", many_scenes(2))  # same tenant: waits for what the huge film leaves
+    s.add_film("other", many_scenes(2), tenant="studio-b")  # another tenant: shares at once
+    films = placements_of(s, 6)
+    assert "small" not in films and films.count("other") == 2
+    with pytest.raises(ValueError, match="film_order must be one of share, fifo, got 'lifo'"):
+        SchedulerConfig(film_order="lifo")
+
+
 def test_tenant_weights_split_slots_in_proportion():
     s = make_scheduler(("h", {"high"}, 3), ("l", {"low"}, 3), ("t", {"text"}, 50),
                        ("v", {"vae"}, 9), tenant_weights=(("gold", 2.0),))

@@ -70,7 +70,7 @@ ServingConfig itself.
 {{- $pools = append $pools $pool -}}
 {{- end -}}
 {{- $d := .Values.director -}}
-{{- $director := dict "max_unfinished_films" $d.maxUnfinishedFilms "max_unfinished_per_tenant" $d.maxUnfinishedPerTenant "liveness_timeout_s" $d.livenessTimeoutS "max_attempts" $d.maxAttempts "num_cpus" $d.numCpus -}}
+{{- $director := dict "max_unfinished_films" $d.maxUnfinishedFilms "max_unfinished_per_tenant" $d.maxUnfinishedPerTenant "liveness_timeout_s" $d.livenessTimeoutS "max_attempts" $d.maxAttempts "film_order" $d.filmOrder "num_cpus" $d.numCpus -}}
 {{- $args := dict "models" .Values.model.served "device" .Values.model.device "dtype" .Values.model.dtype "artifacts" (include "reelfarm.artifactsPath" .) "pools" $pools "director" $director -}}
 {{- if .Values.api.auth -}}
 {{- $_ := set $args "tokens_file" "/etc/reelfarm/secret/tokens" -}}
