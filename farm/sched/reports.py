@@ -48,6 +48,8 @@ def apply_report(led: Ledger, config: SchedulerConfig, run: RunningTask,
         scene.image_running = None
     elif unit is not None and unit.running == tid:
         unit.running = None
+    if not report.ok and run.gang is not None:  # a failed phase aborts its gangs (shards)
+        led.shard_gangs.pop(run.gang.key, None)
     ended = not film.schedulable and film.state != FilmState.PAUSED
     if ended or (unit is not None and run.epoch != unit.epoch):
         led.freed += run.output_keys  # nobody needs the results any more

@@ -81,7 +81,7 @@ RF_CONFIGS: tuple[RfConfig, ...] = (
     RfConfig("sharded", 7), RfConfig("sharded", None, 0.01), RfConfig("sharded", 7, 0.8, 4),
     RfConfig("sharded", 7, 0.8, 4, 8), RfConfig("sharded", None, 0.8, 8, 8),
     RfConfig("sharded", 7, 0.8, 8, 8), RfConfig("generalists", film_order="fifo"),
-    RfConfig("sharded", 7, film_order="fifo"))
+    RfConfig("sharded", 7, film_order="fifo"), RfConfig("sharded", None, 0.8, 16, 16, "fifo"))
 
 
 def reelfarm(workload: Workload, gpus: int, costs: CostModel,

@@ -17,9 +17,11 @@ _WHY = {
         "bound: on 8 GPUs its 12 segments run in two waves (one GPU each, then gangs of "
         "two); reelfarm's one-GPU segments switch experts once (8 s, where a one-GPU "
         "official clip offloads for 16 s), but a scene's two windows decode together once "
-        "its last phase ends (one 161-frame decode, no cut), so the second wave's gangs "
-        "wait for the first wave's decodes (14 s) and the film ends with one more (8 s), "
-        "where every official clip decodes its own 81 frames inside its group's time"),
+        "its last phase ends (one 161-frame decode, no cut) in the 10 bands of a 720p film "
+        "(fixed, so frames never depend on placement): on the 2 ranks each decode finds "
+        "free, the bands' halos make it 1.4x a one-pass decode (14 s), the second wave's "
+        "gangs wait for those, and the film ends with one more (8 s), where every official "
+        "clip decodes its own 81 frames in 5 s inside its group's time"),
     "backlog": (
         "a backlog is work-bound (the bound is GPU work / GPUs): one-GPU clips pay the 16 s "
         "offload per clip, reelfarm's one-GPU phases few switches (the warm pass keeps a GPU "

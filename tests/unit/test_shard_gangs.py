@@ -58,6 +58,22 @@ def test_the_next_film_takes_the_open_shard_gang(offload):
         assert second[0].worker_ids == first[0].worker_ids
 
 
+def test_a_failed_phase_closes_its_shard_gang():
+    s = fleet(4, "shard")
+    first, t = run_film(s, "f1", 0.0)
+    s.add_film("f2", make_plan([scene("s1", 17)]))
+    out = s.schedule(t)
+    while not out.phases:
+        s.update_from_output([TaskReport(x.task_id, True) for x in out.prepares])
+        t += 1.0
+        out = s.schedule(t)
+    (phase,) = out.phases
+    assert phase.gang_key == first[0].gang_key  # the open shard gang
+    s.update_from_output([TaskReport(phase.task_id, False, error="boom")])
+    retry = s.schedule(t + 1).phases[0]
+    assert retry.forms_gang and retry.gang_key == retry.task_id  # its gangs were aborted
+
+
 def test_shard_ranks_of_the_gang_are_warm_for_either_expert():
     workers = [WorkerState(WorkerSpec(f"w{i}", frozenset({"high", "low"}), offload=o),
                            warm=warm, gang="g1")
