@@ -15,9 +15,12 @@ shards kept with the open gang (PoolConfig.offload; docs/weights.md "Offload").
         each forward of the expert:
           model pre-hook    the expert is this thread's; the rest points at its copies
           block pre-hook    all-gather the block's shards over the gang's world group
-                            (n * k,) and point its parameters at views of it
+                            (n * k,) and point its parameters at views of it; the next
+                            block's all-gather starts now, overlapping this block's
+                            compute (FSDP's forward prefetch)
           block post-hook   point them back at the host copy (the gathered buffer is
-                            freed: one block is whole on the device at a time)
+                            freed: at most two blocks are whole on the device, the one
+                            computing and the one arriving)
           model post-hook   the rest back at the host copy; release the expert
 
 The hooks are installed once per expert and act for the thread whose phase step runs
@@ -222,7 +225,10 @@ class ShardedExpert:
         self._saved: list[torch.Tensor] = []  # the rest's host data during a forward
         self._whole: dict[int, list[tuple[torch.nn.Parameter, torch.Tensor]]] = {}
         self._next = 0  # the block every rank gathers next
-        self.peak_whole = 0  # most blocks whole on the device at once (1)
+        # The next block's all-gather, started when this one's was done (FSDP's forward
+        # prefetch): (block, [(group, buffer, work)]), waited for at its pre-hook.
+        self._ahead: tuple[int, list[tuple[Group, torch.Tensor, Any]]] | None = None
+        self.peak_whole = 0  # most blocks whole on the device at once (2: one prefetched)
 
     def _slice(self, group: Group) -> torch.Tensor:
         """My slice (k,) of the group's flat parameters, padded to (size * k,) with zeros."""
@@ -263,6 +269,10 @@ class ShardedExpert:
     def exit(self, complete: bool) -> None:
         for index in list(self._whole):  # a block a failure left whole
             self.drop(index)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:  # a failure before the prefetched block: finish, then free
+            for _, _, work in ahead[1]:
+                wait(work)
         for t, saved in zip(self.host.live_rest(), self._saved, strict=True):
             t.data = saved
         self._saved = []
@@ -278,18 +288,33 @@ class ShardedExpert:
                                f"was called where block {self._next} was due; every rank "
                                "must call every block of every forward, in order")
         self._next = (index + 1) % len(self.shards)
+        # 1. this block's gather: the one prefetched at the last block, or started now
+        ahead, self._ahead = self._ahead, None
+        pending = ahead[1] if ahead is not None and ahead[0] == index else self._start(index)
+        # 2. the next block's gather starts before this block computes: its transfer
+        #    overlaps this block's compute (every rank issues the same collectives in the
+        #    same order, so the pairing holds)
+        if index + 1 < len(self.shards):
+            self._ahead = (index + 1, self._start(index + 1))
         saved = []
-        for group, shard in zip(self.host.plan[index], self.shards[index], strict=True):
-            # 1. every rank's slice: (size * k,), the flat parameters and their padding
-            full = torch.empty(shard.numel() * self.size, dtype=shard.dtype, device=self.device)
-            wait(self.group._allgather_base(full, shard))
-            # 2. the block's parameters become views of it: (numel,) -> their shapes
+        for group, full, work in pending:
+            # 3. every rank's slice arrived: (size * k,), the flat parameters and padding
+            wait(work)
+            # 4. the block's parameters become views of it: (numel,) -> their shapes
             for s in group.slots:
                 p = s.param
                 saved.append((p, p.data))
                 p.data = full[s.offset:s.offset + s.numel].view(s.shape)
         self._whole[index] = saved
-        self.peak_whole = max(self.peak_whole, len(self._whole))
+        self.peak_whole = max(self.peak_whole, len(self._whole) + (self._ahead is not None))
+
+    def _start(self, index: int) -> list[tuple[Group, torch.Tensor, Any]]:
+        """Start the all-gathers of block `index`: (group, its (size * k,) buffer, work)."""
+        out = []
+        for group, shard in zip(self.host.plan[index], self.shards[index], strict=True):
+            full = torch.empty(shard.numel() * self.size, dtype=shard.dtype, device=self.device)
+            out.append((group, full, self.group._allgather_base(full, shard)))
+        return out
 
     def drop(self, index: int) -> None:
         for p, data in self._whole.pop(index, ()):

@@ -72,14 +72,15 @@ class Weights:
 
     def sharded_bytes(self, dtype: str, ranks: int) -> int:
         """Bytes on the GPU of one rank of a gang of `ranks` under "shard" offload while a
-        block computes: the non-block weights whole, 1/ranks of every block, and the one
-        block gathered whole (between forwards: less that block). At T2V-A14B's 40
-        blocks the non-block weights are 1.6% of an expert's parameters."""
+        block computes: the non-block weights whole, 1/ranks of every block, and two blocks
+        gathered whole, the one computing and the next one arriving (FSDP's prefetch;
+        between forwards: less those). At T2V-A14B's 40 blocks the non-block weights are
+        1.6% of an expert's parameters."""
         if ranks < 1:
             raise ValueError(f"ranks must be at least 1, got {ranks}")
         per_block = self.block_params * DTYPE_BYTES[dtype]
         rest = self.bytes(dtype) - self.blocks * per_block
-        return rest + self.blocks * -(-per_block // ranks) + (per_block if self.blocks else 0)
+        return rest + self.blocks * -(-per_block // ranks) + min(2, self.blocks) * per_block
 
 
 def _linear(i: int, o: int, bias: bool = True) -> int:
