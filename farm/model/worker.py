@@ -209,10 +209,7 @@ class OpenGangs:
         (`shard`: with its world group, for offload "shard"; its shards stay with it)."""
         with self._lock:
             gang = self._open.pop((rank.prefix, rank.rank), None)
-        if gang is not None:
-            return gang
-        # the two-argument form for every other gang: what a Gang stand-in takes
-        return Gang(rank, device, shard=True) if shard else Gang(rank, device)
+        return gang if gang is not None else Gang(rank, device, shard=shard)
 
     def get(self, prefix: str, rank: int) -> Gang | None:
         """The open gang of this name and rank, left open (None: none is)."""

@@ -93,9 +93,11 @@ def reelfarm(workload: Workload, gpus: int, costs: CostModel,
     if steps is not None:
         workload = workload.with_phase_steps(steps)
     fleet = config.fleet
-    workers = (generalists(gpus, workload, costs, offload="shard" if fleet == "sharded"
-                           else "none") if fleet in ("generalists", "sharded") else
-               expert_pools(gpus, workload, costs, whole_nodes=fleet == "node-pools"))
+    if fleet in ("generalists", "sharded"):
+        workers = generalists(gpus, workload, costs,
+                              offload="shard" if fleet == "sharded" else "none")
+    else:
+        workers = expert_pools(gpus, workload, costs, whole_nodes=fleet == "node-pools")
     policy = replace(costs.gang_policy(config.min_efficiency, config.min_gang),
                      max_size=config.max_gang)
     result = Simulation(workload, workers, costs, failures_per_gpu_hour=failures_per_gpu_hour,

@@ -73,6 +73,21 @@ def fleet(n: int) -> dict[str, TorchWorker]:
     return {f"w{i}": TorchWorker(resolve_model("tiny")) for i in range(n)}
 
 
+def count_gangs(monkeypatch) -> list[str]:
+    """The name of every gang rank the workers form from now on (kept-open ones are not
+    formed again)."""
+    import farm.model.worker as worker
+
+    formed: list[str] = []
+
+    class Counted(worker.Gang):
+        def __init__(self, rank, device, **kw):
+            formed.append(rank.prefix)
+            super().__init__(rank, device, **kw)
+    monkeypatch.setattr(worker, "Gang", Counted)
+    return formed
+
+
 def compare(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
     return max((a[k].latents - b[k].latents).abs().max().item() for k in a)
@@ -83,15 +98,7 @@ def compare(a: dict, b: dict) -> float:
     [scene("s1", 17, seed=6, continuity="windows", window=3, overlap=1)],  # two windows, lanes
 ], ids=["segment", "windows"])
 def test_gangs_equal_the_run_without_gangs(scenes, monkeypatch):
-    import farm.model.worker as worker
-
-    formed: list[str] = []
-
-    class Counted(worker.Gang):
-        def __init__(self, rank, device):
-            formed.append(rank.prefix)
-            super().__init__(rank, device)
-    monkeypatch.setattr(worker, "Gang", Counted)
+    formed = count_gangs(monkeypatch)
     ref, ref_frames, _ = render(scenes, fleet(1), None)
     got, frames, events = render(scenes, fleet(4), POLICY)
     phases = [e for e in events if isinstance(e, PhaseFinished)]
@@ -170,15 +177,7 @@ def test_the_next_film_runs_on_the_open_shard_gang_and_equals_plain_workers(monk
     """offload "shard" through the scheduler and the inline executor: two films one after
     the other on four workers; the second takes the first's gang, kept open with both
     experts' shards (formed once), and every latent equals the plain workers' bit for bit."""
-    import farm.model.worker as worker
-
-    formed: list[str] = []
-
-    class Counted(worker.Gang):
-        def __init__(self, rank, device, **kw):
-            formed.append(rank.prefix)
-            super().__init__(rank, device, **kw)
-    monkeypatch.setattr(worker, "Gang", Counted)
+    formed = count_gangs(monkeypatch)
 
     class ByFilm(Recorder):
         def save_checkpoint(self, film_id, segment_id, phase_index, data):
